@@ -1,0 +1,254 @@
+//! The one configuration: ERP settings, channels and their mappings. Parsed and checked once
+//! per cold start; every error names the key to fix. Secrets are referenced by name only.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChannelId, CountryCode, CurrencyCode, Sku};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config is not valid TOML for erpsync: {0}")]
+    Syntax(String),
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub erp: ErpConfig,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErpConfig {
+    /// Tryton database name (the first segment of the REST path).
+    pub database: String,
+    /// Name of the Secrets Manager secret holding the Tryton REST application key.
+    pub api_key_secret: String,
+    /// Code of the warehouse (stock.location) sales ship from.
+    pub warehouse: String,
+    /// Name of the payment term put on sales.
+    pub payment_term: String,
+    /// ERP SKU of the service product that carries shipping charges.
+    pub shipping_sku: Sku,
+}
+
+/// Backoff for retryable failures: the n-th receive waits about base * 2^(n-1), capped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub base_seconds: u32,
+    pub max_seconds: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base_seconds: 5,
+            max_seconds: 900,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn base(&self) -> Duration {
+        Duration::from_secs(self.base_seconds.into())
+    }
+    pub fn max(&self) -> Duration {
+        Duration::from_secs(self.max_seconds.into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Shopify,
+}
+
+/// How far a channel is live: the switch that lets a business go live one channel at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Webhooks are accepted and recorded as skipped.
+    Off,
+    /// Everything but the ERP writes; the request that would have been sent is recorded.
+    Shadow,
+    Live,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub id: ChannelId,
+    pub platform: Platform,
+    /// The `X-Shopify-Shop-Domain` this channel's webhooks carry, e.g. `shop-uk.myshopify.com`.
+    pub shop_domain: String,
+    pub territory: CountryCode,
+    pub currency: CurrencyCode,
+    /// Name of the Secrets Manager secret with the webhook signing secret(s).
+    pub webhook_secret: String,
+    pub mode: Mode,
+    /// Channel SKU -> ERP SKU, for products the shop names differently.
+    #[serde(default)]
+    pub sku_aliases: BTreeMap<Sku, Sku>,
+}
+
+impl ChannelConfig {
+    /// The ERP SKU for a channel SKU: its alias, or itself.
+    pub fn erp_sku<'a>(&'a self, channel_sku: &'a Sku) -> &'a Sku {
+        self.sku_aliases.get(channel_sku).unwrap_or(channel_sku)
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn channel(&self, id: &ChannelId) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| &c.id == id)
+    }
+
+    /// Shop domains compare case-insensitively, as DNS names do.
+    pub fn channel_by_shop_domain(&self, domain: &str) -> Option<&ChannelConfig> {
+        let domain = domain.trim();
+        self.channels
+            .iter()
+            .find(|c| c.shop_domain.eq_ignore_ascii_case(domain))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.erp.database.trim().is_empty() {
+            return Err(invalid("erp.database", "must not be empty"));
+        }
+        if self.erp.api_key_secret.trim().is_empty() {
+            return Err(invalid("erp.api_key_secret", "must name a secret"));
+        }
+        if self.erp.warehouse.trim().is_empty() {
+            return Err(invalid("erp.warehouse", "must be a warehouse code"));
+        }
+        if self.retry.base_seconds == 0 || self.retry.max_seconds < self.retry.base_seconds {
+            return Err(invalid(
+                "retry",
+                "base_seconds must be at least 1 and max_seconds at least base_seconds",
+            ));
+        }
+        // SQS caps a visibility timeout at 12 hours.
+        if self.retry.max_seconds > 43_200 {
+            return Err(invalid("retry.max_seconds", "must be at most 43200 (12 hours)"));
+        }
+        if self.channels.is_empty() {
+            return Err(invalid("channels", "at least one channel is needed"));
+        }
+        let mut ids = HashSet::new();
+        let mut domains = HashSet::new();
+        for (index, channel) in self.channels.iter().enumerate() {
+            let key = format!("channels[{index}]");
+            if !ids.insert(channel.id.clone()) {
+                return Err(invalid(
+                    format!("{key}.id"),
+                    format!("channel id {:?} is used twice", channel.id.as_str()),
+                ));
+            }
+            let domain = channel.shop_domain.to_ascii_lowercase();
+            let domain_ok = !domain.is_empty()
+                && domain.contains('.')
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+            if !domain_ok {
+                return Err(invalid(
+                    format!("{key}.shop_domain"),
+                    format!("{:?} is not a host name", channel.shop_domain),
+                ));
+            }
+            if !domains.insert(domain) {
+                return Err(invalid(
+                    format!("{key}.shop_domain"),
+                    format!("{:?} belongs to another channel too", channel.shop_domain),
+                ));
+            }
+            if channel.webhook_secret.trim().is_empty() {
+                return Err(invalid(format!("{key}.webhook_secret"), "must name a secret"));
+            }
+            for (alias, target) in &channel.sku_aliases {
+                if channel.sku_aliases.contains_key(target) {
+                    return Err(invalid(
+                        format!("{key}.sku_aliases.{alias}"),
+                        format!("points to {target}, which is itself an alias; point to the ERP SKU"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../config/erpsync.example.toml");
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let config = parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.channels.len() >= 2);
+        let uk = config
+            .channel_by_shop_domain("ERPSYNC-UK.myshopify.com")
+            .map(|c| c.id.as_str());
+        assert_eq!(uk, Some("uk-shop"));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named() {
+        let text = EXAMPLE.replacen("currency = ", "curency = ", 1);
+        let err = parse(&text).err().unwrap_or_default();
+        assert!(err.contains("curency"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let text = EXAMPLE.replacen("currency = \"GBP\"", "currency = \"pounds\"", 1);
+        let err = parse(&text).err().unwrap_or_default();
+        assert!(err.contains("currency"), "{err}");
+        assert!(err.contains("ISO 4217"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_shop_domains_are_refused() {
+        let text = EXAMPLE.replace("erpsync-eu.myshopify.com", "erpsync-uk.myshopify.com");
+        let err = parse(&text).err().unwrap_or_default();
+        assert!(err.contains("shop_domain"), "{err}");
+    }
+
+    #[test]
+    fn chained_aliases_are_refused() {
+        let text = EXAMPLE.replace(
+            "\"IPOD-BLACK-LEGACY\" = \"IPOD2008BLACK\"",
+            "\"IPOD-BLACK-LEGACY\" = \"IPOD2008BLACK\"\n\"IPOD2008BLACK\" = \"IPOD2009BLACK\"",
+        );
+        let err = parse(&text).err().unwrap_or_default();
+        assert!(err.contains("itself an alias"), "{err}");
+    }
+}

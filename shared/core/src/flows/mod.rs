@@ -1,0 +1,3 @@
+//! One module per flow: the decisions, written against the ports.
+
+pub mod order_sync;

@@ -1,0 +1,399 @@
+//! The order intake flow: a channel's order message -> exactly one confirmed ERP sale.
+//!
+//! Exactly once rests on three things, each covering the others' gaps: the idempotency claim
+//! (replays and concurrent duplicates), the look-up of the sale by its reference before
+//! creating it (a crash between the ERP write and the state write), and the confirm step
+//! that resumes from whatever state the sale is in.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::config::{ChannelConfig, Config, Mode};
+use crate::error::SyncError;
+use crate::ids::{ChannelId, Sku};
+use crate::mapping::{self, CustomerDraft, SaleDraft};
+use crate::order::{Address, OrderTopic};
+use crate::ports::{
+    ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SalesErp,
+    SyncStateStore,
+};
+use crate::shopify;
+use crate::state::{
+    Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
+};
+
+/// An order message as it comes off the orders queue.
+#[derive(Debug, Clone)]
+pub struct OrderMessage {
+    pub channel: ChannelId,
+    pub topic: OrderTopic,
+    pub body: Vec<u8>,
+}
+
+pub struct OrderSyncDeps<'a> {
+    pub config: &'a Config,
+    pub idempotency: &'a dyn IdempotencyStore,
+    pub state: &'a dyn SyncStateStore,
+    pub erp: &'a dyn SalesErp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OrderOutcome {
+    /// The ERP holds the confirmed sale. `created` is false when it was found by reference.
+    Synced {
+        erp_id: i64,
+        erp_number: Option<String>,
+        created: bool,
+    },
+    /// Shadow mode: what would have been sent.
+    Shadow { request: SaleDraft },
+    /// Nothing to do, and why.
+    Skipped { reason: String },
+    /// Already done by an earlier delivery; its outcome.
+    Replayed { previous: Box<OrderOutcome> },
+}
+
+/// A failed message, with the entity it was about when that much could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageFailure {
+    pub error: SyncError,
+    pub entity: Option<EntityRef>,
+}
+
+pub async fn sync_order(
+    deps: &OrderSyncDeps<'_>,
+    message: &OrderMessage,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+) -> Result<OrderOutcome, MessageFailure> {
+    let unattributed = |error: SyncError| MessageFailure {
+        error,
+        entity: None,
+    };
+    let channel = deps.config.channel(&message.channel).ok_or_else(|| {
+        unattributed(SyncError::permanent(
+            "unknown_channel",
+            format!(
+                "channel {:?} is not in the config; add it or discard the message",
+                message.channel.as_str()
+            ),
+        ))
+    })?;
+    let order_id = shopify::order_id(&message.body).map_err(|e| unattributed(e.into()))?;
+    let entity = EntityRef::order(&channel.id, order_id.as_str());
+    match run(deps, channel, message, &entity, lease_until).await {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            if let Some(status) = SyncStatus::after_failure(error.class) {
+                let report = ErrorReport::new(&error, now);
+                if let Err(state_error) = deps.state.record_failure(&entity, status, &report).await {
+                    warn!(entity = %entity, error = %state_error, "could not record the failure in sync state");
+                }
+            }
+            Err(MessageFailure {
+                error,
+                entity: Some(entity),
+            })
+        }
+    }
+}
+
+async fn run(
+    deps: &OrderSyncDeps<'_>,
+    channel: &ChannelConfig,
+    message: &OrderMessage,
+    entity: &EntityRef,
+    lease_until: OffsetDateTime,
+) -> Result<OrderOutcome, SyncError> {
+    if channel.mode == Mode::Off {
+        return skip(deps, entity, None, format!("channel {} is off", channel.id)).await;
+    }
+    if message.topic == OrderTopic::Cancelled {
+        return skip(
+            deps,
+            entity,
+            None,
+            "orders/cancelled is not applied to the ERP by this version: cancel the ERP sale by hand".to_owned(),
+        )
+        .await;
+    }
+    let order = shopify::parse_order(&channel.id, &message.body)?;
+    let version = order
+        .updated_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok();
+    if order.cancelled {
+        return skip(deps, entity, version, "the order is cancelled in the shop".to_owned()).await;
+    }
+    let draft = mapping::sale_draft(&order, channel, &deps.config.erp)?;
+    let key = IdempotencyKey::new(Flow::OrderSync, &channel.id, order.external_id.as_str());
+    let hash = PayloadHash::of(&draft);
+    match deps.idempotency.claim(&key, &hash, lease_until).await? {
+        Claim::InProgress => Err(SyncError::in_flight(format!(
+            "order {} is being synced by another worker",
+            order.name
+        ))),
+        Claim::AlreadyDone {
+            outcome,
+            same_payload,
+        } => {
+            let previous: OrderOutcome = serde_json::from_value(outcome).map_err(|e| {
+                SyncError::permanent("corrupt_state", format!("stored outcome for {key} does not read back: {e}"))
+            })?;
+            if same_payload {
+                info!(order = %order.name, "already synced; replaying the stored outcome");
+                Ok(OrderOutcome::Replayed {
+                    previous: Box::new(previous),
+                })
+            } else {
+                // A later version of an order the ERP already has: edits are not applied yet.
+                warn!(order = %order.name, "a changed version of an order already in the ERP; not applied");
+                Ok(OrderOutcome::Skipped {
+                    reason: format!(
+                        "{} changed after it reached the ERP; this version does not apply order edits, update the ERP sale by hand",
+                        order.name
+                    ),
+                })
+            }
+        }
+        Claim::Start => {
+            let result = apply(deps, channel, &draft, entity, version).await;
+            match result {
+                Ok(outcome) => {
+                    let stored = serde_json::to_value(&outcome).unwrap_or_default();
+                    let record = record_of(entity, &outcome, &draft);
+                    if let Err(error) = deps.idempotency.complete(&key, &hash, &stored, &record).await {
+                        release(deps, &key).await;
+                        return Err(error);
+                    }
+                    Ok(outcome)
+                }
+                Err(error) => {
+                    release(deps, &key).await;
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
+    // If the release fails too, the claim's lease runs out and the retry takes it over.
+    if let Err(error) = deps.idempotency.release(key).await {
+        warn!(key = %key, error = %error, "could not release the idempotency claim");
+    }
+}
+
+fn record_of(entity: &EntityRef, outcome: &OrderOutcome, draft: &SaleDraft) -> SyncRecord {
+    let mut record = SyncRecord {
+        entity: entity.clone(),
+        status: SyncStatus::Synced,
+        erp_id: None,
+        erp_number: None,
+        version: None,
+        note: None,
+    };
+    match outcome {
+        OrderOutcome::Synced {
+            erp_id,
+            erp_number,
+            created,
+        } => {
+            record.erp_id = Some(*erp_id);
+            record.erp_number = erp_number.clone();
+            if !created {
+                record.note = Some(format!("found in the ERP by reference {}", draft.reference));
+            }
+        }
+        OrderOutcome::Shadow { request } => {
+            record.status = SyncStatus::Shadow;
+            record.note = serde_json::to_string(request).ok();
+        }
+        OrderOutcome::Skipped { reason } => {
+            record.status = SyncStatus::Skipped;
+            record.note = Some(reason.clone());
+        }
+        OrderOutcome::Replayed { .. } => {}
+    }
+    record
+}
+
+async fn skip(
+    deps: &OrderSyncDeps<'_>,
+    entity: &EntityRef,
+    version: Option<String>,
+    reason: String,
+) -> Result<OrderOutcome, SyncError> {
+    info!(entity = %entity, reason = %reason, "skipped");
+    deps.state
+        .record(&SyncRecord {
+            entity: entity.clone(),
+            status: SyncStatus::Skipped,
+            erp_id: None,
+            erp_number: None,
+            version,
+            note: Some(reason.clone()),
+        })
+        .await?;
+    Ok(OrderOutcome::Skipped { reason })
+}
+
+async fn apply(
+    deps: &OrderSyncDeps<'_>,
+    channel: &ChannelConfig,
+    draft: &SaleDraft,
+    entity: &EntityRef,
+    version: Option<String>,
+) -> Result<OrderOutcome, SyncError> {
+    let erp = deps.erp;
+    let (sale, created) = match erp.find_sale_by_reference(&draft.reference).await? {
+        Some(sale) => {
+            info!(entity = %entity, erp_id = sale.id, "sale already in the ERP; not creating it again");
+            (sale, false)
+        }
+        None => {
+            let skus = draft.skus();
+            let products = erp.products_by_sku(&skus).await?;
+            let missing: Vec<&Sku> = skus.iter().filter(|s| !products.contains_key(*s)).collect();
+            if !missing.is_empty() {
+                return Err(unknown_skus(channel, &missing));
+            }
+            if channel.mode == Mode::Shadow {
+                return Ok(OrderOutcome::Shadow {
+                    request: draft.clone(),
+                });
+            }
+            let customer = ensure_customer(erp, &draft.customer).await?;
+            let sale = erp
+                .create_sale(&NewSale {
+                    draft,
+                    customer_id: customer.id,
+                    invoice_address_id: customer.invoice_address_id,
+                    shipment_address_id: customer.shipment_address_id,
+                    products: &products,
+                })
+                .await?;
+            info!(entity = %entity, erp_id = sale.id, version = ?version, "sale created in the ERP");
+            (sale, true)
+        }
+    };
+    let sale = confirm(erp, sale, &draft.reference).await?;
+    Ok(OrderOutcome::Synced {
+        erp_id: sale.id,
+        erp_number: sale.number,
+        created,
+    })
+}
+
+fn unknown_skus(channel: &ChannelConfig, missing: &[&Sku]) -> SyncError {
+    let list = missing
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    SyncError::permanent(
+        "unknown_sku",
+        format!(
+            "SKU {list} (channel {}) is not a product in the ERP: create it in the ERP or map it under [channels.sku_aliases] for {}, then redrive",
+            channel.id, channel.id
+        ),
+    )
+}
+
+/// Moves the sale on to confirmed from wherever an earlier, interrupted attempt left it.
+async fn confirm(erp: &dyn SalesErp, sale: ErpSale, reference: &str) -> Result<ErpSale, SyncError> {
+    let sale = match sale.state {
+        ErpSaleState::Draft => erp.quote_sale(sale.id).await?,
+        _ => sale,
+    };
+    match &sale.state {
+        ErpSaleState::Quotation => erp.confirm_sale(sale.id).await,
+        ErpSaleState::Confirmed | ErpSaleState::Processing | ErpSaleState::Done => Ok(sale),
+        ErpSaleState::Cancelled => Err(SyncError::permanent(
+            "erp_sale_cancelled",
+            format!(
+                "the ERP sale {} for {reference} is cancelled: reinstate it in the ERP or discard this message",
+                sale.number.as_deref().unwrap_or("(no number)")
+            ),
+        )),
+        ErpSaleState::Draft | ErpSaleState::Other(_) => Err(SyncError::permanent(
+            "erp_sale_state",
+            format!("the ERP sale {} for {reference} is in state {:?}, which this flow cannot move on", sale.id, sale.state),
+        )),
+    }
+}
+
+struct ResolvedCustomer {
+    id: i64,
+    invoice_address_id: i64,
+    shipment_address_id: i64,
+}
+
+/// Finds the customer by normalised e-mail (or creates it) and the addresses the sale needs.
+async fn ensure_customer(erp: &dyn SalesErp, draft: &CustomerDraft) -> Result<ResolvedCustomer, SyncError> {
+    let existing = match &draft.email {
+        Some(email) => erp.find_customer_by_email(email).await?,
+        None => None,
+    };
+    let customer = match existing {
+        Some(customer) => customer,
+        None => {
+            let created = erp.create_customer(draft).await?;
+            return match created.addresses.as_slice() {
+                [invoice] => Ok(ResolvedCustomer {
+                    id: created.id,
+                    invoice_address_id: invoice.id,
+                    shipment_address_id: invoice.id,
+                }),
+                [invoice, shipment, ..] => Ok(ResolvedCustomer {
+                    id: created.id,
+                    invoice_address_id: invoice.id,
+                    shipment_address_id: shipment.id,
+                }),
+                [] => Err(SyncError::permanent(
+                    "erp_customer",
+                    format!("the ERP created customer {} without an address", created.id),
+                )),
+            };
+        }
+    };
+    let invoice_address_id = address_for(erp, &customer, &draft.invoice_address).await?;
+    let shipment_address_id = if draft.shipment_address == draft.invoice_address {
+        invoice_address_id
+    } else {
+        address_for(erp, &customer, &draft.shipment_address).await?
+    };
+    Ok(ResolvedCustomer {
+        id: customer.id,
+        invoice_address_id,
+        shipment_address_id,
+    })
+}
+
+async fn address_for(erp: &dyn SalesErp, customer: &ErpCustomer, address: &Address) -> Result<i64, SyncError> {
+    match customer.addresses.iter().find(|a| same_address(a, address)) {
+        Some(found) => Ok(found.id),
+        None => Ok(erp.add_address(customer.id, address).await?.id),
+    }
+}
+
+/// Two addresses are the same place when street, postcode, city and country agree, ignoring
+/// case, spacing and punctuation ("12 St. James's Sq" == "12 st james's sq").
+pub fn same_address(erp: &ErpAddress, address: &Address) -> bool {
+    fn norm(text: Option<&str>) -> String {
+        text.unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+    norm(erp.street.as_deref()) == norm(Some(&address.street))
+        && norm(erp.postal_code.as_deref()) == norm(address.postal_code.as_deref())
+        && norm(erp.city.as_deref()) == norm(address.city.as_deref())
+        && erp.country.as_ref() == Some(&address.country)
+}
+
+#[cfg(test)]
+mod tests;

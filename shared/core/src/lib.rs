@@ -1,0 +1,16 @@
+//! erpsync's core: the canonical model, parsing of channel payloads, mapping, the flows'
+//! decisions and the ports they call. No I/O lives here.
+
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod flows;
+pub mod ids;
+pub mod mapping;
+pub mod order;
+pub mod ports;
+pub mod shopify;
+pub mod signature;
+pub mod state;
+
+pub use error::{ErrorClass, ParseError, SyncError};

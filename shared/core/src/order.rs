@@ -1,0 +1,110 @@
+//! The canonical order: what every channel's payload becomes at the edge, and all the flows
+//! after it see. Amounts are exact decimals in the order's currency.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+
+/// The webhook topics the order flow acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderTopic {
+    #[serde(rename = "orders/create")]
+    Create,
+    #[serde(rename = "orders/paid")]
+    Paid,
+    #[serde(rename = "orders/updated")]
+    Updated,
+    #[serde(rename = "orders/cancelled")]
+    Cancelled,
+}
+
+impl OrderTopic {
+    pub fn parse(topic: &str) -> Option<Self> {
+        match topic.trim() {
+            "orders/create" => Some(Self::Create),
+            "orders/paid" => Some(Self::Paid),
+            "orders/updated" => Some(Self::Updated),
+            "orders/cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "orders/create",
+            Self::Paid => "orders/paid",
+            Self::Updated => "orders/updated",
+            Self::Cancelled => "orders/cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelOrder {
+    pub channel: ChannelId,
+    pub external_id: ExternalOrderId,
+    /// What people call the order in the shop, e.g. `#1001`.
+    pub name: String,
+    pub currency: CurrencyCode,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub email: Option<Email>,
+    pub customer: Option<Customer>,
+    pub billing_address: Option<Address>,
+    pub shipping_address: Option<Address>,
+    pub lines: Vec<OrderLine>,
+    pub shipping_lines: Vec<ShippingLine>,
+    pub taxes_included: bool,
+    pub cancelled: bool,
+}
+
+impl ChannelOrder {
+    /// The customer's e-mail: the customer record's, else the order's.
+    pub fn customer_email(&self) -> Option<&Email> {
+        self.customer
+            .as_ref()
+            .and_then(|c| c.email.as_ref())
+            .or(self.email.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub email: Option<Email>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub company: Option<String>,
+    pub street: String,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: CountryCode,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub line_id: String,
+    pub sku: Sku,
+    pub title: String,
+    pub quantity: u32,
+    /// Price of one unit before discounts.
+    pub unit_price: Decimal,
+    /// Sum of the discounts allocated to this line (all units).
+    pub discount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingLine {
+    pub title: String,
+    pub code: Option<String>,
+    pub price: Decimal,
+    pub discount: Decimal,
+}

@@ -1,0 +1,130 @@
+//! The ports: small traits the flows call, implemented by adapters in shared/aws and
+//! shared/connectors, and by in-memory fakes in core's unit tests. Every error comes back
+//! already classified as a `SyncError`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::SyncError;
+use crate::ids::{CountryCode, Email, Sku};
+use crate::mapping::{CustomerDraft, SaleDraft};
+use crate::order::Address;
+use crate::state::{
+    Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+};
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` until `in_progress_until`, or reports that it is done or held.
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        in_progress_until: OffsetDateTime,
+    ) -> Result<Claim, SyncError>;
+
+    /// Marks the claim completed with its outcome and writes the entity's sync state in the
+    /// same transaction: there is never a completed claim without its state, or the reverse.
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        outcome: &serde_json::Value,
+        record: &SyncRecord,
+    ) -> Result<(), SyncError>;
+
+    /// Gives the claim up after a failure, so that the retry runs again.
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError>;
+}
+
+#[async_trait]
+pub trait SyncStateStore: Send + Sync {
+    /// Records an outcome that is not a completed claim (skipped, shadow, ...).
+    async fn record(&self, record: &SyncRecord) -> Result<(), SyncError>;
+
+    /// Records a failure: the status it leads to, the error, and one more attempt.
+    async fn record_failure(
+        &self,
+        entity: &EntityRef,
+        status: SyncStatus,
+        error: &ErrorReport,
+    ) -> Result<(), SyncError>;
+
+    async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErpSaleState {
+    Draft,
+    Quotation,
+    Confirmed,
+    Processing,
+    Done,
+    Cancelled,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErpSale {
+    pub id: i64,
+    pub number: Option<String>,
+    pub state: ErpSaleState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErpProduct {
+    pub id: i64,
+    pub unit_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErpAddress {
+    pub id: i64,
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<CountryCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErpCustomer {
+    pub id: i64,
+    pub addresses: Vec<ErpAddress>,
+}
+
+/// A sale ready to be written: the draft plus the ERP ids it refers to.
+#[derive(Debug, Clone)]
+pub struct NewSale<'a> {
+    pub draft: &'a SaleDraft,
+    pub customer_id: i64,
+    pub invoice_address_id: i64,
+    pub shipment_address_id: i64,
+    pub products: &'a HashMap<Sku, ErpProduct>,
+}
+
+#[async_trait]
+pub trait SalesErp: Send + Sync {
+    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError>;
+
+    /// The products known under these SKUs; unknown SKUs are simply absent.
+    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError>;
+
+    /// The customer with this e-mail (compared case-insensitively); the oldest if several.
+    async fn find_customer_by_email(&self, email: &Email) -> Result<Option<ErpCustomer>, SyncError>;
+
+    /// Creates the customer with its e-mail and its invoice address, plus the shipment
+    /// address when it differs; the addresses come back in that order.
+    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError>;
+
+    async fn add_address(&self, customer_id: i64, address: &Address) -> Result<ErpAddress, SyncError>;
+
+    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError>;
+
+    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
+
+    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
+}

@@ -1,0 +1,370 @@
+//! Shopify's order payload (the REST order resource, which is the body of the `orders/*`
+//! webhooks) into the canonical order. Every error names the JSON path of the bad field.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ParseError;
+use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::order::{Address, ChannelOrder, Customer, OrderLine, ShippingLine};
+
+/// Shopify sends money as decimal strings; a few API versions and apps send numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Amount {
+    fn parse(&self, field: &str) -> Result<Decimal, ParseError> {
+        let text = match self {
+            Amount::Text(text) => text.clone(),
+            Amount::Number(number) => number.to_string(),
+        };
+        Decimal::from_str(text.trim())
+            .or_else(|_| Decimal::from_scientific(text.trim()))
+            .map_err(|_| ParseError::new(field, format!("{text:?} is not an amount")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Number(u64),
+    Text(String),
+}
+
+impl Id {
+    fn text(&self) -> String {
+        match self {
+            Id::Number(n) => n.to_string(),
+            Id::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawOrder {
+    id: Id,
+    name: Option<String>,
+    email: Option<String>,
+    contact_email: Option<String>,
+    currency: String,
+    updated_at: Option<String>,
+    created_at: Option<String>,
+    #[serde(default)]
+    taxes_included: bool,
+    cancelled_at: Option<String>,
+    customer: Option<RawCustomer>,
+    billing_address: Option<RawAddress>,
+    shipping_address: Option<RawAddress>,
+    line_items: Vec<RawLine>,
+    #[serde(default)]
+    shipping_lines: Vec<RawShippingLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawCustomer {
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAddress {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    name: Option<String>,
+    company: Option<String>,
+    address1: Option<String>,
+    address2: Option<String>,
+    city: Option<String>,
+    zip: Option<String>,
+    country_code: Option<String>,
+    phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLine {
+    id: Id,
+    sku: Option<String>,
+    title: Option<String>,
+    name: Option<String>,
+    quantity: u32,
+    price: Amount,
+    #[serde(default)]
+    discount_allocations: Vec<RawDiscountAllocation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawShippingLine {
+    title: Option<String>,
+    code: Option<String>,
+    price: Amount,
+    #[serde(default)]
+    discount_allocations: Vec<RawDiscountAllocation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDiscountAllocation {
+    amount: Amount,
+}
+
+/// Just enough of an order to route it: its id. Used where the rest may not parse.
+#[derive(Debug, Deserialize)]
+struct RawOrderId {
+    id: Id,
+}
+
+pub fn order_id(body: &[u8]) -> Result<ExternalOrderId, ParseError> {
+    let raw: RawOrderId = from_json(body)?;
+    ExternalOrderId::parse(&raw.id.text()).map_err(|e| e.within("id"))
+}
+
+pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, ParseError> {
+    let raw: RawOrder = from_json(body)?;
+    let external_id = ExternalOrderId::parse(&raw.id.text()).map_err(|e| ParseError::new("id", e.reason))?;
+    let currency = CurrencyCode::parse(&raw.currency).map_err(|e| ParseError::new("currency", e.reason))?;
+    let updated_at = raw
+        .updated_at
+        .as_deref()
+        .or(raw.created_at.as_deref())
+        .ok_or_else(|| ParseError::new("updated_at", "is missing (and so is created_at)"))
+        .and_then(|text| {
+            OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|_| ParseError::new("updated_at", format!("{text:?} is not an RFC 3339 time")))
+        })?;
+    let email = optional_email(raw.email.as_deref().or(raw.contact_email.as_deref()), "email")?;
+    let customer = raw
+        .customer
+        .map(|c| -> Result<Customer, ParseError> {
+            Ok(Customer {
+                email: optional_email(c.email.as_deref(), "customer.email")?,
+                first_name: non_empty(c.first_name),
+                last_name: non_empty(c.last_name),
+                phone: non_empty(c.phone),
+            })
+        })
+        .transpose()?;
+    let billing_address = raw
+        .billing_address
+        .map(|a| address(a, "billing_address"))
+        .transpose()?;
+    let shipping_address = raw
+        .shipping_address
+        .map(|a| address(a, "shipping_address"))
+        .transpose()?;
+    if raw.line_items.is_empty() {
+        return Err(ParseError::new("line_items", "the order has no lines"));
+    }
+    let lines = raw
+        .line_items
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| order_line(line, &format!("line_items[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let shipping_lines = raw
+        .shipping_lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let field = format!("shipping_lines[{index}]");
+            Ok(ShippingLine {
+                title: non_empty(line.title).unwrap_or_else(|| "Shipping".to_owned()),
+                code: non_empty(line.code),
+                price: non_negative(line.price.parse(&format!("{field}.price"))?, &format!("{field}.price"))?,
+                discount: discounts(&line.discount_allocations, &field)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ParseError>>()?;
+    Ok(ChannelOrder {
+        channel: channel.clone(),
+        name: non_empty(raw.name).unwrap_or_else(|| format!("#{external_id}")),
+        external_id,
+        currency,
+        updated_at,
+        email,
+        customer,
+        billing_address,
+        shipping_address,
+        lines,
+        shipping_lines,
+        taxes_included: raw.taxes_included,
+        cancelled: raw.cancelled_at.is_some(),
+    })
+}
+
+fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ParseError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ParseError::new(field, e.into_inner().to_string())
+    })
+}
+
+fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
+    let title = non_empty(line.title)
+        .or(non_empty(line.name))
+        .unwrap_or_else(|| "(untitled)".to_owned());
+    let sku = match line.sku.as_deref().map(str::trim) {
+        None | Some("") => {
+            return Err(ParseError::new(
+                format!("{field}.sku"),
+                format!("line {title:?} has no SKU, so it cannot be matched to an ERP product; give the product a SKU in the shop"),
+            ));
+        }
+        Some(sku) => Sku::parse(sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?,
+    };
+    if line.quantity == 0 {
+        return Err(ParseError::new(format!("{field}.quantity"), "must be at least 1"));
+    }
+    Ok(OrderLine {
+        line_id: line.id.text(),
+        sku,
+        title,
+        quantity: line.quantity,
+        unit_price: non_negative(line.price.parse(&format!("{field}.price"))?, &format!("{field}.price"))?,
+        discount: discounts(&line.discount_allocations, field)?,
+    })
+}
+
+fn discounts(allocations: &[RawDiscountAllocation], field: &str) -> Result<Decimal, ParseError> {
+    allocations
+        .iter()
+        .enumerate()
+        .try_fold(Decimal::ZERO, |sum, (index, allocation)| {
+            let name = format!("{field}.discount_allocations[{index}].amount");
+            Ok(sum + non_negative(allocation.amount.parse(&name)?, &name)?)
+        })
+}
+
+fn address(raw: RawAddress, field: &str) -> Result<Address, ParseError> {
+    let name = non_empty(raw.name)
+        .or_else(|| {
+            let joined = [raw.first_name.as_deref(), raw.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            non_empty(Some(joined))
+        })
+        .ok_or_else(|| ParseError::new(format!("{field}.name"), "the address has no name"))?;
+    let street = [raw.address1, raw.address2]
+        .into_iter()
+        .filter_map(non_empty)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if street.is_empty() {
+        return Err(ParseError::new(format!("{field}.address1"), "the address has no street"));
+    }
+    let country = match non_empty(raw.country_code) {
+        Some(code) => CountryCode::parse(&code).map_err(|e| ParseError::new(format!("{field}.country_code"), e.reason))?,
+        None => return Err(ParseError::new(format!("{field}.country_code"), "is missing")),
+    };
+    Ok(Address {
+        name,
+        company: non_empty(raw.company),
+        street,
+        postal_code: non_empty(raw.zip),
+        city: non_empty(raw.city),
+        country,
+        phone: non_empty(raw.phone),
+    })
+}
+
+fn optional_email(value: Option<&str>, field: &str) -> Result<Option<Email>, ParseError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => Email::parse(text)
+            .map(Some)
+            .map_err(|e| ParseError::new(field, e.reason)),
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn non_negative(amount: Decimal, field: &str) -> Result<Decimal, ParseError> {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        Err(ParseError::new(field, format!("{amount} is negative")))
+    } else {
+        Ok(amount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MULTILINE: &str = include_str!("../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
+    const DISCOUNT_CODE: &str = include_str!("../../../tests/fixtures/shopify-orders-create-discount-code.json");
+    const EUR_NO_CUSTOMER: &str = include_str!("../../../tests/fixtures/shopify-orders-create-eur-no-customer.json");
+
+    fn channel() -> ChannelId {
+        ChannelId::parse("us-shop").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn documented_multiline_order_parses_into_the_canonical_model() {
+        let order = parse_order(&channel(), MULTILINE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order.external_id.as_str(), "450789469");
+        assert_eq!(order.name, "#1001");
+        assert_eq!(order.currency.as_str(), "USD");
+        assert_eq!(order.lines.len(), 3);
+        let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+        assert_eq!(skus, ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"]);
+        assert_eq!(order.lines[0].discount, Decimal::new(334, 2));
+        assert_eq!(order.lines[0].unit_price, Decimal::new(19900, 2));
+        assert_eq!(
+            order.customer_email().map(Email::as_str),
+            Some("bob.norman@mail.example.com")
+        );
+        let shipping = order.shipping_address.as_ref().map(|a| a.country.as_str());
+        assert_eq!(shipping, Some("US"));
+        assert_eq!(order.shipping_lines.len(), 1);
+        assert!(!order.cancelled);
+    }
+
+    #[test]
+    fn discount_code_order_parses() {
+        let order = parse_order(&channel(), DISCOUNT_CODE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order.lines[0].discount, Decimal::new(1791, 2));
+        assert_eq!(order.shipping_address.map(|a| a.country.as_str().to_owned()).as_deref(), Some("CA"));
+    }
+
+    #[test]
+    fn a_line_without_sku_is_refused_naming_the_line() {
+        let err = parse_order(&channel(), EUR_NO_CUSTOMER.as_bytes()).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("line_items[0].sku"), "{err}");
+        assert!(err.contains("Big Brown Bear Boots"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_json_path() {
+        let mut order: serde_json::Value = serde_json::from_str(MULTILINE).unwrap_or_default();
+        order["line_items"][0]["quantity"] = serde_json::json!("one");
+        let body = order.to_string();
+        let err = parse_order(&channel(), body.as_bytes()).err().map(|e| e.field);
+        assert_eq!(err.as_deref(), Some("line_items[0].quantity"));
+    }
+
+    #[test]
+    fn not_json_is_a_parse_error_not_a_panic() {
+        assert!(parse_order(&channel(), b"<html>").is_err());
+        assert!(order_id(b"{\"id\": 42}").is_ok());
+        assert!(order_id(b"{}").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Idempotency records and sync state: the types the stores keep and the flows decide on.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::error::{ErrorClass, SyncError};
+use crate::ids::ChannelId;
+
+/// The key an operation is claimed under: one per business operation, so two deliveries of
+/// the same order (retries, other webhook ids, other topics) share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn new(flow: Flow, channel: &ChannelId, entity_id: &str) -> Self {
+        Self(format!("{}#{channel}#{entity_id}", flow.as_str()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of the canonical request: the same key with another payload is caught by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadHash(String);
+
+impl PayloadHash {
+    pub fn of<T: Serialize>(value: &T) -> Self {
+        // Serialising plain data structs to JSON cannot fail; an empty input still hashes.
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        Self(hex::encode(Sha256::digest(&bytes)))
+    }
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The answer to "may I run this operation?" (claim-or-replay).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key is ours until `in_progress_until`: run, then complete or release.
+    Start,
+    /// It already ran; here is what it produced. `same_payload` is false when the stored
+    /// hash differs: the same business key arrived with other content.
+    AlreadyDone {
+        outcome: serde_json::Value,
+        same_payload: bool,
+    },
+    /// Another worker holds it and its lease has not expired.
+    InProgress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    OrderSync,
+}
+
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderSync => "order-sync",
+        }
+    }
+}
+
+/// Where an entity stands in a flow: the answer to "what synced, what failed, what needs a
+/// person".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncStatus {
+    Pending,
+    Synced,
+    Shadow,
+    Retrying,
+    NeedsAttention,
+    Skipped,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Synced => "synced",
+            Self::Shadow => "shadow",
+            Self::Retrying => "retrying",
+            Self::NeedsAttention => "needs-attention",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Synced,
+            Self::Shadow,
+            Self::Retrying,
+            Self::NeedsAttention,
+            Self::Skipped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// The status a failure of this class leaves the entity in, if it is recorded at all.
+    pub fn after_failure(class: ErrorClass) -> Option<Self> {
+        match class {
+            ErrorClass::Retryable => Some(Self::Retrying),
+            ErrorClass::Permanent => Some(Self::NeedsAttention),
+            ErrorClass::InFlight => None,
+        }
+    }
+}
+
+/// Which entity of which flow a state row is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub flow: Flow,
+    pub channel: ChannelId,
+    pub entity_id: String,
+}
+
+impl EntityRef {
+    pub fn order(channel: &ChannelId, order_id: &str) -> Self {
+        Self {
+            flow: Flow::OrderSync,
+            channel: channel.clone(),
+            entity_id: order_id.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.flow.as_str(), self.channel, self.entity_id)
+    }
+}
+
+/// The last failure, kept so a person can see what went wrong and act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub class: ErrorClass,
+    pub kind: String,
+    pub message: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl ErrorReport {
+    pub fn new(error: &SyncError, at: OffsetDateTime) -> Self {
+        Self {
+            class: error.class,
+            kind: error.kind.clone(),
+            message: error.message.clone(),
+            at,
+        }
+    }
+}
+
+/// A successful (or deliberately skipped) outcome for an entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub entity: EntityRef,
+    pub status: SyncStatus,
+    pub erp_id: Option<i64>,
+    pub erp_number: Option<String>,
+    /// The channel's version of the entity that was applied (e.g. the order's updated_at).
+    pub version: Option<String>,
+    /// A note for people: why skipped, what was found, what shadow mode would have sent.
+    pub note: Option<String>,
+}
+
+/// A state row as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub entity: EntityRef,
+    pub status: SyncStatus,
+    pub erp_id: Option<i64>,
+    pub erp_number: Option<String>,
+    pub version: Option<String>,
+    pub note: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<ErrorReport>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_content_hashes_the_same() {
+        let a = PayloadHash::of(&serde_json::json!({"a": 1, "b": [1, 2]}));
+        let b = PayloadHash::of(&serde_json::json!({"a": 1, "b": [1, 2]}));
+        let c = PayloadHash::of(&serde_json::json!({"a": 1, "b": [2, 1]}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in [SyncStatus::NeedsAttention, SyncStatus::Synced, SyncStatus::Skipped] {
+            assert_eq!(SyncStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(SyncStatus::after_failure(ErrorClass::InFlight), None);
+    }
+}

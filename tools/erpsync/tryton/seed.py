@@ -1,0 +1,127 @@
+"""Seed a fresh Tryton database with the business data erpsync's demo and tests use.
+
+Run by tools/erpsync/tryton/build-template.sh after `trytond-admin --all`. It uses the
+modules' own scenario helpers (company, fiscal year, chart of accounts), so the data is
+what Tryton itself considers a valid set-up. Prints the REST application key on stdout.
+"""
+import datetime as dt
+import sys
+from decimal import Decimal
+
+import pycountry
+from proteus import Model, config as proteus_config
+
+from trytond.modules.account.tests.tools import (
+    create_chart, create_fiscalyear, get_accounts)
+from trytond.modules.account_invoice.tests.tools import (
+    create_payment_term, set_fiscalyear_invoice_sequences)
+from trytond.modules.company.tests.tools import create_company
+
+# SKU, name, list price, opening stock. The IPOD SKUs are the ones in Shopify's documented
+# order examples (tests/fixtures), so those payloads map without aliases.
+PRODUCTS = [
+    ("IPOD2008GREEN", "iPod Nano 8GB green", "199.00", 100),
+    ("IPOD2008RED", "iPod Nano 8GB red", "199.00", 100),
+    ("IPOD2008BLACK", "iPod Nano 8GB black", "199.00", 100),
+    ("IPOD2009BLACK", "iPod Nano 16GB black", "199.00", 50),
+    ("BEAR-BOOTS", "Big Brown Bear Boots", "74.99", 40),
+    ("WOOL-SOCKS", "Wool socks", "12.50", 500),
+]
+SHIPPING_SKU = "SHIPPING"
+
+CUSTOMERS = [
+    # An existing ERP customer, stored with different case than the shop sends.
+    ("Bob Norman", "Bob.Norman@mail.example.com", "Chestnut Street 92", "40202", "Louisville", "US"),
+    ("Ada Lovelace", "ada@example.org", "12 St James's Square", "SW1Y 4JH", "London", "GB"),
+]
+
+
+def main(config_file, database):
+    proteus_config.set_trytond(database=database, config_file=config_file)
+
+    Country = Model.get('country.country')
+    Country.save([Country(name=c.name, code=c.alpha_2, code3=c.alpha_3,
+                code_numeric=c.numeric) for c in pycountry.countries])
+    countries = {c.code: c for c in Country.find([])}
+
+    Currency = Model.get('currency.currency')
+    Rate = Model.get('currency.currency.rate')
+    currencies = {}
+    for code, name, symbol, rate in [
+            ("USD", "U.S. Dollar", "$", "1.0"),
+            ("EUR", "Euro", "€", "0.92"),
+            ("GBP", "Pound Sterling", "£", "0.79"),
+            ("CAD", "Canadian Dollar", "$", "1.36")]:
+        currency = Currency(name=name, code=code, symbol=symbol, rounding=Decimal("0.01"))
+        currency.save()
+        Rate(date=dt.date(2000, 1, 1), rate=Decimal(rate), currency=currency).save()
+        currencies[code] = currency
+
+    Party = Model.get('party.party')
+    company_party = Party(name="erpsync Demo Ltd")
+    company_party.save()
+    create_company(party=company_party, currency=currencies["USD"])
+
+    today = dt.date.today()
+    for year in (today.year, today.year + 1):
+        fiscalyear = set_fiscalyear_invoice_sequences(
+            create_fiscalyear(today=dt.date(year, 6, 1)))
+        fiscalyear.click('create_period')
+    create_chart()
+    accounts = get_accounts()
+
+    payment_term = create_payment_term()
+    payment_term.save()
+
+    Category = Model.get('product.category')
+    category = Category(name="Goods")
+    category.accounting = True
+    category.account_expense = accounts['expense']
+    category.account_revenue = accounts['revenue']
+    category.save()
+
+    Uom = Model.get('product.uom')
+    unit, = Uom.find([('name', '=', "Unit")])
+    Template = Model.get('product.template')
+    products = []
+    for sku, name, price, stock in PRODUCTS:
+        # A variant's code is the template's code plus its suffix; one variant each here.
+        template = Template(name=name, code=sku, default_uom=unit, type='goods',
+            salable=True, list_price=Decimal(price), account_category=category)
+        template.save()
+        product, = template.products
+        products.append((product, stock))
+    shipping = Template(name="Shipping", code=SHIPPING_SKU, default_uom=unit,
+        type='service', salable=True, list_price=Decimal("0"), account_category=category)
+    shipping.save()
+
+    Location = Model.get('stock.location')
+    storage, = Location.find([('code', '=', 'STO')])
+    Inventory = Model.get('stock.inventory')
+    inventory = Inventory(location=storage)
+    for product, stock in products:
+        line = inventory.lines.new(product=product)
+        line.quantity = float(stock)
+        line.expected_quantity = 0.0
+    inventory.click('confirm')
+
+    for name, email, street, postcode, city, country in CUSTOMERS:
+        party = Party(name=name)
+        party.contact_mechanisms.new(type='email', value=email)
+        address, = party.addresses
+        address.street_unstructured = street
+        address.postal_code = postcode
+        address.city = city
+        address.country = countries[country]
+        party.save()
+
+    User = Model.get('res.user')
+    admin, = User.find([('login', '=', 'admin')])
+    Application = Model.get('res.user.application')
+    application = Application(user=admin, application='rest')
+    application.save()
+    print(application.key)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1], sys.argv[2])
