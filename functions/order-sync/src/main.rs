@@ -1,1 +1,52 @@
-fn main() {}
+//! Wiring: config, the ERP key from Secrets Manager, DynamoDB, queues, the ERP client,
+//! tracing; then the runtime loop.
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsEvent;
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::Queue;
+use erpsync_aws::{env, telemetry};
+use erpsync_connectors::TrytonClient;
+use lambda_runtime::{LambdaEvent, service_fn};
+use order_sync::{Deps, sqs_handler};
+use secrecy::SecretString;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = env::load_config()?;
+    let sdk = env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        std::time::Duration::from_secs(300),
+    );
+    let erp_key: SecretString = secrets
+        .get(&config.erp.api_key_secret)
+        .await?
+        .first()
+        .cloned()
+        .context("the ERP key secret holds no value")?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let deps = Deps {
+        store: DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env::required("TABLE_NAME")?,
+        ),
+        erp,
+        runner: BatchRunner {
+            flow: "order-sync",
+            source: Queue::new(sqs.clone(), env::required("ORDERS_QUEUE_URL")?),
+            dead_letter: Queue::new(sqs, env::required("ORDERS_DLQ_URL")?),
+            retry: config.retry.clone(),
+        },
+        config,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(sqs_handler::handle(deps, event).await)
+    }))
+    .await
+}

@@ -1,1 +1,7 @@
-pub fn x(){}
+//! Adapters for the systems outside AWS: the Tryton ERP now; Shopify's Admin API and the
+//! courier come with their flows.
+
+pub mod http;
+pub mod tryton;
+
+pub use tryton::TrytonClient;

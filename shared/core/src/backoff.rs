@@ -36,7 +36,12 @@ mod tests {
 
     #[test]
     fn delays_grow_exponentially_within_the_jitter_band_and_are_capped() {
-        for (receive, low, high) in [(1, 2.5, 5.0), (2, 5.0, 10.0), (4, 20.0, 40.0), (30, 450.0, 900.0)] {
+        for (receive, low, high) in [
+            (1, 2.5, 5.0),
+            (2, 5.0, 10.0),
+            (4, 20.0, 40.0),
+            (30, 450.0, 900.0),
+        ] {
             for jitter in [0.0, 0.5, 0.999] {
                 let secs = retry_delay(&policy(), receive, None, jitter).as_secs_f64();
                 assert!(secs >= low && secs <= high, "receive {receive}: {secs}");

@@ -116,7 +116,8 @@ impl ChannelConfig {
 
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -151,7 +152,10 @@ impl Config {
         }
         // SQS caps a visibility timeout at 12 hours.
         if self.retry.max_seconds > 43_200 {
-            return Err(invalid("retry.max_seconds", "must be at most 43200 (12 hours)"));
+            return Err(invalid(
+                "retry.max_seconds",
+                "must be at most 43200 (12 hours)",
+            ));
         }
         if self.channels.is_empty() {
             return Err(invalid("channels", "at least one channel is needed"));
@@ -169,9 +173,9 @@ impl Config {
             let domain = channel.shop_domain.to_ascii_lowercase();
             let domain_ok = !domain.is_empty()
                 && domain.contains('.')
-                && domain
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+                && domain.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
             if !domain_ok {
                 return Err(invalid(
                     format!("{key}.shop_domain"),
@@ -185,13 +189,18 @@ impl Config {
                 ));
             }
             if channel.webhook_secret.trim().is_empty() {
-                return Err(invalid(format!("{key}.webhook_secret"), "must name a secret"));
+                return Err(invalid(
+                    format!("{key}.webhook_secret"),
+                    "must name a secret",
+                ));
             }
             for (alias, target) in &channel.sku_aliases {
                 if channel.sku_aliases.contains_key(target) {
                     return Err(invalid(
                         format!("{key}.sku_aliases.{alias}"),
-                        format!("points to {target}, which is itself an alias; point to the ERP SKU"),
+                        format!(
+                            "points to {target}, which is itself an alias; point to the ERP SKU"
+                        ),
                     ));
                 }
             }

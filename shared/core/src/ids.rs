@@ -126,7 +126,9 @@ impl Email {
                     && !domain.is_empty()
                     && !domain.contains('@')
                     && domain.contains('.')
-                    && !normalised.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && !normalised
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
                     && normalised.len() <= 254
             }
             None => false,
@@ -187,7 +189,8 @@ mod tests {
 
     #[test]
     fn email_is_normalised_for_matching() {
-        let email = Email::parse("  Bob.Norman@Mail.Example.COM ").unwrap_or_else(|e| panic!("{e}"));
+        let email =
+            Email::parse("  Bob.Norman@Mail.Example.COM ").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(email.as_str(), "bob.norman@mail.example.com");
     }
 

@@ -2,6 +2,7 @@
 //! decisions and the ports they call. No I/O lives here.
 
 pub mod backoff;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod flows;

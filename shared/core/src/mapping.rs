@@ -104,17 +104,19 @@ pub fn sale_draft(
 }
 
 fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
-    let (invoice_address, shipment_address) =
-        match (&order.billing_address, &order.shipping_address) {
-            (Some(billing), Some(shipping)) => (billing.clone(), shipping.clone()),
-            (Some(only), None) | (None, Some(only)) => (only.clone(), only.clone()),
-            (None, None) => {
-                return Err(ParseError::new(
-                    "shipping_address",
-                    "the order has neither a shipping nor a billing address; the ERP needs one to invoice and ship",
-                ));
-            }
-        };
+    let (invoice_address, shipment_address) = match (
+        &order.billing_address,
+        &order.shipping_address,
+    ) {
+        (Some(billing), Some(shipping)) => (billing.clone(), shipping.clone()),
+        (Some(only), None) | (None, Some(only)) => (only.clone(), only.clone()),
+        (None, None) => {
+            return Err(ParseError::new(
+                "shipping_address",
+                "the order has neither a shipping nor a billing address; the ERP needs one to invoice and ship",
+            ));
+        }
+    };
     let customer_name = order.customer.as_ref().and_then(|c| {
         let joined = [c.first_name.as_deref(), c.last_name.as_deref()]
             .into_iter()
@@ -183,8 +185,14 @@ mod tests {
 
     #[test]
     fn an_even_discount_gives_one_line() {
-        assert_eq!(net_unit_prices(dec("199.00"), 1, dec("3.34")), Ok(vec![(1, dec("195.66"))]));
-        assert_eq!(net_unit_prices(dec("10.00"), 4, dec("2.00")), Ok(vec![(4, dec("9.50"))]));
+        assert_eq!(
+            net_unit_prices(dec("199.00"), 1, dec("3.34")),
+            Ok(vec![(1, dec("195.66"))])
+        );
+        assert_eq!(
+            net_unit_prices(dec("10.00"), 4, dec("2.00")),
+            Ok(vec![(4, dec("9.50"))])
+        );
     }
 
     #[test]
@@ -194,7 +202,10 @@ mod tests {
         assert_eq!(lines_total(&lines), dec("29.00"));
         for quantity in 1..200u32 {
             let lines = net_unit_prices(dec("7.33"), quantity, dec("0.17")).unwrap_or_default();
-            assert_eq!(lines_total(&lines), dec("7.33") * Decimal::from(quantity) - dec("0.17"));
+            assert_eq!(
+                lines_total(&lines),
+                dec("7.33") * Decimal::from(quantity) - dec("0.17")
+            );
         }
     }
 
@@ -208,16 +219,24 @@ mod tests {
         let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
         let channel = &config.channels[0];
-        let body = include_str!("../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json")
-            .replace("IPOD2008BLACK", "IPOD-BLACK-LEGACY");
+        let body = include_str!(
+            "../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+        )
+        .replace("IPOD2008BLACK", "IPOD-BLACK-LEGACY");
         let order = parse_order(&channel.id, body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let draft = sale_draft(&order, channel, &config.erp).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(draft.reference, "uk-shop/450789469");
         let skus: Vec<_> = draft.lines.iter().map(|l| l.sku.as_str()).collect();
-        assert_eq!(skus, ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK", "SHIPPING"]);
+        assert_eq!(
+            skus,
+            ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK", "SHIPPING"]
+        );
         // 3 x 199.00 less the 10.00 order discount, free shipping: Shopify's subtotal 587.00.
         assert_eq!(draft.total(), dec("587.00"));
-        assert_eq!(draft.customer.email.as_ref().map(Email::as_str), Some("bob.norman@mail.example.com"));
+        assert_eq!(
+            draft.customer.email.as_ref().map(Email::as_str),
+            Some("bob.norman@mail.example.com")
+        );
         assert_eq!(draft.customer.name, "Bob Norman");
     }
 }

@@ -114,13 +114,18 @@ pub trait SalesErp: Send + Sync {
     async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError>;
 
     /// The customer with this e-mail (compared case-insensitively); the oldest if several.
-    async fn find_customer_by_email(&self, email: &Email) -> Result<Option<ErpCustomer>, SyncError>;
+    async fn find_customer_by_email(&self, email: &Email)
+    -> Result<Option<ErpCustomer>, SyncError>;
 
     /// Creates the customer with its e-mail and its invoice address, plus the shipment
     /// address when it differs; the addresses come back in that order.
     async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError>;
 
-    async fn add_address(&self, customer_id: i64, address: &Address) -> Result<ErpAddress, SyncError>;
+    async fn add_address(
+        &self,
+        customer_id: i64,
+        address: &Address,
+    ) -> Result<ErpAddress, SyncError>;
 
     async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError>;
 

@@ -129,18 +129,24 @@ pub fn order_id(body: &[u8]) -> Result<ExternalOrderId, ParseError> {
 
 pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, ParseError> {
     let raw: RawOrder = from_json(body)?;
-    let external_id = ExternalOrderId::parse(&raw.id.text()).map_err(|e| ParseError::new("id", e.reason))?;
-    let currency = CurrencyCode::parse(&raw.currency).map_err(|e| ParseError::new("currency", e.reason))?;
+    let external_id =
+        ExternalOrderId::parse(&raw.id.text()).map_err(|e| ParseError::new("id", e.reason))?;
+    let currency =
+        CurrencyCode::parse(&raw.currency).map_err(|e| ParseError::new("currency", e.reason))?;
     let updated_at = raw
         .updated_at
         .as_deref()
         .or(raw.created_at.as_deref())
         .ok_or_else(|| ParseError::new("updated_at", "is missing (and so is created_at)"))
         .and_then(|text| {
-            OffsetDateTime::parse(text, &Rfc3339)
-                .map_err(|_| ParseError::new("updated_at", format!("{text:?} is not an RFC 3339 time")))
+            OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+                ParseError::new("updated_at", format!("{text:?} is not an RFC 3339 time"))
+            })
         })?;
-    let email = optional_email(raw.email.as_deref().or(raw.contact_email.as_deref()), "email")?;
+    let email = optional_email(
+        raw.email.as_deref().or(raw.contact_email.as_deref()),
+        "email",
+    )?;
     let customer = raw
         .customer
         .map(|c| -> Result<Customer, ParseError> {
@@ -178,7 +184,10 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
             Ok(ShippingLine {
                 title: non_empty(line.title).unwrap_or_else(|| "Shipping".to_owned()),
                 code: non_empty(line.code),
-                price: non_negative(line.price.parse(&format!("{field}.price"))?, &format!("{field}.price"))?,
+                price: non_negative(
+                    line.price.parse(&format!("{field}.price"))?,
+                    &format!("{field}.price"),
+                )?,
                 discount: discounts(&line.discount_allocations, &field)?,
             })
         })
@@ -217,20 +226,30 @@ fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
         None | Some("") => {
             return Err(ParseError::new(
                 format!("{field}.sku"),
-                format!("line {title:?} has no SKU, so it cannot be matched to an ERP product; give the product a SKU in the shop"),
+                format!(
+                    "line {title:?} has no SKU, so it cannot be matched to an ERP product; give the product a SKU in the shop"
+                ),
             ));
         }
-        Some(sku) => Sku::parse(sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?,
+        Some(sku) => {
+            Sku::parse(sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?
+        }
     };
     if line.quantity == 0 {
-        return Err(ParseError::new(format!("{field}.quantity"), "must be at least 1"));
+        return Err(ParseError::new(
+            format!("{field}.quantity"),
+            "must be at least 1",
+        ));
     }
     Ok(OrderLine {
         line_id: line.id.text(),
         sku,
         title,
         quantity: line.quantity,
-        unit_price: non_negative(line.price.parse(&format!("{field}.price"))?, &format!("{field}.price"))?,
+        unit_price: non_negative(
+            line.price.parse(&format!("{field}.price"))?,
+            &format!("{field}.price"),
+        )?,
         discount: discounts(&line.discount_allocations, field)?,
     })
 }
@@ -264,11 +283,20 @@ fn address(raw: RawAddress, field: &str) -> Result<Address, ParseError> {
         .collect::<Vec<_>>()
         .join("\n");
     if street.is_empty() {
-        return Err(ParseError::new(format!("{field}.address1"), "the address has no street"));
+        return Err(ParseError::new(
+            format!("{field}.address1"),
+            "the address has no street",
+        ));
     }
     let country = match non_empty(raw.country_code) {
-        Some(code) => CountryCode::parse(&code).map_err(|e| ParseError::new(format!("{field}.country_code"), e.reason))?,
-        None => return Err(ParseError::new(format!("{field}.country_code"), "is missing")),
+        Some(code) => CountryCode::parse(&code)
+            .map_err(|e| ParseError::new(format!("{field}.country_code"), e.reason))?,
+        None => {
+            return Err(ParseError::new(
+                format!("{field}.country_code"),
+                "is missing",
+            ));
+        }
     };
     Ok(Address {
         name,
@@ -291,9 +319,7 @@ fn optional_email(value: Option<&str>, field: &str) -> Result<Option<Email>, Par
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn non_negative(amount: Decimal, field: &str) -> Result<Decimal, ParseError> {
@@ -308,9 +334,12 @@ fn non_negative(amount: Decimal, field: &str) -> Result<Decimal, ParseError> {
 mod tests {
     use super::*;
 
-    const MULTILINE: &str = include_str!("../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
-    const DISCOUNT_CODE: &str = include_str!("../../../tests/fixtures/shopify-orders-create-discount-code.json");
-    const EUR_NO_CUSTOMER: &str = include_str!("../../../tests/fixtures/shopify-orders-create-eur-no-customer.json");
+    const MULTILINE: &str =
+        include_str!("../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
+    const DISCOUNT_CODE: &str =
+        include_str!("../../../tests/fixtures/shopify-orders-create-discount-code.json");
+    const EUR_NO_CUSTOMER: &str =
+        include_str!("../../../tests/fixtures/shopify-orders-create-eur-no-customer.json");
 
     fn channel() -> ChannelId {
         ChannelId::parse("us-shop").unwrap_or_else(|e| panic!("{e}"))
@@ -339,9 +368,16 @@ mod tests {
 
     #[test]
     fn discount_code_order_parses() {
-        let order = parse_order(&channel(), DISCOUNT_CODE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let order =
+            parse_order(&channel(), DISCOUNT_CODE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order.lines[0].discount, Decimal::new(1791, 2));
-        assert_eq!(order.shipping_address.map(|a| a.country.as_str().to_owned()).as_deref(), Some("CA"));
+        assert_eq!(
+            order
+                .shipping_address
+                .map(|a| a.country.as_str().to_owned())
+                .as_deref(),
+            Some("CA")
+        );
     }
 
     #[test]
@@ -357,7 +393,9 @@ mod tests {
         let mut order: serde_json::Value = serde_json::from_str(MULTILINE).unwrap_or_default();
         order["line_items"][0]["quantity"] = serde_json::json!("one");
         let body = order.to_string();
-        let err = parse_order(&channel(), body.as_bytes()).err().map(|e| e.field);
+        let err = parse_order(&channel(), body.as_bytes())
+            .err()
+            .map(|e| e.field);
         assert_eq!(err.as_deref(), Some("line_items[0].quantity"));
     }
 

@@ -28,8 +28,13 @@ pub fn verify_base64_hmac_sha256(
     header: Option<&str>,
     secrets: &[SecretString],
 ) -> Result<(), SignatureError> {
-    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
-    let expected = STANDARD.decode(header).map_err(|_| SignatureError::Malformed)?;
+    let header = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
+    let expected = STANDARD
+        .decode(header)
+        .map_err(|_| SignatureError::Malformed)?;
     if expected.len() != 32 {
         return Err(SignatureError::Malformed);
     }
@@ -44,7 +49,11 @@ pub fn verify_base64_hmac_sha256(
         mac.update(body);
         matched |= mac.verify_slice(&expected).is_ok();
     }
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// Signs a body the way Shopify does: for the sandbox, the demo and tests.
@@ -66,7 +75,12 @@ mod tests {
 
     fn published_shopify_vector() -> (String, String, String) {
         let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap_or_default();
-        let field = |name: &str| vectors["shopify"][name].as_str().unwrap_or_default().to_owned();
+        let field = |name: &str| {
+            vectors["shopify"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
         (field("secret"), field("body"), field("expected"))
     }
 
@@ -82,14 +96,20 @@ mod tests {
             verify_base64_hmac_sha256(body.as_bytes(), Some(&expected), &[secret(&key)]),
             Ok(())
         );
-        assert_eq!(sign_base64_hmac_sha256(body.as_bytes(), &secret(&key)), expected);
+        assert_eq!(
+            sign_base64_hmac_sha256(body.as_bytes(), &secret(&key)),
+            expected
+        );
     }
 
     #[test]
     fn either_secret_verifies_during_a_rotation() {
         let (key, body, expected) = published_shopify_vector();
         let secrets = [secret("the-new-secret"), secret(&key)];
-        assert_eq!(verify_base64_hmac_sha256(body.as_bytes(), Some(&expected), &secrets), Ok(()));
+        assert_eq!(
+            verify_base64_hmac_sha256(body.as_bytes(), Some(&expected), &secrets),
+            Ok(())
+        );
     }
 
     #[test]

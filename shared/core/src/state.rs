@@ -39,6 +39,9 @@ impl PayloadHash {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         Self(hex::encode(Sha256::digest(&bytes)))
     }
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
     pub fn from_stored(text: String) -> Self {
         Self(text)
     }
@@ -144,7 +147,13 @@ impl EntityRef {
 
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.flow.as_str(), self.channel, self.entity_id)
+        write!(
+            f,
+            "{}/{}/{}",
+            self.flow.as_str(),
+            self.channel,
+            self.entity_id
+        )
     }
 }
 
@@ -213,7 +222,11 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_through_their_names() {
-        for status in [SyncStatus::NeedsAttention, SyncStatus::Synced, SyncStatus::Skipped] {
+        for status in [
+            SyncStatus::NeedsAttention,
+            SyncStatus::Synced,
+            SyncStatus::Skipped,
+        ] {
             assert_eq!(SyncStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(SyncStatus::after_failure(ErrorClass::InFlight), None);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::batch::MessageFailure;
 use crate::config::{ChannelConfig, Config, Mode};
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
@@ -48,18 +49,11 @@ pub enum OrderOutcome {
         created: bool,
     },
     /// Shadow mode: what would have been sent.
-    Shadow { request: SaleDraft },
+    Shadow { request: Box<SaleDraft> },
     /// Nothing to do, and why.
     Skipped { reason: String },
     /// Already done by an earlier delivery; its outcome.
     Replayed { previous: Box<OrderOutcome> },
-}
-
-/// A failed message, with the entity it was about when that much could be read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessageFailure {
-    pub error: SyncError,
-    pub entity: Option<EntityRef>,
 }
 
 pub async fn sync_order(
@@ -68,10 +62,7 @@ pub async fn sync_order(
     now: OffsetDateTime,
     lease_until: OffsetDateTime,
 ) -> Result<OrderOutcome, MessageFailure> {
-    let unattributed = |error: SyncError| MessageFailure {
-        error,
-        entity: None,
-    };
+    let unattributed = MessageFailure::unattributed;
     let channel = deps.config.channel(&message.channel).ok_or_else(|| {
         unattributed(SyncError::permanent(
             "unknown_channel",
@@ -88,7 +79,8 @@ pub async fn sync_order(
         Err(error) => {
             if let Some(status) = SyncStatus::after_failure(error.class) {
                 let report = ErrorReport::new(&error, now);
-                if let Err(state_error) = deps.state.record_failure(&entity, status, &report).await {
+                if let Err(state_error) = deps.state.record_failure(&entity, status, &report).await
+                {
                     warn!(entity = %entity, error = %state_error, "could not record the failure in sync state");
                 }
             }
@@ -125,7 +117,13 @@ async fn run(
         .format(&time::format_description::well_known::Rfc3339)
         .ok();
     if order.cancelled {
-        return skip(deps, entity, version, "the order is cancelled in the shop".to_owned()).await;
+        return skip(
+            deps,
+            entity,
+            version,
+            "the order is cancelled in the shop".to_owned(),
+        )
+        .await;
     }
     let draft = mapping::sale_draft(&order, channel, &deps.config.erp)?;
     let key = IdempotencyKey::new(Flow::OrderSync, &channel.id, order.external_id.as_str());
@@ -140,7 +138,10 @@ async fn run(
             same_payload,
         } => {
             let previous: OrderOutcome = serde_json::from_value(outcome).map_err(|e| {
-                SyncError::permanent("corrupt_state", format!("stored outcome for {key} does not read back: {e}"))
+                SyncError::permanent(
+                    "corrupt_state",
+                    format!("stored outcome for {key} does not read back: {e}"),
+                )
             })?;
             if same_payload {
                 info!(order = %order.name, "already synced; replaying the stored outcome");
@@ -164,7 +165,11 @@ async fn run(
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
                     let record = record_of(entity, &outcome, &draft);
-                    if let Err(error) = deps.idempotency.complete(&key, &hash, &stored, &record).await {
+                    if let Err(error) = deps
+                        .idempotency
+                        .complete(&key, &hash, &stored, &record)
+                        .await
+                    {
                         release(deps, &key).await;
                         return Err(error);
                     }
@@ -262,7 +267,7 @@ async fn apply(
             }
             if channel.mode == Mode::Shadow {
                 return Ok(OrderOutcome::Shadow {
-                    request: draft.clone(),
+                    request: Box::new(draft.clone()),
                 });
             }
             let customer = ensure_customer(erp, &draft.customer).await?;
@@ -320,7 +325,10 @@ async fn confirm(erp: &dyn SalesErp, sale: ErpSale, reference: &str) -> Result<E
         )),
         ErpSaleState::Draft | ErpSaleState::Other(_) => Err(SyncError::permanent(
             "erp_sale_state",
-            format!("the ERP sale {} for {reference} is in state {:?}, which this flow cannot move on", sale.id, sale.state),
+            format!(
+                "the ERP sale {} for {reference} is in state {:?}, which this flow cannot move on",
+                sale.id, sale.state
+            ),
         )),
     }
 }
@@ -332,7 +340,10 @@ struct ResolvedCustomer {
 }
 
 /// Finds the customer by normalised e-mail (or creates it) and the addresses the sale needs.
-async fn ensure_customer(erp: &dyn SalesErp, draft: &CustomerDraft) -> Result<ResolvedCustomer, SyncError> {
+async fn ensure_customer(
+    erp: &dyn SalesErp,
+    draft: &CustomerDraft,
+) -> Result<ResolvedCustomer, SyncError> {
     let existing = match &draft.email {
         Some(email) => erp.find_customer_by_email(email).await?,
         None => None,
@@ -372,7 +383,11 @@ async fn ensure_customer(erp: &dyn SalesErp, draft: &CustomerDraft) -> Result<Re
     })
 }
 
-async fn address_for(erp: &dyn SalesErp, customer: &ErpCustomer, address: &Address) -> Result<i64, SyncError> {
+async fn address_for(
+    erp: &dyn SalesErp,
+    customer: &ErpCustomer,
+    address: &Address,
+) -> Result<i64, SyncError> {
     match customer.addresses.iter().find(|a| same_address(a, address)) {
         Some(found) => Ok(found.id),
         None => Ok(erp.add_address(customer.id, address).await?.id),

@@ -1,0 +1,81 @@
+//! SQS batch of order messages -> the order flow, one message at a time, partial failures
+//! reported.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use erpsync_aws::batch::MessageProcessor;
+use erpsync_aws::sqs::{attr, string_attribute};
+use erpsync_core::SyncError;
+use erpsync_core::batch::MessageFailure;
+use erpsync_core::flows::order_sync::{OrderMessage, OrderSyncDeps, sync_order};
+use erpsync_core::ids::ChannelId;
+use erpsync_core::order::OrderTopic;
+use lambda_runtime::LambdaEvent;
+use time::OffsetDateTime;
+use tracing::{info, instrument};
+
+use crate::Deps;
+
+/// Lease on a claim when the invocation carries no deadline (local runs).
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+struct OrderProcessor<'a> {
+    deps: &'a Deps,
+    lease_until: OffsetDateTime,
+}
+
+fn order_message(message: &SqsMessage) -> Result<OrderMessage, MessageFailure> {
+    let missing = |name: &str| {
+        MessageFailure::unattributed(SyncError::permanent(
+            "invalid_message",
+            format!(
+                "message attribute {name:?} is missing or invalid; it was not enqueued by shop-webhook"
+            ),
+        ))
+    };
+    let channel = string_attribute(message, attr::CHANNEL)
+        .and_then(|c| ChannelId::parse(c).ok())
+        .ok_or_else(|| missing(attr::CHANNEL))?;
+    let topic = string_attribute(message, attr::TOPIC)
+        .and_then(OrderTopic::parse)
+        .ok_or_else(|| missing(attr::TOPIC))?;
+    Ok(OrderMessage {
+        channel,
+        topic,
+        body: message.body.clone().unwrap_or_default().into_bytes(),
+    })
+}
+
+#[async_trait]
+impl MessageProcessor for OrderProcessor<'_> {
+    async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure> {
+        let order = order_message(message)?;
+        let deps = OrderSyncDeps {
+            config: &self.deps.config,
+            idempotency: &self.deps.store,
+            state: &self.deps.store,
+            erp: &self.deps.erp,
+        };
+        let outcome =
+            sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;
+        info!(channel = %order.channel, topic = order.topic.as_str(), outcome = ?outcome, "order message done");
+        Ok(())
+    }
+}
+
+#[instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
+pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+    let deadline = event.context.deadline();
+    let lease = if deadline > SystemTime::now() {
+        deadline
+    } else {
+        SystemTime::now() + DEFAULT_LEASE
+    };
+    let processor = OrderProcessor {
+        deps,
+        lease_until: OffsetDateTime::from(lease),
+    };
+    deps.runner.run(event.payload, &processor).await
+}

@@ -1,0 +1,246 @@
+//! Function URL request -> verified, routed, enqueued webhook -> HTTP answer.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes};
+use erpsync_core::batch::MessageFailure;
+use erpsync_core::config::{ChannelConfig, Mode};
+use erpsync_core::order::OrderTopic;
+use erpsync_core::signature::{SignatureError, verify_base64_hmac_sha256};
+use erpsync_core::state::PayloadHash;
+use erpsync_core::{SyncError, shopify};
+use http::HeaderMap;
+use tracing::{info, instrument, warn};
+
+use crate::Deps;
+
+/// Shopify's order payloads are far smaller; anything above is refused before verifying.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const FLOW: &str = "shop-webhook";
+
+/// The HTTP answer to a delivery: what Shopify acts on (2xx done, anything else retried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub message: &'static str,
+}
+
+const fn respond(status: u16, message: &'static str) -> Answer {
+    Answer { status, message }
+}
+
+impl From<Answer> for LambdaFunctionUrlResponse {
+    fn from(answer: Answer) -> Self {
+        let mut response = LambdaFunctionUrlResponse::default();
+        response.status_code = answer.status.into();
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response.body = Some(serde_json::json!({ "message": answer.message }).to_string());
+        response
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+#[instrument(skip_all, fields(shop = tracing::field::Empty, topic = tracing::field::Empty, webhook_id = tracing::field::Empty))]
+pub async fn handle(deps: &Deps, request: LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
+    accept(deps, &request).await.into()
+}
+
+async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
+    let method = request
+        .request_context
+        .http
+        .method
+        .as_deref()
+        .unwrap_or("POST");
+    if !method.eq_ignore_ascii_case("POST") {
+        return respond(405, "webhooks are POSTed");
+    }
+    let body = match raw_body(request) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let headers = &request.headers;
+    let span = tracing::Span::current();
+    let Some(channel) = header(headers, "x-shopify-shop-domain")
+        .and_then(|d| deps.config.channel_by_shop_domain(d))
+    else {
+        warn!(
+            shop = header(headers, "x-shopify-shop-domain").unwrap_or(""),
+            "refused: unknown shop domain"
+        );
+        return respond(401, "unknown shop");
+    };
+    span.record("shop", channel.id.as_str());
+    if let Err(response) = verify(
+        deps,
+        channel,
+        &body,
+        header(headers, "x-shopify-hmac-sha256"),
+    )
+    .await
+    {
+        return response;
+    }
+    let topic_text = header(headers, "x-shopify-topic").unwrap_or("");
+    span.record("topic", topic_text);
+    let webhook_id = header(headers, "x-shopify-webhook-id")
+        .map(str::to_owned)
+        .unwrap_or_else(|| PayloadHash::of_bytes(&body).as_str().to_owned());
+    span.record("webhook_id", webhook_id.as_str());
+    let Some(_topic) = OrderTopic::parse(topic_text) else {
+        // Only subscribed topics arrive; one this version does not route is acknowledged
+        // so Shopify does not disable the subscription, and logged for the operator.
+        warn!("acknowledged without action: topic not routed by this version");
+        return respond(200, "topic not routed");
+    };
+    let mut attributes = BTreeMap::from([
+        (attr::CHANNEL.to_owned(), channel.id.to_string()),
+        (attr::TOPIC.to_owned(), topic_text.to_owned()),
+        (attr::WEBHOOK_ID.to_owned(), webhook_id.clone()),
+    ]);
+    for (name, header_name) in [
+        (attr::SHOP_DOMAIN, "x-shopify-shop-domain"),
+        (attr::EVENT_ID, "x-shopify-event-id"),
+        (attr::TRIGGERED_AT, "x-shopify-triggered-at"),
+        (attr::API_VERSION, "x-shopify-api-version"),
+    ] {
+        if let Some(value) = header(headers, header_name) {
+            attributes.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    let body_text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            return park(
+                deps,
+                String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                &webhook_id,
+                attributes,
+                "the body is not UTF-8".to_owned(),
+            )
+            .await;
+        }
+    };
+    let order_id = match shopify::order_id(body_text.as_bytes()) {
+        Ok(id) => id,
+        Err(error) => {
+            return park(
+                deps,
+                body_text,
+                &webhook_id,
+                attributes,
+                format!("not an order: {error}"),
+            )
+            .await;
+        }
+    };
+    if channel.mode == Mode::Off {
+        info!(order = %order_id, "channel is off; queued so the skip is recorded");
+    }
+    let message = OutgoingMessage {
+        body: body_text,
+        // One group per order: its versions are applied in order, other orders in parallel.
+        group_id: Some(format!("{}:{order_id}", channel.id)),
+        deduplication_id: Some(webhook_id),
+        attributes,
+    };
+    match deps.orders.send(message).await {
+        Ok(message_id) => {
+            info!(order = %order_id, message_id, "accepted");
+            respond(200, "accepted")
+        }
+        Err(error) => {
+            warn!(error = %error, "could not enqueue; asking Shopify to retry");
+            respond(503, "could not enqueue, retry later")
+        }
+    }
+}
+
+fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {
+    let text = request.body.as_deref().unwrap_or("");
+    // base64 is 4/3 of the raw size: refuse early without decoding a huge body.
+    if text.len() > MAX_BODY_BYTES / 3 * 4 + 4 {
+        return Err(respond(413, "body over 1 MiB"));
+    }
+    let body = if request.is_base64_encoded {
+        STANDARD
+            .decode(text)
+            .map_err(|_| respond(400, "body is not valid base64"))?
+    } else {
+        text.as_bytes().to_vec()
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(respond(413, "body over 1 MiB"));
+    }
+    Ok(body)
+}
+
+async fn verify(
+    deps: &Deps,
+    channel: &ChannelConfig,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(), Answer> {
+    let secrets = deps
+        .secrets
+        .get(&channel.webhook_secret)
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "cannot verify: webhook secret unavailable");
+            respond(503, "cannot verify now, retry later")
+        })?;
+    let mut result = verify_base64_hmac_sha256(body, signature, &secrets);
+    if result == Err(SignatureError::Mismatch) {
+        // The secret may have been rotated since this container read it.
+        if let Ok(Some(fresh)) = deps.secrets.refresh_if_stale(&channel.webhook_secret).await {
+            result = verify_base64_hmac_sha256(body, signature, &fresh);
+        }
+    }
+    result.map_err(|e| {
+        warn!(reason = %e, "refused: signature");
+        respond(401, "invalid signature")
+    })
+}
+
+async fn park(
+    deps: &Deps,
+    body: String,
+    webhook_id: &str,
+    attributes: BTreeMap<String, String>,
+    reason: String,
+) -> Answer {
+    warn!(reason = %reason, "signed but unreadable; parking it in the dead-letter queue");
+    let failure = MessageFailure::unattributed(SyncError::permanent(
+        "invalid_payload",
+        format!("{reason}; fix the sender or discard"),
+    ));
+    let source = attributes.into_iter().collect();
+    let message = OutgoingMessage {
+        body,
+        group_id: Some(FLOW.to_owned()),
+        deduplication_id: Some(webhook_id.to_owned()),
+        attributes: dead_letter_attributes(FLOW, &failure, 0, &source),
+    };
+    match deps.orders_dead_letter.send(message).await {
+        Ok(_) => respond(200, "accepted and parked: not an order"),
+        Err(error) => {
+            warn!(error = %error, "could not park; asking Shopify to retry");
+            respond(503, "could not park, retry later")
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The SQS batch runner every queue-triggered function uses: one span per message, a partial
+//! batch response always, FIFO order kept by stopping at a group's first failure, permanent
+//! failures parked in the dead-letter queue at once, retryable ones backed off.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use erpsync_core::batch::{Disposition, MessageFailure, disposition};
+use erpsync_core::config::RetryPolicy;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::sqs::{OutgoingMessage, Queue, dead_letter_attributes, source_attributes};
+
+#[async_trait]
+pub trait MessageProcessor: Send + Sync {
+    async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure>;
+}
+
+pub struct BatchRunner {
+    pub flow: &'static str,
+    pub source: Queue,
+    pub dead_letter: Queue,
+    pub retry: RetryPolicy,
+}
+
+impl BatchRunner {
+    pub async fn run(&self, event: SqsEvent, processor: &dyn MessageProcessor) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let mut failed_groups: HashSet<String> = HashSet::new();
+        let mut dependency_down = false;
+        for message in &event.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let group = message.attributes.get("MessageGroupId").cloned();
+            let span =
+                info_span!("message", message_id = %id, group = group.as_deref().unwrap_or(""));
+            if dependency_down || group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+                // Not attempted: behind a failed message of its group, or the dependency is down.
+                span.in_scope(|| info!("held back"));
+                response.add_failure(id);
+                continue;
+            }
+            let outcome = processor.process(message).instrument(span.clone()).await;
+            let Err(failure) = outcome else { continue };
+            let receive_count = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let keep_on_queue = match disposition(
+                &failure.error,
+                receive_count,
+                &self.retry,
+                rand::random(),
+            ) {
+                Disposition::DeadLetter => {
+                    match self.park(message, &failure, receive_count).await {
+                        Ok(()) => {
+                            span.in_scope(|| {
+                            warn!(kind = %failure.error.kind, reason = %failure.error.message, "parked in the dead-letter queue")
+                        });
+                            false
+                        }
+                        Err(park_error) => {
+                            span.in_scope(|| error!(error = %park_error, "could not park the message; it stays on the queue"));
+                            true
+                        }
+                    }
+                }
+                Disposition::Retry { delay } => {
+                    span.in_scope(|| {
+                        warn!(kind = %failure.error.kind, error = %failure.error.message, class = failure.error.class.as_str(),
+                            retry_in_s = delay.as_secs(), receive_count, "will retry")
+                    });
+                    if let Some(receipt) = message.receipt_handle.as_deref()
+                        && let Err(visibility_error) =
+                            self.source.change_visibility(receipt, delay).await
+                    {
+                        span.in_scope(|| warn!(error = %visibility_error, "could not set the retry delay; the queue's visibility timeout applies"));
+                    }
+                    dependency_down |= failure.error.dependency_down;
+                    true
+                }
+            };
+            if keep_on_queue {
+                response.add_failure(id);
+                if let Some(group) = group {
+                    failed_groups.insert(group);
+                }
+            }
+        }
+        response
+    }
+
+    async fn park(
+        &self,
+        message: &SqsMessage,
+        failure: &MessageFailure,
+        attempts: u32,
+    ) -> Result<(), erpsync_core::SyncError> {
+        let source = source_attributes(message);
+        self.dead_letter
+            .send(OutgoingMessage {
+                body: message.body.clone().unwrap_or_default(),
+                group_id: source
+                    .get("group_id")
+                    .cloned()
+                    .or_else(|| Some(self.flow.to_owned())),
+                deduplication_id: message.message_id.clone(),
+                attributes: dead_letter_attributes(self.flow, failure, attempts, &source),
+            })
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,389 @@
+//! The idempotency and sync-state ports on one DynamoDB table (pk, sk; a sparse GSI
+//! `attention` for what needs a person; TTL on `expires_at`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use erpsync_core::SyncError;
+use erpsync_core::ports::{IdempotencyStore, SyncStateStore};
+use erpsync_core::state::{
+    Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+};
+use erpsync_core::{ErrorClass, state::Flow};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+pub const ATTENTION_INDEX: &str = "attention";
+
+/// How long a completed claim is replayed. Shopify retries a delivery for 4 hours; past
+/// this the flow still finds the sale by reference, so expiry never causes a duplicate.
+const COMPLETED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn store_error(operation: &str, error: impl std::error::Error) -> SyncError {
+    SyncError::dependency_down(
+        "state_store_unavailable",
+        format!("DynamoDB {operation}: {}", DisplayErrorContext(error)),
+    )
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn timestamp(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn idempotency_pk(key: &IdempotencyKey) -> String {
+    format!("IDEMPOTENCY#{key}")
+}
+
+pub fn state_pk(entity: &EntityRef) -> String {
+    format!(
+        "STATE#{}#{}#{}",
+        entity.flow.as_str(),
+        entity.channel,
+        entity.entity_id
+    )
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+    }
+
+    /// Everything needing a person, newest first: the query behind `erpsync exceptions`.
+    pub async fn needing_attention(&self, flow: Flow) -> Result<Vec<SyncState>, SyncError> {
+        let mut states = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ATTENTION_INDEX)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(attention_pk(flow)))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in page.items() {
+                if let Some(state) = state_from_item(item) {
+                    states.push(state);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(states);
+            }
+        }
+    }
+}
+
+fn attention_pk(flow: Flow) -> String {
+    format!("ATTENTION#{}", flow.as_str())
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        in_progress_until: OffsetDateTime,
+    ) -> Result<Claim, SyncError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let lease = in_progress_until.unix_timestamp();
+        let mut item = Self::key(idempotency_pk(key), "IDEMPOTENCY");
+        item.insert("status".to_owned(), s(IN_PROGRESS));
+        item.insert("hash".to_owned(), s(hash.as_str()));
+        item.insert("in_progress_expiry".to_owned(), n(lease));
+        item.insert(
+            "expires_at".to_owned(),
+            n(lease.max(now) + COMPLETED_TTL.as_secs() as i64),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // New, expired (TTL deletes late, so expiry is checked here), or a lease that ran out.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now OR (#status = :in_progress AND in_progress_expiry < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Start),
+            Err(error) => match error.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let old = failed.item().cloned().unwrap_or_default();
+                    let text = |name: &str| old.get(name).and_then(|v| v.as_s().ok()).cloned();
+                    if text("status").as_deref() == Some(COMPLETED) {
+                        let outcome = text("outcome")
+                            .and_then(|o| serde_json::from_str(&o).ok())
+                            .unwrap_or(serde_json::Value::Null);
+                        Ok(Claim::AlreadyDone {
+                            outcome,
+                            same_payload: text("hash").as_deref() == Some(hash.as_str()),
+                        })
+                    } else {
+                        Ok(Claim::InProgress)
+                    }
+                }
+                other => Err(store_error("PutItem (claim)", other)),
+            },
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        outcome: &serde_json::Value,
+        record: &SyncRecord,
+    ) -> Result<(), SyncError> {
+        let now = OffsetDateTime::now_utc();
+        let mut item = Self::key(idempotency_pk(key), "IDEMPOTENCY");
+        item.insert("status".to_owned(), s(COMPLETED));
+        item.insert("hash".to_owned(), s(hash.as_str()));
+        item.insert("outcome".to_owned(), s(outcome.to_string()));
+        item.insert(
+            "expires_at".to_owned(),
+            n(now.unix_timestamp() + COMPLETED_TTL.as_secs() as i64),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| store_error("TransactWriteItems (build)", e))?;
+        let update = record_update(&self.table, record, now)
+            .build()
+            .map_err(|e| store_error("TransactWriteItems (build)", e))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await
+            .map_err(|e| store_error("TransactWriteItems (complete)", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(idempotency_pk(key), "IDEMPOTENCY")))
+            // Never delete a completed record: only our own in-progress claim.
+            .condition_expression("attribute_not_exists(pk) OR #status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem (release)", e))?;
+        Ok(())
+    }
+}
+
+/// The update that writes an outcome into an entity's state row; attempts are kept, the
+/// attention index entry is removed.
+fn record_update(
+    table: &str,
+    record: &SyncRecord,
+    now: OffsetDateTime,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    let mut sets = vec![
+        "#status = :status",
+        "flow = :flow",
+        "channel = :channel",
+        "entity_id = :entity_id",
+        "updated_at = :updated_at",
+    ];
+    let mut removes = vec!["gsi1pk", "gsi1sk"];
+    let mut builder = Update::builder()
+        .table_name(table)
+        .set_key(Some(DynamoStore::key(state_pk(&record.entity), "STATE")))
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":status", s(record.status.as_str()))
+        .expression_attribute_values(":flow", s(record.entity.flow.as_str()))
+        .expression_attribute_values(":channel", s(record.entity.channel.as_str()))
+        .expression_attribute_values(":entity_id", s(&record.entity.entity_id))
+        .expression_attribute_values(":updated_at", s(timestamp(now)));
+    for (name, value) in [
+        ("erp_id", record.erp_id.map(n)),
+        ("erp_number", record.erp_number.clone().map(s)),
+        ("version", record.version.clone().map(s)),
+        ("note", record.note.clone().map(s)),
+    ] {
+        match value {
+            Some(value) => {
+                sets.push(match name {
+                    "erp_id" => "erp_id = :erp_id",
+                    "erp_number" => "erp_number = :erp_number",
+                    "version" => "version = :version",
+                    _ => "note = :note",
+                });
+                builder = builder.expression_attribute_values(format!(":{name}"), value);
+            }
+            // A note from an earlier outcome would mislead; ids and versions are kept.
+            None if name == "note" => removes.push("note"),
+            None => {}
+        }
+    }
+    builder.update_expression(format!(
+        "SET {} REMOVE {}",
+        sets.join(", "),
+        removes.join(", ")
+    ))
+}
+
+#[async_trait]
+impl SyncStateStore for DynamoStore {
+    async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
+        let update = record_update(&self.table, record, OffsetDateTime::now_utc());
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(update.get_key().clone())
+            .set_update_expression(update.get_update_expression().clone())
+            .set_expression_attribute_names(update.get_expression_attribute_names().clone())
+            .set_expression_attribute_values(update.get_expression_attribute_values().clone())
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem (record)", e))?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        entity: &EntityRef,
+        status: SyncStatus,
+        error: &ErrorReport,
+    ) -> Result<(), SyncError> {
+        let now = timestamp(OffsetDateTime::now_utc());
+        let sets = "#status = :status, flow = :flow, channel = :channel, entity_id = :entity_id, \
+                    updated_at = :now, last_error_class = :class, last_error_kind = :kind, \
+                    last_error_message = :message, last_error_at = :at";
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(state_pk(entity), "STATE")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":flow", s(entity.flow.as_str()))
+            .expression_attribute_values(":channel", s(entity.channel.as_str()))
+            .expression_attribute_values(":entity_id", s(&entity.entity_id))
+            .expression_attribute_values(":now", s(&now))
+            .expression_attribute_values(":class", s(error.class.as_str()))
+            .expression_attribute_values(":kind", s(&error.kind))
+            .expression_attribute_values(":message", s(&error.message))
+            .expression_attribute_values(":at", s(timestamp(error.at)))
+            .expression_attribute_values(":one", n(1));
+        request = if status == SyncStatus::NeedsAttention {
+            request
+                .update_expression(format!(
+                    "SET {sets}, gsi1pk = :gsi1pk, gsi1sk = :now ADD attempts :one"
+                ))
+                .expression_attribute_values(":gsi1pk", s(attention_pk(entity.flow)))
+        } else {
+            request.update_expression(format!(
+                "SET {sets} REMOVE gsi1pk, gsi1sk ADD attempts :one"
+            ))
+        };
+        request
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem (record_failure)", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(state_pk(entity), "STATE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(output.item().and_then(state_from_item))
+    }
+}
+
+fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
+    let flow = match text("flow")?.as_str() {
+        "order-sync" => Flow::OrderSync,
+        _ => return None,
+    };
+    let entity = EntityRef {
+        flow,
+        channel: erpsync_core::ids::ChannelId::parse(&text("channel")?).ok()?,
+        entity_id: text("entity_id")?,
+    };
+    let parse_time = |t: Option<String>| t.and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());
+    let last_error = match (
+        text("last_error_class"),
+        text("last_error_kind"),
+        text("last_error_message"),
+    ) {
+        (Some(class), Some(kind), Some(message)) => Some(ErrorReport {
+            class: match class.as_str() {
+                "retryable" => ErrorClass::Retryable,
+                "in_flight" => ErrorClass::InFlight,
+                _ => ErrorClass::Permanent,
+            },
+            kind,
+            message,
+            at: parse_time(text("last_error_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }),
+        _ => None,
+    };
+    Some(SyncState {
+        entity,
+        status: SyncStatus::parse(&text("status")?)?,
+        erp_id: number("erp_id").and_then(|v| v.parse().ok()),
+        erp_number: text("erp_number"),
+        version: text("version"),
+        note: text("note"),
+        attempts: number("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
+        last_error,
+        updated_at: parse_time(text("updated_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    })
+}

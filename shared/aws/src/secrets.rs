@@ -1,0 +1,124 @@
+//! Secrets from AWS Secrets Manager, cached per container. A secret's value is either the
+//! secret itself or, during a rotation, a JSON array of all the values to accept. Values are
+//! held as `SecretString` and never appear in logs or errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use secrecy::SecretString;
+use tokio::sync::RwLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name:?} could not be read: {detail}")]
+    Unavailable { name: String, detail: String },
+    #[error("secret {name:?} is empty or not a string / JSON array of strings")]
+    Malformed { name: String },
+}
+
+pub type SecretValues = Arc<Vec<SecretString>>;
+
+pub struct SecretCache {
+    client: Client,
+    entries: RwLock<HashMap<String, (SecretValues, Instant)>>,
+    /// A failed signature may mean the secret was rotated; re-read it, at most this often.
+    refresh_after: Duration,
+}
+
+impl SecretCache {
+    pub fn new(client: Client, refresh_after: Duration) -> Self {
+        Self {
+            client,
+            entries: RwLock::new(HashMap::new()),
+            refresh_after,
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<SecretValues, SecretError> {
+        if let Some((values, _)) = self.entries.read().await.get(name) {
+            return Ok(values.clone());
+        }
+        self.load(name).await
+    }
+
+    /// Re-reads the secret if the cached copy is old enough; `None` when it is still fresh.
+    pub async fn refresh_if_stale(&self, name: &str) -> Result<Option<SecretValues>, SecretError> {
+        let stale = match self.entries.read().await.get(name) {
+            Some((_, loaded)) => loaded.elapsed() >= self.refresh_after,
+            None => true,
+        };
+        if stale {
+            self.load(name).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn load(&self, name: &str) -> Result<SecretValues, SecretError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| SecretError::Unavailable {
+                name: name.to_owned(),
+                detail: DisplayErrorContext(e).to_string(),
+            })?;
+        let values = Arc::new(parse_secret_values(
+            name,
+            output.secret_string().unwrap_or_default(),
+        )?);
+        self.entries
+            .write()
+            .await
+            .insert(name.to_owned(), (values.clone(), Instant::now()));
+        Ok(values)
+    }
+}
+
+pub fn parse_secret_values(name: &str, text: &str) -> Result<Vec<SecretString>, SecretError> {
+    let malformed = || SecretError::Malformed {
+        name: name.to_owned(),
+    };
+    let trimmed = text.trim();
+    let values: Vec<String> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).map_err(|_| malformed())?
+    } else {
+        vec![trimmed.to_owned()]
+    };
+    if values.is_empty() || values.iter().any(|v| v.is_empty()) {
+        return Err(malformed());
+    }
+    Ok(values.into_iter().map(SecretString::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_plain_value_or_a_rotation_array_is_accepted() {
+        let one = parse_secret_values("s", "abc").unwrap_or_default();
+        assert_eq!(one.len(), 1);
+        let two = parse_secret_values("s", r#"["new", "old"]"#).unwrap_or_default();
+        assert_eq!(
+            two.iter().map(|s| s.expose_secret()).collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+    }
+
+    #[test]
+    fn errors_never_contain_the_value() {
+        let err = parse_secret_values("s", "[\"hunter2\", ")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(parse_secret_values("s", "  ").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Queues: sending (FIFO aware), visibility changes, and parking a message in a dead-letter
+//! queue with its reason as message attributes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use erpsync_core::SyncError;
+use erpsync_core::batch::MessageFailure;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Message attribute names, the same on every queue, so the CLI reads any of them.
+pub mod attr {
+    pub const CHANNEL: &str = "channel";
+    pub const TOPIC: &str = "topic";
+    pub const SHOP_DOMAIN: &str = "shop_domain";
+    pub const WEBHOOK_ID: &str = "webhook_id";
+    pub const EVENT_ID: &str = "event_id";
+    pub const TRIGGERED_AT: &str = "triggered_at";
+    pub const API_VERSION: &str = "api_version";
+    // Added when a message is parked in a dead-letter queue.
+    pub const REASON: &str = "reason";
+    pub const ERROR_CLASS: &str = "error_class";
+    pub const ERROR_KIND: &str = "error_kind";
+    pub const FLOW: &str = "flow";
+    pub const ENTITY: &str = "entity";
+    pub const FAILED_AT: &str = "failed_at";
+    pub const ATTEMPTS: &str = "attempts";
+    /// The original message's attributes and group id, as JSON: SQS allows only 10
+    /// attributes per message, so they travel as one.
+    pub const SOURCE: &str = "source";
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    pub body: String,
+    /// FIFO only: messages of a group are delivered in order.
+    pub group_id: Option<String>,
+    /// FIFO only: repeats within 5 minutes are dropped.
+    pub deduplication_id: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: Client,
+    url: String,
+}
+
+fn queue_error(operation: &str, url: &str, error: impl std::error::Error) -> SyncError {
+    SyncError::dependency_down(
+        "queue_unavailable",
+        format!("SQS {operation} on {url}: {}", DisplayErrorContext(error)),
+    )
+}
+
+impl Queue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn is_fifo(&self) -> bool {
+        self.url.ends_with(".fifo")
+    }
+
+    pub async fn send(&self, message: OutgoingMessage) -> Result<String, SyncError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(message.body);
+        if self.is_fifo() {
+            request = request
+                .set_message_group_id(message.group_id)
+                .set_message_deduplication_id(message.deduplication_id);
+        }
+        for (name, value) in message.attributes {
+            if value.is_empty() {
+                continue;
+            }
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| queue_error("SendMessage (attribute)", &self.url, e))?;
+            request = request.message_attributes(name, value);
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| queue_error("SendMessage", &self.url, e))?;
+        Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), SyncError> {
+        let seconds = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| queue_error("ChangeMessageVisibility", &self.url, e))?;
+        Ok(())
+    }
+}
+
+/// Attributes of a message parked for a person: why, how, what, when.
+pub fn dead_letter_attributes(
+    flow: &str,
+    failure: &MessageFailure,
+    attempts: u32,
+    source: &HashMap<String, String>,
+) -> BTreeMap<String, String> {
+    let entity = failure
+        .entity
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "unknown".to_owned());
+    BTreeMap::from([
+        (attr::REASON.to_owned(), failure.error.message.clone()),
+        (
+            attr::ERROR_CLASS.to_owned(),
+            failure.error.class.as_str().to_owned(),
+        ),
+        (attr::ERROR_KIND.to_owned(), failure.error.kind.clone()),
+        (attr::FLOW.to_owned(), flow.to_owned()),
+        (attr::ENTITY.to_owned(), entity),
+        (
+            attr::FAILED_AT.to_owned(),
+            OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+        ),
+        (attr::ATTEMPTS.to_owned(), attempts.to_string()),
+        (
+            attr::SOURCE.to_owned(),
+            serde_json::to_string(&source.iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+        ),
+    ])
+}
+
+/// A received message's string attributes, plus its FIFO group id under `group_id`.
+pub fn source_attributes(message: &SqsMessage) -> HashMap<String, String> {
+    let mut source: HashMap<String, String> = message
+        .message_attributes
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value.clone()?)))
+        .collect();
+    if let Some(group) = message.attributes.get("MessageGroupId") {
+        source.insert("group_id".to_owned(), group.clone());
+    }
+    source
+}
+
+/// One string message attribute of a received message.
+pub fn string_attribute<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a str> {
+    message
+        .message_attributes
+        .get(name)
+        .and_then(|value| value.string_value.as_deref())
+}

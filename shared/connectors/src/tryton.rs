@@ -1,0 +1,572 @@
+//! The ERP port on Tryton's REST API (`/<db>/rest/model/...`, bearer application key).
+//! Reference data (company, warehouse, payment term, currencies, countries) is looked up on
+//! first use and cached for the life of the container.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use erpsync_core::SyncError;
+use erpsync_core::config::ErpConfig;
+use erpsync_core::ids::{CountryCode, Email, Sku};
+use erpsync_core::mapping::CustomerDraft;
+use erpsync_core::order::Address;
+use erpsync_core::ports::{
+    ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleState, NewSale, SalesErp,
+};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, OnceCell};
+use tracing::debug;
+
+use crate::http::retry_after;
+
+pub struct TrytonClient {
+    http: reqwest::Client,
+    /// `http://host:port/<database>/rest`
+    base: String,
+    key: SecretString,
+    erp: ErpConfig,
+    refs: OnceCell<References>,
+    countries: Mutex<HashMap<CountryCode, i64>>,
+}
+
+#[derive(Debug, Clone)]
+struct References {
+    company: i64,
+    warehouse: i64,
+    payment_term: i64,
+    currencies: HashMap<String, i64>,
+    /// `X-Tryton-Context`: base64url JSON with the company, which writes need.
+    context: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Record {
+    id: i64,
+}
+
+fn text_of(value: &Value, field: &str) -> Option<String> {
+    value.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn id_of(value: &Value, field: &str) -> Option<i64> {
+    let field = value.get(field)?;
+    field
+        .as_i64()
+        .or_else(|| field.get("id").and_then(Value::as_i64))
+}
+
+fn encode(value: &Value) -> String {
+    URL_SAFE.encode(value.to_string())
+}
+
+/// Tryton's `ilike` treats `%` and `_` as wildcards; an e-mail must match literally.
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn sale_state(text: &str) -> ErpSaleState {
+    match text {
+        "draft" => ErpSaleState::Draft,
+        "quotation" => ErpSaleState::Quotation,
+        "confirmed" => ErpSaleState::Confirmed,
+        "processing" => ErpSaleState::Processing,
+        "done" => ErpSaleState::Done,
+        "cancelled" => ErpSaleState::Cancelled,
+        other => ErpSaleState::Other(other.to_owned()),
+    }
+}
+
+fn sale_of(value: &Value) -> Result<ErpSale, SyncError> {
+    let id = id_of(value, "id").ok_or_else(|| unexpected("a sale without an id"))?;
+    Ok(ErpSale {
+        id,
+        number: text_of(value, "number"),
+        state: sale_state(&text_of(value, "state").unwrap_or_default()),
+    })
+}
+
+fn unexpected(what: &str) -> SyncError {
+    SyncError::retryable("erp_unexpected", format!("Tryton answered with {what}"))
+}
+
+impl TrytonClient {
+    /// `url` is the server's base URL (`http://host:8000`); the database comes from the config.
+    pub fn new(url: &str, key: SecretString, erp: ErpConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()?;
+        Ok(Self {
+            http,
+            base: format!("{}/{}/rest", url.trim_end_matches('/'), erp.database),
+            key,
+            erp,
+            refs: OnceCell::new(),
+            countries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        context: Option<&str>,
+    ) -> Result<Value, SyncError> {
+        let url = format!("{}/{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(self.key.expose_secret())
+            .query(query);
+        if let Some(context) = context {
+            request = request.header("X-Tryton-Context", context);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            SyncError::dependency_down(
+                "erp_unavailable",
+                format!(
+                    "Tryton at {} did not answer {method} {path}: {e}",
+                    self.base
+                ),
+            )
+        })?;
+        let status = response.status();
+        let delay = retry_after(response.headers());
+        let text = response.text().await.map_err(|e| {
+            SyncError::dependency_down(
+                "erp_unavailable",
+                format!("Tryton's answer to {method} {path} broke off: {e}"),
+            )
+        })?;
+        debug!(%method, path, status = status.as_u16(), "tryton call");
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|_| unexpected("a body that is not JSON"));
+        }
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| text_of(&v, "message"))
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        let error = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SyncError::dependency_down(
+                "erp_auth",
+                format!(
+                    "Tryton refused the REST key (HTTP {}) on {path}: check the secret {} and the application key's state",
+                    status.as_u16(),
+                    self.erp.api_key_secret
+                ),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => SyncError::dependency_down(
+                "erp_throttled",
+                format!("Tryton throttled {path}: {message}"),
+            ),
+            s if s.is_server_error() => SyncError::dependency_down(
+                "erp_unavailable",
+                format!(
+                    "Tryton failed on {method} {path} (HTTP {}): {message}",
+                    s.as_u16()
+                ),
+            ),
+            s => SyncError::permanent(
+                "erp_rejected",
+                format!(
+                    "Tryton refused {method} {path} (HTTP {}): {message}",
+                    s.as_u16()
+                ),
+            ),
+        };
+        Err(match delay {
+            Some(delay) => error.with_retry_after(delay),
+            None => error,
+        })
+    }
+
+    async fn search(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: Option<Value>,
+    ) -> Result<Vec<Value>, SyncError> {
+        let mut query: Vec<(&str, String)> =
+            fields.iter().map(|f| ("f", (*f).to_owned())).collect();
+        query.push(("d", encode(&domain)));
+        if let Some(order) = order {
+            query.push(("o", encode(&order)));
+        }
+        let result = self
+            .call(Method::GET, &format!("model/{model}"), &query, None, None)
+            .await?;
+        match result {
+            Value::Array(items) => Ok(items),
+            _ => Err(unexpected(&format!(
+                "a {model} search result that is not a list"
+            ))),
+        }
+    }
+
+    async fn references(&self) -> Result<&References, SyncError> {
+        self.refs
+            .get_or_try_init(|| async {
+                let company = self
+                    .search(
+                        "company.company",
+                        json!([]),
+                        &["id"],
+                        Some(json!([["id", "ASC"]])),
+                    )
+                    .await?
+                    .first()
+                    .and_then(|c| id_of(c, "id"))
+                    .ok_or_else(|| {
+                        SyncError::dependency_down("erp_setup", "Tryton has no company")
+                    })?;
+                let warehouse = self
+                    .search(
+                        "stock.location",
+                        json!([
+                            ["code", "=", self.erp.warehouse],
+                            ["type", "=", "warehouse"]
+                        ]),
+                        &["id"],
+                        None,
+                    )
+                    .await?
+                    .first()
+                    .and_then(|w| id_of(w, "id"))
+                    .ok_or_else(|| {
+                        SyncError::dependency_down(
+                            "erp_setup",
+                            format!(
+                                "Tryton has no warehouse with code {:?} (config erp.warehouse)",
+                                self.erp.warehouse
+                            ),
+                        )
+                    })?;
+                let payment_term = self
+                    .search(
+                        "account.invoice.payment_term",
+                        json!([["name", "=", self.erp.payment_term]]),
+                        &["id"],
+                        None,
+                    )
+                    .await?
+                    .first()
+                    .and_then(|p| id_of(p, "id"))
+                    .ok_or_else(|| {
+                        SyncError::dependency_down(
+                            "erp_setup",
+                            format!(
+                                "Tryton has no payment term named {:?} (config erp.payment_term)",
+                                self.erp.payment_term
+                            ),
+                        )
+                    })?;
+                let currencies = self
+                    .search("currency.currency", json!([]), &["code"], None)
+                    .await?
+                    .iter()
+                    .filter_map(|c| Some((text_of(c, "code")?, id_of(c, "id")?)))
+                    .collect();
+                Ok(References {
+                    company,
+                    warehouse,
+                    payment_term,
+                    currencies,
+                    context: encode(&json!({"company": company})),
+                })
+            })
+            .await
+    }
+
+    async fn country_id(&self, code: &CountryCode, field: &str) -> Result<i64, SyncError> {
+        if let Some(id) = self.countries.lock().await.get(code) {
+            return Ok(*id);
+        }
+        let found = self
+            .search("country.country", json!([["code", "=", code.as_str()]]), &["id"], None)
+            .await?
+            .first()
+            .and_then(|c| id_of(c, "id"))
+            .ok_or_else(|| {
+                SyncError::permanent(
+                    "unknown_country",
+                    format!("{field}: country {code} is not set up in the ERP; add it to Tryton's countries, then redrive"),
+                )
+            })?;
+        self.countries.lock().await.insert(code.clone(), found);
+        Ok(found)
+    }
+
+    async fn address_values(&self, address: &Address, field: &str) -> Result<Value, SyncError> {
+        Ok(json!({
+            "party_name": address.company.as_deref().map_or(address.name.clone(), |c| format!("{} ({c})", address.name)),
+            "street_unstructured": address.street,
+            "postal_code": address.postal_code,
+            "city": address.city,
+            "country": self.country_id(&address.country, field).await?,
+        }))
+    }
+
+    async fn addresses_of(&self, party: i64) -> Result<Vec<ErpAddress>, SyncError> {
+        let rows = self
+            .search(
+                "party.address",
+                json!([["party", "=", party]]),
+                &["street", "postal_code", "city", "country.code"],
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(ErpAddress {
+                    id: id_of(row, "id")?,
+                    street: text_of(row, "street"),
+                    postal_code: text_of(row, "postal_code"),
+                    city: text_of(row, "city"),
+                    country: row
+                        .get("country")
+                        .and_then(|c| text_of(c, "code"))
+                        .and_then(|c| CountryCode::parse(&c).ok()),
+                })
+            })
+            .collect())
+    }
+
+    async fn sale_action(&self, sale_id: i64, action: &str) -> Result<ErpSale, SyncError> {
+        let refs = self.references().await?;
+        let query = [("f", "number".to_owned()), ("f", "state".to_owned())];
+        let result = self
+            .call(
+                Method::POST,
+                &format!("model/sale.sale/{sale_id}/{action}"),
+                &query,
+                Some(&json!({})),
+                Some(&refs.context),
+            )
+            .await?;
+        sale_of(&result)
+    }
+}
+
+#[async_trait]
+impl SalesErp for TrytonClient {
+    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError> {
+        let rows = self
+            .search(
+                "sale.sale",
+                json!([["reference", "=", reference]]),
+                &["number", "state"],
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        rows.first().map(sale_of).transpose()
+    }
+
+    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {
+        let codes: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows = self
+            .search(
+                "product.product",
+                json!([["code", "in", codes]]),
+                &["code", "default_uom"],
+                None,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let sku = Sku::parse(&text_of(row, "code")?).ok()?;
+                Some((
+                    sku,
+                    ErpProduct {
+                        id: id_of(row, "id")?,
+                        unit_id: id_of(row, "default_uom")?,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn find_customer_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<ErpCustomer>, SyncError> {
+        let rows = self
+            .search(
+                "party.contact_mechanism",
+                json!([
+                    ["type", "=", "email"],
+                    ["value", "ilike", like_literal(email.as_str())]
+                ]),
+                &["party"],
+                Some(json!([["party", "ASC"]])),
+            )
+            .await?;
+        let Some(party) = rows.first().and_then(|row| id_of(row, "party")) else {
+            return Ok(None);
+        };
+        Ok(Some(ErpCustomer {
+            id: party,
+            addresses: self.addresses_of(party).await?,
+        }))
+    }
+
+    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError> {
+        let refs = self.references().await?;
+        let mut addresses = vec![
+            self.address_values(&customer.invoice_address, "billing_address")
+                .await?,
+        ];
+        if customer.shipment_address != customer.invoice_address {
+            addresses.push(
+                self.address_values(&customer.shipment_address, "shipping_address")
+                    .await?,
+            );
+        }
+        let mut mechanisms = Vec::new();
+        if let Some(email) = &customer.email {
+            mechanisms.push(json!({"type": "email", "value": email.as_str()}));
+        }
+        if let Some(phone) = &customer.phone {
+            mechanisms.push(json!({"type": "phone", "value": phone}));
+        }
+        let body = json!({
+            "name": customer.name,
+            "contact_mechanisms": [["create", mechanisms]],
+            "addresses": [["create", addresses]],
+        });
+        let created: Record = serde_json::from_value(
+            self.call(
+                Method::POST,
+                "model/party.party",
+                &[],
+                Some(&body),
+                Some(&refs.context),
+            )
+            .await?,
+        )
+        .map_err(|_| unexpected("a created party without an id"))?;
+        Ok(ErpCustomer {
+            id: created.id,
+            addresses: self.addresses_of(created.id).await?,
+        })
+    }
+
+    async fn add_address(
+        &self,
+        customer_id: i64,
+        address: &Address,
+    ) -> Result<ErpAddress, SyncError> {
+        let refs = self.references().await?;
+        let mut body = self.address_values(address, "shipping_address").await?;
+        body["party"] = json!(customer_id);
+        let created: Record = serde_json::from_value(
+            self.call(
+                Method::POST,
+                "model/party.address",
+                &[],
+                Some(&body),
+                Some(&refs.context),
+            )
+            .await?,
+        )
+        .map_err(|_| unexpected("a created address without an id"))?;
+        Ok(ErpAddress {
+            id: created.id,
+            street: Some(address.street.clone()),
+            postal_code: address.postal_code.clone(),
+            city: address.city.clone(),
+            country: Some(address.country.clone()),
+        })
+    }
+
+    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
+        let refs = self.references().await?;
+        let draft = sale.draft;
+        let currency = *refs
+            .currencies
+            .get(draft.currency.as_str())
+            .ok_or_else(|| {
+                SyncError::permanent(
+                    "unknown_currency",
+                    format!(
+                        "currency {} is not set up in the ERP; add it to Tryton, then redrive",
+                        draft.currency
+                    ),
+                )
+            })?;
+        let mut lines = Vec::with_capacity(draft.lines.len());
+        for line in &draft.lines {
+            let product = sale.products.get(&line.sku).ok_or_else(|| {
+                SyncError::permanent(
+                    "unknown_sku",
+                    format!("SKU {} is not a product in the ERP", line.sku),
+                )
+            })?;
+            lines.push(json!({
+                "type": "line",
+                "product": product.id,
+                "unit": product.unit_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price.to_string(),
+                "description": line.description,
+            }));
+        }
+        let body = json!({
+            "company": refs.company,
+            "party": sale.customer_id,
+            "invoice_address": sale.invoice_address_id,
+            "shipment_address": sale.shipment_address_id,
+            "reference": draft.reference,
+            "description": draft.description,
+            "currency": currency,
+            "warehouse": refs.warehouse,
+            "payment_term": refs.payment_term,
+            // sale_shipment_cost: the shop already charged shipping as a line.
+            "shipment_cost_method": null,
+            "lines": [["create", lines]],
+        });
+        let created: Record = serde_json::from_value(
+            self.call(
+                Method::POST,
+                "model/sale.sale",
+                &[],
+                Some(&body),
+                Some(&refs.context),
+            )
+            .await?,
+        )
+        .map_err(|_| unexpected("a created sale without an id"))?;
+        Ok(ErpSale {
+            id: created.id,
+            number: None,
+            state: ErpSaleState::Draft,
+        })
+    }
+
+    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.sale_action(sale_id, "quote").await
+    }
+
+    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.sale_action(sale_id, "confirm").await
+    }
+}
