@@ -4,12 +4,13 @@ pub mod sqs_handler;
 
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
-use erpsync_connectors::TrytonClient;
 use erpsync_core::config::Config;
+use erpsync_core::ports::SalesErp;
 
 pub struct Deps {
     pub config: Config,
     pub store: DynamoStore,
-    pub erp: TrytonClient,
+    /// The ERP port: Tryton in production; tests may wrap it to inject faults.
+    pub erp: Box<dyn SalesErp>,
     pub runner: BatchRunner,
 }

@@ -35,7 +35,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             aws_sdk_dynamodb::Client::new(&sdk),
             env::required("TABLE_NAME")?,
         ),
-        erp,
+        erp: Box::new(erp),
         runner: BatchRunner {
             flow: "order-sync",
             source: Queue::new(sqs.clone(), env::required("ORDERS_QUEUE_URL")?),

@@ -56,7 +56,7 @@ impl MessageProcessor for OrderProcessor<'_> {
             config: &self.deps.config,
             idempotency: &self.deps.store,
             state: &self.deps.store,
-            erp: &self.deps.erp,
+            erp: self.deps.erp.as_ref(),
         };
         let outcome =
             sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;

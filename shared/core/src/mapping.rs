@@ -160,13 +160,19 @@ pub fn net_unit_prices(
         return Ok(Vec::new());
     }
     let units = Decimal::from(quantity);
-    let even = (net / units).round_dp(2);
+    let even = cents((net / units).round_dp(2));
     if even * units == net {
         return Ok(vec![(quantity, even)]);
     }
-    let base = (net / units).round_dp_with_strategy(2, RoundingStrategy::ToZero);
-    let last = net - base * Decimal::from(quantity - 1);
+    let base = cents((net / units).round_dp_with_strategy(2, RoundingStrategy::ToZero));
+    let last = cents(net - base * Decimal::from(quantity - 1));
     Ok(vec![(quantity - 1, base), (1, last)])
+}
+
+/// An amount written with exactly two decimals, as the ERP and people expect to read it.
+fn cents(mut amount: Decimal) -> Decimal {
+    amount.rescale(2);
+    amount
 }
 
 #[cfg(test)]

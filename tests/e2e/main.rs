@@ -1,0 +1,8 @@
+//! End-to-end scenarios on real protocols: DynamoDB, SQS and Secrets Manager in moto, the
+//! ERP in a real Tryton, the functions in process behind the emulated event source mapping.
+//! One test binary, so everything links once.
+
+mod failures;
+mod intake;
+mod template;
+mod webhook;

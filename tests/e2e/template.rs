@@ -1,0 +1,117 @@
+//! The local stack's queues and table are the ones infra/template.yaml declares.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use erpsync_e2e::World;
+use erpsync_tools::template::Template;
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_local_queues_and_table_are_the_ones_the_template_declares() {
+    let world = World::start().await;
+    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    for queue in template.resources_of("AWS::SQS::Queue") {
+        let declared = world
+            .resources
+            .resolver
+            .resolve(&serde_yaml_value(&queue.properties))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let actual = sqs
+            .get_queue_attributes()
+            .queue_url(world.queue(&queue.logical_id))
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let actual = actual.attributes().cloned().unwrap_or_default();
+        let get = |name: QueueAttributeName| actual.get(&name).cloned().unwrap_or_default();
+        assert_eq!(
+            get(QueueAttributeName::FifoQueue),
+            declared["FifoQueue"].to_string(),
+            "{}",
+            queue.logical_id
+        );
+        assert_eq!(
+            get(QueueAttributeName::MessageRetentionPeriod),
+            declared["MessageRetentionPeriod"].to_string()
+        );
+        if let Some(timeout) = declared.get("VisibilityTimeout") {
+            assert_eq!(
+                get(QueueAttributeName::VisibilityTimeout),
+                timeout.to_string()
+            );
+        }
+        if let Some(redrive) = declared.get("RedrivePolicy") {
+            let actual: Value =
+                serde_json::from_str(&get(QueueAttributeName::RedrivePolicy)).unwrap_or_default();
+            assert_eq!(
+                actual["deadLetterTargetArn"],
+                redrive["deadLetterTargetArn"]
+            );
+            assert_eq!(
+                actual["maxReceiveCount"].to_string(),
+                redrive["maxReceiveCount"].to_string()
+            );
+        }
+    }
+    // The order-sync function's timeout and the queue's visibility: at least 6x, as AWS advises.
+    let function = template
+        .resources_of("AWS::Serverless::Function")
+        .into_iter()
+        .find(|f| f.logical_id == "OrderSyncFunction")
+        .unwrap_or_else(|| panic!("no OrderSyncFunction"));
+    let timeout = function
+        .properties
+        .get("Timeout")
+        .and_then(|t| t.as_u64())
+        .unwrap_or(0);
+    let visibility = template
+        .resources_of("AWS::SQS::Queue")
+        .into_iter()
+        .find(|q| q.logical_id == "OrdersQueue")
+        .and_then(|q| {
+            q.properties
+                .get("VisibilityTimeout")
+                .and_then(|v| v.as_u64())
+        })
+        .unwrap_or(0);
+    assert!(
+        timeout > 0 && visibility >= 6 * timeout,
+        "visibility {visibility} vs timeout {timeout}"
+    );
+
+    let table = aws_sdk_dynamodb::Client::new(&world.sdk)
+        .describe_table()
+        .table_name(&world.resources.table)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = table.table().cloned().unwrap_or_else(|| panic!("no table"));
+    let keys: Vec<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("pk".to_owned(), "HASH".to_owned()),
+            ("sk".to_owned(), "RANGE".to_owned())
+        ]
+    );
+    let indexes: Vec<_> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    assert_eq!(indexes, vec![erpsync_aws::dynamo::ATTENTION_INDEX]);
+}
+
+fn serde_yaml_value(mapping: &serde_yaml_ng::Mapping) -> serde_yaml_ng::Value {
+    serde_yaml_ng::Value::Mapping(mapping.clone())
+}

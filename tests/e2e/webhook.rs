@@ -1,0 +1,127 @@
+//! shop-webhook's edge: signatures, rotation, size, unreadable bodies.
+
+use erpsync_aws::sqs::attr;
+use erpsync_e2e::{World, attribute, fresh_order};
+use erpsync_tools::stack::put_secret;
+
+#[tokio::test]
+async fn forged_missing_or_unconfigured_signatures_and_unknown_shops_get_401_and_nothing_is_queued()
+{
+    let world = World::start().await;
+    let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let body = order.to_string();
+
+    let forged = world.shopify_request(
+        "uk-shop",
+        "orders/create",
+        "wh-1",
+        &body,
+        Some("not-the-secret"),
+    );
+    assert_eq!(world.post(forged).await, 401);
+
+    let missing = world.shopify_request("uk-shop", "orders/create", "wh-2", &body, None);
+    assert_eq!(world.post(missing).await, 401);
+
+    // Validly signed, but with the other channel's secret: not configured for this shop.
+    let eu_secret = world.webhook_secrets.get("eu-shop").cloned();
+    let crossed = world.shopify_request(
+        "uk-shop",
+        "orders/create",
+        "wh-3",
+        &body,
+        eu_secret.as_deref(),
+    );
+    assert_eq!(world.post(crossed).await, 401);
+
+    let mut tampered = world.signed("uk-shop", "orders/create", "wh-4", &body);
+    tampered.body = Some(body.replace("IPOD2008RED", "IPOD2008BLACK"));
+    assert_eq!(world.post(tampered).await, 401);
+
+    let mut unknown_shop = world.signed("uk-shop", "orders/create", "wh-5", &body);
+    unknown_shop.headers.insert(
+        "x-shopify-shop-domain",
+        http::HeaderValue::from_static("someone-else.myshopify.com"),
+    );
+    assert_eq!(world.post(unknown_shop).await, 401);
+
+    assert_eq!(world.queue_depth("OrdersQueue").await, 0);
+    assert_eq!(world.queue_depth("OrdersDeadLetterQueue").await, 0);
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_configured_secrets_are_accepted() {
+    let world = World::start().await;
+    let name = world.config.channels[0].webhook_secret.clone();
+    let old = world.webhook_secrets["uk-shop"].clone();
+    let new = format!("{old}-rotated");
+    put_secret(
+        &world.sdk,
+        &name,
+        &serde_json::json!([new, old]).to_string(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let body = order.to_string();
+    let with_old = world.shopify_request("uk-shop", "orders/create", "wh-old", &body, Some(&old));
+    assert_eq!(world.post(with_old).await, 200);
+    let with_new = world.shopify_request("uk-shop", "orders/create", "wh-new", &body, Some(&new));
+    assert_eq!(world.post(with_new).await, 200);
+    let with_neither =
+        world.shopify_request("uk-shop", "orders/create", "wh-x", &body, Some("retired"));
+    assert_eq!(world.post(with_neither).await, 401);
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_refused_with_413() {
+    let world = World::start().await;
+    let body = format!(
+        "{{\"id\": 1, \"padding\": \"{}\"}}",
+        "x".repeat(1024 * 1024)
+    );
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-big", &body))
+            .await,
+        413
+    );
+    assert_eq!(world.queue_depth("OrdersQueue").await, 0);
+}
+
+#[tokio::test]
+async fn a_base64_encoded_body_is_verified_on_its_decoded_bytes() {
+    use base64::Engine;
+    let world = World::start().await;
+    let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let body = order.to_string();
+    let mut request = world.signed("uk-shop", "orders/create", "wh-b64", &body);
+    request.body = Some(base64::engine::general_purpose::STANDARD.encode(body.as_bytes()));
+    request.is_base64_encoded = true;
+    assert_eq!(world.post(request).await, 200);
+    assert_eq!(world.queue_depth("OrdersQueue").await, 1);
+}
+
+#[tokio::test]
+async fn a_validly_signed_body_that_is_not_an_order_is_accepted_and_parked_with_the_reason() {
+    let world = World::start().await;
+    let body = r#"{"note": "no id here"}"#;
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-odd", body))
+            .await,
+        200
+    );
+    assert_eq!(world.queue_depth("OrdersQueue").await, 0);
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body(), Some(body));
+    assert!(
+        attribute(&parked[0], attr::REASON).contains("id"),
+        "{:?}",
+        parked[0]
+    );
+    assert_eq!(attribute(&parked[0], attr::ERROR_CLASS), "permanent");
+    assert!(attribute(&parked[0], attr::SOURCE).contains("wh-odd"));
+}

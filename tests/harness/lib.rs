@@ -1,0 +1,438 @@
+//! The end-to-end harness: a World per test, on the shared moto server and Tryton that
+//! `erpsync stack run` (make test) started. Each World has its own stage: its own queues,
+//! table and secrets, built from infra/template.yaml, so tests run side by side.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::Queue;
+use erpsync_connectors::TrytonClient;
+use erpsync_core::config::Config;
+use erpsync_core::ids::ChannelId;
+use erpsync_core::ports::{SalesErp, SyncStateStore};
+use erpsync_core::signature::sign_base64_hmac_sha256;
+use erpsync_core::state::{EntityRef, SyncState};
+use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_tools::stack::{LocalResources, create_resources, put_secret, sdk_config};
+use erpsync_tools::template::Template;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+pub use erpsync_tools::stack::Tryton;
+
+/// The shared services, from the environment `erpsync stack run` sets.
+pub struct Stack {
+    pub aws_endpoint: String,
+    pub tryton_url: String,
+    pub tryton_key: String,
+    pub venv: PathBuf,
+    pub tryton_template: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl Stack {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: run the end-to-end tests with `make test` (or `erpsync stack run -- cargo test`)")
+            })
+        };
+        Ok(Self {
+            aws_endpoint: var("ERPSYNC_TEST_AWS_ENDPOINT")?,
+            tryton_url: var("ERPSYNC_TEST_TRYTON_URL")?,
+            tryton_key: var("ERPSYNC_TEST_TRYTON_KEY")?,
+            venv: var("ERPSYNC_VENV")?.into(),
+            tryton_template: var("ERPSYNC_TRYTON_TEMPLATE")?.into(),
+            run_dir: var("ERPSYNC_RUN_DIR")?.into(),
+        })
+    }
+}
+
+fn init_logs() {
+    // Tests log to a sink unless asked (RUST_LOG=info cargo test ...).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub fn fixture(name: &str) -> Value {
+    let path = erpsync_tools::project_root()
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A documented order with a fresh id, so that tests sharing one ERP never collide.
+pub fn fresh_order(name: &str) -> (Value, String) {
+    let mut order = fixture(name);
+    let id = (uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000 + 1_000_000_000_000) as u64;
+    order["id"] = json!(id);
+    (order, id.to_string())
+}
+
+pub struct InProcess(pub Arc<order_sync::Deps>);
+
+#[async_trait]
+impl Invoker for InProcess {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        let context = lambda_runtime::Context::default();
+        Ok(order_sync::sqs_handler::handle(
+            &self.0,
+            lambda_runtime::LambdaEvent::new(event, context),
+        )
+        .await)
+    }
+}
+
+pub struct World {
+    pub stage: String,
+    pub sdk: SdkConfig,
+    pub resources: LocalResources,
+    pub config: Config,
+    /// The webhook signing secret each channel is configured with.
+    pub webhook_secrets: HashMap<String, String>,
+    pub webhook: shop_webhook::Deps,
+    pub orders: Arc<order_sync::Deps>,
+    pub erp_url: String,
+    pub erp_key: String,
+    pub http: reqwest::Client,
+}
+
+impl World {
+    /// A world on the shared Tryton.
+    pub async fn start() -> Self {
+        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+        Self::start_with(
+            &stack.tryton_url.clone(),
+            &stack.tryton_key.clone(),
+            |erp| Box::new(erp),
+        )
+        .await
+    }
+
+    /// A world whose ERP port is `wrap`ped around the Tryton client (fault injection).
+    pub async fn start_with(
+        erp_url: &str,
+        erp_key: &str,
+        wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
+    ) -> Self {
+        init_logs();
+        let result = Self::build(erp_url, erp_key, wrap).await;
+        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+    }
+
+    async fn build(
+        erp_url: &str,
+        erp_key: &str,
+        wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
+    ) -> anyhow::Result<Self> {
+        let stack = Stack::from_env()?;
+        let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let sdk = sdk_config(&stack.aws_endpoint).await;
+        let template = Template::project()?;
+        let resources = create_resources(
+            &sdk,
+            &template,
+            HashMap::from([("Stage".to_owned(), stage.clone())]),
+        )
+        .await?;
+        let mut config = Config::from_toml(&std::fs::read_to_string(
+            erpsync_tools::project_root().join("config/erpsync.example.toml"),
+        )?)?;
+        config.retry.base_seconds = 1;
+        config.retry.max_seconds = 2;
+        config.erp.api_key_secret = format!("erpsync/{stage}/erp-api-key");
+        put_secret(&sdk, &config.erp.api_key_secret, erp_key).await?;
+        let mut webhook_secrets = HashMap::new();
+        for channel in &mut config.channels {
+            channel.webhook_secret = format!("erpsync/{stage}/{}/webhook", channel.id);
+            let secret = format!("shpss_{}_{stage}", channel.id);
+            put_secret(&sdk, &channel.webhook_secret, &secret).await?;
+            webhook_secrets.insert(channel.id.to_string(), secret);
+        }
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let orders_url = resources.queue_url("OrdersQueue")?.to_owned();
+        let dlq_url = resources.queue_url("OrdersDeadLetterQueue")?.to_owned();
+        let webhook = shop_webhook::Deps {
+            config: config.clone(),
+            secrets: SecretCache::new(
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                Duration::from_secs(60),
+            ),
+            orders: Queue::new(sqs.clone(), &orders_url),
+            orders_dead_letter: Queue::new(sqs.clone(), &dlq_url),
+        };
+        let erp = TrytonClient::new(
+            erp_url,
+            SecretString::from(erp_key.to_owned()),
+            config.erp.clone(),
+        )?;
+        let orders = Arc::new(order_sync::Deps {
+            config: config.clone(),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table),
+            erp: wrap(erp),
+            runner: BatchRunner {
+                flow: "order-sync",
+                source: Queue::new(sqs.clone(), &orders_url),
+                dead_letter: Queue::new(sqs, &dlq_url),
+                retry: config.retry.clone(),
+            },
+        });
+        Ok(Self {
+            stage,
+            sdk,
+            resources,
+            config,
+            webhook_secrets,
+            webhook,
+            orders,
+            erp_url: erp_url.to_owned(),
+            erp_key: erp_key.to_owned(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn shop_domain(&self, channel: &str) -> String {
+        self.config
+            .channels
+            .iter()
+            .find(|c| c.id.as_str() == channel)
+            .map(|c| c.shop_domain.clone())
+            .unwrap_or_else(|| panic!("no channel {channel}"))
+    }
+
+    /// A function URL request as Shopify sends it, signed with `secret`.
+    pub fn shopify_request(
+        &self,
+        channel: &str,
+        topic: &str,
+        webhook_id: &str,
+        body: &str,
+        secret: Option<&str>,
+    ) -> LambdaFunctionUrlRequest {
+        let mut request = LambdaFunctionUrlRequest::default();
+        request.request_context.http.method = Some("POST".to_owned());
+        let headers = &mut request.headers;
+        let mut put = |name: &'static str, value: String| {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        put("content-type", "application/json".to_owned());
+        put("x-shopify-shop-domain", self.shop_domain(channel));
+        put("x-shopify-topic", topic.to_owned());
+        put("x-shopify-webhook-id", webhook_id.to_owned());
+        put("x-shopify-event-id", uuid::Uuid::new_v4().to_string());
+        put("x-shopify-triggered-at", "2026-11-29T10:00:00Z".to_owned());
+        put("x-shopify-api-version", "2026-07".to_owned());
+        if let Some(secret) = secret {
+            put(
+                "x-shopify-hmac-sha256",
+                sign_base64_hmac_sha256(body.as_bytes(), &SecretString::from(secret.to_owned())),
+            );
+        }
+        request.body = Some(body.to_owned());
+        request
+    }
+
+    /// Signed with the channel's configured secret.
+    pub fn signed(
+        &self,
+        channel: &str,
+        topic: &str,
+        webhook_id: &str,
+        body: &str,
+    ) -> LambdaFunctionUrlRequest {
+        let secret = self.webhook_secrets.get(channel).cloned();
+        self.shopify_request(channel, topic, webhook_id, body, secret.as_deref())
+    }
+
+    pub async fn post(&self, request: LambdaFunctionUrlRequest) -> i64 {
+        shop_webhook::http_handler::handle(&self.webhook, request)
+            .await
+            .status_code
+    }
+
+    pub fn event_source(&self) -> EventSourceMapping {
+        EventSourceMapping {
+            sqs: aws_sdk_sqs::Client::new(&self.sdk),
+            queue_url: self.queue("OrdersQueue"),
+            queue_arn: self
+                .resources
+                .queue_arn("OrdersQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: Arc::new(InProcess(self.orders.clone())),
+        }
+    }
+
+    pub fn queue(&self, logical_id: &str) -> String {
+        self.resources
+            .queue_url(logical_id)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Visible + in flight + delayed messages on a queue.
+    pub async fn queue_depth(&self, logical_id: &str) -> u64 {
+        let output = aws_sdk_sqs::Client::new(&self.sdk)
+            .get_queue_attributes()
+            .queue_url(self.queue(logical_id))
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await;
+        let attributes = output
+            .ok()
+            .and_then(|o| o.attributes().cloned())
+            .unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .filter_map(|name| attributes.get(name)?.parse::<u64>().ok())
+        .sum()
+    }
+
+    /// Runs the event source mapping until the orders queue is empty.
+    pub async fn drain(&self, timeout: Duration) {
+        let esm = self.event_source();
+        let started = Instant::now();
+        loop {
+            let handled = esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0);
+            if handled == 0 && self.queue_depth("OrdersQueue").await == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the orders queue did not drain within {timeout:?}"
+            );
+        }
+    }
+
+    /// What the dead-letter queue holds, without consuming it.
+    pub async fn dead_letters(&self) -> Vec<Message> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut seen: Vec<Message> = Vec::new();
+        for _ in 0..5 {
+            let received = sqs
+                .receive_message()
+                .queue_url(self.queue("OrdersDeadLetterQueue"))
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await;
+            let messages = received.map(|r| r.messages().to_vec()).unwrap_or_default();
+            let before = seen.len();
+            for message in messages {
+                if !seen.iter().any(|m| m.message_id() == message.message_id()) {
+                    seen.push(message);
+                }
+            }
+            if seen.len() == before {
+                break;
+            }
+        }
+        seen
+    }
+
+    pub async fn state(&self, channel: &str, order_id: &str) -> Option<SyncState> {
+        let channel = ChannelId::parse(channel).ok()?;
+        self.orders
+            .store
+            .get(&EntityRef::order(&channel, order_id))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sales with this reference, read from Tryton directly (not through the connector).
+    pub async fn erp_sales(&self, reference: &str) -> Vec<Value> {
+        self.erp_search(
+            "sale.sale",
+            json!([["reference", "=", reference]]),
+            &[
+                "number",
+                "state",
+                "reference",
+                "party",
+                "invoice_address",
+                "shipment_address",
+                "currency.code",
+                "total_amount",
+                "untaxed_amount",
+                "lines.product.code",
+                "lines.quantity",
+                "lines.unit_price",
+                "lines.description",
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading sales from Tryton: {e:#}"))
+    }
+
+    pub async fn erp_search(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut query: Vec<(&str, String)> =
+            fields.iter().map(|f| ("f", (*f).to_owned())).collect();
+        query.push(("d", URL_SAFE.encode(domain.to_string())));
+        let response = self
+            .http
+            .get(format!("{}/erpsync/rest/model/{model}", self.erp_url))
+            .bearer_auth(&self.erp_key)
+            .query(&query)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "Tryton answered {status}: {body}");
+        body.as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("not a list: {body}"))
+    }
+}
+
+/// A Tryton decimal (`{"__class__": "Decimal", "decimal": "1.00"}`) as text.
+pub fn decimal(value: &Value) -> String {
+    value
+        .get("decimal")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+/// A dead-letter message's string attribute.
+pub fn attribute(message: &Message, name: &str) -> String {
+    message
+        .message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,176 @@
+//! The SQS event source mapping, emulated (moto cannot invoke functions without Docker):
+//! receive a batch, hand it to the function as an `SqsEvent`, delete what it did not report
+//! as failed. Like AWS, an invocation error leaves the whole batch to come back after its
+//! visibility timeout, and the queue's redrive policy moves repeat failures to the DLQ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::stack::REGION;
+
+#[async_trait]
+pub trait Invoker: Send + Sync {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse>;
+}
+
+/// Invokes a function served by `cargo lambda watch` through its invoke API.
+pub struct HttpInvoker {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl HttpInvoker {
+    pub fn new(base: &str, function: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: format!("{base}/2015-03-31/functions/{function}/invocations"),
+        }
+    }
+}
+
+#[async_trait]
+impl Invoker for HttpInvoker {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&event)
+            .timeout(Duration::from_secs(900))
+            .send()
+            .await
+            .with_context(|| format!("invoking {}", self.url))?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "invocation failed with HTTP {status}: {text}"
+        );
+        serde_json::from_str(&text)
+            .with_context(|| format!("the function's answer is not a batch response: {text}"))
+    }
+}
+
+pub struct EventSourceMapping {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub batch_size: i32,
+    pub invoker: Arc<dyn Invoker>,
+}
+
+impl EventSourceMapping {
+    /// One receive + invoke + delete round; the number of messages it handed over.
+    pub async fn poll_once(&self, wait: Duration) -> anyhow::Result<usize> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(self.batch_size)
+            .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(1))
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .context("receiving from the queue")?;
+        let messages = received.messages();
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| self.event_record(m)).collect();
+        let failed: Vec<String> = match self.invoker.invoke(event).await {
+            Ok(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "invocation failed; the whole batch returns to the queue");
+                return Ok(messages.len());
+            }
+        };
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if !entries.is_empty() {
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .context("deleting the processed messages")?;
+        }
+        Ok(messages.len())
+    }
+
+    /// Polls until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                result = self.poll_once(Duration::from_secs(1)) => {
+                    if let Err(error) = result {
+                        warn!(error = %format!("{error:#}"), "event source mapping poll failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    fn event_record(&self, message: &aws_sdk_sqs::types::Message) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id().map(str::to_owned);
+        record.receipt_handle = message.receipt_handle().map(str::to_owned);
+        record.body = message.body().map(str::to_owned);
+        record.md5_of_body = message.md5_of_body().map(str::to_owned);
+        record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
+        record.attributes = message
+            .attributes()
+            .map(|attributes| {
+                attributes
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        record.message_attributes = message
+            .message_attributes()
+            .map(|attributes| {
+                attributes
+                    .iter()
+                    .map(|(name, value)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.string_value = value.string_value().map(str::to_owned);
+                        attribute.data_type = Some(value.data_type().to_owned());
+                        (name.clone(), attribute)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        record.event_source = Some("aws:sqs".to_owned());
+        record.event_source_arn = Some(self.queue_arn.clone());
+        record.aws_region = Some(REGION.to_owned());
+        record
+    }
+}

@@ -1,0 +1,8 @@
+//! The local stack and the operator tooling, as a library so the end-to-end tests drive the
+//! very same code as `erpsync` and `make demo`.
+
+pub mod esm;
+pub mod stack;
+pub mod template;
+
+pub use stack::project_root;
