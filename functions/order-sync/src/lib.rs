@@ -14,3 +14,24 @@ pub struct Deps {
     pub erp: Box<dyn SalesErp>,
     pub runner: BatchRunner,
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::sqs::SqsEvent;
+
+    #[test]
+    fn the_sample_batch_is_an_sqs_event_of_shop_webhook_messages() {
+        let event: SqsEvent =
+            serde_json::from_str(include_str!("../../../events/order-sync/orders-batch.json"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.records.len(), 2);
+        for record in &event.records {
+            let channel = record
+                .message_attributes
+                .get("channel")
+                .and_then(|a| a.string_value.as_deref());
+            assert_eq!(channel, Some("uk-shop"));
+            assert!(record.attributes.contains_key("MessageGroupId"));
+        }
+    }
+}

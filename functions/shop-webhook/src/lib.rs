@@ -15,3 +15,28 @@ pub struct Deps {
     /// Where a validly signed body that cannot be read as an order is parked.
     pub orders_dead_letter: Queue,
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    use erpsync_core::signature::verify_base64_hmac_sha256;
+    use secrecy::SecretString;
+
+    #[test]
+    fn the_sample_event_is_a_function_url_request_signed_with_the_documented_test_secret() {
+        let request: LambdaFunctionUrlRequest = serde_json::from_str(include_str!(
+            "../../../events/shop-webhook/orders-create.json"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let signature = request
+            .headers
+            .get("x-shopify-hmac-sha256")
+            .and_then(|v| v.to_str().ok());
+        let body = request.body.unwrap_or_default();
+        let secret = [SecretString::from("test_secret_key".to_owned())];
+        assert_eq!(
+            verify_base64_hmac_sha256(body.as_bytes(), signature, &secret),
+            Ok(())
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! batch response always, FIFO order kept by stopping at a group's first failure, permanent
 //! failures parked in the dead-letter queue at once, retryable ones backed off.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -27,16 +28,21 @@ pub struct BatchRunner {
 impl BatchRunner {
     pub async fn run(&self, event: SqsEvent, processor: &dyn MessageProcessor) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        let mut failed_groups: HashSet<String> = HashSet::new();
-        let mut dependency_down = false;
+        // A failed group's (or a down dependency's) retry delay: what its held-back messages
+        // wait too, so they come back together instead of after the queue's full timeout.
+        let mut failed_groups: HashMap<String, Duration> = HashMap::new();
+        let mut dependency_down: Option<Duration> = None;
         for message in &event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let group = message.attributes.get("MessageGroupId").cloned();
             let span =
                 info_span!("message", message_id = %id, group = group.as_deref().unwrap_or(""));
-            if dependency_down || group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+            let held_for = dependency_down
+                .or_else(|| group.as_ref().and_then(|g| failed_groups.get(g).copied()));
+            if let Some(delay) = held_for {
                 // Not attempted: behind a failed message of its group, or the dependency is down.
-                span.in_scope(|| info!("held back"));
+                span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back"));
+                self.delay(message, delay, &span).await;
                 response.add_failure(id);
                 continue;
             }
@@ -47,23 +53,20 @@ impl BatchRunner {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
-            let keep_on_queue = match disposition(
-                &failure.error,
-                receive_count,
-                &self.retry,
-                rand::random(),
-            ) {
+            let jitter: f64 = rand::random();
+            let retry_delay = match disposition(&failure.error, receive_count, &self.retry, jitter)
+            {
                 Disposition::DeadLetter => {
                     match self.park(message, &failure, receive_count).await {
                         Ok(()) => {
                             span.in_scope(|| {
                             warn!(kind = %failure.error.kind, reason = %failure.error.message, "parked in the dead-letter queue")
                         });
-                            false
+                            None
                         }
                         Err(park_error) => {
                             span.in_scope(|| error!(error = %park_error, "could not park the message; it stays on the queue"));
-                            true
+                            Some(self.retry.base())
                         }
                     }
                 }
@@ -72,24 +75,30 @@ impl BatchRunner {
                         warn!(kind = %failure.error.kind, error = %failure.error.message, class = failure.error.class.as_str(),
                             retry_in_s = delay.as_secs(), receive_count, "will retry")
                     });
-                    if let Some(receipt) = message.receipt_handle.as_deref()
-                        && let Err(visibility_error) =
-                            self.source.change_visibility(receipt, delay).await
-                    {
-                        span.in_scope(|| warn!(error = %visibility_error, "could not set the retry delay; the queue's visibility timeout applies"));
+                    self.delay(message, delay, &span).await;
+                    if failure.error.dependency_down {
+                        dependency_down = Some(delay);
                     }
-                    dependency_down |= failure.error.dependency_down;
-                    true
+                    Some(delay)
                 }
             };
-            if keep_on_queue {
+            if let Some(delay) = retry_delay {
                 response.add_failure(id);
                 if let Some(group) = group {
-                    failed_groups.insert(group);
+                    failed_groups.insert(group, delay);
                 }
             }
         }
         response
+    }
+
+    /// Sets when the message comes back; if that fails the queue's visibility timeout applies.
+    async fn delay(&self, message: &SqsMessage, delay: Duration, span: &tracing::Span) {
+        if let Some(receipt) = message.receipt_handle.as_deref()
+            && let Err(error) = self.source.change_visibility(receipt, delay).await
+        {
+            span.in_scope(|| warn!(error = %error, "could not set the retry delay; the queue's visibility timeout applies"));
+        }
     }
 
     async fn park(

@@ -1,3 +1,430 @@
+//! `erpsync demo`: the whole local stack with the functions under `cargo lambda watch`,
+//! signed Shopify webhooks through the function URL, the emulated SQS trigger, a real
+//! Tryton; then a report of what happened, read back from the ERP, the table and the DLQ.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::sqs::attr;
+use erpsync_core::config::Config;
+use erpsync_core::ids::ChannelId;
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::signature::sign_base64_hmac_sha256;
+use erpsync_core::state::EntityRef;
+use erpsync_tools::esm::{EventSourceMapping, HttpInvoker};
+use erpsync_tools::stack::{
+    Moto, Service, Tryton, aws_environment, create_resources, free_port, project_root, put_secret,
+    sdk_config, stack_dir,
+};
+use erpsync_tools::template::Template;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+struct Delivery {
+    label: &'static str,
+    channel: &'static str,
+    topic: &'static str,
+    webhook_id: &'static str,
+    body: String,
+    /// Sign with this instead of the channel's secret (the forged delivery).
+    forged_with: Option<&'static str>,
+    order_id: String,
+}
+
+fn fixture(root: &Path, name: &str) -> anyhow::Result<Value> {
+    let path = root.join("tests/fixtures").join(name);
+    Ok(serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| path.display().to_string())?,
+    )?)
+}
+
+fn deliveries(root: &Path) -> anyhow::Result<Vec<Delivery>> {
+    let multiline = fixture(root, "shopify-orders-create-multiline-discount-tax.json")?;
+    let discount = fixture(root, "shopify-orders-create-discount-code.json")?;
+    // A third order for the EU store: the documented order, in EUR, from a new customer in Berlin.
+    let mut eu = multiline.clone();
+    eu["id"] = json!(450789470u64);
+    eu["name"] = json!("#1003");
+    eu["currency"] = json!("EUR");
+    eu["email"] = json!("klara.schmidt@example.de");
+    eu["customer"]["email"] = json!("klara.schmidt@example.de");
+    eu["customer"]["first_name"] = json!("Klara");
+    eu["customer"]["last_name"] = json!("Schmidt");
+    for address in ["billing_address", "shipping_address"] {
+        eu[address] = json!({"first_name": "Klara", "last_name": "Schmidt", "name": "Klara Schmidt",
+            "address1": "Torstraße 1", "city": "Berlin", "zip": "10119", "country_code": "DE", "country": "Germany"});
+    }
+    let mut unknown_sku = discount.clone();
+    unknown_sku["id"] = json!(1073459999u64);
+    unknown_sku["name"] = json!("#1004");
+    unknown_sku["line_items"][0]["sku"] = json!("IPOD2099GOLD");
+    let id = |order: &Value| order["id"].to_string();
+    Ok(vec![
+        Delivery {
+            label: "3 lines, order discount, existing customer",
+            channel: "uk-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-1",
+            body: multiline.to_string(),
+            forged_with: None,
+            order_id: id(&multiline),
+        },
+        Delivery {
+            label: "discount code, new customer",
+            channel: "uk-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-2",
+            body: discount.to_string(),
+            forged_with: None,
+            order_id: id(&discount),
+        },
+        Delivery {
+            label: "EU store in EUR, new customer",
+            channel: "eu-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-3",
+            body: eu.to_string(),
+            forged_with: None,
+            order_id: id(&eu),
+        },
+        Delivery {
+            label: "duplicate delivery of the first",
+            channel: "uk-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-1",
+            body: multiline.to_string(),
+            forged_with: None,
+            order_id: id(&multiline),
+        },
+        Delivery {
+            label: "forged signature",
+            channel: "uk-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-5",
+            body: discount.to_string(),
+            forged_with: Some("an-attackers-guess"),
+            order_id: id(&discount),
+        },
+        Delivery {
+            label: "unknown SKU IPOD2099GOLD",
+            channel: "uk-shop",
+            topic: "orders/create",
+            webhook_id: "demo-wh-6",
+            body: unknown_sku.to_string(),
+            forged_with: None,
+            order_id: id(&unknown_sku),
+        },
+    ])
+}
+
 pub async fn run() -> anyhow::Result<()> {
+    let root = project_root();
+    let dir = stack_dir();
+    let venv = dir.join("venv");
+    let run_dir = dir.join(format!("demo-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    println!(
+        "erpsync demo: starting moto, Tryton and the functions (cargo lambda watch) on loopback..."
+    );
+    let mut moto = Moto::start(&venv, &run_dir).await?;
+    let mut tryton =
+        Tryton::start(&venv, &dir.join("tryton-template"), &run_dir.join("tryton")).await?;
+    let result = demo(&root, &run_dir, &moto, &tryton).await;
+    tryton.stop().await;
+    moto.stop().await;
+    match &result {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+        Err(_) => eprintln!("logs kept in {}", run_dir.display()),
+    }
+    result
+}
+
+async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyhow::Result<()> {
+    let sdk = sdk_config(&moto.endpoint).await;
+    let config_path = root.join("config/erpsync.example.toml");
+    let config = Config::from_toml(&std::fs::read_to_string(&config_path)?)?;
+    let template = Template::project()?;
+    let parameters = HashMap::from([
+        ("Stage".to_owned(), "demo".to_owned()),
+        ("ErpUrl".to_owned(), tryton.url.clone()),
+        ("ConfigPath".to_owned(), config_path.display().to_string()),
+    ]);
+    let resources = create_resources(&sdk, &template, parameters).await?;
+    put_secret(&sdk, &config.erp.api_key_secret, &tryton.api_key).await?;
+    let mut secrets = HashMap::new();
+    for channel in &config.channels {
+        let secret = format!("demo-webhook-secret-{}", channel.id);
+        put_secret(&sdk, &channel.webhook_secret, &secret).await?;
+        secrets.insert(channel.id.to_string(), secret);
+    }
+
+    // The functions get the environment the template gives them, pointed at the local stack.
+    let mut environment: BTreeMap<String, String> =
+        aws_environment(&moto.endpoint).into_iter().collect();
+    for function in ["ShopWebhookFunction", "OrderSyncFunction"] {
+        environment.extend(template.function_environment(function, &resources.resolver)?);
+    }
+    let port = free_port()?;
+    let mut watch = Command::new("cargo");
+    watch
+        .current_dir(root)
+        .args([
+            "lambda",
+            "watch",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--ignore-changes",
+        ])
+        .envs(&environment);
+    let mut lambda = Service::spawn(
+        "cargo lambda watch",
+        &mut watch,
+        &run_dir.join("cargo-lambda.log"),
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    let outcome = drive(root, &sdk, &config, &resources, &secrets, &base).await;
+    lambda.stop().await;
+    outcome
+}
+
+async fn drive(
+    root: &Path,
+    sdk: &aws_config::SdkConfig,
+    config: &Config,
+    resources: &erpsync_tools::stack::LocalResources,
+    secrets: &HashMap<String, String>,
+    base: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(base).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("cargo lambda watch did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let esm = EventSourceMapping {
+        sqs: aws_sdk_sqs::Client::new(sdk),
+        queue_url: resources.queue_url("OrdersQueue")?.to_owned(),
+        queue_arn: resources.queue_arn("OrdersQueue")?.to_owned(),
+        batch_size: 10,
+        invoker: Arc::new(HttpInvoker::new(base, "order-sync")),
+    };
+    let poller = tokio::spawn(esm.run(stopped));
+
+    println!("\nWebhooks sent to {base}/lambda-url/shop-webhook/:");
+    let deliveries = deliveries(root)?;
+    let mut answers = Vec::new();
+    for delivery in &deliveries {
+        let channel = config
+            .channels
+            .iter()
+            .find(|c| c.id.as_str() == delivery.channel)
+            .context("demo channel missing from the config")?;
+        let secret = delivery
+            .forged_with
+            .map(str::to_owned)
+            .or_else(|| secrets.get(delivery.channel).cloned())
+            .unwrap_or_default();
+        let signature =
+            sign_base64_hmac_sha256(delivery.body.as_bytes(), &SecretString::from(secret));
+        let response = http
+            .post(format!("{base}/lambda-url/shop-webhook/"))
+            .header("content-type", "application/json")
+            .header("x-shopify-shop-domain", &channel.shop_domain)
+            .header("x-shopify-topic", delivery.topic)
+            .header("x-shopify-webhook-id", delivery.webhook_id)
+            .header("x-shopify-hmac-sha256", signature)
+            .header("x-shopify-api-version", "2026-07")
+            .body(delivery.body.clone())
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .context("posting to the function URL")?;
+        let status = response.status().as_u16();
+        println!(
+            "  {:<44} {:<8} order {:<12} -> HTTP {status}",
+            delivery.label, delivery.channel, delivery.order_id
+        );
+        answers.push(status);
+    }
+
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &resources.table);
+    let expected: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| d.forged_with.is_none())
+        .collect();
+    let started = Instant::now();
+    loop {
+        let mut settled = queue_depth(sdk, resources.queue_url("OrdersQueue")?).await == 0;
+        for delivery in &expected {
+            let entity = EntityRef::order(&ChannelId::parse(delivery.channel)?, &delivery.order_id);
+            settled &= store.get(&entity).await.ok().flatten().is_some();
+        }
+        if settled {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = stop.send(true);
+            bail!("the flow did not settle within 3 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = stop.send(true);
+    let _ = poller.await;
+
+    println!("\nOrders, as the ERP and the sync state see them:");
+    println!(
+        "  {:<10} {:<8} {:<12} {:<10} {:<12} {:<16} note",
+        "order", "channel", "id", "ERP sale", "ERP state", "sync state"
+    );
+    let mut seen = Vec::new();
+    for delivery in &expected {
+        if seen.contains(&(delivery.channel, &delivery.order_id)) {
+            continue;
+        }
+        seen.push((delivery.channel, &delivery.order_id));
+        let reference = format!("{}/{}", delivery.channel, delivery.order_id);
+        let sales = erp_sales(&http, resources, &reference).await?;
+        let entity = EntityRef::order(&ChannelId::parse(delivery.channel)?, &delivery.order_id);
+        let state = store.get(&entity).await.ok().flatten();
+        let name = serde_json::from_str::<Value>(&delivery.body)?["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let (number, erp_state) = match sales.as_slice() {
+            [] => ("-".to_owned(), "-".to_owned()),
+            [sale] => (
+                sale["number"].as_str().unwrap_or("?").to_owned(),
+                sale["state"].as_str().unwrap_or("?").to_owned(),
+            ),
+            many => (format!("{} SALES!", many.len()), "duplicate".to_owned()),
+        };
+        let note = state
+            .as_ref()
+            .and_then(|s| {
+                s.last_error
+                    .as_ref()
+                    .filter(|_| s.status.as_str() == "needs-attention")
+                    .map(|e| e.message.clone())
+            })
+            .unwrap_or_default();
+        println!(
+            "  {:<10} {:<8} {:<12} {:<10} {:<12} {:<16} {}",
+            name,
+            delivery.channel,
+            delivery.order_id,
+            number,
+            erp_state,
+            state.map(|s| s.status.as_str()).unwrap_or("(none)"),
+            note
+        );
+    }
+    let forged: Vec<_> = deliveries
+        .iter()
+        .zip(&answers)
+        .filter(|(d, _)| d.forged_with.is_some())
+        .collect();
+    for (delivery, status) in forged {
+        println!(
+            "\nForged delivery ({}): HTTP {status}, not queued.",
+            delivery.webhook_id
+        );
+    }
+
+    println!("\nDead-letter queue (needs a person):");
+    let parked = dead_letters(sdk, resources.queue_url("OrdersDeadLetterQueue")?).await?;
+    if parked.is_empty() {
+        println!("  (empty)");
+    }
+    for message in &parked {
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .unwrap_or("")
+                .to_owned()
+        };
+        println!(
+            "  {}  [{} / {}]\n    reason: {}",
+            attribute(attr::ENTITY),
+            attribute(attr::ERROR_CLASS),
+            attribute(attr::ERROR_KIND),
+            attribute(attr::REASON)
+        );
+    }
+    println!("\nDone: the stack is stopped.");
     Ok(())
+}
+
+async fn queue_depth(sdk: &aws_config::SdkConfig, url: &str) -> u64 {
+    let output = aws_sdk_sqs::Client::new(sdk)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await;
+    let attributes = output
+        .ok()
+        .and_then(|o| o.attributes().cloned())
+        .unwrap_or_default();
+    [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .filter_map(|n| attributes.get(n)?.parse::<u64>().ok())
+    .sum()
+}
+
+async fn dead_letters(
+    sdk: &aws_config::SdkConfig,
+    url: &str,
+) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
+    let received = aws_sdk_sqs::Client::new(sdk)
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_attribute_names("All")
+        .send()
+        .await?;
+    Ok(received.messages().to_vec())
+}
+
+async fn erp_sales(
+    http: &reqwest::Client,
+    resources: &erpsync_tools::stack::LocalResources,
+    reference: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let url = resources
+        .resolver
+        .parameters
+        .get("ErpUrl")
+        .cloned()
+        .unwrap_or_default();
+    let key = std::fs::read_to_string(stack_dir().join("tryton-template/api-key"))?;
+    let domain = URL_SAFE.encode(json!([["reference", "=", reference]]).to_string());
+    let response = http
+        .get(format!("{url}/erpsync/rest/model/sale.sale"))
+        .bearer_auth(key.trim())
+        .query(&[("f", "number"), ("f", "state"), ("d", domain.as_str())])
+        .send()
+        .await?;
+    let sales: Value = response.json().await?;
+    Ok(sales.as_array().cloned().unwrap_or_default())
 }

@@ -1,0 +1,50 @@
+# erpsync — every target does its own set-up on a fresh machine.
+#   make demo    the local stack end to end, with signed webhooks; prints what happened
+#   make test    unit tests + end-to-end tests on moto and a real Tryton
+#   make lint    rustfmt, clippy, config check, template lint
+#   make build   release Lambda packages for arm64 (cargo lambda)
+
+SHELL := /bin/bash
+STACK := .stack
+VENV := $(STACK)/venv
+TRYTON_TEMPLATE := $(STACK)/tryton-template
+CARGO_FLAGS ?= -j2
+TEST_THREADS ?= 4
+ERPSYNC := target/debug/erpsync
+
+.PHONY: setup demo test lint build clean-stack
+
+setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
+
+$(VENV)/.installed: tools/erpsync/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/erpsync/requirements.txt
+	touch $@
+
+$(TRYTON_TEMPLATE)/erpsync.sqlite: $(VENV)/.installed tools/erpsync/tryton/seed.py tools/erpsync/tryton/build-template.sh
+	rm -rf $(TRYTON_TEMPLATE)
+	tools/erpsync/tryton/build-template.sh $(VENV) $(TRYTON_TEMPLATE)
+
+$(ERPSYNC): FORCE
+	cargo build $(CARGO_FLAGS) -p erpsync -p shop-webhook -p order-sync
+
+FORCE:
+
+demo: setup $(ERPSYNC)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(ERPSYNC) demo
+
+test: setup $(ERPSYNC)
+	cargo build $(CARGO_FLAGS) --workspace --all-targets
+	$(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) --workspace -- --test-threads $(TEST_THREADS)
+
+lint: $(VENV)/.installed
+	cargo fmt --all -- --check
+	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	cargo run $(CARGO_FLAGS) -q -p erpsync -- mapping check config/erpsync.example.toml
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+build: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 -p shop-webhook -p order-sync
+
+clean-stack:
+	rm -rf $(STACK)
