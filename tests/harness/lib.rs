@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::Message;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_aws::batch::BatchRunner;
@@ -26,6 +26,7 @@ use erpsync_core::ports::{SalesErp, SyncStateStore};
 use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::{EntityRef, SyncState};
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_tools::queues;
 use erpsync_tools::stack::{LocalResources, create_resources, put_secret, sdk_config};
 use erpsync_tools::template::Template;
 use secrecy::SecretString;
@@ -294,24 +295,10 @@ impl World {
 
     /// Visible + in flight + delayed messages on a queue.
     pub async fn queue_depth(&self, logical_id: &str) -> u64 {
-        let output = aws_sdk_sqs::Client::new(&self.sdk)
-            .get_queue_attributes()
-            .queue_url(self.queue(logical_id))
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await;
-        let attributes = output
-            .ok()
-            .and_then(|o| o.attributes().cloned())
-            .unwrap_or_default();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .filter_map(|name| attributes.get(name)?.parse::<u64>().ok())
-        .sum()
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        queues::depth(&sqs, &self.queue(logical_id))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Runs the event source mapping until the orders queue is empty.
@@ -333,29 +320,9 @@ impl World {
     /// What the dead-letter queue holds, without consuming it.
     pub async fn dead_letters(&self) -> Vec<Message> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
-        let mut seen: Vec<Message> = Vec::new();
-        for _ in 0..5 {
-            let received = sqs
-                .receive_message()
-                .queue_url(self.queue("OrdersDeadLetterQueue"))
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await;
-            let messages = received.map(|r| r.messages().to_vec()).unwrap_or_default();
-            let before = seen.len();
-            for message in messages {
-                if !seen.iter().any(|m| m.message_id() == message.message_id()) {
-                    seen.push(message);
-                }
-            }
-            if seen.len() == before {
-                break;
-            }
-        }
-        seen
+        queues::peek(&sqs, &self.queue("OrdersDeadLetterQueue"))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub async fn state(&self, channel: &str, order_id: &str) -> Option<SyncState> {

@@ -221,6 +221,23 @@ impl TrytonClient {
         }
     }
 
+    /// Creates one record of `model` and returns its id.
+    async fn create(&self, model: &str, body: &Value) -> Result<i64, SyncError> {
+        let refs = self.references().await?;
+        let created = self
+            .call(
+                Method::POST,
+                &format!("model/{model}"),
+                &[],
+                Some(body),
+                Some(&refs.context),
+            )
+            .await?;
+        serde_json::from_value::<Record>(created)
+            .map(|record| record.id)
+            .map_err(|_| unexpected(&format!("a created {model} without an id")))
+    }
+
     async fn references(&self) -> Result<&References, SyncError> {
         self.refs
             .get_or_try_init(|| async {
@@ -430,7 +447,6 @@ impl SalesErp for TrytonClient {
     }
 
     async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError> {
-        let refs = self.references().await?;
         let mut addresses = vec![
             self.address_values(&customer.invoice_address, "billing_address")
                 .await?,
@@ -453,20 +469,10 @@ impl SalesErp for TrytonClient {
             "contact_mechanisms": [["create", mechanisms]],
             "addresses": [["create", addresses]],
         });
-        let created: Record = serde_json::from_value(
-            self.call(
-                Method::POST,
-                "model/party.party",
-                &[],
-                Some(&body),
-                Some(&refs.context),
-            )
-            .await?,
-        )
-        .map_err(|_| unexpected("a created party without an id"))?;
+        let id = self.create("party.party", &body).await?;
         Ok(ErpCustomer {
-            id: created.id,
-            addresses: self.addresses_of(created.id).await?,
+            id,
+            addresses: self.addresses_of(id).await?,
         })
     }
 
@@ -475,22 +481,11 @@ impl SalesErp for TrytonClient {
         customer_id: i64,
         address: &Address,
     ) -> Result<ErpAddress, SyncError> {
-        let refs = self.references().await?;
         let mut body = self.address_values(address, "shipping_address").await?;
         body["party"] = json!(customer_id);
-        let created: Record = serde_json::from_value(
-            self.call(
-                Method::POST,
-                "model/party.address",
-                &[],
-                Some(&body),
-                Some(&refs.context),
-            )
-            .await?,
-        )
-        .map_err(|_| unexpected("a created address without an id"))?;
+        let id = self.create("party.address", &body).await?;
         Ok(ErpAddress {
-            id: created.id,
+            id,
             street: Some(address.street.clone()),
             postal_code: address.postal_code.clone(),
             city: address.city.clone(),
@@ -544,19 +539,9 @@ impl SalesErp for TrytonClient {
             "shipment_cost_method": null,
             "lines": [["create", lines]],
         });
-        let created: Record = serde_json::from_value(
-            self.call(
-                Method::POST,
-                "model/sale.sale",
-                &[],
-                Some(&body),
-                Some(&refs.context),
-            )
-            .await?,
-        )
-        .map_err(|_| unexpected("a created sale without an id"))?;
+        let id = self.create("sale.sale", &body).await?;
         Ok(ErpSale {
-            id: created.id,
+            id,
             number: None,
             state: ErpSaleState::Draft,
         })

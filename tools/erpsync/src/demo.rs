@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aws_sdk_sqs::types::QueueAttributeName;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_aws::dynamo::DynamoStore;
@@ -19,6 +18,7 @@ use erpsync_core::ports::SyncStateStore;
 use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::EntityRef;
 use erpsync_tools::esm::{EventSourceMapping, HttpInvoker};
+use erpsync_tools::queues;
 use erpsync_tools::stack::{
     Moto, Service, Tryton, aws_environment, create_resources, free_port, project_root, put_secret,
     sdk_config, stack_dir,
@@ -216,8 +216,9 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let esm = EventSourceMapping {
-        sqs: aws_sdk_sqs::Client::new(sdk),
+        sqs: sqs.clone(),
         queue_url: resources.queue_url("OrdersQueue")?.to_owned(),
         queue_arn: resources.queue_arn("OrdersQueue")?.to_owned(),
         batch_size: 10,
@@ -269,7 +270,7 @@ async fn drive(
         .collect();
     let started = Instant::now();
     loop {
-        let mut settled = queue_depth(sdk, resources.queue_url("OrdersQueue")?).await == 0;
+        let mut settled = queues::depth(&sqs, resources.queue_url("OrdersQueue")?).await? == 0;
         for delivery in &expected {
             let entity = EntityRef::order(&ChannelId::parse(delivery.channel)?, &delivery.order_id);
             settled &= store.get(&entity).await.ok().flatten().is_some();
@@ -346,7 +347,7 @@ async fn drive(
     }
 
     println!("\nDead-letter queue (needs a person):");
-    let parked = dead_letters(sdk, resources.queue_url("OrdersDeadLetterQueue")?).await?;
+    let parked = queues::peek(&sqs, resources.queue_url("OrdersDeadLetterQueue")?).await?;
     if parked.is_empty() {
         println!("  (empty)");
     }
@@ -369,41 +370,6 @@ async fn drive(
     }
     println!("\nDone: the stack is stopped.");
     Ok(())
-}
-
-async fn queue_depth(sdk: &aws_config::SdkConfig, url: &str) -> u64 {
-    let output = aws_sdk_sqs::Client::new(sdk)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await;
-    let attributes = output
-        .ok()
-        .and_then(|o| o.attributes().cloned())
-        .unwrap_or_default();
-    [
-        QueueAttributeName::ApproximateNumberOfMessages,
-        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-    ]
-    .iter()
-    .filter_map(|n| attributes.get(n)?.parse::<u64>().ok())
-    .sum()
-}
-
-async fn dead_letters(
-    sdk: &aws_config::SdkConfig,
-    url: &str,
-) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
-    let received = aws_sdk_sqs::Client::new(sdk)
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
-        .message_attribute_names("All")
-        .send()
-        .await?;
-    Ok(received.messages().to_vec())
 }
 
 async fn erp_sales(

@@ -2,6 +2,7 @@
 //! very same code as `erpsync` and `make demo`.
 
 pub mod esm;
+pub mod queues;
 pub mod stack;
 pub mod template;
 
