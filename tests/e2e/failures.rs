@@ -1,20 +1,11 @@
 //! Failures end where they should: a person's queue for what retrying cannot fix, the retry
 //! path for outages, and never a second sale.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use erpsync_aws::sqs::attr;
-use erpsync_connectors::TrytonClient;
-use erpsync_core::SyncError;
-use erpsync_core::ids::{Email, Sku};
-use erpsync_core::mapping::CustomerDraft;
-use erpsync_core::order::Address;
-use erpsync_core::ports::{ErpAddress, ErpCustomer, ErpProduct, ErpSale, NewSale, SalesErp};
 use erpsync_core::state::{Flow, SyncStatus};
-use erpsync_e2e::{Stack, Tryton, World, attribute, fresh_order};
+use erpsync_e2e::{Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order, order_event};
 
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -124,63 +115,11 @@ async fn an_erp_outage_is_retried_not_dead_lettered_and_ends_in_one_sale() {
     let _ = std::fs::remove_dir_all(run_dir);
 }
 
-/// The real Tryton adapter, except that the first sale it creates is followed by a failure
-/// before anything else runs: the process "dies" between the ERP write and the state write.
-struct FailsAfterFirstCreate {
-    inner: TrytonClient,
-    failed: AtomicBool,
-}
-
-#[async_trait]
-impl SalesErp for FailsAfterFirstCreate {
-    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError> {
-        self.inner.find_sale_by_reference(reference).await
-    }
-    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {
-        self.inner.products_by_sku(skus).await
-    }
-    async fn find_customer_by_email(
-        &self,
-        email: &Email,
-    ) -> Result<Option<ErpCustomer>, SyncError> {
-        self.inner.find_customer_by_email(email).await
-    }
-    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError> {
-        self.inner.create_customer(customer).await
-    }
-    async fn add_address(
-        &self,
-        customer_id: i64,
-        address: &Address,
-    ) -> Result<ErpAddress, SyncError> {
-        self.inner.add_address(customer_id, address).await
-    }
-    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
-        let created = self.inner.create_sale(sale).await?;
-        if !self.failed.swap(true, Ordering::SeqCst) {
-            return Err(SyncError::retryable(
-                "injected_crash",
-                "the worker died after the ERP create",
-            ));
-        }
-        Ok(created)
-    }
-    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
-        self.inner.quote_sale(sale_id).await
-    }
-    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
-        self.inner.confirm_sale(sale_id).await
-    }
-}
-
 #[tokio::test]
 async fn a_failure_after_the_erp_create_is_recovered_by_reference_without_a_second_sale() {
     let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
     let world = World::start_with(&stack.tryton_url, &stack.tryton_key, |erp| {
-        Box::new(FailsAfterFirstCreate {
-            inner: erp,
-            failed: AtomicBool::new(false),
-        })
+        Box::new(FaultyErp::new(erp, vec![Fault::AfterCreate]))
     })
     .await;
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
@@ -205,4 +144,104 @@ async fn a_failure_after_the_erp_create_is_recovered_by_reference_without_a_seco
     assert_eq!(state.status, SyncStatus::Synced);
     assert_eq!(state.erp_id, sales[0]["id"].as_i64());
     assert!(state.attempts >= 1, "the failed attempt is on record");
+}
+
+#[tokio::test]
+async fn an_address_the_erp_cannot_take_needs_attention_naming_the_field() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("shopify-orders-create-discount-code.json");
+    let email = format!("nowhere.{id}@example.com");
+    order["email"] = email.clone().into();
+    order["customer"]["email"] = email.into();
+    order["shipping_address"]["country_code"] = "XX".into();
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-xx", &order.to_string()))
+            .await,
+        200
+    );
+    world.drain(DRAIN).await;
+
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "unknown_country");
+    let reason = attribute(&parked[0], attr::REASON);
+    assert!(
+        reason.contains("shipping_address") && reason.contains("XX"),
+        "{reason}"
+    );
+    assert_eq!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::NeedsAttention)
+    );
+    assert!(world.erp_sales(&format!("uk-shop/{id}")).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_holds_back_the_rest_of_its_fifo_group_but_not_other_groups() {
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let (first, first_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (other, other_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let failing_reference = format!("uk-shop/{first_id}");
+    let world = World::start_with(&stack.tryton_url, &stack.tryton_key, |erp| {
+        Box::new(FaultyErp::new(
+            erp,
+            vec![Fault::LookupFails(failing_reference)],
+        ))
+    })
+    .await;
+    let group = format!("uk-shop:{first_id}");
+    let mut event = order_event(&world, &first.to_string(), "m-1", &group, "orders/create");
+    let mut update = order_event(&world, &first.to_string(), "m-2", &group, "orders/updated");
+    let mut elsewhere = order_event(
+        &world,
+        &other.to_string(),
+        "m-3",
+        &format!("uk-shop:{other_id}"),
+        "orders/create",
+    );
+    event.records.append(&mut update.records);
+    event.records.append(&mut elsewhere.records);
+
+    let response = order_sync::sqs_handler::handle(
+        &world.orders,
+        lambda_runtime::LambdaEvent::new(event.clone(), lambda_runtime::Context::default()),
+    )
+    .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["m-1", "m-2"],
+        "the update waits behind its create; the other order goes on"
+    );
+    assert!(
+        world
+            .erp_sales(&format!("uk-shop/{first_id}"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        world.erp_sales(&format!("uk-shop/{other_id}")).await.len(),
+        1
+    );
+
+    // Redelivered, the group goes through in order; the other order replays.
+    let again = order_sync::sqs_handler::handle(
+        &world.orders,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await;
+    assert!(again.batch_item_failures.is_empty(), "{again:?}");
+    assert_eq!(
+        world.erp_sales(&format!("uk-shop/{first_id}")).await.len(),
+        1
+    );
+    assert_eq!(
+        world.erp_sales(&format!("uk-shop/{other_id}")).await.len(),
+        1
+    );
 }

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use erpsync_core::state::SyncStatus;
-use erpsync_e2e::{World, decimal, fresh_order};
+use erpsync_e2e::{World, decimal, fresh_order, order_event};
 use serde_json::Value;
 
 const DRAIN: Duration = Duration::from_secs(60);
@@ -197,43 +196,19 @@ async fn the_same_delivery_three_times_and_the_same_order_under_other_webhook_id
     );
 }
 
-fn order_event(world: &World, body: &str, message_id: &str) -> SqsEvent {
-    let mut message = SqsMessage::default();
-    message.message_id = Some(message_id.to_owned());
-    message.body = Some(body.to_owned());
-    message.event_source_arn = Some(
-        world
-            .resources
-            .queue_arn("OrdersQueue")
-            .unwrap_or_default()
-            .to_owned(),
-    );
-    message
-        .attributes
-        .insert("MessageGroupId".to_owned(), format!("uk-shop:{message_id}"));
-    message
-        .attributes
-        .insert("ApproximateReceiveCount".to_owned(), "1".to_owned());
-    for (name, value) in [("channel", "uk-shop"), ("topic", "orders/create")] {
-        let mut attribute = SqsMessageAttribute::default();
-        attribute.string_value = Some(value.to_owned());
-        attribute.data_type = Some("String".to_owned());
-        message
-            .message_attributes
-            .insert(name.to_owned(), attribute);
-    }
-    let mut event = SqsEvent::default();
-    event.records = vec![message];
-    event
-}
-
 #[tokio::test]
 async fn two_batches_with_the_same_order_processed_concurrently_make_one_sale() {
     let world = World::start().await;
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     let body = order.to_string();
     let invoke = |message_id: &str| {
-        let event = order_event(&world, &body, message_id);
+        let event = order_event(
+            &world,
+            &body,
+            message_id,
+            &format!("uk-shop:{message_id}"),
+            "orders/create",
+        );
         let deps = world.orders.clone();
         async move {
             order_sync::sqs_handler::handle(

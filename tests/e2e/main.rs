@@ -4,5 +4,6 @@
 
 mod failures;
 mod intake;
+mod store;
 mod template;
 mod webhook;

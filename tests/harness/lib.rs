@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::Message;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
@@ -20,9 +20,14 @@ use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::sqs::Queue;
 use erpsync_connectors::TrytonClient;
+use erpsync_core::SyncError;
 use erpsync_core::config::Config;
-use erpsync_core::ids::ChannelId;
-use erpsync_core::ports::{SalesErp, SyncStateStore};
+use erpsync_core::ids::{ChannelId, Email, Sku};
+use erpsync_core::mapping::CustomerDraft;
+use erpsync_core::order::Address;
+use erpsync_core::ports::{
+    ErpAddress, ErpCustomer, ErpProduct, ErpSale, NewSale, SalesErp, SyncStateStore,
+};
 use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::{EntityRef, SyncState};
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
@@ -402,4 +407,126 @@ pub fn attribute(message: &Message, name: &str) -> String {
         .and_then(|v| v.string_value())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// An SQS event of one order message, as the event source mapping would deliver it.
+pub fn order_event(
+    world: &World,
+    body: &str,
+    message_id: &str,
+    group: &str,
+    topic: &str,
+) -> SqsEvent {
+    let mut message = SqsMessage::default();
+    message.message_id = Some(message_id.to_owned());
+    message.body = Some(body.to_owned());
+    message.event_source_arn = Some(
+        world
+            .resources
+            .queue_arn("OrdersQueue")
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    message
+        .attributes
+        .insert("MessageGroupId".to_owned(), group.to_owned());
+    message
+        .attributes
+        .insert("ApproximateReceiveCount".to_owned(), "1".to_owned());
+    for (name, value) in [("channel", "uk-shop"), ("topic", topic)] {
+        let mut attribute = SqsMessageAttribute::default();
+        attribute.string_value = Some(value.to_owned());
+        attribute.data_type = Some("String".to_owned());
+        message
+            .message_attributes
+            .insert(name.to_owned(), attribute);
+    }
+    let mut event = SqsEvent::default();
+    event.records = vec![message];
+    event
+}
+
+/// A fault to inject once into the real ERP adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// The worker "dies" right after the ERP created the sale, before anything else.
+    AfterCreate,
+    /// The look-up of this sale reference fails once with a retryable error.
+    LookupFails(String),
+}
+
+/// The real Tryton adapter with faults injected, each once.
+pub struct FaultyErp {
+    inner: TrytonClient,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl FaultyErp {
+    pub fn new(inner: TrytonClient, faults: Vec<Fault>) -> Self {
+        Self {
+            inner,
+            faults: Mutex::new(faults),
+        }
+    }
+
+    fn take(&self, fault: &Fault) -> bool {
+        let Ok(mut faults) = self.faults.lock() else {
+            return false;
+        };
+        match faults.iter().position(|f| f == fault) {
+            Some(index) => {
+                faults.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl SalesErp for FaultyErp {
+    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError> {
+        if self.take(&Fault::LookupFails(reference.to_owned())) {
+            return Err(SyncError::retryable(
+                "injected_fault",
+                "the ERP look-up failed (injected)",
+            ));
+        }
+        self.inner.find_sale_by_reference(reference).await
+    }
+    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {
+        self.inner.products_by_sku(skus).await
+    }
+    async fn find_customer_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<ErpCustomer>, SyncError> {
+        self.inner.find_customer_by_email(email).await
+    }
+    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError> {
+        self.inner.create_customer(customer).await
+    }
+    async fn add_address(
+        &self,
+        customer_id: i64,
+        address: &Address,
+    ) -> Result<ErpAddress, SyncError> {
+        self.inner.add_address(customer_id, address).await
+    }
+    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
+        let created = self.inner.create_sale(sale).await?;
+        if self.take(&Fault::AfterCreate) {
+            return Err(SyncError::retryable(
+                "injected_crash",
+                "the worker died after the ERP create (injected)",
+            ));
+        }
+        Ok(created)
+    }
+    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.inner.quote_sale(sale_id).await
+    }
+    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.inner.confirm_sale(sale_id).await
+    }
 }

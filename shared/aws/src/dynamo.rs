@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -203,18 +204,25 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
-        self.client
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(idempotency_pk(key), "IDEMPOTENCY")))
-            // Never delete a completed record: only our own in-progress claim.
+            // Never delete a completed record: only an in-progress claim.
             .condition_expression("attribute_not_exists(pk) OR #status = :in_progress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
-            .await
-            .map_err(|e| store_error("DeleteItem (release)", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.into_service_error() {
+                // Someone completed it after our lease ran out: nothing of ours to give up.
+                DeleteItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(store_error("DeleteItem (release)", other)),
+            },
+        }
     }
 }
 

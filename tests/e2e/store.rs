@@ -1,0 +1,168 @@
+//! The DynamoDB adapter's claim-or-replay and sync-state semantics, on moto.
+
+use erpsync_core::ErrorClass;
+use erpsync_core::SyncError;
+use erpsync_core::ids::ChannelId;
+use erpsync_core::ports::{IdempotencyStore, SyncStateStore};
+use erpsync_core::state::{
+    Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
+};
+use erpsync_e2e::World;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+fn channel() -> ChannelId {
+    ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn record(entity: &EntityRef) -> SyncRecord {
+    SyncRecord {
+        entity: entity.clone(),
+        status: SyncStatus::Synced,
+        erp_id: Some(41),
+        erp_number: Some("SO41".to_owned()),
+        version: Some("2026-11-29T10:00:00Z".to_owned()),
+        note: None,
+    }
+}
+
+#[tokio::test]
+async fn a_claim_is_held_then_replayed_and_a_different_payload_is_told_apart() {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let key = IdempotencyKey::new(Flow::OrderSync, &channel(), "1001");
+    let hash = PayloadHash::of(&json!({"lines": 3}));
+    let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
+
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::InProgress));
+
+    let entity = EntityRef::order(&channel(), "1001");
+    let outcome = json!({"outcome": "synced", "erp_id": 41});
+    assert_eq!(
+        store
+            .complete(&key, &hash, &outcome, &record(&entity))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        store.claim(&key, &hash, lease).await,
+        Ok(Claim::AlreadyDone {
+            outcome: outcome.clone(),
+            same_payload: true
+        })
+    );
+    let other = PayloadHash::of(&json!({"lines": 4}));
+    assert_eq!(
+        store.claim(&key, &other, lease).await,
+        Ok(Claim::AlreadyDone {
+            outcome,
+            same_payload: false
+        })
+    );
+    // A completed claim is never given up by a late release.
+    assert_eq!(store.release(&key).await, Ok(()));
+    assert!(matches!(
+        store.claim(&key, &hash, lease).await,
+        Ok(Claim::AlreadyDone { .. })
+    ));
+
+    let state = store
+        .get(&entity)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+    assert_eq!(state.erp_id, Some(41));
+    assert_eq!(state.erp_number.as_deref(), Some("SO41"));
+}
+
+#[tokio::test]
+async fn a_claim_whose_lease_ran_out_is_taken_over_and_a_released_one_is_free() {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let key = IdempotencyKey::new(Flow::OrderSync, &channel(), "1002");
+    let hash = PayloadHash::of(&"order");
+    let expired = OffsetDateTime::now_utc() - Duration::seconds(5);
+    assert_eq!(store.claim(&key, &hash, expired).await, Ok(Claim::Start));
+    // The first worker died: its lease is over, so the next one may run.
+    let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    assert_eq!(store.release(&key).await, Ok(()));
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+}
+
+#[tokio::test]
+async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let entity = EntityRef::order(&channel(), "1003");
+    let now = OffsetDateTime::now_utc();
+    let outage = ErrorReport::new(
+        &SyncError::dependency_down("erp_unavailable", "connection refused"),
+        now,
+    );
+    assert_eq!(
+        store
+            .record_failure(&entity, SyncStatus::Retrying, &outage)
+            .await,
+        Ok(())
+    );
+    let sku = ErrorReport::new(
+        &SyncError::permanent("unknown_sku", "SKU X is not in the ERP"),
+        now,
+    );
+    assert_eq!(
+        store
+            .record_failure(&entity, SyncStatus::NeedsAttention, &sku)
+            .await,
+        Ok(())
+    );
+
+    let state = store
+        .get(&entity)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert_eq!(state.attempts, 2);
+    let last = state.last_error.unwrap_or_else(|| panic!("no last error"));
+    assert_eq!(
+        (last.class, last.kind.as_str()),
+        (ErrorClass::Permanent, "unknown_sku")
+    );
+    let listed = store
+        .needing_attention(Flow::OrderSync)
+        .await
+        .unwrap_or_default();
+    assert!(listed.iter().any(|s| s.entity == entity));
+
+    let key = IdempotencyKey::new(Flow::OrderSync, &channel(), "1003");
+    let hash = PayloadHash::of(&"fixed");
+    let lease = now + Duration::minutes(5);
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    assert_eq!(
+        store
+            .complete(&key, &hash, &json!({}), &record(&entity))
+            .await,
+        Ok(())
+    );
+    let listed = store
+        .needing_attention(Flow::OrderSync)
+        .await
+        .unwrap_or_default();
+    assert!(
+        !listed.iter().any(|s| s.entity == entity),
+        "resolved entities leave the attention list"
+    );
+    let state = store
+        .get(&entity)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+    assert_eq!(state.attempts, 2, "the history of attempts is kept");
+}
