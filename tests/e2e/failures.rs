@@ -245,3 +245,48 @@ async fn a_failure_holds_back_the_rest_of_its_fifo_group_but_not_other_groups() 
         1
     );
 }
+
+#[tokio::test]
+async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_attention() {
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    // An ERP that never answers: nothing listens on this port.
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        erpsync_tools::stack::free_port().unwrap_or(9)
+    );
+    let world = World::start_with_parameters(
+        &closed,
+        &stack.tryton_key,
+        |erp| Box::new(erp),
+        &[("OrdersMaxReceiveCount", "3")],
+    )
+    .await;
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-gone", &order.to_string()))
+            .await,
+        200
+    );
+    world.drain(DRAIN).await;
+
+    let parked = world.dead_letters().await;
+    assert_eq!(
+        parked.len(),
+        1,
+        "parked once, by order-sync, not again by the redrive policy"
+    );
+    assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "retries_exhausted");
+    assert_eq!(attribute(&parked[0], attr::ATTEMPTS), "3");
+    let reason = attribute(&parked[0], attr::REASON);
+    assert!(reason.contains("erp_unavailable"), "{reason}");
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no sync state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert_eq!(
+        state.last_error.map(|e| e.kind).as_deref(),
+        Some("retries_exhausted")
+    );
+}

@@ -140,8 +140,18 @@ impl World {
         erp_key: &str,
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
     ) -> Self {
+        Self::start_with_parameters(erp_url, erp_key, wrap, &[]).await
+    }
+
+    /// As `start_with`, with template parameters set (e.g. OrdersMaxReceiveCount).
+    pub async fn start_with_parameters(
+        erp_url: &str,
+        erp_key: &str,
+        wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
+        parameters: &[(&str, &str)],
+    ) -> Self {
         init_logs();
-        let result = Self::build(erp_url, erp_key, wrap).await;
+        let result = Self::build(erp_url, erp_key, wrap, parameters).await;
         result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
     }
 
@@ -149,17 +159,19 @@ impl World {
         erp_url: &str,
         erp_key: &str,
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
+        parameters: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let stack = Stack::from_env()?;
         let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let sdk = sdk_config(&stack.aws_endpoint).await;
         let template = Template::project()?;
-        let resources = create_resources(
-            &sdk,
-            &template,
-            HashMap::from([("Stage".to_owned(), stage.clone())]),
-        )
-        .await?;
+        let mut parameters: HashMap<String, String> = parameters
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        parameters.insert("Stage".to_owned(), stage.clone());
+        parameters.insert("ErpUrl".to_owned(), erp_url.to_owned());
+        let resources = create_resources(&sdk, &template, parameters).await?;
         let mut config = Config::from_toml(&std::fs::read_to_string(
             erpsync_tools::project_root().join("config/erpsync.example.toml"),
         )?)?;
@@ -191,15 +203,23 @@ impl World {
             SecretString::from(erp_key.to_owned()),
             config.erp.clone(),
         )?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table);
+        let environment =
+            template.function_environment("OrderSyncFunction", &resources.resolver)?;
+        let max_receives = environment
+            .get("MAX_RECEIVE_COUNT")
+            .and_then(|m| m.parse().ok());
         let orders = Arc::new(order_sync::Deps {
             config: config.clone(),
-            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table),
+            store: store.clone(),
             erp: wrap(erp),
             runner: BatchRunner {
                 flow: "order-sync",
                 source: Queue::new(sqs.clone(), &orders_url),
                 dead_letter: Queue::new(sqs, &dlq_url),
                 retry: config.retry.clone(),
+                max_receives,
+                state: Some(Arc::new(store)),
             },
         });
         Ok(Self {

@@ -1,6 +1,8 @@
 //! Wiring: config, the ERP key from Secrets Manager, DynamoDB, queues, the ERP client,
 //! tracing; then the runtime loop.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
 use erpsync_aws::batch::BatchRunner;
@@ -30,17 +32,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .context("the ERP key secret holds no value")?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env::required("TABLE_NAME")?,
+    );
+    let max_receives = env::required("MAX_RECEIVE_COUNT")?
+        .parse::<u32>()
+        .context("MAX_RECEIVE_COUNT is not a number")?;
     let deps = Deps {
-        store: DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            env::required("TABLE_NAME")?,
-        ),
+        store: store.clone(),
         erp: Box::new(erp),
         runner: BatchRunner {
             flow: "order-sync",
             source: Queue::new(sqs.clone(), env::required("ORDERS_QUEUE_URL")?),
             dead_letter: Queue::new(sqs, env::required("ORDERS_DLQ_URL")?),
             retry: config.retry.clone(),
+            max_receives: Some(max_receives),
+            state: Some(Arc::new(store)),
         },
         config,
     };

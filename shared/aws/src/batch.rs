@@ -3,12 +3,16 @@
 //! failures parked in the dead-letter queue at once, retryable ones backed off.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_core::batch::{Disposition, MessageFailure, disposition};
 use erpsync_core::config::RetryPolicy;
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::state::{ErrorReport, SyncStatus};
+use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::sqs::{OutgoingMessage, Queue, dead_letter_attributes, source_attributes};
@@ -23,6 +27,11 @@ pub struct BatchRunner {
     pub source: Queue,
     pub dead_letter: Queue,
     pub retry: RetryPolicy,
+    /// The source queue's maxReceiveCount: on that receive a failure is parked by the runner,
+    /// with its reason, instead of being moved silently by the redrive policy.
+    pub max_receives: Option<u32>,
+    /// Where an entity whose retries ran out is marked as needing attention.
+    pub state: Option<Arc<dyn SyncStateStore>>,
 }
 
 impl BatchRunner {
@@ -54,14 +63,28 @@ impl BatchRunner {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
             let jitter: f64 = rand::random();
-            let retry_delay = match disposition(&failure.error, receive_count, &self.retry, jitter)
-            {
-                Disposition::DeadLetter => {
-                    match self.park(message, &failure, receive_count).await {
+            let decided = disposition(
+                &failure.error,
+                receive_count,
+                self.max_receives,
+                &self.retry,
+                jitter,
+            );
+            let retry_delay = match decided {
+                Disposition::DeadLetter(reason) => {
+                    let exhausted = reason.class != failure.error.class;
+                    let parked = MessageFailure {
+                        error: reason,
+                        entity: failure.entity.clone(),
+                    };
+                    match self.park(message, &parked, receive_count).await {
                         Ok(()) => {
                             span.in_scope(|| {
-                            warn!(kind = %failure.error.kind, reason = %failure.error.message, "parked in the dead-letter queue")
-                        });
+                                warn!(kind = %parked.error.kind, reason = %parked.error.message, "parked in the dead-letter queue")
+                            });
+                            if exhausted {
+                                self.needs_attention(&parked, &span).await;
+                            }
                             None
                         }
                         Err(park_error) => {
@@ -90,6 +113,22 @@ impl BatchRunner {
             }
         }
         response
+    }
+
+    /// The flow recorded "retrying"; now that the runner gave up, a person must act.
+    async fn needs_attention(&self, parked: &MessageFailure, span: &tracing::Span) {
+        let (Some(state), Some(entity)) = (&self.state, &parked.entity) else {
+            return;
+        };
+        let report = ErrorReport::new(&parked.error, OffsetDateTime::now_utc());
+        if let Err(error) = state
+            .record_failure(entity, SyncStatus::NeedsAttention, &report)
+            .await
+        {
+            span.in_scope(
+                || warn!(error = %error, "could not mark the entity as needing attention"),
+            );
+        }
     }
 
     /// Sets when the message comes back; if that fails the queue's visibility timeout applies.

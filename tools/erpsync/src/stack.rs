@@ -279,6 +279,7 @@ pub async fn create_resources(
 ) -> anyhow::Result<LocalResources> {
     let mut resolver = Resolver {
         parameters: template.parameter_defaults(),
+        numbers: template.number_parameters(),
         ..Resolver::default()
     };
     resolver.parameters.extend(parameters);

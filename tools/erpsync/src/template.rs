@@ -2,7 +2,7 @@
 //! the table and the functions' environment come from the template, never from a copy.
 //! Handles the intrinsics the template uses: !Ref, !Sub, !GetAtt.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
@@ -21,6 +21,8 @@ pub struct Resolver {
     pub refs: HashMap<String, String>,
     /// `GetAtt`, keyed `Logical.Attribute`.
     pub attributes: HashMap<String, String>,
+    /// Parameters of type Number: a `!Ref` to one is a JSON number, as CloudFormation passes it.
+    pub numbers: HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,18 @@ impl Template {
                 };
                 Some((name.as_str()?.to_owned(), default))
             })
+            .collect()
+    }
+
+    /// The names of the parameters of type Number.
+    pub fn number_parameters(&self) -> HashSet<String> {
+        let Some(Value::Mapping(parameters)) = self.root.get("Parameters") else {
+            return HashSet::new();
+        };
+        parameters
+            .iter()
+            .filter(|(_, body)| body.get("Type").and_then(Value::as_str) == Some("Number"))
+            .filter_map(|(name, _)| name.as_str().map(str::to_owned))
             .collect()
     }
 
@@ -172,7 +186,13 @@ impl Resolver {
                     .as_str()
                     .ok_or_else(|| anyhow!("{tag} needs a string argument here"))?;
                 match tag.as_str() {
-                    "!Ref" => Json::String(self.reference(argument)?),
+                    "!Ref" => {
+                        let value = self.reference(argument)?;
+                        match value.parse::<serde_json::Number>() {
+                            Ok(number) if self.numbers.contains(argument) => Json::Number(number),
+                            _ => Json::String(value),
+                        }
+                    }
                     "!GetAtt" => Json::String(
                         self.attributes
                             .get(argument)
@@ -255,6 +275,7 @@ mod tests {
             parameters: HashMap::from([("Stage".to_owned(), "t1".to_owned())]),
             refs: HashMap::from([("Q".to_owned(), "http://q".to_owned())]),
             attributes: HashMap::from([("Q.Arn".to_owned(), "arn:q".to_owned())]),
+            numbers: HashSet::new(),
         };
         let yaml: Value =
             serde_yaml_ng::from_str("{a: !Sub 'x-${Stage}-y', b: !GetAtt Q.Arn, c: !Ref Q, d: 3}")
