@@ -35,7 +35,8 @@ demo: setup $(ERPSYNC)
 
 test: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) --workspace --all-targets
-	$(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) --workspace -- --test-threads $(TEST_THREADS)
+	set -o pipefail; $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) --workspace -- --test-threads $(TEST_THREADS) 2>&1 | tee $(STACK)/test.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(STACK)/test.log
 
 lint: $(VENV)/.installed
 	cargo fmt --all -- --check
