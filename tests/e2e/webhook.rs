@@ -125,3 +125,26 @@ async fn a_validly_signed_body_that_is_not_an_order_is_accepted_and_parked_with_
     assert_eq!(attribute(&parked[0], attr::ERROR_CLASS), "permanent");
     assert!(attribute(&parked[0], attr::SOURCE).contains("wh-odd"));
 }
+
+#[tokio::test]
+async fn when_the_queue_cannot_take_a_delivery_shopify_is_told_to_retry_with_503() {
+    let world = World::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let missing = format!(
+        "{}-gone.fifo",
+        world.queue("OrdersQueue").trim_end_matches(".fifo")
+    );
+    let deps = shop_webhook::Deps {
+        config: world.config.clone(),
+        secrets: erpsync_aws::secrets::SecretCache::new(
+            aws_sdk_secretsmanager::Client::new(&world.sdk),
+            std::time::Duration::from_secs(60),
+        ),
+        orders: erpsync_aws::sqs::Queue::new(sqs.clone(), missing),
+        orders_dead_letter: erpsync_aws::sqs::Queue::new(sqs, world.queue("OrdersDeadLetterQueue")),
+    };
+    let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let request = world.signed("uk-shop", "orders/create", "wh-503", &order.to_string());
+    let response = shop_webhook::http_handler::handle(&deps, request).await;
+    assert_eq!(response.status_code, 503);
+}

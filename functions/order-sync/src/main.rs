@@ -31,6 +31,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .cloned()
         .context("the ERP key secret holds no value")?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    erp.warm_up().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

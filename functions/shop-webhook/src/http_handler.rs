@@ -98,7 +98,10 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     }
     let topic_text = header(headers, "x-shopify-topic").unwrap_or("");
     span.record("topic", topic_text);
+    // The webhook id is the FIFO deduplication id; one SQS would refuse falls back to the
+    // body's hash, which deduplicates identical redeliveries just the same.
     let webhook_id = header(headers, "x-shopify-webhook-id")
+        .filter(|id| is_deduplication_id(id))
         .map(str::to_owned)
         .unwrap_or_else(|| PayloadHash::of_bytes(&body).as_str().to_owned());
     span.record("webhook_id", webhook_id.as_str());
@@ -169,6 +172,11 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
             respond(503, "could not enqueue, retry later")
         }
     }
+}
+
+/// SQS takes up to 128 printable ASCII characters (no spaces) as a deduplication id.
+fn is_deduplication_id(id: &str) -> bool {
+    id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {

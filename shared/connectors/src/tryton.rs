@@ -221,6 +221,14 @@ impl TrytonClient {
         }
     }
 
+    /// Looks up the reference data and opens the connection now, so the first message does
+    /// not pay for it. An ERP that is down is not an error here: messages will retry.
+    pub async fn warm_up(&self) {
+        if let Err(error) = self.references().await {
+            tracing::warn!(error = %error, "ERP not reachable at start; messages will retry");
+        }
+    }
+
     /// Creates one record of `model` and returns its id.
     async fn create(&self, model: &str, body: &Value) -> Result<i64, SyncError> {
         let refs = self.references().await?;
