@@ -4,6 +4,7 @@
 
 mod failures;
 mod intake;
+mod lifecycle;
 mod store;
 mod template;
 mod webhook;

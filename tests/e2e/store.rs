@@ -21,7 +21,7 @@ fn record(entity: &EntityRef) -> SyncRecord {
         status: SyncStatus::Synced,
         erp_id: Some(41),
         erp_number: Some("SO41".to_owned()),
-        version: Some("2026-11-29T10:00:00Z".to_owned()),
+        version: Some(time::macros::datetime!(2026-11-29 10:00 UTC)),
         note: None,
     }
 }

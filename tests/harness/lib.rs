@@ -26,7 +26,8 @@ use erpsync_core::ids::{ChannelId, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
 use erpsync_core::ports::{
-    ErpAddress, ErpCustomer, ErpProduct, ErpSale, NewSale, SalesErp, SyncStateStore,
+    ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, NewSale, SaleAmendment, SalesErp,
+    SyncStateStore,
 };
 use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::{EntityRef, SyncState};
@@ -549,4 +550,96 @@ impl SalesErp for FaultyErp {
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.inner.confirm_sale(sale_id).await
     }
+    async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError> {
+        self.inner.sale_details(sale_id).await
+    }
+    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.inner.cancel_sale(sale_id).await
+    }
+    async fn amend_sale(
+        &self,
+        sale_id: i64,
+        amendment: &SaleAmendment,
+    ) -> Result<ErpSale, SyncError> {
+        self.inner.amend_sale(sale_id, amendment).await
+    }
+}
+
+impl World {
+    /// The warehouse ships everything of the sale with this reference, as Tryton's own
+    /// shipment workflow does (assign, pick, pack, ship, done).
+    pub async fn dispatch(&self, reference: &str) {
+        let sales = self.erp_sales(reference).await;
+        let sale = sales
+            .first()
+            .unwrap_or_else(|| panic!("no sale {reference}"));
+        let shipments = self
+            .erp_search(
+                "stock.shipment.out",
+                json!([["id", "in", self.sale_shipments(sale).await]]),
+                &["state"],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        for shipment in shipments {
+            let id = shipment["id"].as_i64().unwrap_or_default();
+            for action in ["assign_try", "pick", "pack", "ship", "do"] {
+                let response = self
+                    .http
+                    .post(format!(
+                        "{}/erpsync/rest/model/stock.shipment.out/{id}/{action}",
+                        self.erp_url
+                    ))
+                    .bearer_auth(&self.erp_key)
+                    .header(
+                        "X-Tryton-Context",
+                        URL_SAFE.encode(json!({"company": 1}).to_string()),
+                    )
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    response.status().is_success(),
+                    "shipment {id} {action}: {}",
+                    response.status()
+                );
+            }
+        }
+    }
+
+    async fn sale_shipments(&self, sale: &Value) -> Vec<i64> {
+        let id = sale["id"].as_i64().unwrap_or_default();
+        self.erp_search("sale.sale", json!([["id", "=", id]]), &["shipments"])
+            .await
+            .unwrap_or_default()
+            .first()
+            .and_then(|s| s["shipments"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect()
+    }
+
+    /// Posts a signed delivery and runs the queue dry.
+    pub async fn deliver(&self, channel: &str, topic: &str, webhook_id: &str, order: &Value) {
+        let status = self
+            .post(self.signed(channel, topic, webhook_id, &order.to_string()))
+            .await;
+        assert_eq!(status, 200, "{topic} {webhook_id}");
+        self.drain(Duration::from_secs(60)).await;
+    }
+}
+
+/// The order at a later version (`updated_at`), as Shopify sends it after a change.
+pub fn at_version(order: &Value, updated_at: &str) -> Value {
+    let mut order = order.clone();
+    order["updated_at"] = json!(updated_at);
+    order
+}
+
+/// A line's quantity after an order edit (Shopify reports it as current_quantity).
+pub fn set_quantity(order: &mut Value, line: usize, quantity: u32) {
+    order["line_items"][line]["quantity"] = json!(quantity);
+    order["line_items"][line]["current_quantity"] = json!(quantity);
 }

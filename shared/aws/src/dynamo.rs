@@ -50,8 +50,11 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// RFC 3339 in UTC, so that stored times read and compare the same everywhere.
 fn timestamp(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 pub fn idempotency_pk(key: &IdempotencyKey) -> String {
@@ -253,7 +256,7 @@ fn record_update(
     for (name, value) in [
         ("erp_id", record.erp_id.map(n)),
         ("erp_number", record.erp_number.clone().map(s)),
-        ("version", record.version.clone().map(s)),
+        ("version", record.version.map(|v| s(timestamp(v)))),
         ("note", record.note.clone().map(s)),
     ] {
         match value {
@@ -388,7 +391,7 @@ fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> 
         status: SyncStatus::parse(&text("status")?)?,
         erp_id: number("erp_id").and_then(|v| v.parse().ok()),
         erp_number: text("erp_number"),
-        version: text("version"),
+        version: parse_time(text("version")),
         note: text("note"),
         attempts: number("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
         last_error,

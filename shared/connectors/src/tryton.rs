@@ -14,12 +14,15 @@ use erpsync_core::ids::{CountryCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
 use erpsync_core::ports::{
-    ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleState, NewSale, SalesErp,
+    ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine, ErpSaleState,
+    NewSale, SaleAmendment, SalesErp,
 };
 use reqwest::{Method, StatusCode};
+use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::str::FromStr;
 use tokio::sync::{Mutex, OnceCell};
 use tracing::debug;
 
@@ -81,6 +84,19 @@ fn sale_state(text: &str) -> ErpSaleState {
         "done" => ErpSaleState::Done,
         "cancelled" => ErpSaleState::Cancelled,
         other => ErpSaleState::Other(other.to_owned()),
+    }
+}
+
+/// Tryton sends decimals as `{"__class__": "Decimal", "decimal": "1.50"}` and floats as numbers.
+fn decimal_of(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+        Value::String(s) => Decimal::from_str(s).ok(),
+        Value::Object(o) => o
+            .get("decimal")
+            .and_then(Value::as_str)
+            .and_then(|d| Decimal::from_str(d).ok()),
+        _ => None,
     }
 }
 
@@ -375,6 +391,18 @@ impl TrytonClient {
             .collect())
     }
 
+    async fn read(&self, model: &str, id: i64, fields: &[&str]) -> Result<Value, SyncError> {
+        let query: Vec<(&str, String)> = fields.iter().map(|f| ("f", (*f).to_owned())).collect();
+        self.call(
+            Method::GET,
+            &format!("model/{model}/{id}"),
+            &query,
+            None,
+            None,
+        )
+        .await
+    }
+
     async fn sale_action(&self, sale_id: i64, action: &str) -> Result<ErpSale, SyncError> {
         let refs = self.references().await?;
         let query = [("f", "number".to_owned()), ("f", "state".to_owned())];
@@ -561,5 +589,156 @@ impl SalesErp for TrytonClient {
 
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.sale_action(sale_id, "confirm").await
+    }
+
+    async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError> {
+        let sale = self
+            .read(
+                "sale.sale",
+                sale_id,
+                &[
+                    "number",
+                    "state",
+                    "party",
+                    "invoice_address",
+                    "shipment_address.street",
+                    "shipment_address.postal_code",
+                    "shipment_address.city",
+                    "shipment_address.country.code",
+                    "lines.type",
+                    "lines.product.code",
+                    "lines.unit",
+                    "lines.quantity",
+                    "lines.unit_price",
+                    "lines.description",
+                    "shipments.state",
+                    "invoices.state",
+                ],
+            )
+            .await?;
+        let address = &sale["shipment_address"];
+        let lines = sale["lines"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|line| line["type"] == "line")
+            .filter_map(|line| {
+                Some(ErpSaleLine {
+                    id: id_of(line, "id")?,
+                    sku: line["product"]["code"]
+                        .as_str()
+                        .and_then(|c| Sku::parse(c).ok()),
+                    product_id: id_of(line, "product"),
+                    unit_id: id_of(line, "unit"),
+                    quantity: decimal_of(&line["quantity"])?,
+                    unit_price: decimal_of(&line["unit_price"])?,
+                    description: text_of(line, "description"),
+                })
+            })
+            .collect();
+        let states = |field: &str| -> Vec<String> {
+            sale[field]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| text_of(r, "state"))
+                .collect()
+        };
+        Ok(ErpSaleDetails {
+            sale: sale_of(&sale)?,
+            customer_id: id_of(&sale, "party")
+                .ok_or_else(|| unexpected("a sale without a party"))?,
+            invoice_address_id: id_of(&sale, "invoice_address")
+                .ok_or_else(|| unexpected("a sale without an invoice address"))?,
+            shipment_address: ErpAddress {
+                id: id_of(address, "id")
+                    .ok_or_else(|| unexpected("a sale without a shipment address"))?,
+                street: text_of(address, "street"),
+                postal_code: text_of(address, "postal_code"),
+                city: text_of(address, "city"),
+                country: address["country"]["code"]
+                    .as_str()
+                    .and_then(|c| CountryCode::parse(c).ok()),
+            },
+            lines,
+            // Waiting shipments are still re-planned by an amendment; anything further on is
+            // the warehouse's.
+            fulfilment_started: states("shipments")
+                .iter()
+                .any(|s| !matches!(s.as_str(), "draft" | "waiting" | "cancelled")),
+            invoiced: states("invoices")
+                .iter()
+                .any(|s| !matches!(s.as_str(), "draft" | "cancelled")),
+        })
+    }
+
+    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        let sale = sale_of(
+            &self
+                .read("sale.sale", sale_id, &["number", "state"])
+                .await?,
+        )?;
+        if sale.state == ErpSaleState::Confirmed {
+            // Tryton cancels only drafts and quotations; a confirmed sale goes back first.
+            self.sale_action(sale_id, "draft").await?;
+        }
+        self.sale_action(sale_id, "cancel").await
+    }
+
+    async fn amend_sale(
+        &self,
+        sale_id: i64,
+        amendment: &SaleAmendment,
+    ) -> Result<ErpSale, SyncError> {
+        let mut lines: Vec<Value> = amendment
+            .lines
+            .iter()
+            .map(|line| {
+                json!({
+                    "action": "line",
+                    "line": line.line_id,
+                    "product": line.product_id,
+                    "unit": line.unit_id,
+                    "quantity": line.quantity.to_string().parse::<f64>().unwrap_or_default(),
+                    "unit_price": line.unit_price.to_string(),
+                    "description": line.description,
+                })
+            })
+            .collect();
+        if let Some(shipment_address) = amendment.shipment_address_id {
+            let sale = self
+                .read("sale.sale", sale_id, &["party", "invoice_address"])
+                .await?;
+            lines.push(json!({
+                "action": "party",
+                "party": id_of(&sale, "party"),
+                "invoice_party": null,
+                "invoice_address": id_of(&sale, "invoice_address"),
+                "shipment_party": null,
+                "shipment_address": shipment_address,
+            }));
+        }
+        let body = json!({
+            "sale": sale_id,
+            "description": amendment.description.chars().take(200).collect::<String>(),
+            "lines": [["create", lines]],
+        });
+        let id = self.create("sale.amendment", &body).await?;
+        let refs = self.references().await?;
+        self.call(
+            Method::POST,
+            &format!("model/sale.amendment/{id}/validate_amendment"),
+            &[],
+            Some(&json!({})),
+            Some(&refs.context),
+        )
+        .await?;
+        sale_of(
+            &self
+                .read("sale.sale", sale_id, &["number", "state"])
+                .await?,
+        )
     }
 }

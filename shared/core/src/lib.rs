@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod batch;
 pub mod config;
+pub mod edits;
 pub mod error;
 pub mod flows;
 pub mod ids;

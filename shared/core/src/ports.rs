@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -75,6 +76,52 @@ pub struct ErpSale {
     pub state: ErpSaleState,
 }
 
+/// A sale line as the ERP holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErpSaleLine {
+    pub id: i64,
+    pub sku: Option<Sku>,
+    pub product_id: Option<i64>,
+    pub unit_id: Option<i64>,
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    pub description: Option<String>,
+}
+
+/// What the flows need to know about a sale before changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErpSaleDetails {
+    pub sale: ErpSale,
+    pub customer_id: i64,
+    pub invoice_address_id: i64,
+    pub shipment_address: ErpAddress,
+    pub lines: Vec<ErpSaleLine>,
+    /// A shipment has gone past waiting (assigned, picked, packed, shipped, done): the
+    /// warehouse is working on it, so the sale is no longer the shop's to change.
+    pub fulfilment_started: bool,
+    /// An invoice is validated, posted or paid.
+    pub invoiced: bool,
+}
+
+/// A change to a confirmed sale, applied by the ERP as one amendment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleAmendment {
+    pub description: String,
+    pub lines: Vec<AmendedLine>,
+    /// New shipment address (already created on the customer), if it changed.
+    pub shipment_address_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmendedLine {
+    pub line_id: i64,
+    pub product_id: i64,
+    pub unit_id: i64,
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    pub description: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErpProduct {
     pub id: i64,
@@ -132,4 +179,17 @@ pub trait SalesErp: Send + Sync {
     async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
 
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
+
+    async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError>;
+
+    /// Cancels a sale that is not yet processing (draft, quotation or confirmed).
+    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
+
+    /// Applies an amendment to a processing sale; the ERP re-plans its shipments and
+    /// invoices from the amended lines.
+    async fn amend_sale(
+        &self,
+        sale_id: i64,
+        amendment: &SaleAmendment,
+    ) -> Result<ErpSale, SyncError>;
 }

@@ -66,6 +66,20 @@ struct RawOrder {
     line_items: Vec<RawLine>,
     #[serde(default)]
     shipping_lines: Vec<RawShippingLine>,
+    #[serde(default)]
+    refunds: Vec<RawRefund>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRefund {
+    #[serde(default)]
+    refund_line_items: Vec<RawRefundLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRefundLine {
+    line_item_id: Id,
+    quantity: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +111,8 @@ struct RawLine {
     title: Option<String>,
     name: Option<String>,
     quantity: u32,
+    /// After order edits: what is left of the line (0 when removed).
+    current_quantity: Option<u32>,
     price: Amount,
     #[serde(default)]
     discount_allocations: Vec<RawDiscountAllocation>,
@@ -169,12 +185,33 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     if raw.line_items.is_empty() {
         return Err(ParseError::new("line_items", "the order has no lines"));
     }
-    let lines = raw
+    let cancelled_at = raw.cancelled_at.clone();
+    // current_quantity drops for edits and for refunds alike; refunds are the return flow's
+    // business (return + credit note), so only what was edited away leaves the sale.
+    let mut refunded: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for line in raw.refunds.iter().flat_map(|r| &r.refund_line_items) {
+        *refunded.entry(line.line_item_id.text()).or_default() += line.quantity;
+    }
+    let lines: Vec<OrderLine> = raw
         .line_items
         .into_iter()
         .enumerate()
+        .map(|(index, mut line)| {
+            if let Some(current) = line.current_quantity {
+                let back = refunded.get(&line.id.text()).copied().unwrap_or(0);
+                line.current_quantity = Some(current.saturating_add(back).min(line.quantity));
+            }
+            (index, line)
+        })
+        .filter(|(_, line)| line.current_quantity != Some(0))
         .map(|(index, line)| order_line(line, &format!("line_items[{index}]")))
         .collect::<Result<Vec<_>, _>>()?;
+    if lines.is_empty() && cancelled_at.is_none() {
+        return Err(ParseError::new(
+            "line_items",
+            "every line was removed from the order",
+        ));
+    }
     let shipping_lines = raw
         .shipping_lines
         .into_iter()
@@ -205,7 +242,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         lines,
         shipping_lines,
         taxes_included: raw.taxes_included,
-        cancelled: raw.cancelled_at.is_some(),
+        cancelled: cancelled_at.is_some(),
     })
 }
 
@@ -397,6 +434,26 @@ mod tests {
             .err()
             .map(|e| e.field);
         assert_eq!(err.as_deref(), Some("line_items[0].quantity"));
+    }
+
+    #[test]
+    fn edited_quantities_are_what_is_left_and_removed_lines_are_gone() {
+        let cancelled = include_str!("../../../tests/fixtures/shopify-orders-cancelled.json");
+        let order = parse_order(&channel(), cancelled.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(order.cancelled);
+        let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+        // GREEN is at current_quantity 0 only because it was refunded: still sold.
+        assert_eq!(skus, ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"]);
+        let mut edited: serde_json::Value = serde_json::from_str(cancelled).unwrap_or_default();
+        edited["line_items"][2]["current_quantity"] = serde_json::json!(0);
+        let order = parse_order(&channel(), edited.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+        assert_eq!(
+            skus,
+            ["IPOD2008GREEN", "IPOD2008RED"],
+            "BLACK was edited away"
+        );
     }
 
     #[test]

@@ -185,8 +185,9 @@ pub struct SyncRecord {
     pub status: SyncStatus,
     pub erp_id: Option<i64>,
     pub erp_number: Option<String>,
-    /// The channel's version of the entity that was applied (e.g. the order's updated_at).
-    pub version: Option<String>,
+    /// The channel's version of the entity that was applied (the order's updated_at).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub version: Option<OffsetDateTime>,
     /// A note for people: why skipped, what was found, what shadow mode would have sent.
     pub note: Option<String>,
 }
@@ -198,7 +199,8 @@ pub struct SyncState {
     pub status: SyncStatus,
     pub erp_id: Option<i64>,
     pub erp_number: Option<String>,
-    pub version: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub version: Option<OffsetDateTime>,
     pub note: Option<String>,
     pub attempts: u32,
     pub last_error: Option<ErrorReport>,

@@ -11,13 +11,14 @@ use tracing::{info, warn};
 
 use crate::batch::MessageFailure;
 use crate::config::{ChannelConfig, Config, Mode};
+use crate::edits;
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
 use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, OrderTopic};
 use crate::ports::{
-    ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SalesErp,
-    SyncStateStore,
+    ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SaleAmendment,
+    SalesErp, SyncStateStore,
 };
 use crate::shopify;
 use crate::state::{
@@ -47,6 +48,17 @@ pub enum OrderOutcome {
         erp_id: i64,
         erp_number: Option<String>,
         created: bool,
+    },
+    /// The ERP sale was amended to the shop's new version of the order.
+    Amended {
+        erp_id: i64,
+        erp_number: Option<String>,
+        changes: Vec<String>,
+    },
+    /// Cancelled in the shop: the ERP sale cancelled, or none was ever made.
+    Cancelled {
+        erp_id: Option<i64>,
+        erp_number: Option<String>,
     },
     /// Shadow mode: what would have been sent.
     Shadow { request: Box<SaleDraft> },
@@ -92,6 +104,13 @@ pub async fn sync_order(
     }
 }
 
+/// What the shop wants the ERP to hold for this version of the order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+enum Wanted {
+    Sale(Box<SaleDraft>),
+    Cancelled { reference: String },
+}
+
 async fn run(
     deps: &OrderSyncDeps<'_>,
     channel: &ChannelConfig,
@@ -102,69 +121,66 @@ async fn run(
     if channel.mode == Mode::Off {
         return skip(deps, entity, None, format!("channel {} is off", channel.id)).await;
     }
-    if message.topic == OrderTopic::Cancelled {
-        return skip(
-            deps,
-            entity,
-            None,
-            "orders/cancelled is not applied to the ERP by this version: cancel the ERP sale by hand".to_owned(),
-        )
-        .await;
-    }
     let order = shopify::parse_order(&channel.id, &message.body)?;
-    let version = order
-        .updated_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok();
-    if order.cancelled {
-        return skip(
-            deps,
-            entity,
-            version,
-            "the order is cancelled in the shop".to_owned(),
-        )
-        .await;
+    let version = order.updated_at;
+    // Shopify neither orders nor guarantees deliveries: a version older than the one the
+    // ERP reflects must never regress it.
+    if let Some(state) = deps.state.get(entity).await?
+        && let Some(applied) = state.version
+        && version < applied
+    {
+        let reason = format!(
+            "{} {} is older than the version already applied ({}); not applied",
+            order.name,
+            rfc3339(version),
+            rfc3339(applied)
+        );
+        info!(entity = %entity, reason = %reason, "stale version skipped");
+        return Ok(OrderOutcome::Skipped { reason });
     }
-    let draft = mapping::sale_draft(&order, channel, &deps.config.erp)?;
-    let key = IdempotencyKey::new(Flow::OrderSync, &channel.id, order.external_id.as_str());
-    let hash = PayloadHash::of(&draft);
+    let wanted = if order.cancelled || message.topic == OrderTopic::Cancelled {
+        Wanted::Cancelled {
+            reference: mapping::sale_reference(&channel.id, &order.external_id),
+        }
+    } else {
+        Wanted::Sale(Box::new(mapping::sale_draft(
+            &order,
+            channel,
+            &deps.config.erp,
+        )?))
+    };
+    let key = IdempotencyKey::new(
+        Flow::OrderSync,
+        &channel.id,
+        &format!("{}@{}", order.external_id, version.unix_timestamp_nanos()),
+    );
+    let hash = PayloadHash::of(&wanted);
     match deps.idempotency.claim(&key, &hash, lease_until).await? {
         Claim::InProgress => Err(SyncError::in_flight(format!(
             "order {} is being synced by another worker",
             order.name
         ))),
-        Claim::AlreadyDone {
-            outcome,
-            same_payload,
-        } => {
+        Claim::AlreadyDone { outcome, .. } => {
             let previous: OrderOutcome = serde_json::from_value(outcome).map_err(|e| {
                 SyncError::permanent(
                     "corrupt_state",
                     format!("stored outcome for {key} does not read back: {e}"),
                 )
             })?;
-            if same_payload {
-                info!(order = %order.name, "already synced; replaying the stored outcome");
-                Ok(OrderOutcome::Replayed {
-                    previous: Box::new(previous),
-                })
-            } else {
-                // A later version of an order the ERP already has: edits are not applied yet.
-                warn!(order = %order.name, "a changed version of an order already in the ERP; not applied");
-                Ok(OrderOutcome::Skipped {
-                    reason: format!(
-                        "{} changed after it reached the ERP; this version does not apply order edits, update the ERP sale by hand",
-                        order.name
-                    ),
-                })
-            }
+            info!(order = %order.name, "this version is already applied; replaying the stored outcome");
+            Ok(OrderOutcome::Replayed {
+                previous: Box::new(previous),
+            })
         }
         Claim::Start => {
-            let result = apply(deps, channel, &draft, entity, version).await;
+            let result = match &wanted {
+                Wanted::Sale(draft) => apply(deps, channel, &order.name, draft, entity).await,
+                Wanted::Cancelled { reference } => cancel(deps, &order.name, reference).await,
+            };
             match result {
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
-                    let record = record_of(entity, &outcome, &draft);
+                    let record = record_of(entity, &outcome, version);
                     if let Err(error) = deps
                         .idempotency
                         .complete(&key, &hash, &stored, &record)
@@ -184,6 +200,11 @@ async fn run(
     }
 }
 
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
     // If the release fails too, the claim's lease runs out and the retry takes it over.
     if let Err(error) = deps.idempotency.release(key).await {
@@ -191,13 +212,13 @@ async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
     }
 }
 
-fn record_of(entity: &EntityRef, outcome: &OrderOutcome, draft: &SaleDraft) -> SyncRecord {
+fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime) -> SyncRecord {
     let mut record = SyncRecord {
         entity: entity.clone(),
         status: SyncStatus::Synced,
         erp_id: None,
         erp_number: None,
-        version: None,
+        version: Some(version),
         note: None,
     };
     match outcome {
@@ -209,8 +230,25 @@ fn record_of(entity: &EntityRef, outcome: &OrderOutcome, draft: &SaleDraft) -> S
             record.erp_id = Some(*erp_id);
             record.erp_number = erp_number.clone();
             if !created {
-                record.note = Some(format!("found in the ERP by reference {}", draft.reference));
+                record.note = Some("found in the ERP by its reference".to_owned());
             }
+        }
+        OrderOutcome::Amended {
+            erp_id,
+            erp_number,
+            changes,
+        } => {
+            record.erp_id = Some(*erp_id);
+            record.erp_number = erp_number.clone();
+            record.note = Some(format!("amended: {}", changes.join("; ")));
+        }
+        OrderOutcome::Cancelled { erp_id, erp_number } => {
+            record.erp_id = *erp_id;
+            record.erp_number = erp_number.clone();
+            record.note = Some(match erp_id {
+                Some(_) => "cancelled in the shop; ERP sale cancelled".to_owned(),
+                None => "cancelled in the shop before it reached the ERP; no sale made".to_owned(),
+            });
         }
         OrderOutcome::Shadow { request } => {
             record.status = SyncStatus::Shadow;
@@ -228,7 +266,7 @@ fn record_of(entity: &EntityRef, outcome: &OrderOutcome, draft: &SaleDraft) -> S
 async fn skip(
     deps: &OrderSyncDeps<'_>,
     entity: &EntityRef,
-    version: Option<String>,
+    version: Option<OffsetDateTime>,
     reason: String,
 ) -> Result<OrderOutcome, SyncError> {
     info!(entity = %entity, reason = %reason, "skipped");
@@ -248,47 +286,157 @@ async fn skip(
 async fn apply(
     deps: &OrderSyncDeps<'_>,
     channel: &ChannelConfig,
+    order_name: &str,
     draft: &SaleDraft,
     entity: &EntityRef,
-    version: Option<String>,
 ) -> Result<OrderOutcome, SyncError> {
     let erp = deps.erp;
-    let (sale, created) = match erp.find_sale_by_reference(&draft.reference).await? {
-        Some(sale) => {
-            info!(entity = %entity, erp_id = sale.id, "sale already in the ERP; not creating it again");
-            (sale, false)
+    let skus = draft.skus();
+    let existing = erp.find_sale_by_reference(&draft.reference).await?;
+    let products = erp.products_by_sku(&skus).await?;
+    let missing: Vec<&Sku> = skus.iter().filter(|s| !products.contains_key(*s)).collect();
+    if !missing.is_empty() {
+        return Err(unknown_skus(channel, &missing));
+    }
+    if channel.mode == Mode::Shadow {
+        return Ok(OrderOutcome::Shadow {
+            request: Box::new(draft.clone()),
+        });
+    }
+    let Some(sale) = existing else {
+        let customer = ensure_customer(erp, &draft.customer).await?;
+        let sale = erp
+            .create_sale(&NewSale {
+                draft,
+                customer_id: customer.id,
+                invoice_address_id: customer.invoice_address_id,
+                shipment_address_id: customer.shipment_address_id,
+                products: &products,
+            })
+            .await?;
+        info!(entity = %entity, erp_id = sale.id, "sale created in the ERP");
+        let sale = confirm(erp, sale, &draft.reference).await?;
+        return Ok(OrderOutcome::Synced {
+            erp_id: sale.id,
+            erp_number: sale.number,
+            created: true,
+        });
+    };
+    // A sale left by an interrupted attempt is moved on first, then brought up to date.
+    let sale = confirm(erp, sale, &draft.reference).await?;
+    let details = erp.sale_details(sale.id).await?;
+    let Some(plan) = edits::plan_edit(order_name, &details, draft, &products)? else {
+        info!(entity = %entity, erp_id = sale.id, "sale already in the ERP and up to date");
+        return Ok(OrderOutcome::Synced {
+            erp_id: sale.id,
+            erp_number: sale.number,
+            created: false,
+        });
+    };
+    let shipment_address_id = if plan.shipment_address_changed {
+        let customer = ErpCustomer {
+            id: details.customer_id,
+            addresses: Vec::new(),
+        };
+        Some(address_for(erp, &customer, &draft.customer.shipment_address).await?)
+    } else {
+        None
+    };
+    let amended = erp
+        .amend_sale(
+            sale.id,
+            &SaleAmendment {
+                description: format!(
+                    "{order_name} changed in the shop: {}",
+                    plan.changes.join("; ")
+                ),
+                lines: plan.lines,
+                shipment_address_id,
+            },
+        )
+        .await?;
+    info!(entity = %entity, erp_id = sale.id, changes = ?plan.changes, "sale amended");
+    Ok(OrderOutcome::Amended {
+        erp_id: amended.id,
+        erp_number: amended.number.or(sale.number),
+        changes: plan.changes,
+    })
+}
+
+/// Cancels the ERP sale while nothing has left the warehouse nor been invoiced; after that
+/// a person must decide (return, credit note).
+async fn cancel(
+    deps: &OrderSyncDeps<'_>,
+    order_name: &str,
+    reference: &str,
+) -> Result<OrderOutcome, SyncError> {
+    let erp = deps.erp;
+    let Some(sale) = erp.find_sale_by_reference(reference).await? else {
+        return Ok(OrderOutcome::Cancelled {
+            erp_id: None,
+            erp_number: None,
+        });
+    };
+    let number = sale.number.clone().unwrap_or_else(|| sale.id.to_string());
+    let cancelled = match sale.state {
+        ErpSaleState::Cancelled => sale.clone(),
+        ErpSaleState::Draft | ErpSaleState::Quotation | ErpSaleState::Confirmed => {
+            erp.cancel_sale(sale.id).await?
         }
-        None => {
-            let skus = draft.skus();
-            let products = erp.products_by_sku(&skus).await?;
-            let missing: Vec<&Sku> = skus.iter().filter(|s| !products.contains_key(*s)).collect();
-            if !missing.is_empty() {
-                return Err(unknown_skus(channel, &missing));
+        ErpSaleState::Processing => {
+            let details = erp.sale_details(sale.id).await?;
+            if details.fulfilment_started || details.invoiced {
+                return Err(SyncError::permanent(
+                    "cancelled_after_dispatch",
+                    format!(
+                        "{order_name} was cancelled in the shop after the ERP started {} sale {number}: \
+                         stop the shipment if you still can, otherwise book the return and credit note, then discard this message",
+                        if details.fulfilment_started {
+                            "dispatching"
+                        } else {
+                            "invoicing"
+                        }
+                    ),
+                ));
             }
-            if channel.mode == Mode::Shadow {
-                return Ok(OrderOutcome::Shadow {
-                    request: Box::new(draft.clone()),
-                });
-            }
-            let customer = ensure_customer(erp, &draft.customer).await?;
-            let sale = erp
-                .create_sale(&NewSale {
-                    draft,
-                    customer_id: customer.id,
-                    invoice_address_id: customer.invoice_address_id,
-                    shipment_address_id: customer.shipment_address_id,
-                    products: &products,
+            // Tryton has no cancel for a processing sale; an amendment to zero withdraws
+            // its shipments and draft invoices, which is what cancelling means here.
+            let lines = details
+                .lines
+                .iter()
+                .filter(|l| l.quantity > rust_decimal::Decimal::ZERO)
+                .map(|l| crate::ports::AmendedLine {
+                    line_id: l.id,
+                    product_id: l.product_id.unwrap_or_default(),
+                    unit_id: l.unit_id.unwrap_or_default(),
+                    quantity: rust_decimal::Decimal::ZERO,
+                    unit_price: l.unit_price,
+                    description: l.description.clone().unwrap_or_default(),
                 })
-                .await?;
-            info!(entity = %entity, erp_id = sale.id, version = ?version, "sale created in the ERP");
-            (sale, true)
+                .collect();
+            erp.amend_sale(
+                sale.id,
+                &SaleAmendment {
+                    description: format!("{order_name} cancelled in the shop"),
+                    lines,
+                    shipment_address_id: None,
+                },
+            )
+            .await?
+        }
+        ErpSaleState::Done | ErpSaleState::Other(_) => {
+            return Err(SyncError::permanent(
+                "cancelled_after_dispatch",
+                format!(
+                    "{order_name} was cancelled in the shop but ERP sale {number} is already {:?}: book the return and credit note, then discard this message",
+                    sale.state
+                ),
+            ));
         }
     };
-    let sale = confirm(erp, sale, &draft.reference).await?;
-    Ok(OrderOutcome::Synced {
-        erp_id: sale.id,
-        erp_number: sale.number,
-        created,
+    Ok(OrderOutcome::Cancelled {
+        erp_id: Some(cancelled.id),
+        erp_number: cancelled.number.or(sale.number),
     })
 }
 

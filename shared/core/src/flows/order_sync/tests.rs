@@ -18,24 +18,50 @@ const ORDER: &str =
     include_str!("../../../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
 const CONFIG: &str = include_str!("../../../../../config/erpsync.example.toml");
 
+/// Claims and sync state in one place, as the DynamoDB table keeps them.
 #[derive(Default)]
-struct FakeIdempotency {
+struct FakeStore {
     records: Mutex<HashMap<String, (bool, String, serde_json::Value)>>,
+    states: Mutex<HashMap<EntityRef, SyncState>>,
     completed: Mutex<Vec<SyncRecord>>,
+    failures: Mutex<Vec<(EntityRef, SyncStatus, ErrorReport)>>,
+}
+
+fn poisoned<T>(_: T) -> SyncError {
+    SyncError::retryable("lock", "poisoned")
+}
+
+impl FakeStore {
+    fn write_state(&self, record: &SyncRecord) -> Result<(), SyncError> {
+        let mut states = self.states.lock().map_err(poisoned)?;
+        let attempts = states.get(&record.entity).map(|s| s.attempts).unwrap_or(0);
+        states.insert(
+            record.entity.clone(),
+            SyncState {
+                entity: record.entity.clone(),
+                status: record.status,
+                erp_id: record.erp_id,
+                erp_number: record.erp_number.clone(),
+                version: record.version,
+                note: record.note.clone(),
+                attempts,
+                last_error: None,
+                updated_at: OffsetDateTime::now_utc(),
+            },
+        );
+        Ok(())
+    }
 }
 
 #[async_trait]
-impl IdempotencyStore for FakeIdempotency {
+impl IdempotencyStore for FakeStore {
     async fn claim(
         &self,
         key: &IdempotencyKey,
         hash: &PayloadHash,
         _until: OffsetDateTime,
     ) -> Result<Claim, SyncError> {
-        let mut records = self
-            .records
-            .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
+        let mut records = self.records.lock().map_err(poisoned)?;
         match records.get(key.as_str()) {
             None => {
                 records.insert(
@@ -59,45 +85,27 @@ impl IdempotencyStore for FakeIdempotency {
         outcome: &serde_json::Value,
         record: &SyncRecord,
     ) -> Result<(), SyncError> {
-        let mut records = self
-            .records
-            .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
-        records.insert(
+        self.records.lock().map_err(poisoned)?.insert(
             key.as_str().to_owned(),
             (true, hash.as_str().to_owned(), outcome.clone()),
         );
         self.completed
             .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?
+            .map_err(poisoned)?
             .push(record.clone());
-        Ok(())
+        self.write_state(record)
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
-        let mut records = self
-            .records
-            .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
-        records.remove(key.as_str());
+        self.records.lock().map_err(poisoned)?.remove(key.as_str());
         Ok(())
     }
 }
 
-#[derive(Default)]
-struct FakeState {
-    failures: Mutex<Vec<(EntityRef, SyncStatus, ErrorReport)>>,
-    records: Mutex<Vec<SyncRecord>>,
-}
-
 #[async_trait]
-impl SyncStateStore for FakeState {
+impl SyncStateStore for FakeStore {
     async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
-        self.records
-            .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?
-            .push(record.clone());
-        Ok(())
+        self.write_state(record)
     }
     async fn record_failure(
         &self,
@@ -107,18 +115,20 @@ impl SyncStateStore for FakeState {
     ) -> Result<(), SyncError> {
         self.failures
             .lock()
-            .map_err(|_| SyncError::retryable("lock", "poisoned"))?
+            .map_err(poisoned)?
             .push((entity.clone(), status, error.clone()));
         Ok(())
     }
-    async fn get(&self, _entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
-        Ok(None)
+    async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
+        Ok(self.states.lock().map_err(poisoned)?.get(entity).cloned())
     }
 }
 
 #[derive(Default)]
 struct FakeErp {
     sales: Mutex<Vec<(String, ErpSale)>>,
+    lines: Mutex<HashMap<i64, Vec<crate::ports::ErpSaleLine>>>,
+    dispatched: Mutex<bool>,
     customers: Mutex<Vec<(Option<Email>, ErpCustomer)>>,
     products: HashMap<Sku, ErpProduct>,
     writes: Mutex<u32>,
@@ -247,6 +257,25 @@ impl SalesErp for FakeErp {
             state: ErpSaleState::Draft,
         };
         sales.push((sale.draft.reference.clone(), created.clone()));
+        let lines = sale
+            .draft
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| crate::ports::ErpSaleLine {
+                id: created.id * 100 + i as i64,
+                sku: Some(l.sku.clone()),
+                product_id: sale.products.get(&l.sku).map(|p| p.id),
+                unit_id: Some(1),
+                quantity: rust_decimal::Decimal::from(l.quantity),
+                unit_price: l.unit_price,
+                description: Some(l.description.clone()),
+            })
+            .collect();
+        self.lines
+            .lock()
+            .map_err(poisoned)?
+            .insert(created.id, lines);
         Ok(created)
     }
     async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
@@ -255,12 +284,61 @@ impl SalesErp for FakeErp {
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.set_state(sale_id, ErpSaleState::Processing)
     }
+    async fn sale_details(&self, sale_id: i64) -> Result<crate::ports::ErpSaleDetails, SyncError> {
+        let sale = self
+            .sales()
+            .into_iter()
+            .map(|(_, s)| s)
+            .find(|s| s.id == sale_id)
+            .ok_or_else(|| SyncError::permanent("not_found", "no sale"))?;
+        Ok(crate::ports::ErpSaleDetails {
+            sale,
+            customer_id: 42,
+            invoice_address_id: 420,
+            shipment_address: ErpAddress {
+                id: 420,
+                street: Some("Chestnut Street 92".to_owned()),
+                postal_code: Some("40202".to_owned()),
+                city: Some("Louisville".to_owned()),
+                country: CountryCode::parse("US").ok(),
+            },
+            lines: self
+                .lines
+                .lock()
+                .map_err(poisoned)?
+                .get(&sale_id)
+                .cloned()
+                .unwrap_or_default(),
+            fulfilment_started: *self.dispatched.lock().map_err(poisoned)?,
+            invoiced: false,
+        })
+    }
+    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        self.set_state(sale_id, ErpSaleState::Cancelled)
+    }
+    async fn amend_sale(
+        &self,
+        sale_id: i64,
+        amendment: &crate::ports::SaleAmendment,
+    ) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        let mut all = self.lines.lock().map_err(poisoned)?;
+        let lines = all.entry(sale_id).or_default();
+        for change in &amendment.lines {
+            if let Some(line) = lines.iter_mut().find(|l| l.id == change.line_id) {
+                line.quantity = change.quantity;
+                line.unit_price = change.unit_price;
+            }
+        }
+        drop(all);
+        self.set_state(sale_id, ErpSaleState::Processing)
+    }
 }
 
 struct World {
     config: Config,
-    idempotency: FakeIdempotency,
-    state: FakeState,
+    store: FakeStore,
     erp: FakeErp,
 }
 
@@ -268,8 +346,7 @@ impl World {
     fn new() -> Self {
         Self {
             config: Config::from_toml(CONFIG).unwrap_or_else(|e| panic!("{e}")),
-            idempotency: FakeIdempotency::default(),
-            state: FakeState::default(),
+            store: FakeStore::default(),
             erp: FakeErp::with_products(&[
                 "IPOD2008GREEN",
                 "IPOD2008RED",
@@ -280,15 +357,23 @@ impl World {
     }
 
     async fn deliver(&self, body: &str) -> Result<OrderOutcome, MessageFailure> {
+        self.deliver_topic(OrderTopic::Create, body).await
+    }
+
+    async fn deliver_topic(
+        &self,
+        topic: OrderTopic,
+        body: &str,
+    ) -> Result<OrderOutcome, MessageFailure> {
         let deps = OrderSyncDeps {
             config: &self.config,
-            idempotency: &self.idempotency,
-            state: &self.state,
+            idempotency: &self.store,
+            state: &self.store,
             erp: &self.erp,
         };
         let message = OrderMessage {
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
-            topic: OrderTopic::Create,
+            topic,
             body: body.as_bytes().to_vec(),
         };
         let now = OffsetDateTime::now_utc();
@@ -314,7 +399,7 @@ async fn an_order_becomes_one_confirmed_sale_and_a_redelivery_replays() {
     assert_eq!(sales[0].0, "uk-shop/450789469");
     assert_eq!(sales[0].1.state, ErpSaleState::Processing);
     let completed = world
-        .idempotency
+        .store
         .completed
         .lock()
         .map(|c| c.clone())
@@ -338,7 +423,7 @@ async fn an_unknown_sku_needs_attention_names_the_sku_and_writes_nothing() {
     assert!(failure.error.message.contains("IPOD-NOT-IN-ERP"));
     assert_eq!(world.erp.writes(), 0);
     let failures = world
-        .state
+        .store
         .failures
         .lock()
         .map(|f| f.clone())
@@ -348,7 +433,7 @@ async fn an_unknown_sku_needs_attention_names_the_sku_and_writes_nothing() {
     // The claim was released: once the SKU exists, a redrive runs the order.
     assert!(
         world
-            .idempotency
+            .store
             .records
             .lock()
             .map(|r| r.is_empty())
@@ -359,22 +444,35 @@ async fn an_unknown_sku_needs_attention_names_the_sku_and_writes_nothing() {
 #[tokio::test]
 async fn a_sale_left_by_a_crash_is_found_by_reference_and_confirmed_not_recreated() {
     let world = World::new();
-    if let Ok(mut sales) = world.erp.sales.lock() {
-        sales.push((
-            "uk-shop/450789469".to_owned(),
-            ErpSale {
-                id: 7,
-                number: None,
-                state: ErpSaleState::Draft,
-            },
-        ));
-    }
+    // The crashed attempt created the sale (in draft) and died before anything else.
+    let channel = &world.config.channels[0];
+    let order = crate::shopify::parse_order(&channel.id, ORDER.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let draft = crate::mapping::sale_draft(&order, channel, &world.config.erp)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let products = world
+        .erp
+        .products_by_sku(&draft.skus())
+        .await
+        .unwrap_or_default();
+    let left = world
+        .erp
+        .create_sale(&NewSale {
+            draft: &draft,
+            customer_id: 42,
+            invoice_address_id: 420,
+            shipment_address_id: 420,
+            products: &products,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(left.state, ErpSaleState::Draft);
     let outcome = world.deliver(ORDER).await;
     assert!(
         matches!(
             outcome,
             Ok(OrderOutcome::Synced {
-                erp_id: 7,
+                erp_id: 1,
                 created: false,
                 ..
             })
@@ -388,13 +486,13 @@ async fn a_sale_left_by_a_crash_is_found_by_reference_and_confirmed_not_recreate
 #[tokio::test]
 async fn a_claim_held_by_another_worker_is_in_flight_and_not_recorded_as_a_failure() {
     let world = World::new();
-    let key = IdempotencyKey::new(
-        Flow::OrderSync,
-        &ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
-        "450789469",
-    );
+    let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+    let order =
+        crate::shopify::parse_order(&channel, ORDER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let version = order.updated_at.unix_timestamp_nanos();
+    let key = IdempotencyKey::new(Flow::OrderSync, &channel, &format!("450789469@{version}"));
     let claimed = world
-        .idempotency
+        .store
         .claim(&key, &PayloadHash::of(&"other"), OffsetDateTime::now_utc())
         .await;
     assert_eq!(claimed, Ok(Claim::Start));
@@ -402,7 +500,7 @@ async fn a_claim_held_by_another_worker_is_in_flight_and_not_recorded_as_a_failu
     assert_eq!(failure, Some(ErrorClass::InFlight));
     assert!(
         world
-            .state
+            .store
             .failures
             .lock()
             .map(|f| f.is_empty())
@@ -450,7 +548,7 @@ async fn shadow_mode_records_the_request_and_writes_nothing_to_the_erp() {
     }
     assert_eq!(world.erp.writes(), 0);
     let completed = world
-        .idempotency
+        .store
         .completed
         .lock()
         .map(|c| c.clone())
@@ -459,3 +557,186 @@ async fn shadow_mode_records_the_request_and_writes_nothing_to_the_erp() {
 }
 
 use crate::ids::CountryCode;
+
+/// A line's quantity after an edit, as Shopify reports it (current_quantity).
+fn set_quantity(order: &mut serde_json::Value, line: usize, quantity: u32) {
+    order["line_items"][line]["quantity"] = quantity.into();
+    order["line_items"][line]["current_quantity"] = quantity.into();
+}
+
+/// The documented order at another version, changed by `edit`.
+fn version_of(updated_at: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut order: serde_json::Value = serde_json::from_str(ORDER).unwrap_or_default();
+    order["updated_at"] = serde_json::json!(updated_at);
+    edit(&mut order);
+    order.to_string()
+}
+
+#[tokio::test]
+async fn a_stale_update_after_a_newer_one_is_skipped_and_never_regresses_the_erp() {
+    let world = World::new();
+    let newer = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 3));
+    let older = version_of("2026-11-29T10:01:00Z", |_| {});
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Updated, &newer).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    let stale = world.deliver_topic(OrderTopic::Updated, &older).await;
+    assert!(
+        matches!(stale, Ok(OrderOutcome::Skipped { .. })),
+        "{stale:?}"
+    );
+    let lines = world
+        .erp
+        .lines
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    let green: rust_decimal::Decimal = lines
+        .values()
+        .flatten()
+        .filter(|l| l.sku.as_ref().map(Sku::as_str) == Some("IPOD2008GREEN"))
+        .map(|l| l.quantity)
+        .sum();
+    assert_eq!(
+        green,
+        rust_decimal::Decimal::from(3),
+        "the newer quantity stays"
+    );
+}
+
+#[tokio::test]
+async fn an_update_before_its_create_creates_the_latest_version_and_the_late_create_is_skipped() {
+    let world = World::new();
+    let update = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 1, 2));
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Updated, &update).await,
+        Ok(OrderOutcome::Synced { created: true, .. })
+    ));
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Create, &create).await,
+        Ok(OrderOutcome::Skipped { .. })
+    ));
+    assert_eq!(world.erp.sales().len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancel_that_overtakes_the_create_ends_cancelled_with_no_sale() {
+    let world = World::new();
+    let cancel = version_of("2026-11-29T10:05:00Z", |o| {
+        o["cancelled_at"] = "2026-11-29T10:05:00Z".into()
+    });
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let cancelled = world.deliver_topic(OrderTopic::Cancelled, &cancel).await;
+    assert!(
+        matches!(cancelled, Ok(OrderOutcome::Cancelled { erp_id: None, .. })),
+        "{cancelled:?}"
+    );
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Create, &create).await,
+        Ok(OrderOutcome::Skipped { .. })
+    ));
+    assert!(world.erp.sales().is_empty());
+}
+
+#[tokio::test]
+async fn an_edit_before_dispatch_amends_the_sale() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    let amended = world.deliver_topic(OrderTopic::Updated, &edit).await;
+    match amended {
+        Ok(OrderOutcome::Amended { changes, .. }) => assert_eq!(
+            changes,
+            vec!["IPOD2008GREEN: 1 x 195.66 -> 2 x 197.33".to_owned()]
+        ),
+        other => panic!("expected an amendment, got {other:?}"),
+    }
+    assert_eq!(world.erp.sales().len(), 1);
+}
+
+#[tokio::test]
+async fn an_edit_after_dispatch_needs_attention_saying_what_to_do() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    if let Ok(mut dispatched) = world.erp.dispatched.lock() {
+        *dispatched = true;
+    }
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    let failure = world
+        .deliver_topic(OrderTopic::Updated, &edit)
+        .await
+        .err()
+        .map(|f| f.error);
+    let failure = failure.unwrap_or_else(|| panic!("expected needs-attention"));
+    assert_eq!(failure.kind, "changed_after_dispatch");
+    assert!(failure.message.contains("by hand"), "{}", failure.message);
+}
+
+#[tokio::test]
+async fn a_cancel_before_dispatch_cancels_and_after_dispatch_needs_attention() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let cancel = version_of("2026-11-29T10:05:00Z", |o| {
+        o["cancelled_at"] = "2026-11-29T10:05:00Z".into()
+    });
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    let cancelled = world.deliver_topic(OrderTopic::Cancelled, &cancel).await;
+    assert!(
+        matches!(
+            cancelled,
+            Ok(OrderOutcome::Cancelled {
+                erp_id: Some(_),
+                ..
+            })
+        ),
+        "{cancelled:?}"
+    );
+
+    let other = World::new();
+    assert!(matches!(
+        other.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    if let Ok(mut dispatched) = other.erp.dispatched.lock() {
+        *dispatched = true;
+    }
+    let failure = other
+        .deliver_topic(OrderTopic::Cancelled, &cancel)
+        .await
+        .err()
+        .map(|f| f.error.kind);
+    assert_eq!(failure.as_deref(), Some("cancelled_after_dispatch"));
+}
+
+#[tokio::test]
+async fn an_edit_that_needs_a_penny_split_folds_into_the_existing_line() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 3));
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    let amended = world.deliver_topic(OrderTopic::Updated, &edit).await;
+    match amended {
+        // 3 x 199.00 less 3.34 = 593.66, at 197.8867 a unit in one line.
+        Ok(OrderOutcome::Amended { changes, .. }) => assert_eq!(
+            changes,
+            vec!["IPOD2008GREEN: 1 x 195.66 -> 3 x 197.8867".to_owned()]
+        ),
+        other => panic!("expected an amendment, got {other:?}"),
+    }
+}
