@@ -245,3 +245,51 @@ async fn orders_of_two_channels_in_different_currencies_both_reach_the_erp() {
     assert_eq!(sales[0]["currency"]["code"], "EUR");
     assert!(world.erp_sales(&format!("uk-shop/{id}")).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_woocommerce_order_feeds_the_same_flow() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("woocommerce-order-created.json");
+    // The documented order's first product has no SKU; in this store it is the wool socks.
+    order["line_items"][0]["sku"] = "WOOL-SOCKS".into();
+    let email = format!("john.doe.{id}@example.com");
+    order["billing"]["email"] = email.clone().into();
+    let status = world
+        .post(world.signed_woo(
+            "woo-shop",
+            "order.created",
+            &format!("d-{id}"),
+            &order.to_string(),
+        ))
+        .await;
+    assert_eq!(status, 200);
+    world.drain(DRAIN).await;
+
+    let sales = world.erp_sales(&format!("woo-shop/{id}")).await;
+    assert_eq!(sales.len(), 1, "{:?}", world.dead_letters().await);
+    // "Bar3" reaches the ERP as BEAR-BOOTS through the channel's SKU alias; the flat rate as shipping.
+    assert_eq!(
+        line_summary(&sales[0]),
+        vec![
+            (
+                "BEAR-BOOTS".to_owned(),
+                "1.0".to_owned(),
+                "12.00".to_owned()
+            ),
+            ("SHIPPING".to_owned(), "1.0".to_owned(), "10.00".to_owned()),
+            ("WOOL-SOCKS".to_owned(), "2.0".to_owned(), "3.00".to_owned()),
+        ]
+    );
+    let forged = world.shopify_request(
+        "woo-shop",
+        "order.created",
+        "x",
+        &order.to_string(),
+        Some("nope"),
+    );
+    assert_eq!(
+        world.post(forged).await,
+        401,
+        "a Shopify-style request for a WooCommerce store is refused"
+    );
+}

@@ -280,6 +280,43 @@ impl World {
         request
     }
 
+    /// A WooCommerce webhook request (`X-WC-Webhook-*` headers), signed with the channel's secret.
+    pub fn signed_woo(
+        &self,
+        channel: &str,
+        topic: &str,
+        delivery_id: &str,
+        body: &str,
+    ) -> LambdaFunctionUrlRequest {
+        let secret = self
+            .webhook_secrets
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        let mut request = LambdaFunctionUrlRequest::default();
+        request.request_context.http.method = Some("POST".to_owned());
+        let source = format!("https://{}/", self.shop_domain(channel));
+        let signature = sign_base64_hmac_sha256(body.as_bytes(), &SecretString::from(secret));
+        for (name, value) in [
+            ("content-type", "application/json".to_owned()),
+            ("x-wc-webhook-source", source),
+            ("x-wc-webhook-topic", topic.to_owned()),
+            ("x-wc-webhook-resource", "order".to_owned()),
+            (
+                "x-wc-webhook-event",
+                topic.rsplit('.').next().unwrap_or_default().to_owned(),
+            ),
+            ("x-wc-webhook-delivery-id", delivery_id.to_owned()),
+            ("x-wc-webhook-signature", signature),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                request.headers.insert(name, value);
+            }
+        }
+        request.body = Some(body.to_owned());
+        request
+    }
+
     /// Signed with the channel's configured secret.
     pub fn signed(
         &self,

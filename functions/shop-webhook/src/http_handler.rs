@@ -9,11 +9,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes};
 use erpsync_core::batch::MessageFailure;
-use erpsync_core::config::{ChannelConfig, Mode};
+use erpsync_core::config::{ChannelConfig, Mode, Platform};
 use erpsync_core::order::OrderTopic;
 use erpsync_core::signature::{SignatureError, verify_base64_hmac_sha256};
 use erpsync_core::state::PayloadHash;
-use erpsync_core::{SyncError, shopify};
+use erpsync_core::{SyncError, inbound, woocommerce};
 use http::HeaderMap;
 use tracing::{info, instrument, warn};
 
@@ -76,54 +76,47 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     };
     let headers = &request.headers;
     let span = tracing::Span::current();
-    let Some(channel) = header(headers, "x-shopify-shop-domain")
-        .and_then(|d| deps.config.channel_by_shop_domain(d))
+    let sender = Sender::of(headers);
+    let Some(channel) = sender
+        .shop(headers)
+        .and_then(|shop| deps.config.channel_by_shop_domain(&shop))
+        .filter(|channel| channel.platform == sender.platform)
     else {
-        warn!(
-            shop = header(headers, "x-shopify-shop-domain").unwrap_or(""),
-            "refused: unknown shop domain"
-        );
+        warn!(shop = sender.shop(headers).unwrap_or_default(), platform = ?sender.platform, "refused: unknown shop");
         return respond(401, "unknown shop");
     };
     span.record("shop", channel.id.as_str());
-    if let Err(response) = verify(
-        deps,
-        channel,
-        &body,
-        header(headers, "x-shopify-hmac-sha256"),
-    )
-    .await
-    {
+    if let Err(response) = verify(deps, channel, &body, header(headers, sender.signature)).await {
         return response;
     }
-    let topic_text = header(headers, "x-shopify-topic").unwrap_or("");
+    let topic_text = header(headers, sender.topic).unwrap_or("");
     span.record("topic", topic_text);
-    // The webhook id is the FIFO deduplication id; one SQS would refuse falls back to the
+    if sender.platform == Platform::Woocommerce && body.starts_with(b"webhook_id=") {
+        // WooCommerce's ping when a webhook is saved: it only needs a 2xx.
+        return respond(200, "pong");
+    }
+    // The delivery id is the FIFO deduplication id; one SQS would refuse falls back to the
     // body's hash, which deduplicates identical redeliveries just the same.
-    let webhook_id = header(headers, "x-shopify-webhook-id")
+    let webhook_id = header(headers, sender.delivery_id)
         .filter(|id| is_deduplication_id(id))
         .map(str::to_owned)
         .unwrap_or_else(|| PayloadHash::of_bytes(&body).as_str().to_owned());
     span.record("webhook_id", webhook_id.as_str());
-    let Some(_topic) = OrderTopic::parse(topic_text) else {
+    let Some(topic) = sender.route(topic_text) else {
         // Only subscribed topics arrive; one this version does not route is acknowledged
-        // so Shopify does not disable the subscription, and logged for the operator.
+        // so the platform does not disable the subscription, and logged for the operator.
         warn!("acknowledged without action: topic not routed by this version");
         return respond(200, "topic not routed");
     };
     let mut attributes = BTreeMap::from([
         (attr::CHANNEL.to_owned(), channel.id.to_string()),
-        (attr::TOPIC.to_owned(), topic_text.to_owned()),
+        (attr::TOPIC.to_owned(), topic.as_str().to_owned()),
         (attr::WEBHOOK_ID.to_owned(), webhook_id.clone()),
+        (attr::SHOP_DOMAIN.to_owned(), channel.shop_domain.clone()),
     ]);
-    for (name, header_name) in [
-        (attr::SHOP_DOMAIN, "x-shopify-shop-domain"),
-        (attr::EVENT_ID, "x-shopify-event-id"),
-        (attr::TRIGGERED_AT, "x-shopify-triggered-at"),
-        (attr::API_VERSION, "x-shopify-api-version"),
-    ] {
+    for (name, header_name) in sender.extra_attributes {
         if let Some(value) = header(headers, header_name) {
-            attributes.insert(name.to_owned(), value.to_owned());
+            attributes.insert((*name).to_owned(), value.to_owned());
         }
     }
     let body_text = match String::from_utf8(body) {
@@ -139,7 +132,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
             .await;
         }
     };
-    let order_id = match shopify::order_id(body_text.as_bytes()) {
+    let order_id = match inbound::order_id(channel.platform, body_text.as_bytes()) {
         Ok(id) => id,
         Err(error) => {
             return park(
@@ -177,6 +170,62 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
 /// SQS takes up to 128 printable ASCII characters (no spaces) as a deduplication id.
 fn is_deduplication_id(id: &str) -> bool {
     id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Where a webhook's platform keeps what the handler needs.
+struct Sender {
+    platform: Platform,
+    signature: &'static str,
+    topic: &'static str,
+    delivery_id: &'static str,
+    extra_attributes: &'static [(&'static str, &'static str)],
+}
+
+impl Sender {
+    fn of(headers: &HeaderMap) -> Self {
+        if headers.contains_key("x-wc-webhook-signature")
+            || headers.contains_key("x-wc-webhook-source")
+        {
+            Self {
+                platform: Platform::Woocommerce,
+                signature: "x-wc-webhook-signature",
+                topic: "x-wc-webhook-topic",
+                delivery_id: "x-wc-webhook-delivery-id",
+                extra_attributes: &[(attr::EVENT_ID, "x-wc-webhook-event")],
+            }
+        } else {
+            Self {
+                platform: Platform::Shopify,
+                signature: "x-shopify-hmac-sha256",
+                topic: "x-shopify-topic",
+                delivery_id: "x-shopify-webhook-id",
+                extra_attributes: &[
+                    (attr::EVENT_ID, "x-shopify-event-id"),
+                    (attr::TRIGGERED_AT, "x-shopify-triggered-at"),
+                    (attr::API_VERSION, "x-shopify-api-version"),
+                ],
+            }
+        }
+    }
+
+    /// The store's host: Shopify names it, WooCommerce sends its site URL.
+    fn shop(&self, headers: &HeaderMap) -> Option<String> {
+        match self.platform {
+            Platform::Shopify => header(headers, "x-shopify-shop-domain").map(str::to_owned),
+            Platform::Woocommerce => header(headers, "x-wc-webhook-source").map(|url| {
+                let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+                let host = rest.split(['/', ':', '?']).next().unwrap_or_default();
+                host.to_ascii_lowercase()
+            }),
+        }
+    }
+
+    fn route(&self, topic: &str) -> Option<OrderTopic> {
+        match self.platform {
+            Platform::Shopify => OrderTopic::parse(topic),
+            Platform::Woocommerce => woocommerce::topic(topic),
+        }
+    }
 }
 
 fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {

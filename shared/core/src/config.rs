@@ -77,6 +77,7 @@ impl RetryPolicy {
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Shopify,
+    Woocommerce,
 }
 
 /// How far a channel is live: the switch that lets a business go live one channel at a time.
@@ -95,7 +96,8 @@ pub enum Mode {
 pub struct ChannelConfig {
     pub id: ChannelId,
     pub platform: Platform,
-    /// The `X-Shopify-Shop-Domain` this channel's webhooks carry, e.g. `shop-uk.myshopify.com`.
+    /// The store's host: Shopify's `X-Shopify-Shop-Domain` (`shop-uk.myshopify.com`), or the
+    /// host of WooCommerce's `X-WC-Webhook-Source` (`shop.example.com`).
     pub shop_domain: String,
     pub territory: CountryCode,
     pub currency: CurrencyCode,

@@ -8,11 +8,13 @@ pub mod edits;
 pub mod error;
 pub mod flows;
 pub mod ids;
+pub mod inbound;
 pub mod mapping;
 pub mod order;
 pub mod ports;
 pub mod shopify;
 pub mod signature;
 pub mod state;
+pub mod woocommerce;
 
 pub use error::{ErrorClass, ParseError, SyncError};

@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::inbound::from_json;
 use crate::order::{Address, ChannelOrder, Customer, OrderLine, ShippingLine};
 
 /// Shopify sends money as decimal strings; a few API versions and apps send numbers.
@@ -243,15 +244,6 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         shipping_lines,
         taxes_included: raw.taxes_included,
         cancelled: cancelled_at.is_some(),
-    })
-}
-
-fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ParseError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ParseError::new(field, e.into_inner().to_string())
     })
 }
 

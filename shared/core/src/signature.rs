@@ -103,6 +103,16 @@ mod tests {
     }
 
     #[test]
+    fn woocommerce_documented_order_verifies_with_the_computed_vector() {
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap_or_default();
+        let example = &vectors["woocommerce"]["computed_examples"][1];
+        let body = include_bytes!("../../../tests/fixtures/woocommerce-order-created.json");
+        let expected = example["expected"].as_str().unwrap_or_default();
+        let key = secret(example["secret"].as_str().unwrap_or_default());
+        assert_eq!(verify_base64_hmac_sha256(body, Some(expected), &[key]), Ok(()));
+    }
+
+    #[test]
     fn either_secret_verifies_during_a_rotation() {
         let (key, body, expected) = published_shopify_vector();
         let secrets = [secret("the-new-secret"), secret(&key)];

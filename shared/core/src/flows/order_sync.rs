@@ -14,13 +14,13 @@ use crate::config::{ChannelConfig, Config, Mode};
 use crate::edits;
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
+use crate::inbound;
 use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, OrderTopic};
 use crate::ports::{
     ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SaleAmendment,
     SalesErp, SyncStateStore,
 };
-use crate::shopify;
 use crate::state::{
     Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
 };
@@ -84,7 +84,8 @@ pub async fn sync_order(
             ),
         ))
     })?;
-    let order_id = shopify::order_id(&message.body).map_err(|e| unattributed(e.into()))?;
+    let order_id =
+        inbound::order_id(channel.platform, &message.body).map_err(|e| unattributed(e.into()))?;
     let entity = EntityRef::order(&channel.id, order_id.as_str());
     match run(deps, channel, message, &entity, lease_until).await {
         Ok(outcome) => Ok(outcome),
@@ -121,7 +122,7 @@ async fn run(
     if channel.mode == Mode::Off {
         return skip(deps, entity, None, format!("channel {} is off", channel.id)).await;
     }
-    let order = shopify::parse_order(&channel.id, &message.body)?;
+    let order = inbound::parse_order(channel.platform, &channel.id, &message.body)?;
     let version = order.updated_at;
     // Shopify neither orders nor guarantees deliveries: a version older than the one the
     // ERP reflects must never regress it.
