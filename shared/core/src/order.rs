@@ -99,6 +99,15 @@ pub struct OrderLine {
     pub unit_price: Decimal,
     /// Sum of the discounts allocated to this line (all units).
     pub discount: Decimal,
+    pub taxes: Vec<TaxLine>,
+}
+
+/// A tax the shop charged on a line, as the shop names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaxLine {
+    pub title: String,
+    pub rate: Option<Decimal>,
+    pub amount: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,4 +116,5 @@ pub struct ShippingLine {
     pub code: Option<String>,
     pub price: Decimal,
     pub discount: Decimal,
+    pub taxes: Vec<TaxLine>,
 }

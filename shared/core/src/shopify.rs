@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::inbound::from_json;
-use crate::order::{Address, ChannelOrder, Customer, OrderLine, ShippingLine};
+use crate::order::{Address, ChannelOrder, Customer, OrderLine, ShippingLine, TaxLine};
 
 /// Shopify sends money as decimal strings; a few API versions and apps send numbers.
 #[derive(Debug, Deserialize)]
@@ -117,6 +117,8 @@ struct RawLine {
     price: Amount,
     #[serde(default)]
     discount_allocations: Vec<RawDiscountAllocation>,
+    #[serde(default)]
+    tax_lines: Vec<RawTaxLine>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +128,15 @@ struct RawShippingLine {
     price: Amount,
     #[serde(default)]
     discount_allocations: Vec<RawDiscountAllocation>,
+    #[serde(default)]
+    tax_lines: Vec<RawTaxLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTaxLine {
+    title: Option<String>,
+    rate: Option<Amount>,
+    price: Amount,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +238,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
                     &format!("{field}.price"),
                 )?,
                 discount: discounts(&line.discount_allocations, &field)?,
+                taxes: taxes(&line.tax_lines, &field)?,
             })
         })
         .collect::<Result<Vec<_>, ParseError>>()?;
@@ -270,17 +282,46 @@ fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
             "must be at least 1",
         ));
     }
+    let quantity = line.current_quantity.unwrap_or(line.quantity);
+    let mut discount = discounts(&line.discount_allocations, field)?;
+    if quantity < line.quantity {
+        // Allocations are for the ordered quantity; what was edited away takes its share.
+        discount = (discount * Decimal::from(quantity) / Decimal::from(line.quantity)).round_dp(2);
+    }
     Ok(OrderLine {
         line_id: line.id.text(),
         sku,
         title,
-        quantity: line.quantity,
+        quantity,
         unit_price: non_negative(
             line.price.parse(&format!("{field}.price"))?,
             &format!("{field}.price"),
         )?,
-        discount: discounts(&line.discount_allocations, field)?,
+        discount,
+        taxes: taxes(&line.tax_lines, field)?,
     })
+}
+
+fn taxes(lines: &[RawTaxLine], field: &str) -> Result<Vec<TaxLine>, ParseError> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(index, tax)| {
+            let name = format!("{field}.tax_lines[{index}]");
+            Ok(TaxLine {
+                title: non_empty(tax.title.clone()).unwrap_or_else(|| "Tax".to_owned()),
+                rate: tax
+                    .rate
+                    .as_ref()
+                    .map(|r| r.parse(&format!("{name}.rate")))
+                    .transpose()?,
+                amount: non_negative(
+                    tax.price.parse(&format!("{name}.price"))?,
+                    &format!("{name}.price"),
+                )?,
+            })
+        })
+        .collect()
 }
 
 fn discounts(allocations: &[RawDiscountAllocation], field: &str) -> Result<Decimal, ParseError> {

@@ -109,7 +109,10 @@ mod tests {
         let body = include_bytes!("../../../tests/fixtures/woocommerce-order-created.json");
         let expected = example["expected"].as_str().unwrap_or_default();
         let key = secret(example["secret"].as_str().unwrap_or_default());
-        assert_eq!(verify_base64_hmac_sha256(body, Some(expected), &[key]), Ok(()));
+        assert_eq!(
+            verify_base64_hmac_sha256(body, Some(expected), &[key]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::inbound::from_json;
-use crate::order::{Address, ChannelOrder, Customer, OrderLine, OrderTopic, ShippingLine};
+use crate::order::{Address, ChannelOrder, Customer, OrderLine, OrderTopic, ShippingLine, TaxLine};
 
 /// WooCommerce's webhook topic -> the canonical one; `None` for topics not routed.
 pub fn topic(text: &str) -> Option<OrderTopic> {
@@ -36,6 +36,23 @@ struct RawOrder {
     line_items: Vec<RawLine>,
     #[serde(default)]
     shipping_lines: Vec<RawShippingLine>,
+    #[serde(default)]
+    tax_lines: Vec<RawOrderTax>,
+}
+
+/// The order's taxes: what a line's `taxes[].id` refers to.
+#[derive(Debug, Deserialize)]
+struct RawOrderTax {
+    rate_id: u64,
+    rate_code: Option<String>,
+    label: Option<String>,
+    rate_percent: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLineTax {
+    id: u64,
+    total: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +79,8 @@ struct RawLine {
     subtotal: String,
     /// After discounts, without tax.
     total: String,
+    #[serde(default)]
+    taxes: Vec<RawLineTax>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +88,8 @@ struct RawShippingLine {
     method_title: Option<String>,
     method_id: Option<String>,
     total: String,
+    #[serde(default)]
+    taxes: Vec<RawLineTax>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +153,33 @@ fn address(raw: &RawAddress, field: &str) -> Result<Option<Address>, ParseError>
         country,
         phone: non_empty(raw.phone.clone()),
     }))
+}
+
+/// A line's taxes, named by their rate code (`US-CA-STATE TAX`) from the order's tax lines.
+fn taxes(raw: &RawOrder, taxes: &[RawLineTax], field: &str) -> Result<Vec<TaxLine>, ParseError> {
+    taxes
+        .iter()
+        .enumerate()
+        .map(|(index, tax)| {
+            let order_tax = raw.tax_lines.iter().find(|t| t.rate_id == tax.id);
+            let title = order_tax
+                .and_then(|t| non_empty(t.rate_code.clone()).or_else(|| non_empty(t.label.clone())))
+                .ok_or_else(|| {
+                    ParseError::new(
+                        format!("{field}.taxes[{index}].id"),
+                        format!("tax rate {} is not among the order's tax_lines", tax.id),
+                    )
+                })?;
+            Ok(TaxLine {
+                title,
+                rate: order_tax
+                    .and_then(|t| t.rate_percent)
+                    .and_then(|p| Decimal::from_f64_retain(p / 100.0))
+                    .map(|r| r.round_dp(6)),
+                amount: amount(&tax.total, &format!("{field}.taxes[{index}].total"))?,
+            })
+        })
+        .collect()
 }
 
 pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, ParseError> {
@@ -210,6 +258,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
             quantity: line.quantity,
             unit_price: subtotal / Decimal::from(line.quantity),
             discount: (subtotal - total).max(Decimal::ZERO),
+            taxes: taxes(&raw, &line.taxes, &field)?,
         });
     }
     let shipping_lines = raw
@@ -223,6 +272,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
                 code: non_empty(line.method_id.clone()),
                 price: amount(&line.total, &format!("shipping_lines[{index}].total"))?,
                 discount: Decimal::ZERO,
+                taxes: taxes(&raw, &line.taxes, &format!("shipping_lines[{index}]"))?,
             })
         })
         .collect::<Result<Vec<_>, ParseError>>()?;

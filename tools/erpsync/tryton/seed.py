@@ -12,7 +12,7 @@ import pycountry
 from proteus import Model, config as proteus_config
 
 from trytond.modules.account.tests.tools import (
-    create_chart, create_fiscalyear, get_accounts)
+    create_chart, create_fiscalyear, create_tax, get_accounts)
 from trytond.modules.account_invoice.tests.tools import (
     create_payment_term, set_fiscalyear_invoice_sequences)
 from trytond.modules.company.tests.tools import create_company
@@ -28,6 +28,21 @@ PRODUCTS = [
     ("WOOL-SOCKS", "Wool socks", "12.50", 500),
 ]
 SHIPPING_SKU = "SHIPPING"
+
+# Taxes the channels' tax lines map to (config: [[channels.tax_codes]] erp_tax = name).
+TAXES = [
+    ("UK VAT 20%", "0.20"),
+    ("DE USt 19%", "0.19"),
+    ("FR TVA 20%", "0.20"),
+    ("US Sales Tax 6%", "0.06"),
+]
+
+# Carriers the shops' delivery methods map to ([channels.delivery_methods] = party name).
+CARRIERS = [
+    ("Royal Mail", "CARRIER-RM48", "Royal Mail Tracked 48"),
+    ("DHL Express", "CARRIER-DHL", "DHL Express delivery"),
+    ("UPS Ground", "CARRIER-UPS", "UPS Ground delivery"),
+]
 
 CUSTOMERS = [
     # An existing ERP customer, stored with different case than the shop sends.
@@ -94,6 +109,23 @@ def main(config_file, database):
     shipping = Template(name="Shipping", code=SHIPPING_SKU, default_uom=unit,
         type='service', salable=True, list_price=Decimal("0"), account_category=category)
     shipping.save()
+
+    for name, rate in TAXES:
+        tax = create_tax(Decimal(rate))
+        tax.name = name
+        tax.description = name
+        tax.save()
+
+    Carrier = Model.get('carrier')
+    for name, code, product_name in CARRIERS:
+        carrier_party = Party(name=name)
+        carrier_party.save()
+        product_template = Template(name=product_name, code=code, default_uom=unit,
+            type='service', salable=True, list_price=Decimal("0"), account_category=category)
+        product_template.save()
+        carrier_product, = product_template.products
+        Carrier(party=carrier_party, carrier_product=carrier_product,
+            carrier_cost_method='product').save()
 
     Location = Model.get('stock.location')
     storage, = Location.find([('code', '=', 'STO')])
