@@ -69,7 +69,11 @@ async fn a_signed_order_becomes_one_confirmed_sale_with_customer_addresses_lines
             ("SHIPPING".to_owned(), "1.0".to_owned(), "0.00".to_owned()),
         ]
     );
-    assert_eq!(decimal(&sale["total_amount"]), "587.00");
+    assert_eq!(decimal(&sale["untaxed_amount"]), "587.00");
+    // The shop's "State Tax" to a US address maps to the ERP's 6 % sales tax; shipping to Royal Mail.
+    assert_eq!(decimal(&sale["tax_amount"]), "35.22");
+    assert_eq!(decimal(&sale["total_amount"]), "622.22");
+    assert_eq!(sale["carrier"]["party"]["name"], "Royal Mail");
 
     // Bob is an existing ERP customer (seeded as Bob.Norman@...): matched, not duplicated,
     // and his existing address (same street, postcode, city, country) is the one used.

@@ -36,6 +36,8 @@ pub struct TrytonClient {
     erp: ErpConfig,
     refs: OnceCell<References>,
     countries: Mutex<HashMap<CountryCode, i64>>,
+    /// Carriers and taxes by the names the config uses.
+    names: Mutex<HashMap<(&'static str, String), i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +130,7 @@ impl TrytonClient {
             erp,
             refs: OnceCell::new(),
             countries: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         })
     }
 
@@ -355,6 +358,33 @@ impl TrytonClient {
         Ok(found)
     }
 
+    /// The id of the record of `model` that the config names (`domain_field` = `name`).
+    async fn id_by_name(
+        &self,
+        model: &'static str,
+        domain_field: &str,
+        name: &str,
+        config_key: &str,
+    ) -> Result<i64, SyncError> {
+        let key = (model, name.to_owned());
+        if let Some(id) = self.names.lock().await.get(&key) {
+            return Ok(*id);
+        }
+        let found = self
+            .search(model, json!([[domain_field, "=", name]]), &["id"], Some(json!([["id", "ASC"]])))
+            .await?
+            .first()
+            .and_then(|r| id_of(r, "id"))
+            .ok_or_else(|| {
+                SyncError::permanent(
+                    "erp_setup",
+                    format!("{config_key} names {name:?}, which the ERP does not have ({model}): fix the config or create it in Tryton, then redrive"),
+                )
+            })?;
+        self.names.lock().await.insert(key, found);
+        Ok(found)
+    }
+
     async fn address_values(&self, address: &Address, field: &str) -> Result<Value, SyncError> {
         Ok(json!({
             "party_name": address.company.as_deref().map_or(address.name.clone(), |c| format!("{} ({c})", address.name)),
@@ -544,8 +574,32 @@ impl SalesErp for TrytonClient {
                     ),
                 )
             })?;
+        let mut taxes = HashMap::new();
+        for name in draft.tax_names() {
+            let id = self
+                .id_by_name(
+                    "account.tax",
+                    "name",
+                    &name,
+                    "a [[channels.tax_codes]] erp_tax",
+                )
+                .await?;
+            taxes.insert(name, id);
+        }
+        let carrier = match &draft.carrier {
+            Some(name) => Some(
+                self.id_by_name("carrier", "party.name", name, "[channels.delivery_methods]")
+                    .await?,
+            ),
+            None => None,
+        };
         let mut lines = Vec::with_capacity(draft.lines.len());
         for line in &draft.lines {
+            let line_taxes: Vec<i64> = line
+                .taxes
+                .iter()
+                .filter_map(|t| taxes.get(t).copied())
+                .collect();
             let product = sale.products.get(&line.sku).ok_or_else(|| {
                 SyncError::permanent(
                     "unknown_sku",
@@ -559,6 +613,7 @@ impl SalesErp for TrytonClient {
                 "quantity": line.quantity,
                 "unit_price": line.unit_price.to_string(),
                 "description": line.description,
+                "taxes": [["add", line_taxes]],
             }));
         }
         let body = json!({
@@ -571,6 +626,7 @@ impl SalesErp for TrytonClient {
             "currency": currency,
             "warehouse": refs.warehouse,
             "payment_term": refs.payment_term,
+            "carrier": carrier,
             // sale_shipment_cost: the shop already charged shipping as a line.
             "shipment_cost_method": null,
             "lines": [["create", lines]],

@@ -107,6 +107,53 @@ pub struct ChannelConfig {
     /// Channel SKU -> ERP SKU, for products the shop names differently.
     #[serde(default)]
     pub sku_aliases: BTreeMap<Sku, Sku>,
+    /// Channel SKUs sold as a set of ERP products.
+    #[serde(default)]
+    pub bundles: BTreeMap<Sku, Bundle>,
+    /// Shop shipping method (its code, else its title) -> ERP carrier (its party name).
+    /// Empty: sales carry no carrier. Otherwise every method must be mapped.
+    #[serde(default)]
+    pub delivery_methods: BTreeMap<String, String>,
+    /// Shop tax -> ERP tax, per destination country. Empty: sales carry no taxes (and
+    /// tax-inclusive prices are refused). Otherwise every tax must be mapped.
+    #[serde(default)]
+    pub tax_codes: Vec<TaxCode>,
+}
+
+/// A channel SKU that is several ERP products. The line's net amount is shared among the
+/// components in proportion to `share` (default: the component's quantity), rounded to the
+/// cent, the last component taking the rounding remainder: totals are kept to the penny.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub components: Vec<BundleComponent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleComponent {
+    pub sku: Sku,
+    /// Units of this product in one bundle.
+    pub quantity: u32,
+    pub share: Option<rust_decimal::Decimal>,
+}
+
+impl BundleComponent {
+    pub fn weight(&self) -> rust_decimal::Decimal {
+        self.share
+            .unwrap_or_else(|| rust_decimal::Decimal::from(self.quantity))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxCode {
+    /// The tax's title in the shop (Shopify's tax line title, WooCommerce's rate code).
+    pub shop_tax: String,
+    /// Destination country this applies to; none: any destination.
+    pub country: Option<CountryCode>,
+    /// Name of the tax in the ERP.
+    pub erp_tax: String,
 }
 
 impl ChannelConfig {
@@ -195,6 +242,51 @@ impl Config {
                     format!("{key}.webhook_secret"),
                     "must name a secret",
                 ));
+            }
+            for (bundle, definition) in &channel.bundles {
+                let key = format!("{key}.bundles.{bundle}");
+                if definition.components.is_empty() {
+                    return Err(invalid(key, "a bundle needs at least one component"));
+                }
+                for (index, component) in definition.components.iter().enumerate() {
+                    if component.quantity == 0 {
+                        return Err(invalid(
+                            format!("{key}.components[{index}].quantity"),
+                            "must be at least 1",
+                        ));
+                    }
+                    if component.weight() <= rust_decimal::Decimal::ZERO {
+                        return Err(invalid(
+                            format!("{key}.components[{index}].share"),
+                            "must be above 0",
+                        ));
+                    }
+                    if channel.bundles.contains_key(&component.sku)
+                        || channel.sku_aliases.contains_key(&component.sku)
+                    {
+                        return Err(invalid(
+                            format!("{key}.components[{index}].sku"),
+                            format!(
+                                "{} is itself a bundle or an alias; name the ERP SKU",
+                                component.sku
+                            ),
+                        ));
+                    }
+                }
+                if channel.sku_aliases.contains_key(bundle) {
+                    return Err(invalid(
+                        key,
+                        "is also a SKU alias; a channel SKU is one or the other",
+                    ));
+                }
+            }
+            for (index, tax) in channel.tax_codes.iter().enumerate() {
+                if tax.shop_tax.trim().is_empty() || tax.erp_tax.trim().is_empty() {
+                    return Err(invalid(
+                        format!("{key}.tax_codes[{index}]"),
+                        "shop_tax and erp_tax must not be empty",
+                    ));
+                }
             }
             for (alias, target) in &channel.sku_aliases {
                 if channel.sku_aliases.contains_key(target) {

@@ -212,6 +212,7 @@ mod tests {
                 invoice_address: address("Chestnut Street 92"),
                 shipment_address: address(street),
             },
+            carrier: None,
             lines: lines
                 .iter()
                 .map(|(s, q, cents)| SaleLineDraft {
@@ -219,6 +220,7 @@ mod tests {
                     description: s.to_string(),
                     quantity: *q,
                     unit_price: Decimal::new(*cents, 2),
+                    taxes: Vec::new(),
                 })
                 .collect(),
         }

@@ -4,10 +4,10 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ChannelConfig, ErpConfig};
-use crate::error::ParseError;
-use crate::ids::{ChannelId, CurrencyCode, Email, ExternalOrderId, Sku};
-use crate::order::{Address, ChannelOrder};
+use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxCode};
+use crate::error::{ParseError, SyncError};
+use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::order::{Address, ChannelOrder, TaxLine};
 
 /// The ERP sale's `reference`: the channel and the channel's order id. It is how a sale is
 /// found again, so it must never change for an order.
@@ -21,6 +21,8 @@ pub struct SaleDraft {
     pub description: String,
     pub currency: CurrencyCode,
     pub customer: CustomerDraft,
+    /// ERP carrier (party name) for the shop's delivery method, when the channel maps them.
+    pub carrier: Option<String>,
     pub lines: Vec<SaleLineDraft>,
 }
 
@@ -36,11 +38,23 @@ impl SaleDraft {
         skus
     }
 
+    /// The net total of the lines (before the ERP adds its taxes).
     pub fn total(&self) -> Decimal {
         self.lines
             .iter()
             .map(|l| l.unit_price * Decimal::from(l.quantity))
             .sum()
+    }
+
+    /// The ERP taxes the sale needs, without repeats.
+    pub fn tax_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.lines.iter().flat_map(|l| &l.taxes) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
     }
 }
 
@@ -58,39 +72,107 @@ pub struct SaleLineDraft {
     pub sku: Sku,
     pub description: String,
     pub quantity: u32,
+    /// Net of discounts, and of tax when the shop's prices include it.
     pub unit_price: Decimal,
+    /// ERP taxes (names) on this line.
+    pub taxes: Vec<String>,
 }
 
 pub fn sale_draft(
     order: &ChannelOrder,
     channel: &ChannelConfig,
     erp: &ErpConfig,
-) -> Result<SaleDraft, ParseError> {
+) -> Result<SaleDraft, SyncError> {
+    let destination = order
+        .shipping_address
+        .as_ref()
+        .or(order.billing_address.as_ref())
+        .map(|a| &a.country);
     let mut lines = Vec::with_capacity(order.lines.len() + order.shipping_lines.len());
     for (index, line) in order.lines.iter().enumerate() {
         let field = format!("line_items[{index}]");
-        let sku = channel.erp_sku(&line.sku).clone();
-        for (quantity, unit_price) in net_unit_prices(line.unit_price, line.quantity, line.discount)
-            .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?
-        {
-            lines.push(SaleLineDraft {
-                sku: sku.clone(),
-                description: line.title.clone(),
-                quantity,
-                unit_price,
-            });
+        let what = format!("line {:?} ({})", line.title, line.sku);
+        let taxes = erp_taxes(channel, order, &line.taxes, destination, &what)?;
+        let net = net_amount(
+            order,
+            channel,
+            line.unit_price * Decimal::from(line.quantity),
+            line.discount,
+            &line.taxes,
+            &what,
+        )
+        .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?;
+        match channel.bundles.get(&line.sku) {
+            Some(bundle) => {
+                for (component, share) in bundle.components.iter().zip(bundle_shares(net, bundle)) {
+                    let quantity = line.quantity.saturating_mul(component.quantity);
+                    for (units, unit_price) in lines_for_total(share, quantity) {
+                        lines.push(SaleLineDraft {
+                            sku: component.sku.clone(),
+                            description: format!("{} ({})", line.title, component.sku),
+                            quantity: units,
+                            unit_price,
+                            taxes: taxes.clone(),
+                        });
+                    }
+                }
+            }
+            None => {
+                let sku = channel.erp_sku(&line.sku).clone();
+                for (quantity, unit_price) in lines_for_total(net, line.quantity) {
+                    lines.push(SaleLineDraft {
+                        sku: sku.clone(),
+                        description: line.title.clone(),
+                        quantity,
+                        unit_price,
+                        taxes: taxes.clone(),
+                    });
+                }
+            }
         }
     }
+    let mut carrier = None;
     for (index, shipping) in order.shipping_lines.iter().enumerate() {
         let field = format!("shipping_lines[{index}]");
-        for (quantity, unit_price) in net_unit_prices(shipping.price, 1, shipping.discount)
-            .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?
-        {
+        let what = format!("shipping {:?}", shipping.title);
+        let taxes = erp_taxes(channel, order, &shipping.taxes, destination, &what)?;
+        let net = net_amount(
+            order,
+            channel,
+            shipping.price,
+            shipping.discount,
+            &shipping.taxes,
+            &what,
+        )
+        .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?;
+        if !channel.delivery_methods.is_empty() {
+            let mapped = shipping
+                .code
+                .as_deref()
+                .and_then(|code| channel.delivery_methods.get(code))
+                .or_else(|| channel.delivery_methods.get(&shipping.title))
+                .ok_or_else(|| {
+                    SyncError::permanent(
+                        "unmapped_delivery_method",
+                        format!(
+                            "delivery method {:?}{} of order {} has no ERP carrier for channel {}: add it under [channels.delivery_methods] of {}, then redrive",
+                            shipping.title,
+                            shipping.code.as_deref().map(|c| format!(" (code {c:?})")).unwrap_or_default(),
+                            order.name,
+                            channel.id,
+                            channel.id
+                        ),
+                    )
+                })?;
+            carrier.get_or_insert_with(|| mapped.clone());
+        }
+        for (quantity, unit_price) in lines_for_total(net, 1) {
             lines.push(SaleLineDraft {
                 sku: erp.shipping_sku.clone(),
                 description: shipping.title.clone(),
                 quantity,
                 unit_price,
+                taxes: taxes.clone(),
             });
         }
     }
@@ -99,8 +181,94 @@ pub fn sale_draft(
         description: format!("{} order {}", order.channel, order.name),
         currency: order.currency.clone(),
         customer: customer_draft(order)?,
+        carrier,
         lines,
     })
+}
+
+/// The line's amount net of discounts, and of the shop's tax when prices include it.
+fn net_amount(
+    order: &ChannelOrder,
+    channel: &ChannelConfig,
+    gross: Decimal,
+    discount: Decimal,
+    taxes: &[TaxLine],
+    what: &str,
+) -> Result<Decimal, String> {
+    let mut net = (gross - discount).round_dp(2);
+    if net.is_sign_negative() && !net.is_zero() {
+        return Err(format!(
+            "the discount {discount} is larger than {what}'s {gross}"
+        ));
+    }
+    if order.taxes_included && !taxes.is_empty() {
+        if channel.tax_codes.is_empty() {
+            return Err(format!(
+                "{what} has a tax-inclusive price but channel {} maps no taxes, so its net price is unknown: add [[channels.tax_codes]]",
+                channel.id
+            ));
+        }
+        net -= taxes.iter().map(|t| t.amount).sum::<Decimal>();
+    }
+    Ok(net)
+}
+
+/// The ERP taxes for a line's shop taxes, for the order's destination.
+fn erp_taxes(
+    channel: &ChannelConfig,
+    order: &ChannelOrder,
+    taxes: &[TaxLine],
+    destination: Option<&CountryCode>,
+    what: &str,
+) -> Result<Vec<String>, SyncError> {
+    if channel.tax_codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    taxes
+        .iter()
+        .map(|tax| {
+            let matches = |code: &&TaxCode| code.shop_tax.trim().eq_ignore_ascii_case(tax.title.trim());
+            channel
+                .tax_codes
+                .iter()
+                .filter(matches)
+                .find(|code| code.country.is_some() && code.country.as_ref() == destination)
+                .or_else(|| channel.tax_codes.iter().filter(matches).find(|code| code.country.is_none()))
+                .map(|code| code.erp_tax.clone())
+                .ok_or_else(|| {
+                    SyncError::permanent(
+                        "unmapped_tax",
+                        format!(
+                            "tax {:?}{} on {what} of order {} (destination {}) has no ERP tax for channel {}: add a [[channels.tax_codes]] entry with shop_tax = {:?}, then redrive",
+                            tax.title,
+                            tax.rate.map(|r| format!(" at {}%", (r * Decimal::ONE_HUNDRED).normalize())).unwrap_or_default(),
+                            order.name,
+                            destination.map(CountryCode::as_str).unwrap_or("unknown"),
+                            channel.id,
+                            tax.title
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A bundle line's net amount shared among its components by weight, to the cent; the last
+/// component takes the rounding remainder.
+pub fn bundle_shares(net: Decimal, bundle: &Bundle) -> Vec<Decimal> {
+    let total_weight: Decimal = bundle.components.iter().map(|c| c.weight()).sum();
+    let mut shares = Vec::with_capacity(bundle.components.len());
+    let mut allocated = Decimal::ZERO;
+    for (index, component) in bundle.components.iter().enumerate() {
+        let share = if index + 1 == bundle.components.len() || total_weight.is_zero() {
+            net - allocated
+        } else {
+            (net * component.weight() / total_weight).round_dp(2)
+        };
+        allocated += share;
+        shares.push(cents(share));
+    }
+    shares
 }
 
 fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
@@ -143,8 +311,6 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
 
 /// Splits `quantity` units priced `unit_price` less `discount` (for all units) into
 /// (quantity, net unit price) lines whose amounts add up to the exact net total in cents.
-/// One line when the net divides evenly; otherwise all units but one at the net price
-/// rounded down to the cent, and the last unit carrying the remainder.
 pub fn net_unit_prices(
     unit_price: Decimal,
     quantity: u32,
@@ -156,17 +322,25 @@ pub fn net_unit_prices(
             "the discount {discount} is larger than the line's {quantity} x {unit_price}"
         ));
     }
+    Ok(lines_for_total(net, quantity))
+}
+
+/// (quantity, unit price) lines for `quantity` units that together cost exactly `total`:
+/// one line when it divides evenly to the cent; otherwise all units but one at the price
+/// rounded down to the cent, and the last unit carrying the remainder.
+pub fn lines_for_total(total: Decimal, quantity: u32) -> Vec<(u32, Decimal)> {
     if quantity == 0 {
-        return Ok(Vec::new());
+        return Vec::new();
     }
+    let total = total.round_dp(2);
     let units = Decimal::from(quantity);
-    let even = cents((net / units).round_dp(2));
-    if even * units == net {
-        return Ok(vec![(quantity, even)]);
+    let even = cents((total / units).round_dp(2));
+    if even * units == total {
+        return vec![(quantity, even)];
     }
-    let base = cents((net / units).round_dp_with_strategy(2, RoundingStrategy::ToZero));
-    let last = cents(net - base * Decimal::from(quantity - 1));
-    Ok(vec![(quantity - 1, base), (1, last)])
+    let base = cents((total / units).round_dp_with_strategy(2, RoundingStrategy::ToZero));
+    let last = cents(total - base * Decimal::from(quantity - 1));
+    vec![(quantity - 1, base), (1, last)]
 }
 
 /// An amount written with exactly two decimals, as the ERP and people expect to read it.
@@ -244,5 +418,130 @@ mod tests {
             Some("bob.norman@mail.example.com")
         );
         assert_eq!(draft.customer.name, "Bob Norman");
+    }
+
+    fn config() -> Config {
+        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn documented() -> serde_json::Value {
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+        ))
+        .unwrap_or_default()
+    }
+
+    fn draft_of(channel: usize, order: &serde_json::Value) -> Result<SaleDraft, SyncError> {
+        let config = config();
+        let channel = &config.channels[channel];
+        let order = parse_order(&channel.id, order.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        sale_draft(&order, channel, &config.erp)
+    }
+
+    fn to_gb(order: &mut serde_json::Value) {
+        for address in ["billing_address", "shipping_address"] {
+            order[address]["country_code"] = "GB".into();
+            order[address]["zip"] = "SW1Y 4JH".into();
+        }
+    }
+
+    #[test]
+    fn a_bundle_is_its_components_with_the_price_shared_to_the_penny() {
+        let mut order = documented();
+        order["line_items"] = serde_json::json!([{
+            "id": 1, "sku": "IPOD-TRIO", "title": "iPod trio", "quantity": 3, "current_quantity": 3,
+            "price": "99.99", "discount_allocations": [{"amount": "1.00"}], "tax_lines": []
+        }]);
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        let products: Vec<_> = draft
+            .lines
+            .iter()
+            .filter(|l| l.sku.as_str() != "SHIPPING")
+            .collect();
+        let skus: Vec<_> = products.iter().map(|l| l.sku.as_str()).collect();
+        assert!(
+            skus.contains(&"IPOD2008GREEN")
+                && skus.contains(&"IPOD2008RED")
+                && skus.contains(&"WOOL-SOCKS")
+        );
+        let socks: u32 = products
+            .iter()
+            .filter(|l| l.sku.as_str() == "WOOL-SOCKS")
+            .map(|l| l.quantity)
+            .sum();
+        assert_eq!(socks, 6, "2 socks in each of 3 bundles");
+        let total: Decimal = products
+            .iter()
+            .map(|l| l.unit_price * Decimal::from(l.quantity))
+            .sum();
+        assert_eq!(total, dec("298.97"), "3 x 99.99 less 1.00, to the penny");
+    }
+
+    #[test]
+    fn taxes_map_by_title_and_destination_and_shipping_maps_to_a_carrier() {
+        let draft = draft_of(0, &documented()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(draft.carrier.as_deref(), Some("Royal Mail"));
+        let product = draft.lines.iter().find(|l| l.sku.as_str() == "IPOD2008RED");
+        assert_eq!(
+            product.map(|l| l.taxes.clone()),
+            Some(vec!["US Sales Tax 6%".to_owned()])
+        );
+        assert_eq!(draft.tax_names(), vec!["US Sales Tax 6%".to_owned()]);
+    }
+
+    #[test]
+    fn an_unmapped_tax_names_the_tax_the_destination_and_the_channel() {
+        let mut order = documented();
+        to_gb(&mut order);
+        // The EU store has no mapping for a GB-bound "State Tax".
+        let error = draft_of(1, &order)
+            .err()
+            .unwrap_or_else(|| panic!("expected an unmapped tax"));
+        assert_eq!(error.kind, "unmapped_tax");
+        assert!(
+            error.message.contains("\"State Tax\"")
+                && error.message.contains("GB")
+                && error.message.contains("eu-shop"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn an_unmapped_delivery_method_names_it_and_the_channel() {
+        let mut order = documented();
+        order["shipping_lines"][0]["code"] = "Carrier Pigeon".into();
+        order["shipping_lines"][0]["title"] = "Carrier Pigeon".into();
+        let error = draft_of(0, &order)
+            .err()
+            .unwrap_or_else(|| panic!("expected an unmapped method"));
+        assert_eq!(error.kind, "unmapped_delivery_method");
+        assert!(
+            error.message.contains("Carrier Pigeon") && error.message.contains("uk-shop"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn tax_inclusive_prices_reach_the_erp_net_of_the_tax_the_shop_charged() {
+        let mut order = documented();
+        to_gb(&mut order);
+        order["taxes_included"] = true.into();
+        order["line_items"] = serde_json::json!([{
+            "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": 2, "current_quantity": 2,
+            "price": "120.00", "discount_allocations": [],
+            "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "40.00"}]
+        }]);
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        let red = draft
+            .lines
+            .iter()
+            .find(|l| l.sku.as_str() == "IPOD2008RED")
+            .unwrap_or_else(|| panic!("no line"));
+        assert_eq!((red.quantity, red.unit_price), (2, dec("100.00")));
+        assert_eq!(red.taxes, vec!["UK VAT 20%".to_owned()]);
     }
 }

@@ -35,6 +35,7 @@ TAXES = [
     ("DE USt 19%", "0.19"),
     ("FR TVA 20%", "0.20"),
     ("US Sales Tax 6%", "0.06"),
+    ("US-CA Sales Tax 7.5%", "0.075"),
 ]
 
 # Carriers the shops' delivery methods map to ([channels.delivery_methods] = party name).
