@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use erpsync_core::state::SyncStatus;
-use erpsync_e2e::{World, decimal, fresh_order, order_event};
+use erpsync_e2e::{World, decimal, fresh_order, order_event, parked_reasons};
 use serde_json::Value;
 
 const DRAIN: Duration = Duration::from_secs(60);
@@ -270,7 +270,7 @@ async fn a_woocommerce_order_feeds_the_same_flow() {
     world.drain(DRAIN).await;
 
     let sales = world.erp_sales(&format!("woo-shop/{id}")).await;
-    assert_eq!(sales.len(), 1, "{:?}", world.dead_letters().await);
+    assert_eq!(sales.len(), 1, "{:?}", parked_reasons(&world).await);
     // "Bar3" reaches the ERP as BEAR-BOOTS through the channel's SKU alias; the flat rate as shipping.
     assert_eq!(
         line_summary(&sales[0]),

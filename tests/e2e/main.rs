@@ -5,6 +5,7 @@
 mod failures;
 mod intake;
 mod lifecycle;
+mod mapping;
 mod store;
 mod template;
 mod webhook;

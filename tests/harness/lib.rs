@@ -460,6 +460,22 @@ pub fn decimal(value: &Value) -> String {
         .unwrap_or_else(|| value.to_string())
 }
 
+/// What the dead-letter queue holds, as (entity, kind, reason): for assertion messages.
+pub async fn parked_reasons(world: &World) -> Vec<(String, String, String)> {
+    world
+        .dead_letters()
+        .await
+        .iter()
+        .map(|m| {
+            (
+                attribute(m, erpsync_aws::sqs::attr::ENTITY),
+                attribute(m, erpsync_aws::sqs::attr::ERROR_KIND),
+                attribute(m, erpsync_aws::sqs::attr::REASON),
+            )
+        })
+        .collect()
+}
+
 /// A dead-letter message's string attribute.
 pub fn attribute(message: &Message, name: &str) -> String {
     message

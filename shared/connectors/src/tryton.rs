@@ -202,6 +202,15 @@ impl TrytonClient {
                     s.as_u16()
                 ),
             ),
+            // Two transactions drawing the same sequence number (party codes, sale numbers)
+            // collide on a unique constraint; the retry draws a fresh one.
+            s if message.contains("must be unique") => SyncError::retryable(
+                "erp_conflict",
+                format!(
+                    "Tryton reported a concurrent write on {method} {path} (HTTP {}): {message}",
+                    s.as_u16()
+                ),
+            ),
             s => SyncError::permanent(
                 "erp_rejected",
                 format!(
