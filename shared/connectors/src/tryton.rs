@@ -396,7 +396,8 @@ impl TrytonClient {
 
     async fn address_values(&self, address: &Address, field: &str) -> Result<Value, SyncError> {
         Ok(json!({
-            "party_name": address.company.as_deref().map_or(address.name.clone(), |c| format!("{} ({c})", address.name)),
+            // The person to deliver to; for a business customer the party is the company.
+            "party_name": address.name,
             "street_unstructured": address.street,
             "postal_code": address.postal_code,
             "city": address.city,

@@ -285,7 +285,21 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
             ));
         }
     };
-    let customer_name = order.customer.as_ref().and_then(|c| {
+    for (field, address) in [
+        ("billing_address", &invoice_address),
+        ("shipping_address", &shipment_address),
+    ] {
+        if address.postal_code.is_none() && needs_postcode(&address.country) {
+            return Err(ParseError::new(
+                format!("{field}.zip"),
+                format!(
+                    "{} addresses need a postcode and this one has none; correct the order's address in the shop",
+                    address.country
+                ),
+            ));
+        }
+    }
+    let person = order.customer.as_ref().and_then(|c| {
         let joined = [c.first_name.as_deref(), c.last_name.as_deref()]
             .into_iter()
             .flatten()
@@ -293,8 +307,12 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
             .join(" ");
         (!joined.is_empty()).then_some(joined)
     });
-    let name = customer_name
-        .or_else(|| invoice_address.company.clone())
+    // A company on the invoice address is a business customer: the party is the company,
+    // the person stays on the addresses as the contact.
+    let name = invoice_address
+        .company
+        .clone()
+        .or(person)
         .unwrap_or_else(|| invoice_address.name.clone());
     Ok(CustomerDraft {
         email: order.customer_email().cloned(),
@@ -307,6 +325,15 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
         invoice_address,
         shipment_address,
     })
+}
+
+/// Countries whose addresses cannot be delivered to without a postcode.
+fn needs_postcode(country: &CountryCode) -> bool {
+    const REQUIRED: &[&str] = &[
+        "AT", "AU", "BE", "BR", "CA", "CH", "CN", "CZ", "DE", "DK", "ES", "FI", "FR", "GB", "GR",
+        "HU", "IN", "IT", "JP", "LU", "MX", "NL", "NO", "NZ", "PL", "PT", "RO", "SE", "SK", "US",
+    ];
+    REQUIRED.contains(&country.as_str())
 }
 
 /// Splits `quantity` units priced `unit_price` less `discount` (for all units) into
@@ -543,5 +570,32 @@ mod tests {
             .unwrap_or_else(|| panic!("no line"));
         assert_eq!((red.quantity, red.unit_price), (2, dec("100.00")));
         assert_eq!(red.taxes, vec!["UK VAT 20%".to_owned()]);
+    }
+
+    #[test]
+    fn a_company_on_the_invoice_address_makes_a_business_customer() {
+        let mut order = documented();
+        order["billing_address"]["company"] = "Norman Trading LLC".into();
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(draft.customer.name, "Norman Trading LLC");
+        assert_eq!(
+            draft.customer.invoice_address.name, "Bob Norman",
+            "the person stays the contact"
+        );
+    }
+
+    #[test]
+    fn a_missing_postcode_where_the_country_needs_one_names_the_field() {
+        let mut order = documented();
+        order["shipping_address"]["zip"] = serde_json::Value::Null;
+        let error = draft_of(0, &order)
+            .err()
+            .unwrap_or_else(|| panic!("expected a refusal"));
+        assert_eq!(error.kind, "invalid_payload");
+        assert!(
+            error.message.starts_with("shipping_address.zip"),
+            "{}",
+            error.message
+        );
     }
 }
