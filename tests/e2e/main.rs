@@ -7,6 +7,7 @@ mod failures;
 mod intake;
 mod lifecycle;
 mod mapping;
+mod modes;
 mod store;
 mod template;
 mod webhook;

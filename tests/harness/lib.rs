@@ -121,6 +121,8 @@ pub struct World {
     pub erp_url: String,
     pub erp_key: String,
     pub http: reqwest::Client,
+    /// A Tryton client of its own for the reports (the flow's may be fault-injected).
+    pub reviewer: TrytonClient,
 }
 
 impl World {
@@ -152,7 +154,22 @@ impl World {
         parameters: &[(&str, &str)],
     ) -> Self {
         init_logs();
-        let result = Self::build(erp_url, erp_key, wrap, parameters).await;
+        let result = Self::build(erp_url, erp_key, wrap, parameters, |_| {}).await;
+        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+    }
+
+    /// A world on the shared Tryton whose config is changed by `configure` (modes, mappings).
+    pub async fn start_configured(configure: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+        let result = Self::build(
+            &stack.tryton_url,
+            &stack.tryton_key,
+            |erp| Box::new(erp),
+            &[],
+            configure,
+        )
+        .await;
         result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
     }
 
@@ -161,6 +178,7 @@ impl World {
         erp_key: &str,
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
         parameters: &[(&str, &str)],
+        configure: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
         let stack = Stack::from_env()?;
         let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -176,6 +194,7 @@ impl World {
         let mut config = Config::from_toml(&std::fs::read_to_string(
             erpsync_tools::project_root().join("config/erpsync.example.toml"),
         )?)?;
+        configure(&mut config);
         config.retry.base_seconds = 1;
         config.retry.max_seconds = 2;
         config.erp.api_key_secret = format!("erpsync/{stage}/erp-api-key");
@@ -223,6 +242,11 @@ impl World {
                 state: Some(Arc::new(store)),
             },
         });
+        let reviewer = TrytonClient::new(
+            erp_url,
+            SecretString::from(erp_key.to_owned()),
+            config.erp.clone(),
+        )?;
         Ok(Self {
             stage,
             sdk,
@@ -234,7 +258,12 @@ impl World {
             erp_url: erp_url.to_owned(),
             erp_key: erp_key.to_owned(),
             http: reqwest::Client::new(),
+            reviewer,
         })
+    }
+
+    pub fn review(&self) -> &dyn erpsync_core::shadow::SalesReview {
+        &self.reviewer
     }
 
     pub fn shop_domain(&self, channel: &str) -> String {
@@ -662,6 +691,50 @@ impl World {
                 );
             }
         }
+    }
+
+    /// Creates a record in Tryton directly, as a person would in the ERP's client; its id.
+    pub async fn erp_create(&self, model: &str, body: Value) -> i64 {
+        let response = self
+            .http
+            .post(format!("{}/erpsync/rest/model/{model}", self.erp_url))
+            .bearer_auth(&self.erp_key)
+            .header(
+                "X-Tryton-Context",
+                URL_SAFE.encode(json!({"company": 1}).to_string()),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status();
+        let created: Value = response.json().await.unwrap_or_default();
+        assert!(status.is_success(), "creating {model}: {status} {created}");
+        created["id"].as_i64().unwrap_or_default()
+    }
+
+    /// Presses a button on a record in Tryton (quote, confirm, ...).
+    pub async fn erp_action(&self, model: &str, id: i64, action: &str) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/erpsync/rest/model/{model}/{id}/{action}",
+                self.erp_url
+            ))
+            .bearer_auth(&self.erp_key)
+            .header(
+                "X-Tryton-Context",
+                URL_SAFE.encode(json!({"company": 1}).to_string()),
+            )
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            response.status().is_success(),
+            "{model} {id} {action}: {}",
+            response.status()
+        );
     }
 
     async fn sale_shipments(&self, sale: &Value) -> Vec<i64> {

@@ -82,6 +82,34 @@ impl DynamoStore {
         HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
     }
 
+    /// Every state row in `status` (a scan: for reports, not for the hot path).
+    pub async fn states_with_status(
+        &self,
+        status: SyncStatus,
+    ) -> Result<Vec<SyncState>, SyncError> {
+        let mut states = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :state AND #status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":state", s("STATE"))
+                .expression_attribute_values(":status", s(status.as_str()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Scan", e))?;
+            states.extend(page.items().iter().filter_map(state_from_item));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(states);
+            }
+        }
+    }
+
     /// Everything needing a person, newest first: the query behind `erpsync exceptions`.
     pub async fn needing_attention(&self, flow: Flow) -> Result<Vec<SyncState>, SyncError> {
         let mut states = Vec::new();

@@ -17,6 +17,7 @@ use erpsync_core::ports::{
     ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine, ErpSaleState,
     NewSale, SaleAmendment, SalesErp,
 };
+use erpsync_core::shadow::{ErpSaleView as ReviewedSale, SalesReview};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
@@ -806,5 +807,148 @@ impl SalesErp for TrytonClient {
                 .read("sale.sale", sale_id, &["number", "state"])
                 .await?,
         )
+    }
+}
+
+const REVIEW_FIELDS: &[&str] = &[
+    "number",
+    "reference",
+    "sale_date",
+    "currency.code",
+    "untaxed_amount",
+    "party.name",
+    "party.contact_mechanisms.type",
+    "party.contact_mechanisms.value",
+    "lines.type",
+    "lines.product.code",
+    "lines.quantity",
+    "lines.unit_price",
+];
+
+fn date_value(date: time::Date) -> Value {
+    json!({"__class__": "date", "year": date.year(), "month": u8::from(date.month()), "day": date.day()})
+}
+
+fn sale_view(sale: &Value) -> Option<ReviewedSale> {
+    let sale_date = sale.get("sale_date").and_then(|d| {
+        let month = time::Month::try_from(u8::try_from(d.get("month")?.as_u64()?).ok()?).ok()?;
+        time::Date::from_calendar_date(
+            i32::try_from(d.get("year")?.as_i64()?).ok()?,
+            month,
+            u8::try_from(d.get("day")?.as_u64()?).ok()?,
+        )
+        .ok()
+    });
+    let party = &sale["party"];
+    Some(ReviewedSale {
+        id: id_of(sale, "id")?,
+        number: text_of(sale, "number"),
+        reference: text_of(sale, "reference"),
+        customer_name: text_of(party, "name").unwrap_or_default(),
+        customer_emails: party["contact_mechanisms"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| m["type"] == "email")
+            .filter_map(|m| m["value"].as_str().and_then(|v| Email::parse(v).ok()))
+            .collect(),
+        currency: sale["currency"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        sale_date,
+        lines: sale["lines"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|l| l["type"] == "line")
+            .filter_map(|l| {
+                Some((
+                    Sku::parse(l["product"]["code"].as_str()?).ok()?,
+                    decimal_of(&l["quantity"])?,
+                    decimal_of(&l["unit_price"])?,
+                ))
+            })
+            .collect(),
+        untaxed_amount: decimal_of(&sale["untaxed_amount"]).unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl SalesReview for TrytonClient {
+    async fn sales_by_reference(&self, reference: &str) -> Result<Vec<ReviewedSale>, SyncError> {
+        let rows = self
+            .search(
+                "sale.sale",
+                json!([["reference", "=", reference]]),
+                REVIEW_FIELDS,
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        Ok(rows.iter().filter_map(sale_view).collect())
+    }
+
+    async fn sales_of_customer(
+        &self,
+        email: &Email,
+        from: time::Date,
+        to: time::Date,
+    ) -> Result<Vec<ReviewedSale>, SyncError> {
+        let parties: Vec<i64> = self
+            .search(
+                "party.contact_mechanism",
+                json!([
+                    ["type", "=", "email"],
+                    ["value", "ilike", like_literal(email.as_str())]
+                ]),
+                &["party"],
+                None,
+            )
+            .await?
+            .iter()
+            .filter_map(|row| id_of(row, "party"))
+            .collect();
+        if parties.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A hand-entered sale has a sale date once confirmed, a quotation date once quoted,
+        // and only its creation time while a draft.
+        let created = |date: time::Date| {
+            json!({"__class__": "datetime", "year": date.year(), "month": u8::from(date.month()), "day": date.day(),
+                   "hour": 0, "minute": 0, "second": 0, "microsecond": 0})
+        };
+        let domain = json!([
+            ["party", "in", parties],
+            ["state", "!=", "cancelled"],
+            [
+                "OR",
+                [
+                    ["sale_date", ">=", date_value(from)],
+                    ["sale_date", "<=", date_value(to)]
+                ],
+                [
+                    ["sale_date", "=", null],
+                    ["quotation_date", ">=", date_value(from)],
+                    ["quotation_date", "<=", date_value(to)]
+                ],
+                [
+                    ["sale_date", "=", null],
+                    ["quotation_date", "=", null],
+                    ["create_date", ">=", created(from)],
+                    ["create_date", "<", created(to + time::Duration::days(1))]
+                ]
+            ]
+        ]);
+        let rows = self
+            .search(
+                "sale.sale",
+                domain,
+                REVIEW_FIELDS,
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        Ok(rows.iter().filter_map(sale_view).collect())
     }
 }

@@ -1,12 +1,17 @@
-//! `erpsync`: the operator CLI. For now: the local stack (`stack run`), the demo, and
-//! `mapping check`.
+//! `erpsync`: the operator CLI: the local stack (`stack run`), the demo, `mapping check`,
+//! `shadow report`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_connectors::TrytonClient;
 use erpsync_core::config::Config;
+use erpsync_core::ids::ChannelId;
+use erpsync_tools::shadow;
 use erpsync_tools::stack::{Moto, Tryton, stack_dir};
 
 mod demo;
@@ -31,6 +36,11 @@ enum Command {
     },
     /// Start the local stack, send signed webhooks through it, print what happened, stop.
     Demo,
+    /// Shadow mode (dual running before go-live).
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// The mapping configuration.
     Mapping {
         #[command(subcommand)]
@@ -44,6 +54,19 @@ enum StackCommand {
     Run {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Compare what shadow channels would have sent with the sales entered in the ERP.
+    /// Exit code 0: no differences; 1: differences; 2: could not run. Reads ERPSYNC_CONFIG,
+    /// TABLE_NAME and ERP_URL, and AWS through the standard configuration.
+    Report {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -64,6 +87,9 @@ async fn main() -> ExitCode {
         Command::Mapping {
             command: MappingCommand::Check { file },
         } => mapping_check(&file),
+        Command::Shadow {
+            command: ShadowCommand::Report { channel, json },
+        } => shadow_report(channel, json).await,
     };
     match result {
         Ok(code) => code,
@@ -91,6 +117,43 @@ fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn shadow_report(channel: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = erpsync_aws::env::load_config()?;
+    let channel = channel.map(|c| ChannelId::parse(&c)).transpose()?;
+    let sdk = erpsync_aws::env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        std::time::Duration::from_secs(300),
+    );
+    let key = secrets
+        .get(&config.erp.api_key_secret)
+        .await?
+        .first()
+        .cloned()
+        .context("the ERP key secret holds no value")?;
+    let erp = TrytonClient::new(
+        &erpsync_aws::env::required("ERP_URL")?,
+        key,
+        config.erp.clone(),
+    )?;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        erpsync_aws::env::required("TABLE_NAME")?,
+    );
+    let comparisons = shadow::report(&store, &erp, channel.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&comparisons)?);
+    } else {
+        print!("{}", shadow::render(&comparisons));
+    }
+    let different = comparisons.iter().any(|c| !c.differences.is_empty());
+    Ok(if different {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn stack_run(command: Vec<String>) -> anyhow::Result<ExitCode> {
