@@ -619,6 +619,9 @@ impl SalesErp for FaultyErp {
     ) -> Result<ErpAddress, SyncError> {
         self.inner.add_address(customer_id, address).await
     }
+    async fn rename_customer(&self, customer_id: i64, name: &str) -> Result<(), SyncError> {
+        self.inner.rename_customer(customer_id, name).await
+    }
     async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
         let created = self.inner.create_sale(sale).await?;
         if self.take(&Fault::AfterCreate) {

@@ -517,8 +517,14 @@ impl SalesErp for TrytonClient {
         let Some(party) = rows.first().and_then(|row| id_of(row, "party")) else {
             return Ok(None);
         };
+        let name = self
+            .read("party.party", party, &["name"])
+            .await
+            .ok()
+            .and_then(|p| text_of(&p, "name"));
         Ok(Some(ErpCustomer {
             id: party,
+            name,
             addresses: self.addresses_of(party).await?,
         }))
     }
@@ -549,6 +555,7 @@ impl SalesErp for TrytonClient {
         let id = self.create("party.party", &body).await?;
         Ok(ErpCustomer {
             id,
+            name: Some(customer.name.clone()),
             addresses: self.addresses_of(id).await?,
         })
     }
@@ -568,6 +575,19 @@ impl SalesErp for TrytonClient {
             city: address.city.clone(),
             country: Some(address.country.clone()),
         })
+    }
+
+    async fn rename_customer(&self, customer_id: i64, name: &str) -> Result<(), SyncError> {
+        let refs = self.references().await?;
+        self.call(
+            Method::PUT,
+            &format!("model/party.party/{customer_id}"),
+            &[],
+            Some(&json!({"name": name})),
+            Some(&refs.context),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {

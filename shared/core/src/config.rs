@@ -29,7 +29,43 @@ pub struct Config {
     pub erp: ErpConfig,
     #[serde(default)]
     pub retry: RetryPolicy,
+    #[serde(default)]
+    pub ownership: Ownership,
     pub channels: Vec<ChannelConfig>,
+}
+
+/// Which side may change each data set. A change from the other side is refused and
+/// recorded, never applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    Erp,
+    Channel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ownership {
+    /// Channel: the shop's edits and cancellations reach the ERP sale. ERP: orders are
+    /// created from the shop, but later changes there are refused.
+    pub orders: Owner,
+    /// ERP: an existing customer's master data (name) is never changed from a shop order.
+    pub customers: Owner,
+    pub products: Owner,
+    pub stock: Owner,
+    pub prices: Owner,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Self {
+            orders: Owner::Channel,
+            customers: Owner::Erp,
+            products: Owner::Erp,
+            stock: Owner::Erp,
+            prices: Owner::Erp,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -140,6 +140,7 @@ pub struct ErpAddress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErpCustomer {
     pub id: i64,
+    pub name: Option<String>,
     pub addresses: Vec<ErpAddress>,
 }
 
@@ -173,6 +174,8 @@ pub trait SalesErp: Send + Sync {
         customer_id: i64,
         address: &Address,
     ) -> Result<ErpAddress, SyncError>;
+
+    async fn rename_customer(&self, customer_id: i64, name: &str) -> Result<(), SyncError>;
 
     async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError>;
 

@@ -62,6 +62,13 @@ fn deliveries(root: &Path) -> anyhow::Result<Vec<Delivery>> {
         eu[address] = json!({"first_name": "Klara", "last_name": "Schmidt", "name": "Klara Schmidt",
             "address1": "Torstraße 1", "city": "Berlin", "zip": "10119", "country_code": "DE", "country": "Germany"});
     }
+    if let Some(lines) = eu["line_items"].as_array_mut() {
+        for line in lines {
+            line["tax_lines"] = json!([{"title": "MwSt", "rate": 0.19, "price": "37.81"}]);
+        }
+    }
+    eu["shipping_lines"][0]["code"] = json!("DHL Paket");
+    eu["shipping_lines"][0]["title"] = json!("DHL Paket");
     let mut unknown_sku = discount.clone();
     unknown_sku["id"] = json!(1073459999u64);
     unknown_sku["name"] = json!("#1004");

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::batch::MessageFailure;
-use crate::config::{ChannelConfig, Config, Mode};
+use crate::config::{ChannelConfig, Config, Mode, Owner};
 use crate::edits;
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
@@ -48,6 +48,9 @@ pub enum OrderOutcome {
         erp_id: i64,
         erp_number: Option<String>,
         created: bool,
+        /// Changes the shop wanted that ownership refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
     },
     /// The ERP sale was amended to the shop's new version of the order.
     Amended {
@@ -227,12 +230,15 @@ fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime
             erp_id,
             erp_number,
             created,
+            refused,
         } => {
             record.erp_id = Some(*erp_id);
             record.erp_number = erp_number.clone();
-            if !created {
-                record.note = Some("found in the ERP by its reference".to_owned());
-            }
+            record.note = match (created, refused) {
+                (_, Some(refused)) => Some(refused.clone()),
+                (false, None) => Some("found in the ERP by its reference".to_owned()),
+                (true, None) => None,
+            };
         }
         OrderOutcome::Amended {
             erp_id,
@@ -305,7 +311,8 @@ async fn apply(
         });
     }
     let Some(sale) = existing else {
-        let customer = ensure_customer(erp, &draft.customer).await?;
+        let customer =
+            ensure_customer(erp, &draft.customer, deps.config.ownership.customers).await?;
         let sale = erp
             .create_sale(&NewSale {
                 draft,
@@ -321,6 +328,7 @@ async fn apply(
             erp_id: sale.id,
             erp_number: sale.number,
             created: true,
+            refused: customer.refused,
         });
     };
     // A sale left by an interrupted attempt is moved on first, then brought up to date.
@@ -332,11 +340,22 @@ async fn apply(
             erp_id: sale.id,
             erp_number: sale.number,
             created: false,
+            refused: None,
         });
     };
+    if deps.config.ownership.orders == Owner::Erp {
+        return Ok(OrderOutcome::Skipped {
+            reason: format!(
+                "ownership: {order_name} changed in the shop ({}); orders are owned by the ERP, so sale {} was not changed",
+                plan.changes.join("; "),
+                sale.number.as_deref().unwrap_or("?")
+            ),
+        });
+    }
     let shipment_address_id = if plan.shipment_address_changed {
         let customer = ErpCustomer {
             id: details.customer_id,
+            name: None,
             addresses: Vec::new(),
         };
         Some(address_for(erp, &customer, &draft.customer.shipment_address).await?)
@@ -379,6 +398,13 @@ async fn cancel(
         });
     };
     let number = sale.number.clone().unwrap_or_else(|| sale.id.to_string());
+    if deps.config.ownership.orders == Owner::Erp && sale.state != ErpSaleState::Cancelled {
+        return Ok(OrderOutcome::Skipped {
+            reason: format!(
+                "ownership: {order_name} was cancelled in the shop; orders are owned by the ERP, so sale {number} was not cancelled"
+            ),
+        });
+    }
     let cancelled = match sale.state {
         ErpSaleState::Cancelled => sale.clone(),
         ErpSaleState::Draft | ErpSaleState::Quotation | ErpSaleState::Confirmed => {
@@ -486,12 +512,15 @@ struct ResolvedCustomer {
     id: i64,
     invoice_address_id: i64,
     shipment_address_id: i64,
+    /// A change the shop wanted that ownership refused, for the record.
+    refused: Option<String>,
 }
 
 /// Finds the customer by normalised e-mail (or creates it) and the addresses the sale needs.
 async fn ensure_customer(
     erp: &dyn SalesErp,
     draft: &CustomerDraft,
+    owner: Owner,
 ) -> Result<ResolvedCustomer, SyncError> {
     let existing = match &draft.email {
         Some(email) => erp.find_customer_by_email(email).await?,
@@ -506,11 +535,13 @@ async fn ensure_customer(
                     id: created.id,
                     invoice_address_id: invoice.id,
                     shipment_address_id: invoice.id,
+                    refused: None,
                 }),
                 [invoice, shipment, ..] => Ok(ResolvedCustomer {
                     id: created.id,
                     invoice_address_id: invoice.id,
                     shipment_address_id: shipment.id,
+                    refused: None,
                 }),
                 [] => Err(SyncError::permanent(
                     "erp_customer",
@@ -519,6 +550,22 @@ async fn ensure_customer(
             };
         }
     };
+    // The shop's name for an existing customer is master data: applied only when the
+    // channel owns customers. New delivery addresses are order data and always added.
+    let mut refused = None;
+    if let Some(erp_name) = &customer.name
+        && normalised(erp_name) != normalised(&draft.name)
+    {
+        match owner {
+            Owner::Channel => erp.rename_customer(customer.id, &draft.name).await?,
+            Owner::Erp => {
+                refused = Some(format!(
+                    "ownership: the shop names customer {} {:?}, the ERP {:?}; customers are owned by the ERP, so it was not changed",
+                    customer.id, draft.name, erp_name
+                ));
+            }
+        }
+    }
     let invoice_address_id = address_for(erp, &customer, &draft.invoice_address).await?;
     let shipment_address_id = if draft.shipment_address == draft.invoice_address {
         invoice_address_id
@@ -529,7 +576,15 @@ async fn ensure_customer(
         id: customer.id,
         invoice_address_id,
         shipment_address_id,
+        refused,
     })
+}
+
+fn normalised(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 async fn address_for(

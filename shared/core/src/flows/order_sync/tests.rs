@@ -227,7 +227,11 @@ impl SalesErp for FakeErp {
         if customer.shipment_address != customer.invoice_address {
             addresses.push(address(1, &customer.shipment_address));
         }
-        let created = ErpCustomer { id, addresses };
+        let created = ErpCustomer {
+            id,
+            name: Some(customer.name.clone()),
+            addresses,
+        };
         customers.push((customer.email.clone(), created.clone()));
         Ok(created)
     }
@@ -244,6 +248,9 @@ impl SalesErp for FakeErp {
             city: address.city.clone(),
             country: Some(address.country.clone()),
         })
+    }
+    async fn rename_customer(&self, _customer_id: i64, _name: &str) -> Result<(), SyncError> {
+        self.wrote()
     }
     async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
         self.wrote()?;
@@ -518,6 +525,7 @@ async fn an_existing_customer_is_matched_on_normalised_email_and_its_address_reu
             Email::parse("Bob.Norman@Mail.Example.com").ok(),
             ErpCustomer {
                 id: 42,
+                name: Some("Bob Norman".to_owned()),
                 addresses: vec![ErpAddress {
                     id: 420,
                     street: Some("Chestnut  Street 92".to_owned()),
@@ -738,5 +746,59 @@ async fn an_edit_that_needs_a_penny_split_folds_into_the_existing_line() {
             vec!["IPOD2008GREEN: 1 x 195.66 -> 3 x 197.8867".to_owned()]
         ),
         other => panic!("expected an amendment, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_shop_side_change_to_an_erp_owned_customer_is_refused_and_recorded() {
+    let world = World::new();
+    if let Ok(mut customers) = world.erp.customers.lock() {
+        customers.push((
+            Email::parse("bob.norman@mail.example.com").ok(),
+            ErpCustomer {
+                id: 42,
+                name: Some("Robert Norman".to_owned()),
+                addresses: Vec::new(),
+            },
+        ));
+    }
+    let outcome = world.deliver(ORDER).await;
+    match outcome {
+        Ok(OrderOutcome::Synced { refused: Some(note), .. }) => assert!(note.contains("owned by the ERP"), "{note}"),
+        other => panic!("expected a recorded refusal, got {other:?}"),
+    }
+    let completed = world.store.completed.lock().map(|c| c.clone()).unwrap_or_default();
+    assert!(completed[0].note.as_deref().unwrap_or_default().contains("Robert Norman"));
+}
+
+#[tokio::test]
+async fn a_channel_owned_customer_takes_the_shops_name() {
+    let mut world = World::new();
+    world.config.ownership.customers = crate::config::Owner::Channel;
+    if let Ok(mut customers) = world.erp.customers.lock() {
+        customers.push((
+            Email::parse("bob.norman@mail.example.com").ok(),
+            ErpCustomer {
+                id: 42,
+                name: Some("Robert Norman".to_owned()),
+                addresses: Vec::new(),
+            },
+        ));
+    }
+    let outcome = world.deliver(ORDER).await;
+    assert!(matches!(outcome, Ok(OrderOutcome::Synced { refused: None, .. })), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn when_the_erp_owns_orders_a_shop_edit_is_refused_and_recorded() {
+    let mut world = World::new();
+    world.config.ownership.orders = crate::config::Owner::Erp;
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    assert!(matches!(world.deliver(&create).await, Ok(OrderOutcome::Synced { .. })));
+    let refused = world.deliver_topic(OrderTopic::Updated, &edit).await;
+    match refused {
+        Ok(OrderOutcome::Skipped { reason }) => assert!(reason.starts_with("ownership:"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
