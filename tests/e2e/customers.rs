@@ -95,3 +95,50 @@ async fn an_address_without_the_postcode_its_country_needs_needs_attention_namin
         Some(SyncStatus::NeedsAttention)
     );
 }
+
+#[tokio::test]
+async fn a_shop_side_billing_address_change_to_an_erp_owned_customer_is_refused_and_recorded() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("shopify-orders-create-discount-code.json");
+    let email = format!("owned.{id}@example.com");
+    let canada = world
+        .erp_search("country.country", json!([["code", "=", "CA"]]), &["id"])
+        .await
+        .unwrap_or_default();
+    let party = world
+        .erp_create(
+            "party.party",
+            json!({"name": "John Smith", "contact_mechanisms": [["create", [{"type": "email", "value": email}]]],
+                   "addresses": [["create", [{"street_unstructured": "1 Wellington Street", "postal_code": "K1A 0A9",
+                   "city": "Ottawa", "country": canada[0]["id"]}]]]}),
+        )
+        .await;
+    let erp_address = world
+        .erp_search("party.address", json!([["party", "=", party]]), &["id"])
+        .await
+        .unwrap_or_default()[0]["id"]
+        .clone();
+    order["email"] = email.clone().into();
+    order["customer"]["email"] = email.into();
+    world
+        .deliver("uk-shop", "orders/create", "wh-owned", &order)
+        .await;
+
+    let sales = world.erp_sales(&format!("uk-shop/{id}")).await;
+    assert_eq!(sales.len(), 1, "{:?}", parked_reasons(&world).await);
+    assert_eq!(sales[0]["party"], json!(party));
+    assert_eq!(
+        sales[0]["invoice_address"], erp_address,
+        "the ERP's billing address is kept"
+    );
+    assert_ne!(
+        sales[0]["shipment_address"], erp_address,
+        "the order's delivery address is the order's"
+    );
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+    assert!(state.note.unwrap_or_default().starts_with("ownership:"));
+}

@@ -566,12 +566,37 @@ async fn ensure_customer(
             }
         }
     }
-    let invoice_address_id = address_for(erp, &customer, &draft.invoice_address).await?;
-    let shipment_address_id = if draft.shipment_address == draft.invoice_address {
-        invoice_address_id
-    } else {
-        address_for(erp, &customer, &draft.shipment_address).await?
+    // The invoice address is the customer's master data; the delivery address is the order's.
+    let known_invoice_address = customer
+        .addresses
+        .iter()
+        .find(|a| same_address(a, &draft.invoice_address));
+    let invoice_address_id = match (known_invoice_address, owner, customer.addresses.first()) {
+        (Some(found), _, _) => found.id,
+        (None, Owner::Erp, Some(erp_address)) => {
+            let note = format!(
+                "ownership: the shop's billing address for customer {} ({}) is not one the ERP has; customers are owned by the ERP, so it was not added and the ERP's address was invoiced",
+                customer.id,
+                draft.invoice_address.street.replace('\n', ", ")
+            );
+            refused = Some(match refused {
+                Some(previous) => format!("{previous}; {note}"),
+                None => note,
+            });
+            erp_address.id
+        }
+        (None, _, _) => {
+            erp.add_address(customer.id, &draft.invoice_address)
+                .await?
+                .id
+        }
     };
+    let shipment_address_id =
+        if draft.shipment_address == draft.invoice_address && known_invoice_address.is_some() {
+            invoice_address_id
+        } else {
+            address_for(erp, &customer, &draft.shipment_address).await?
+        };
     Ok(ResolvedCustomer {
         id: customer.id,
         invoice_address_id,

@@ -764,11 +764,25 @@ async fn a_shop_side_change_to_an_erp_owned_customer_is_refused_and_recorded() {
     }
     let outcome = world.deliver(ORDER).await;
     match outcome {
-        Ok(OrderOutcome::Synced { refused: Some(note), .. }) => assert!(note.contains("owned by the ERP"), "{note}"),
+        Ok(OrderOutcome::Synced {
+            refused: Some(note),
+            ..
+        }) => assert!(note.contains("owned by the ERP"), "{note}"),
         other => panic!("expected a recorded refusal, got {other:?}"),
     }
-    let completed = world.store.completed.lock().map(|c| c.clone()).unwrap_or_default();
-    assert!(completed[0].note.as_deref().unwrap_or_default().contains("Robert Norman"));
+    let completed = world
+        .store
+        .completed
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    assert!(
+        completed[0]
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Robert Norman")
+    );
 }
 
 #[tokio::test]
@@ -786,7 +800,10 @@ async fn a_channel_owned_customer_takes_the_shops_name() {
         ));
     }
     let outcome = world.deliver(ORDER).await;
-    assert!(matches!(outcome, Ok(OrderOutcome::Synced { refused: None, .. })), "{outcome:?}");
+    assert!(
+        matches!(outcome, Ok(OrderOutcome::Synced { refused: None, .. })),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -795,10 +812,15 @@ async fn when_the_erp_owns_orders_a_shop_edit_is_refused_and_recorded() {
     world.config.ownership.orders = crate::config::Owner::Erp;
     let create = version_of("2026-11-29T10:00:00Z", |_| {});
     let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
-    assert!(matches!(world.deliver(&create).await, Ok(OrderOutcome::Synced { .. })));
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
     let refused = world.deliver_topic(OrderTopic::Updated, &edit).await;
     match refused {
-        Ok(OrderOutcome::Skipped { reason }) => assert!(reason.starts_with("ownership:"), "{reason}"),
+        Ok(OrderOutcome::Skipped { reason }) => {
+            assert!(reason.starts_with("ownership:"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
