@@ -672,26 +672,7 @@ impl World {
         for shipment in shipments {
             let id = shipment["id"].as_i64().unwrap_or_default();
             for action in ["assign_try", "pick", "pack", "ship", "do"] {
-                let response = self
-                    .http
-                    .post(format!(
-                        "{}/erpsync/rest/model/stock.shipment.out/{id}/{action}",
-                        self.erp_url
-                    ))
-                    .bearer_auth(&self.erp_key)
-                    .header(
-                        "X-Tryton-Context",
-                        URL_SAFE.encode(json!({"company": 1}).to_string()),
-                    )
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                assert!(
-                    response.status().is_success(),
-                    "shipment {id} {action}: {}",
-                    response.status()
-                );
+                self.erp_action("stock.shipment.out", id, action).await;
             }
         }
     }

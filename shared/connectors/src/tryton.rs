@@ -36,8 +36,7 @@ pub struct TrytonClient {
     key: SecretString,
     erp: ErpConfig,
     refs: OnceCell<References>,
-    countries: Mutex<HashMap<CountryCode, i64>>,
-    /// Carriers and taxes by the names the config uses.
+    /// Countries, carriers and taxes by the codes and names the orders and config use.
     names: Mutex<HashMap<(&'static str, String), i64>>,
 }
 
@@ -130,7 +129,6 @@ impl TrytonClient {
             key,
             erp,
             refs: OnceCell::new(),
-            countries: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
         })
     }
@@ -275,62 +273,49 @@ impl TrytonClient {
             .map_err(|_| unexpected(&format!("a created {model} without an id")))
     }
 
+    /// The first record of `model` matching `domain`, by id.
+    async fn first_id(&self, model: &str, domain: Value) -> Result<Option<i64>, SyncError> {
+        Ok(self
+            .search(model, domain, &["id"], Some(json!([["id", "ASC"]])))
+            .await?
+            .first()
+            .and_then(|r| id_of(r, "id")))
+    }
+
     async fn references(&self) -> Result<&References, SyncError> {
+        let missing = |what: String| SyncError::dependency_down("erp_setup", what);
         self.refs
             .get_or_try_init(|| async {
                 let company = self
-                    .search(
-                        "company.company",
-                        json!([]),
-                        &["id"],
-                        Some(json!([["id", "ASC"]])),
-                    )
+                    .first_id("company.company", json!([]))
                     .await?
-                    .first()
-                    .and_then(|c| id_of(c, "id"))
-                    .ok_or_else(|| {
-                        SyncError::dependency_down("erp_setup", "Tryton has no company")
-                    })?;
+                    .ok_or_else(|| missing("Tryton has no company".to_owned()))?;
                 let warehouse = self
-                    .search(
+                    .first_id(
                         "stock.location",
                         json!([
                             ["code", "=", self.erp.warehouse],
                             ["type", "=", "warehouse"]
                         ]),
-                        &["id"],
-                        None,
                     )
                     .await?
-                    .first()
-                    .and_then(|w| id_of(w, "id"))
                     .ok_or_else(|| {
-                        SyncError::dependency_down(
-                            "erp_setup",
-                            format!(
-                                "Tryton has no warehouse with code {:?} (config erp.warehouse)",
-                                self.erp.warehouse
-                            ),
-                        )
+                        missing(format!(
+                            "Tryton has no warehouse with code {:?} (config erp.warehouse)",
+                            self.erp.warehouse
+                        ))
                     })?;
                 let payment_term = self
-                    .search(
+                    .first_id(
                         "account.invoice.payment_term",
                         json!([["name", "=", self.erp.payment_term]]),
-                        &["id"],
-                        None,
                     )
                     .await?
-                    .first()
-                    .and_then(|p| id_of(p, "id"))
                     .ok_or_else(|| {
-                        SyncError::dependency_down(
-                            "erp_setup",
-                            format!(
-                                "Tryton has no payment term named {:?} (config erp.payment_term)",
-                                self.erp.payment_term
-                            ),
-                        )
+                        missing(format!(
+                            "Tryton has no payment term named {:?} (config erp.payment_term)",
+                            self.erp.payment_term
+                        ))
                     })?;
                 let currencies = self
                     .search("currency.currency", json!([]), &["code"], None)
@@ -349,23 +334,31 @@ impl TrytonClient {
             .await
     }
 
-    async fn country_id(&self, code: &CountryCode, field: &str) -> Result<i64, SyncError> {
-        if let Some(id) = self.countries.lock().await.get(code) {
-            return Ok(*id);
+    /// The id of the `model` record whose `field` is `value`, cached for the container's life.
+    async fn cached_id(
+        &self,
+        model: &'static str,
+        field: &str,
+        value: &str,
+    ) -> Result<Option<i64>, SyncError> {
+        let key = (model, format!("{field}={value}"));
+        if let Some(id) = self.names.lock().await.get(&key) {
+            return Ok(Some(*id));
         }
-        let found = self
-            .search("country.country", json!([["code", "=", code.as_str()]]), &["id"], None)
-            .await?
-            .first()
-            .and_then(|c| id_of(c, "id"))
-            .ok_or_else(|| {
-                SyncError::permanent(
-                    "unknown_country",
-                    format!("{field}: country {code} is not set up in the ERP; add it to Tryton's countries, then redrive"),
-                )
-            })?;
-        self.countries.lock().await.insert(code.clone(), found);
+        let found = self.first_id(model, json!([[field, "=", value]])).await?;
+        if let Some(id) = found {
+            self.names.lock().await.insert(key, id);
+        }
         Ok(found)
+    }
+
+    async fn country_id(&self, code: &CountryCode, field: &str) -> Result<i64, SyncError> {
+        self.cached_id("country.country", "code", code.as_str()).await?.ok_or_else(|| {
+            SyncError::permanent(
+                "unknown_country",
+                format!("{field}: country {code} is not set up in the ERP; add it to Tryton's countries, then redrive"),
+            )
+        })
     }
 
     /// The id of the record of `model` that the config names (`domain_field` = `name`).
@@ -376,23 +369,12 @@ impl TrytonClient {
         name: &str,
         config_key: &str,
     ) -> Result<i64, SyncError> {
-        let key = (model, name.to_owned());
-        if let Some(id) = self.names.lock().await.get(&key) {
-            return Ok(*id);
-        }
-        let found = self
-            .search(model, json!([[domain_field, "=", name]]), &["id"], Some(json!([["id", "ASC"]])))
-            .await?
-            .first()
-            .and_then(|r| id_of(r, "id"))
-            .ok_or_else(|| {
-                SyncError::permanent(
-                    "erp_setup",
-                    format!("{config_key} names {name:?}, which the ERP does not have ({model}): fix the config or create it in Tryton, then redrive"),
-                )
-            })?;
-        self.names.lock().await.insert(key, found);
-        Ok(found)
+        self.cached_id(model, domain_field, name).await?.ok_or_else(|| {
+            SyncError::permanent(
+                "erp_setup",
+                format!("{config_key} names {name:?}, which the ERP does not have ({model}): fix the config or create it in Tryton, then redrive"),
+            )
+        })
     }
 
     async fn address_values(&self, address: &Address, field: &str) -> Result<Value, SyncError> {
