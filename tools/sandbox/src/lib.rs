@@ -1,0 +1,356 @@
+//! Simulators of the systems erpsync cannot run here. Today: Shopify stores' Admin GraphQL
+//! API (`/{shop}/admin/api/{version}/graphql.json`), with the documented cost-based leaky
+//! bucket and fault injection per store. The connector talks to it exactly as to Shopify.
+//!
+//! Cost model (the sandbox's, stated so benchmarks can derive their minimum): a query costs
+//! 1 plus the `first` of every connection it asks for; a mutation costs 10 per root field,
+//! and `inventorySetQuantities` 10 plus one point per item.
+
+pub mod shopify;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_graphql::parser::types::{
+    DocumentOperations, Field, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{Name, Value as GqlValue, Variables};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::shopify::{Location, Product, SharedStore, ShopSchema, Store};
+
+/// The leaky bucket a store's API budget drains from.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub maximum: f64,
+    pub restore_rate: f64,
+    available: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    pub fn new(maximum: f64, restore_rate: f64) -> Self {
+        Self {
+            maximum,
+            restore_rate,
+            available: maximum,
+            updated: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let elapsed = self.updated.elapsed().as_secs_f64();
+        self.available = (self.available + elapsed * self.restore_rate).min(self.maximum);
+        self.updated = Instant::now();
+    }
+
+    /// Takes `cost` if the bucket holds it; either way, what is left.
+    fn take(&mut self, cost: f64) -> Result<f64, f64> {
+        self.refill();
+        if cost <= self.available {
+            self.available -= cost;
+            Ok(self.available)
+        } else {
+            Err(self.available)
+        }
+    }
+}
+
+/// Faults to inject into a store's next requests.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The next this many requests answer HTTP 500.
+    pub server_errors: u32,
+    /// The next this many requests answer HTTP 503 with Retry-After: 1.
+    pub unavailable: u32,
+    /// Every request waits this long first.
+    pub latency: Duration,
+}
+
+pub struct Shop {
+    pub store: SharedStore,
+    schema: ShopSchema,
+    pub access_token: String,
+    pub bucket: Mutex<Bucket>,
+    pub faults: Mutex<Faults>,
+    /// Requests refused as THROTTLED, for tests and reports.
+    pub throttled: Mutex<u64>,
+}
+
+/// A store to create: its catalogue, locations and API budget.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShopSetup {
+    pub domain: String,
+    pub access_token: String,
+    pub products: Vec<Product>,
+    pub locations: Vec<Location>,
+    #[serde(default = "default_maximum")]
+    pub maximum_available: f64,
+    #[serde(default = "default_restore_rate")]
+    pub restore_rate: f64,
+}
+
+fn default_maximum() -> f64 {
+    2000.0
+}
+
+fn default_restore_rate() -> f64 {
+    100.0
+}
+
+#[derive(Default)]
+pub struct Shops(Mutex<HashMap<String, Arc<Shop>>>);
+
+impl Shops {
+    pub fn add(&self, setup: ShopSetup) {
+        let store: SharedStore = Arc::new(Mutex::new(Store {
+            products: setup.products,
+            locations: setup.locations,
+            ..Store::default()
+        }));
+        let shop = Shop {
+            schema: shopify::schema(store.clone()),
+            store,
+            access_token: setup.access_token,
+            bucket: Mutex::new(Bucket::new(setup.maximum_available, setup.restore_rate)),
+            faults: Mutex::new(Faults::default()),
+            throttled: Mutex::new(0),
+        };
+        if let Ok(mut shops) = self.0.lock() {
+            shops.insert(setup.domain, Arc::new(shop));
+        }
+    }
+
+    pub fn get(&self, domain: &str) -> Option<Arc<Shop>> {
+        self.0.lock().ok()?.get(domain).cloned()
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub address: SocketAddr,
+    pub shops: Arc<Shops>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Serves on `bind` (`127.0.0.1:0` for a free port).
+    pub async fn start(bind: &str) -> anyhow::Result<Self> {
+        let shops = Arc::new(Shops::default());
+        let app = Router::new()
+            .route("/{shop}/admin/api/{version}/graphql.json", post(graphql))
+            .with_state(shops.clone());
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let address = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(error = %error, "sandbox server stopped");
+            }
+        });
+        Ok(Self {
+            address,
+            shops,
+            server,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The Admin API base of a store, as a channel's config names it.
+    pub fn admin_url(&self, shop: &str) -> String {
+        format!("{}/{shop}", self.url())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphqlBody {
+    query: String,
+    #[serde(default)]
+    variables: Option<Value>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"errors": [{"message": message}]}))).into_response()
+}
+
+async fn graphql(
+    State(shops): State<Arc<Shops>>,
+    Path((shop, _version)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<GraphqlBody>,
+) -> Response {
+    let Some(shop) = shops.get(&shop) else {
+        return error_response(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let token = headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok());
+    if token != Some(shop.access_token.as_str()) {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "[API] Invalid API key or access token (unrecognized login or wrong password)",
+        );
+    }
+    let faults = shop
+        .faults
+        .lock()
+        .map(|mut f| {
+            let now = f.clone();
+            f.server_errors = f.server_errors.saturating_sub(1);
+            if now.server_errors == 0 {
+                f.unavailable = f.unavailable.saturating_sub(1);
+            }
+            now
+        })
+        .ok();
+    let Some(faults) = faults else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "sandbox state poisoned");
+    };
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.server_errors > 0 {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    }
+    if faults.unavailable > 0 {
+        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return response;
+    }
+    let variables = Variables::from_json(body.variables.clone().unwrap_or(Value::Null));
+    let cost = match query_cost(&body.query, body.operation_name.as_deref(), &variables) {
+        Ok(cost) => cost,
+        Err(message) => {
+            return (
+                StatusCode::OK,
+                Json(json!({"errors": [{"message": message}]})),
+            )
+                .into_response();
+        }
+    };
+    let (maximum, restore_rate, taken) = match shop.bucket.lock() {
+        Ok(mut bucket) => (bucket.maximum, bucket.restore_rate, bucket.take(cost)),
+        Err(_) => {
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "sandbox state poisoned");
+        }
+    };
+    let throttle_status = |available: f64| json!({"maximumAvailable": maximum, "currentlyAvailable": available.floor(), "restoreRate": restore_rate});
+    let available = match taken {
+        Ok(available) => available,
+        Err(available) => {
+            if let Ok(mut throttled) = shop.throttled.lock() {
+                *throttled += 1;
+            }
+            return Json(json!({
+                "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": null, "throttleStatus": throttle_status(available)}}
+            }))
+            .into_response();
+        }
+    };
+    let mut request = async_graphql::Request::new(body.query).variables(variables);
+    if let Some(name) = body.operation_name {
+        request = request.operation_name(name);
+    }
+    let response = shop.schema.execute(request).await;
+    let mut answer = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+    answer["extensions"] = json!({"cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle_status(available)}});
+    Json(answer).into_response()
+}
+
+/// The cost model stated at the top of this file.
+fn query_cost(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Result<f64, String> {
+    let document = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations
+            .get(&Name::new(name))
+            .ok_or_else(|| format!("no operation named {name}"))?,
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+            .values()
+            .next()
+            .ok_or_else(|| "no operation".to_owned())?,
+        (DocumentOperations::Multiple(_), None) => {
+            return Err("operationName is required".to_owned());
+        }
+    };
+    let selection = &operation.node.selection_set.node;
+    Ok(match operation.node.ty {
+        OperationType::Mutation => selection
+            .items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field)
+                    if field.node.name.node.as_str() == "inventorySetQuantities" =>
+                {
+                    let items = argument(&field.node, "input", variables)
+                        .and_then(|input| match input {
+                            GqlValue::Object(map) => map.get(&Name::new("quantities")).cloned(),
+                            _ => None,
+                        })
+                        .map(|q| match q {
+                            GqlValue::List(items) => items.len(),
+                            _ => 0,
+                        })
+                        .unwrap_or(0);
+                    10.0 + items as f64
+                }
+                _ => 10.0,
+            })
+            .sum(),
+        _ => 1.0 + connection_cost(selection, variables),
+    })
+}
+
+/// A field's argument, literal or variable, resolved.
+fn argument(field: &Field, name: &str, variables: &Variables) -> Option<GqlValue> {
+    field
+        .get_argument(name)?
+        .node
+        .clone()
+        .into_const_with(|variable| variables.get(&variable).cloned().ok_or(()))
+        .ok()
+}
+
+fn connection_cost(selection: &SelectionSet, variables: &Variables) -> f64 {
+    selection
+        .items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => {
+                let first = argument(&field.node, "first", variables)
+                    .and_then(|v| match v {
+                        GqlValue::Number(n) => n.as_f64(),
+                        _ => None,
+                    })
+                    .unwrap_or(0.0);
+                first + connection_cost(&field.node.selection_set.node, variables)
+            }
+            _ => 0.0,
+        })
+        .sum()
+}

@@ -1,0 +1,219 @@
+//! The simulated Admin API behaves as documented: shapes, compare-and-set, idempotency,
+//! input caps, the leaky bucket and injected faults.
+
+use sandbox::shopify::{Location, Product, Variant};
+use sandbox::{Faults, Sandbox, ShopSetup};
+use serde_json::{Value, json};
+
+const SHOP: &str = "erpsync-uk.myshopify.com";
+
+fn setup(maximum: f64, restore_rate: f64) -> ShopSetup {
+    let variant = |n: u32, sku: &str| Variant {
+        id: format!("gid://shopify/ProductVariant/{n}"),
+        sku: sku.to_owned(),
+        price: "199.00".to_owned(),
+        compare_at_price: None,
+        inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
+    };
+    ShopSetup {
+        domain: SHOP.to_owned(),
+        access_token: "shpat_test".to_owned(),
+        products: vec![Product {
+            id: "gid://shopify/Product/1".to_owned(),
+            title: "iPod Nano".to_owned(),
+            variants: vec![variant(1, "IPOD2008RED"), variant(2, "IPOD2008BLACK")],
+        }],
+        locations: vec![Location {
+            id: "gid://shopify/Location/1".to_owned(),
+            name: "London".to_owned(),
+        }],
+        maximum_available: maximum,
+        restore_rate,
+    }
+}
+
+async fn call(sandbox: &Sandbox, query: &str, variables: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/2026-07/graphql.json",
+            sandbox.admin_url(SHOP)
+        ))
+        .header("X-Shopify-Access-Token", "shpat_test")
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+const SET: &str = "mutation Set($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { changes { name delta quantityAfterChange } }
+    userErrors { code field message }
+  }
+}";
+
+fn set_input(quantity: i64, change_from: Option<i64>) -> Value {
+    json!({"name": "available", "reason": "correction", "referenceDocumentUri": "erpsync://stock-sync/run/1",
+           "quantities": [{"inventoryItemId": "gid://shopify/InventoryItem/1", "locationId": "gid://shopify/Location/1",
+                           "quantity": quantity, "changeFromQuantity": change_from}]})
+}
+
+#[tokio::test]
+async fn queries_return_the_documented_shapes_with_their_cost() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let (status, body) = call(
+        &sandbox,
+        "query($n: Int!) { products(first: $n) { nodes { id variants(first: 10) { nodes { sku inventoryItem { id } } } } pageInfo { hasNextPage endCursor } } }",
+        json!({"n": 5}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["products"]["nodes"][0]["variants"]["nodes"][1]["sku"],
+        "IPOD2008BLACK"
+    );
+    assert_eq!(
+        body["extensions"]["cost"]["requestedQueryCost"], 16.0,
+        "1 + 5 + 10"
+    );
+    assert_eq!(
+        body["extensions"]["cost"]["throttleStatus"]["restoreRate"],
+        100.0
+    );
+    let (status, _) = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/api/2026-07/graphql.json",
+            sandbox.admin_url(SHOP)
+        ))
+        .json(&json!({"query": "{ locations(first: 1) { nodes { id } } }"}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap_or((0, ()));
+    assert_eq!(status, 401, "no access token");
+}
+
+#[tokio::test]
+async fn set_quantities_compares_and_sets_and_replays_an_idempotency_key() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let (_, applied) = call(
+        &sandbox,
+        SET,
+        json!({"input": set_input(7, Some(0)), "key": "k1"}),
+    )
+    .await;
+    assert_eq!(
+        applied["data"]["inventorySetQuantities"]["inventoryAdjustmentGroup"]["changes"][0]["delta"],
+        7
+    );
+    let (_, replayed) = call(
+        &sandbox,
+        SET,
+        json!({"input": set_input(7, Some(0)), "key": "k1"}),
+    )
+    .await;
+    assert_eq!(
+        replayed["data"]["inventorySetQuantities"]["inventoryAdjustmentGroup"]["changes"][0]["quantityAfterChange"],
+        7
+    );
+    let (_, stale) = call(
+        &sandbox,
+        SET,
+        json!({"input": set_input(9, Some(3)), "key": "k2"}),
+    )
+    .await;
+    assert_eq!(
+        stale["data"]["inventorySetQuantities"]["userErrors"][0]["code"],
+        "CHANGE_FROM_QUANTITY_STALE"
+    );
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    let store = shop.store.lock().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.inventory_mutations, 1,
+        "the replay and the stale write changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn more_than_250_items_are_refused() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(100_000.0, 1000.0));
+    let mut input = set_input(1, None);
+    input["quantities"] = Value::Array(vec![input["quantities"][0].clone(); 251]);
+    let (_, body) = call(&sandbox, SET, json!({"input": input, "key": "big"})).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maximum allowed of 250"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_bucket_answers_throttled_until_it_refills() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(50.0, 50.0));
+    let (_, first) = call(
+        &sandbox,
+        SET,
+        json!({"input": set_input(1, None), "key": "a"}),
+    )
+    .await;
+    assert!(first["errors"].is_null(), "{first}");
+    let mut throttled = false;
+    for attempt in 0..10 {
+        let (_, body) = call(
+            &sandbox,
+            SET,
+            json!({"input": set_input(2 + attempt, None), "key": format!("b{attempt}")}),
+        )
+        .await;
+        if body["errors"][0]["extensions"]["code"] == "THROTTLED" {
+            assert!(
+                body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+                    .as_f64()
+                    .unwrap_or(99.0)
+                    < 11.0
+            );
+            throttled = true;
+            break;
+        }
+    }
+    assert!(
+        throttled,
+        "a 50-point bucket cannot take ten 11-point mutations at once"
+    );
+}
+
+#[tokio::test]
+async fn injected_server_errors_come_first_then_normal_answers() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    if let Ok(mut faults) = shop.faults.lock() {
+        *faults = Faults {
+            server_errors: 1,
+            unavailable: 1,
+            ..Faults::default()
+        };
+    }
+    let query = "{ locations(first: 1) { nodes { id } } }";
+    assert_eq!(call(&sandbox, query, json!({})).await.0, 500);
+    assert_eq!(call(&sandbox, query, json!({})).await.0, 503);
+    assert_eq!(call(&sandbox, query, json!({})).await.0, 200);
+}
