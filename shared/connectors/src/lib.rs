@@ -2,6 +2,7 @@
 //! courier come with their flows.
 
 pub mod http;
+pub mod shopify;
 pub mod tryton;
 
 pub use tryton::TrytonClient;

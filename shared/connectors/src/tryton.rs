@@ -18,6 +18,7 @@ use erpsync_core::ports::{
     NewSale, SaleAmendment, SalesErp,
 };
 use erpsync_core::shadow::{ErpSaleView as ReviewedSale, SalesReview};
+use erpsync_core::stock::ErpStock;
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
@@ -231,6 +232,18 @@ impl TrytonClient {
         fields: &[&str],
         order: Option<Value>,
     ) -> Result<Vec<Value>, SyncError> {
+        self.search_in(model, domain, fields, order, None).await
+    }
+
+    /// A search under a context (quantities need the company and the locations).
+    async fn search_in(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: Option<Value>,
+        context: Option<&str>,
+    ) -> Result<Vec<Value>, SyncError> {
         let mut query: Vec<(&str, String)> =
             fields.iter().map(|f| ("f", (*f).to_owned())).collect();
         query.push(("d", encode(&domain)));
@@ -238,7 +251,13 @@ impl TrytonClient {
             query.push(("o", encode(&order)));
         }
         let result = self
-            .call(Method::GET, &format!("model/{model}"), &query, None, None)
+            .call(
+                Method::GET,
+                &format!("model/{model}"),
+                &query,
+                None,
+                context,
+            )
             .await?;
         match result {
             Value::Array(items) => Ok(items),
@@ -952,5 +971,48 @@ impl SalesReview for TrytonClient {
             )
             .await?;
         Ok(rows.iter().filter_map(sale_view).collect())
+    }
+}
+
+#[async_trait]
+impl ErpStock for TrytonClient {
+    async fn available(
+        &self,
+        skus: &[Sku],
+        warehouse: &str,
+    ) -> Result<HashMap<Sku, i64>, SyncError> {
+        let refs = self.references().await?;
+        let warehouse_id = self.cached_id("stock.location", "code", warehouse).await?.ok_or_else(|| {
+            SyncError::permanent(
+                "erp_setup",
+                format!("[channels.stock.locations] names warehouse {warehouse:?}, which the ERP does not have"),
+            )
+        })?;
+        // Quantities are computed for the locations in the context: this warehouse only.
+        let context = encode(&json!({"company": refs.company, "locations": [warehouse_id]}));
+        let mut available = HashMap::with_capacity(skus.len());
+        for chunk in skus.chunks(500) {
+            let codes: Vec<&str> = chunk.iter().map(Sku::as_str).collect();
+            let rows = self
+                .search_in(
+                    "product.product",
+                    json!([["code", "in", codes]]),
+                    &["code", "quantity", "forecast_quantity"],
+                    None,
+                    Some(&context),
+                )
+                .await?;
+            for row in rows {
+                let Some(sku) = text_of(&row, "code").and_then(|c| Sku::parse(&c).ok()) else {
+                    continue;
+                };
+                let on_hand = row["quantity"].as_f64().unwrap_or(0.0);
+                // Forecast is on hand less what open sales reserve (plus incoming): the lower
+                // of the two is what may be sold now.
+                let forecast = row["forecast_quantity"].as_f64().unwrap_or(on_hand);
+                available.insert(sku, on_hand.min(forecast).floor() as i64);
+            }
+        }
+        Ok(available)
     }
 }

@@ -154,6 +154,41 @@ pub struct ChannelConfig {
     /// tax-inclusive prices are refused). Otherwise every tax must be mapped.
     #[serde(default)]
     pub tax_codes: Vec<TaxCode>,
+    /// How this channel's stock is kept: where its Admin API is and which ERP warehouse
+    /// feeds which shop location. None: stock is not synced to this channel.
+    pub stock: Option<StockConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockConfig {
+    /// The store's Admin API base, e.g. `https://shop-uk.myshopify.com`.
+    pub admin_url: String,
+    /// Admin API version in the path, e.g. `2026-07`.
+    pub api_version: String,
+    /// Secrets Manager secret holding the Admin API access token.
+    pub access_token_secret: String,
+    /// Units held back from what the channel may sell, per SKU and location.
+    #[serde(default)]
+    pub safety_buffer: u32,
+    /// Items per inventory mutation (Shopify takes at most 250).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    pub locations: Vec<StockLocation>,
+}
+
+fn default_batch_size() -> u32 {
+    250
+}
+
+/// An ERP warehouse's available stock is what this shop location may sell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockLocation {
+    /// Code of the ERP warehouse.
+    pub warehouse: String,
+    /// The shop's location id (`gid://shopify/Location/...`).
+    pub location: String,
 }
 
 /// A channel SKU that is several ERP products. The line's net amount is shared among the
@@ -313,6 +348,26 @@ impl Config {
                     return Err(invalid(
                         key,
                         "is also a SKU alias; a channel SKU is one or the other",
+                    ));
+                }
+            }
+            if let Some(stock) = &channel.stock {
+                if !(1..=250).contains(&stock.batch_size) {
+                    return Err(invalid(
+                        format!("{key}.stock.batch_size"),
+                        "must be between 1 and 250",
+                    ));
+                }
+                if stock.locations.is_empty() {
+                    return Err(invalid(
+                        format!("{key}.stock.locations"),
+                        "name at least one warehouse -> location",
+                    ));
+                }
+                if !stock.admin_url.starts_with("http") {
+                    return Err(invalid(
+                        format!("{key}.stock.admin_url"),
+                        "must be an http(s) URL",
                     ));
                 }
             }

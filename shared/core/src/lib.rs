@@ -16,6 +16,7 @@ pub mod shadow;
 pub mod shopify;
 pub mod signature;
 pub mod state;
+pub mod stock;
 pub mod woocommerce;
 
 pub use error::{ErrorClass, ParseError, SyncError};

@@ -73,6 +73,8 @@ pub struct Faults {
     pub unavailable: u32,
     /// Every request waits this long first.
     pub latency: Duration,
+    /// This many requests pass untouched before the errors above start.
+    pub pass_first: u32,
 }
 
 pub struct Shop {
@@ -83,6 +85,45 @@ pub struct Shop {
     pub faults: Mutex<Faults>,
     /// Requests refused as THROTTLED, for tests and reports.
     pub throttled: Mutex<u64>,
+}
+
+impl Shop {
+    /// What the store shows as available for a SKU at a location.
+    pub fn available(&self, sku: &str, location: &str) -> Option<i64> {
+        let store = self.store.lock().ok()?;
+        let item = store.variant_by_sku(sku)?.inventory_item_id.clone();
+        store.available.get(&(item, location.to_owned())).copied()
+    }
+
+    /// A change made in the shop's own admin (what the ERP, as owner, must overwrite).
+    pub fn set_available(&self, sku: &str, location: &str, quantity: i64) {
+        if let Ok(mut store) = self.store.lock()
+            && let Some(item) = store
+                .variant_by_sku(sku)
+                .map(|v| v.inventory_item_id.clone())
+        {
+            store
+                .available
+                .insert((item, location.to_owned()), quantity);
+        }
+    }
+
+    pub fn inventory_mutations(&self) -> u64 {
+        self.store
+            .lock()
+            .map(|s| s.inventory_mutations)
+            .unwrap_or_default()
+    }
+
+    pub fn throttled(&self) -> u64 {
+        self.throttled.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    pub fn inject(&self, faults: Faults) {
+        if let Ok(mut current) = self.faults.lock() {
+            *current = faults;
+        }
+    }
 }
 
 /// A store to create: its catalogue, locations and API budget.
@@ -213,6 +254,13 @@ async fn graphql(
         .faults
         .lock()
         .map(|mut f| {
+            if f.pass_first > 0 {
+                f.pass_first -= 1;
+                return Faults {
+                    latency: f.latency,
+                    ..Faults::default()
+                };
+            }
             let now = f.clone();
             f.server_errors = f.server_errors.saturating_sub(1);
             if now.server_errors == 0 {

@@ -222,11 +222,38 @@ struct QuantityNode {
     quantity: i64,
 }
 
-#[derive(SimpleObject, Clone)]
-#[graphql(name = "InventoryLevel")]
+#[derive(Clone)]
 struct LevelNode {
     location: LocationNode,
-    quantities: Vec<QuantityNode>,
+    available: i64,
+}
+
+#[Object(name = "InventoryLevel")]
+impl LevelNode {
+    async fn location(&self) -> &LocationNode {
+        &self.location
+    }
+    /// The named quantities; the sandbox keeps `available` (others read as 0).
+    async fn quantities(&self, names: Vec<String>) -> Vec<QuantityNode> {
+        names
+            .into_iter()
+            .map(|name| QuantityNode {
+                quantity: if name == "available" {
+                    self.available
+                } else {
+                    0
+                },
+                name,
+            })
+            .collect()
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "InventoryLevelConnection")]
+struct LevelConnection {
+    nodes: Vec<LevelNode>,
+    page_info: PageInfo,
 }
 
 #[derive(Clone)]
@@ -243,18 +270,19 @@ impl InventoryItemNode {
     async fn sku(&self) -> &str {
         &self.sku
     }
-    /// The item's levels, each with its `available` quantity.
+    /// The item's levels at the locations that stock it.
     async fn inventory_levels(
         &self,
         ctx: &Context<'_>,
         first: i32,
-    ) -> async_graphql::Result<Vec<LevelNode>> {
+        after: Option<String>,
+    ) -> async_graphql::Result<LevelConnection> {
         let store = lock(ctx)?;
         let levels: Vec<LevelNode> = store
             .locations
             .iter()
             .filter_map(|location| {
-                let quantity = store
+                let available = *store
                     .available
                     .get(&(self.id.clone(), location.id.clone()))?;
                 Some(LevelNode {
@@ -262,15 +290,12 @@ impl InventoryItemNode {
                         id: location.id.clone(),
                         name: location.name.clone(),
                     },
-                    quantities: vec![QuantityNode {
-                        name: "available".to_owned(),
-                        quantity: *quantity,
-                    }],
+                    available,
                 })
             })
-            .take(usize::try_from(first).unwrap_or(0))
             .collect();
-        Ok(levels)
+        let (nodes, page_info) = page(&levels, first, after.as_deref())?;
+        Ok(LevelConnection { nodes, page_info })
     }
 }
 

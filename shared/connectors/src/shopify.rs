@@ -1,0 +1,291 @@
+//! Shopify's Admin GraphQL API for the stock flow: the catalogue with what each location
+//! shows, and `inventorySetQuantities`. Rate-limit aware: it reads
+//! `extensions.cost.throttleStatus` and waits for the bucket to refill instead of failing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use erpsync_core::SyncError;
+use erpsync_core::ids::Sku;
+use erpsync_core::stock::{ChannelInventory, ChannelItem, StockChange};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use crate::http::retry_after;
+
+/// How long one call may wait for the bucket in all before the run gives up (and resumes
+/// at the next run).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(120);
+
+pub struct ShopifyAdmin {
+    http: reqwest::Client,
+    endpoint: String,
+    token: SecretString,
+    /// The last throttle status seen: (currently available, restore rate).
+    budget: Mutex<Option<(f64, f64)>>,
+}
+
+const ITEMS: &str = "query Items($first: Int!, $after: String) {
+  inventoryItems(first: $first, after: $after) {
+    nodes {
+      id
+      sku
+      inventoryLevels(first: 50) { nodes { location { id } quantities(names: [\"available\"]) { name quantity } } }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+const SET: &str = "mutation Set($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { reason }
+    userErrors { code field message }
+  }
+}";
+
+impl ShopifyAdmin {
+    pub fn new(
+        admin_url: &str,
+        api_version: &str,
+        token: SecretString,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            endpoint: format!(
+                "{}/admin/api/{api_version}/graphql.json",
+                admin_url.trim_end_matches('/')
+            ),
+            token,
+            budget: Mutex::new(None),
+        })
+    }
+
+    /// One GraphQL call: waits first if the last throttle status says the bucket cannot take
+    /// `expected_cost`, and again whenever Shopify answers THROTTLED.
+    async fn graphql(
+        &self,
+        query: &str,
+        variables: Value,
+        expected_cost: f64,
+    ) -> Result<Value, SyncError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            if let Some((available, rate)) = *self.budget.lock().await
+                && available < expected_cost
+                && rate > 0.0
+            {
+                let pause = Duration::from_secs_f64((expected_cost - available) / rate);
+                debug!(
+                    pause_ms = pause.as_millis() as u64,
+                    "pacing for the API budget"
+                );
+                tokio::time::sleep(pause).await;
+                waited += pause;
+            }
+            let response = self
+                .http
+                .post(&self.endpoint)
+                .header("X-Shopify-Access-Token", self.token.expose_secret())
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await
+                .map_err(|e| {
+                    SyncError::dependency_down(
+                        "channel_unavailable",
+                        format!("Shopify at {} did not answer: {e}", self.endpoint),
+                    )
+                })?;
+            let status = response.status();
+            let delay = retry_after(response.headers());
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let error = match status {
+                s if s.is_success() => None,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    Some(SyncError::dependency_down(
+                        "channel_auth",
+                        format!(
+                            "Shopify refused the Admin API token (HTTP {}): check the channel's access_token_secret",
+                            status.as_u16()
+                        ),
+                    ))
+                }
+                s => Some(SyncError::dependency_down(
+                    "channel_unavailable",
+                    format!("Shopify answered HTTP {}", s.as_u16()),
+                )),
+            };
+            if let Some(error) = error {
+                return Err(match delay {
+                    Some(delay) => error.with_retry_after(delay),
+                    None => error,
+                });
+            }
+            let throttle = &body["extensions"]["cost"]["throttleStatus"];
+            let available = throttle["currentlyAvailable"].as_f64();
+            let rate = throttle["restoreRate"].as_f64();
+            if let (Some(available), Some(rate)) = (available, rate) {
+                *self.budget.lock().await = Some((available, rate));
+            }
+            let throttled = body["errors"].as_array().is_some_and(|errors| {
+                errors
+                    .iter()
+                    .any(|e| e["extensions"]["code"] == "THROTTLED")
+            });
+            if throttled {
+                let requested = body["extensions"]["cost"]["requestedQueryCost"]
+                    .as_f64()
+                    .unwrap_or(expected_cost);
+                if throttle["maximumAvailable"]
+                    .as_f64()
+                    .is_some_and(|maximum| requested > maximum)
+                {
+                    return Err(SyncError::permanent(
+                        "channel_query_too_costly",
+                        format!(
+                            "a request costing {requested} points can never fit this store's bucket; lower the page or batch size"
+                        ),
+                    ));
+                }
+                let pause = match (available, rate) {
+                    (Some(available), Some(rate)) if rate > 0.0 => {
+                        Duration::from_secs_f64(((requested - available) / rate).max(0.05))
+                    }
+                    _ => Duration::from_secs(1),
+                };
+                if waited + pause > MAX_THROTTLE_WAIT {
+                    return Err(SyncError::retryable(
+                        "channel_throttled",
+                        "Shopify kept throttling; the next run resumes",
+                    ));
+                }
+                warn!(
+                    pause_ms = pause.as_millis() as u64,
+                    "throttled by Shopify; waiting for the bucket"
+                );
+                tokio::time::sleep(pause).await;
+                waited += pause;
+                continue;
+            }
+            if let Some(errors) = body["errors"].as_array() {
+                let messages: Vec<&str> = errors
+                    .iter()
+                    .filter_map(|e| e["message"].as_str())
+                    .collect();
+                return Err(SyncError::permanent(
+                    "channel_rejected",
+                    format!("Shopify refused the request: {}", messages.join("; ")),
+                ));
+            }
+            return Ok(body["data"].clone());
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelInventory for ShopifyAdmin {
+    async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        let first = 100;
+        loop {
+            let data = self
+                .graphql(
+                    ITEMS,
+                    json!({"first": first, "after": after}),
+                    1.0 + 150.0 * 1.0,
+                )
+                .await?;
+            let page = &data["inventoryItems"];
+            for node in page["nodes"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let Some(sku) = node["sku"].as_str().and_then(|s| Sku::parse(s).ok()) else {
+                    continue;
+                };
+                let levels: HashMap<String, i64> = node["inventoryLevels"]["nodes"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|level| {
+                        let location = level["location"]["id"].as_str()?.to_owned();
+                        let available = level["quantities"]
+                            .as_array()?
+                            .iter()
+                            .find(|q| q["name"] == "available")?["quantity"]
+                            .as_i64()?;
+                        Some((location, available))
+                    })
+                    .collect();
+                items.push(ChannelItem {
+                    sku,
+                    inventory_item: node["id"].as_str().unwrap_or_default().to_owned(),
+                    levels,
+                });
+            }
+            if page["pageInfo"]["hasNextPage"] != true {
+                return Ok(items);
+            }
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+    }
+
+    async fn set_available(
+        &self,
+        changes: &[StockChange],
+        idempotency_key: &str,
+    ) -> Result<Vec<usize>, SyncError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let quantities: Vec<Value> = changes
+            .iter()
+            .map(|c| {
+                json!({"inventoryItemId": c.inventory_item, "locationId": c.location, "quantity": c.quantity,
+                       "changeFromQuantity": c.change_from})
+            })
+            .collect();
+        let input = json!({"name": "available", "reason": "correction",
+                           "referenceDocumentUri": format!("erpsync://stock-sync/{idempotency_key}"), "quantities": quantities});
+        let data = self
+            .graphql(
+                SET,
+                json!({"input": input, "key": idempotency_key}),
+                10.0 + changes.len() as f64,
+            )
+            .await?;
+        let errors = data["inventorySetQuantities"]["userErrors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut stale = Vec::new();
+        for error in &errors {
+            let index = error["field"]
+                .as_array()
+                .and_then(|f| f.get(2))
+                .and_then(|i| i.as_str()?.parse::<usize>().ok());
+            match (error["code"].as_str(), index) {
+                (Some("CHANGE_FROM_QUANTITY_STALE"), Some(index)) => stale.push(index),
+                _ => {
+                    return Err(SyncError::permanent(
+                        "channel_rejected",
+                        format!(
+                            "Shopify refused the stock update: {}",
+                            error["message"].as_str().unwrap_or("(no message)")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(stale)
+    }
+}

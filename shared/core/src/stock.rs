@@ -1,0 +1,275 @@
+//! Stock from the ERP (the owner) to a channel's locations: what each channel SKU may sell
+//! (aliases, bundles as the minimum their components allow, the safety buffer), compared
+//! with what the channel shows, and only the differences sent. A channel-side change is
+//! overwritten and reported as drift.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::{ChannelConfig, StockConfig};
+use crate::error::SyncError;
+use crate::ids::Sku;
+
+/// A channel's stocked item and what it shows at each location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelItem {
+    pub sku: Sku,
+    pub inventory_item: String,
+    /// Location id -> available.
+    pub levels: HashMap<String, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChange {
+    pub sku: Sku,
+    pub inventory_item: String,
+    pub location: String,
+    pub quantity: i64,
+    /// What the channel showed when read: the write fails if it changed since.
+    pub change_from: Option<i64>,
+}
+
+#[async_trait]
+pub trait ErpStock: Send + Sync {
+    /// Available to sell (on hand less what open sales reserve) per SKU in a warehouse.
+    async fn available(
+        &self,
+        skus: &[Sku],
+        warehouse: &str,
+    ) -> Result<HashMap<Sku, i64>, SyncError>;
+}
+
+#[async_trait]
+pub trait ChannelInventory: Send + Sync {
+    async fn items(&self) -> Result<Vec<ChannelItem>, SyncError>;
+    /// Sets absolute quantities; answers the indexes whose `change_from` was stale.
+    async fn set_available(
+        &self,
+        changes: &[StockChange],
+        idempotency_key: &str,
+    ) -> Result<Vec<usize>, SyncError>;
+}
+
+/// What was last pushed per (SKU, location): tells drift apart from the ERP's own moves.
+#[async_trait]
+pub trait StockLedger: Send + Sync {
+    async fn pushed(&self, channel: &str) -> Result<HashMap<(Sku, String), i64>, SyncError>;
+    async fn record(&self, channel: &str, pushed: &[(Sku, String, i64)]) -> Result<(), SyncError>;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockOutcome {
+    /// (SKU, location) quantities written.
+    pub pushed: usize,
+    pub unchanged: usize,
+    pub mutations: usize,
+    /// Channel-side changes found and overwritten.
+    pub drift: Vec<String>,
+    /// Channel SKUs the ERP does not know (after aliases and bundles).
+    pub unknown: Vec<Sku>,
+}
+
+/// The ERP SKUs a channel SKU draws on: itself or its alias, or a bundle's components.
+pub fn erp_skus(channel: &ChannelConfig, sku: &Sku) -> Vec<Sku> {
+    match channel.bundles.get(sku) {
+        Some(bundle) => bundle.components.iter().map(|c| c.sku.clone()).collect(),
+        None => vec![channel.erp_sku(sku).clone()],
+    }
+}
+
+/// What a channel SKU may sell given the ERP's available stock: a bundle as many as its
+/// scarcest component allows; less the safety buffer; never below zero. None: unknown SKU.
+pub fn sellable(
+    channel: &ChannelConfig,
+    stock: &StockConfig,
+    sku: &Sku,
+    available: &HashMap<Sku, i64>,
+) -> Option<i64> {
+    let quantity = match channel.bundles.get(sku) {
+        Some(bundle) => bundle
+            .components
+            .iter()
+            .map(|c| {
+                available
+                    .get(&c.sku)
+                    .map(|a| a / i64::from(c.quantity.max(1)))
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()?,
+        None => *available.get(channel.erp_sku(sku))?,
+    };
+    Some((quantity - i64::from(stock.safety_buffer)).max(0))
+}
+
+pub struct StockDeps<'a> {
+    pub erp: &'a dyn ErpStock,
+    pub channel: &'a dyn ChannelInventory,
+    pub ledger: &'a dyn StockLedger,
+}
+
+pub async fn sync_stock(
+    deps: &StockDeps<'_>,
+    channel: &ChannelConfig,
+    run_id: &str,
+) -> Result<StockOutcome, SyncError> {
+    let stock = channel.stock.as_ref().ok_or_else(|| {
+        SyncError::permanent(
+            "not_configured",
+            format!("channel {} has no [channels.stock] section", channel.id),
+        )
+    })?;
+    let items = deps.channel.items().await?;
+    let needed: Vec<Sku> = items
+        .iter()
+        .flat_map(|item| erp_skus(channel, &item.sku))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut available = HashMap::new();
+    for location in &stock.locations {
+        available.insert(
+            location.warehouse.clone(),
+            deps.erp.available(&needed, &location.warehouse).await?,
+        );
+    }
+    let pushed = deps.ledger.pushed(channel.id.as_str()).await?;
+    let mut outcome = StockOutcome::default();
+    let mut changes = Vec::new();
+    for item in &items {
+        for location in &stock.locations {
+            let Some(wanted) = available
+                .get(&location.warehouse)
+                .and_then(|a| sellable(channel, stock, &item.sku, a))
+            else {
+                if !outcome.unknown.contains(&item.sku) {
+                    outcome.unknown.push(item.sku.clone());
+                }
+                continue;
+            };
+            let shown = item.levels.get(&location.location).copied();
+            if let (Some(last), Some(shown)) = (
+                pushed.get(&(item.sku.clone(), location.location.clone())),
+                shown,
+            ) && *last != shown
+            {
+                outcome.drift.push(format!(
+                    "{} at {}: channel showed {shown}, erpsync had set {last}",
+                    item.sku, location.location
+                ));
+            }
+            if shown == Some(wanted) {
+                outcome.unchanged += 1;
+                continue;
+            }
+            changes.push(StockChange {
+                sku: item.sku.clone(),
+                inventory_item: item.inventory_item.clone(),
+                location: location.location.clone(),
+                quantity: wanted,
+                change_from: shown,
+            });
+        }
+    }
+    for (index, batch) in changes.chunks(stock.batch_size as usize).enumerate() {
+        // The key names this exact batch: a retried run replays it instead of applying twice.
+        let key = format!(
+            "{run_id}-{index}-{}",
+            crate::state::PayloadHash::of(&batch_key(batch)).as_str()
+        );
+        let stale = deps.channel.set_available(batch, &key).await?;
+        outcome.mutations += 1;
+        if !stale.is_empty() {
+            // The channel changed between our read and our write; the ERP owns stock, so
+            // those are written again unconditionally and reported.
+            let again: Vec<StockChange> = stale
+                .iter()
+                .filter_map(|i| batch.get(*i))
+                .map(|c| StockChange {
+                    change_from: None,
+                    ..c.clone()
+                })
+                .collect();
+            for change in &again {
+                outcome.drift.push(format!(
+                    "{} at {}: changed in the channel during the run",
+                    change.sku, change.location
+                ));
+            }
+            deps.channel
+                .set_available(&again, &format!("{key}-overwrite"))
+                .await?;
+            outcome.mutations += 1;
+        }
+        let recorded: Vec<(Sku, String, i64)> = batch
+            .iter()
+            .map(|c| (c.sku.clone(), c.location.clone(), c.quantity))
+            .collect();
+        deps.ledger.record(channel.id.as_str(), &recorded).await?;
+        outcome.pushed += batch.len();
+    }
+    if !outcome.drift.is_empty() {
+        warn!(channel = %channel.id, drift = outcome.drift.len(), "channel-side stock changes overwritten");
+    }
+    info!(channel = %channel.id, pushed = outcome.pushed, unchanged = outcome.unchanged, mutations = outcome.mutations, "stock synced");
+    Ok(outcome)
+}
+
+fn batch_key(batch: &[StockChange]) -> Vec<(String, String, i64)> {
+    batch
+        .iter()
+        .map(|c| (c.inventory_item.clone(), c.location.clone(), c.quantity))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config() -> Config {
+        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sku(text: &str) -> Sku {
+        Sku::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_bundle_sells_what_its_scarcest_component_allows_less_the_buffer() {
+        let config = config();
+        let channel = &config.channels[0];
+        let stock = channel
+            .stock
+            .as_ref()
+            .unwrap_or_else(|| panic!("uk-shop has stock config"));
+        let available = HashMap::from([
+            (sku("IPOD2008GREEN"), 10),
+            (sku("IPOD2008RED"), 4),
+            (sku("WOOL-SOCKS"), 7),
+        ]);
+        // IPOD-TRIO: 1 green, 1 red, 2 socks each -> min(10, 4, 3) = 3, less the buffer of 2.
+        assert_eq!(
+            sellable(channel, stock, &sku("IPOD-TRIO"), &available),
+            Some(1)
+        );
+        assert_eq!(
+            sellable(channel, stock, &sku("IPOD2008RED"), &available),
+            Some(2)
+        );
+        assert_eq!(
+            sellable(channel, stock, &sku("NOT-IN-ERP"), &available),
+            None
+        );
+        let scarce = HashMap::from([(sku("IPOD2008RED"), 1)]);
+        assert_eq!(
+            sellable(channel, stock, &sku("IPOD2008RED"), &scarce),
+            Some(0),
+            "never below zero"
+        );
+    }
+}

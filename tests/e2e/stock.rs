@@ -1,0 +1,345 @@
+//! Stock from the ERP to every channel: a Tryton of its own (so other tests' sales do not
+//! move its stock), the Shopify sandbox for both stores, DynamoDB in moto for the ledger.
+
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_connectors::TrytonClient;
+use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_core::SyncError;
+use erpsync_core::config::ChannelConfig;
+use erpsync_core::stock::{StockDeps, StockOutcome, sync_stock};
+use erpsync_e2e::{Stack, Tryton, World};
+use sandbox::shopify::{Location, Product, Variant};
+use sandbox::{Faults, Sandbox, ShopSetup};
+use secrecy::SecretString;
+use serde_json::json;
+
+const UK: &str = "erpsync-uk.myshopify.com";
+const EU: &str = "erpsync-eu.myshopify.com";
+const UK_LOCATION: &str = "gid://shopify/Location/1";
+const EU_LOCATION: &str = "gid://shopify/Location/2";
+
+fn shop(domain: &str, location: &str, skus: &[&str], maximum: f64, restore_rate: f64) -> ShopSetup {
+    ShopSetup {
+        domain: domain.to_owned(),
+        access_token: format!("shpat_{domain}"),
+        products: skus
+            .iter()
+            .enumerate()
+            .map(|(n, sku)| Product {
+                id: format!("gid://shopify/Product/{n}"),
+                title: sku.to_string(),
+                variants: vec![Variant {
+                    id: format!("gid://shopify/ProductVariant/{n}"),
+                    sku: sku.to_string(),
+                    price: "10.00".to_owned(),
+                    compare_at_price: None,
+                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
+                }],
+            })
+            .collect(),
+        locations: vec![Location {
+            id: location.to_owned(),
+            name: "Main".to_owned(),
+        }],
+        maximum_available: maximum,
+        restore_rate,
+    }
+}
+
+struct StockWorld {
+    world: World,
+    tryton: Tryton,
+    sandbox: Sandbox,
+    erp: TrytonClient,
+    store: DynamoStore,
+}
+
+impl StockWorld {
+    async fn start(maximum: f64, restore_rate: f64, batch_size: u32) -> Self {
+        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+        let run_dir = stack
+            .run_dir
+            .join(format!("stock-{}", uuid::Uuid::new_v4().simple()));
+        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let sandbox = Sandbox::start("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        sandbox.shops.add(shop(
+            UK,
+            UK_LOCATION,
+            &[
+                "IPOD2008GREEN",
+                "IPOD2008RED",
+                "IPOD2008BLACK",
+                "IPOD-TRIO",
+                "WOOL-SOCKS",
+            ],
+            maximum,
+            restore_rate,
+        ));
+        sandbox.shops.add(shop(
+            EU,
+            EU_LOCATION,
+            &["IPOD2008RED", "IPOD2008BLACK"],
+            maximum,
+            restore_rate,
+        ));
+        let admin_urls = [
+            ("uk-shop", sandbox.admin_url(UK)),
+            ("eu-shop", sandbox.admin_url(EU)),
+        ];
+        let world = World::start_configured(|config| {
+            for channel in &mut config.channels {
+                if let Some(stock) = channel.stock.as_mut() {
+                    stock.batch_size = batch_size;
+                    if let Some((_, url)) =
+                        admin_urls.iter().find(|(id, _)| *id == channel.id.as_str())
+                    {
+                        stock.admin_url = url.clone();
+                    }
+                }
+            }
+        })
+        .await;
+        let erp = TrytonClient::new(
+            &tryton.url,
+            SecretString::from(tryton.api_key.clone()),
+            world.config.erp.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let store = world.orders.store.clone();
+        Self {
+            world,
+            tryton,
+            sandbox,
+            erp,
+            store,
+        }
+    }
+
+    fn channel(&self, id: &str) -> &ChannelConfig {
+        self.world
+            .config
+            .channels
+            .iter()
+            .find(|c| c.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no channel {id}"))
+    }
+
+    async fn sync(&self, id: &str) -> Result<StockOutcome, SyncError> {
+        let channel = self.channel(id);
+        let domain = if id == "uk-shop" { UK } else { EU };
+        let stock = channel
+            .stock
+            .as_ref()
+            .unwrap_or_else(|| panic!("no stock config"));
+        let admin = ShopifyAdmin::new(
+            &stock.admin_url,
+            &stock.api_version,
+            SecretString::from(format!("shpat_{domain}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let deps = StockDeps {
+            erp: &self.erp,
+            channel: &admin,
+            ledger: &self.store,
+        };
+        sync_stock(&deps, channel, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    fn shown(&self, domain: &str, sku: &str, location: &str) -> Option<i64> {
+        self.sandbox.shops.get(domain)?.available(sku, location)
+    }
+
+    /// A customer order in the ERP reserves stock.
+    async fn sell(&self, product_code: &str, quantity: u32) {
+        let http = reqwest::Client::new();
+        let base = format!("{}/erpsync/rest/model", self.tryton.url);
+        let context = base64_context();
+        let product = http
+            .get(format!("{base}/product.product"))
+            .bearer_auth(&self.tryton.api_key)
+            .query(&[
+                ("f", "id"),
+                ("d", &base64_json(&json!([["code", "=", product_code]]))),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json::<serde_json::Value>()
+            .await
+            .unwrap_or_default()[0]["id"]
+            .clone();
+        let created: serde_json::Value = http
+            .post(format!("{base}/sale.sale"))
+            .bearer_auth(&self.tryton.api_key)
+            .header("X-Tryton-Context", &context)
+            .json(&json!({"party": 2, "invoice_address": 2, "shipment_address": 2, "currency": 1, "warehouse": 5,
+                          "payment_term": 10, "shipment_cost_method": null,
+                          "lines": [["create", [{"type": "line", "product": product, "unit": 1, "quantity": quantity, "unit_price": "10"}]]]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        let id = created["id"].as_i64().unwrap_or_default();
+        for action in ["quote", "confirm"] {
+            let status = http
+                .post(format!("{base}/sale.sale/{id}/{action}"))
+                .bearer_auth(&self.tryton.api_key)
+                .header("X-Tryton-Context", &context)
+                .json(&json!({}))
+                .send()
+                .await
+                .map(|r| r.status())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(status.is_success(), "{action}: {status}");
+        }
+    }
+}
+
+fn base64_json(value: &serde_json::Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE.encode(value.to_string())
+}
+
+fn base64_context() -> String {
+    base64_json(&json!({"company": 1}))
+}
+
+#[tokio::test]
+async fn erp_stock_reaches_both_channels_and_nothing_is_sent_when_nothing_changed() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let uk = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let eu = stock
+        .sync("eu-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Seeded: 100 of each iPod, 500 socks. The UK store holds back a safety buffer of 2.
+    assert_eq!(stock.shown(UK, "IPOD2008RED", UK_LOCATION), Some(98));
+    assert_eq!(stock.shown(EU, "IPOD2008RED", EU_LOCATION), Some(100));
+    // The trio bundle: 1 green, 1 red, 2 socks each -> min(100, 100, 250), less the buffer.
+    assert_eq!(stock.shown(UK, "IPOD-TRIO", UK_LOCATION), Some(98));
+    assert_eq!(uk.pushed, 5);
+    assert_eq!(eu.pushed, 2);
+
+    let before = stock.sandbox.shops.get(UK).map(|s| s.inventory_mutations());
+    let again = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (again.pushed, again.mutations),
+        (0, 0),
+        "nothing changed, nothing sent"
+    );
+    assert_eq!(
+        stock.sandbox.shops.get(UK).map(|s| s.inventory_mutations()),
+        before
+    );
+
+    // A sale in the ERP reserves 3 red iPods: both stores follow.
+    stock.sell("IPOD2008RED", 3).await;
+    let uk = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stock
+        .sync("eu-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stock.shown(UK, "IPOD2008RED", UK_LOCATION), Some(95));
+    assert_eq!(stock.shown(EU, "IPOD2008RED", EU_LOCATION), Some(97));
+    assert_eq!(
+        stock.shown(UK, "IPOD-TRIO", UK_LOCATION),
+        Some(95),
+        "the bundle follows its scarcest component"
+    );
+    assert_eq!(uk.pushed, 2, "only the red iPod and the trio changed");
+    stock.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_side_change_is_overwritten_and_recorded_as_drift() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(shop) = stock.sandbox.shops.get(UK) {
+        shop.set_available("IPOD2008BLACK", UK_LOCATION, 5);
+    }
+    let outcome = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stock.shown(UK, "IPOD2008BLACK", UK_LOCATION), Some(98));
+    assert_eq!(outcome.drift.len(), 1, "{:?}", outcome.drift);
+    assert!(outcome.drift[0].contains("IPOD2008BLACK") && outcome.drift[0].contains("showed 5"));
+    stock.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn throttling_slows_the_sync_but_loses_nothing() {
+    // A 160-point bucket refilling at 20 a second: the catalogue read takes 151 of it, and
+    // each one-item mutation costs 11, so the run must wait for the bucket again and again.
+    let mut stock = StockWorld::start(160.0, 20.0, 1).await;
+    let outcome = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.pushed, 5);
+    for sku in [
+        "IPOD2008GREEN",
+        "IPOD2008RED",
+        "IPOD2008BLACK",
+        "WOOL-SOCKS",
+    ] {
+        assert!(
+            stock.shown(UK, sku, UK_LOCATION).is_some_and(|q| q > 0),
+            "{sku}"
+        );
+    }
+    let shop = stock
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
+    assert!(
+        shop.throttled() > 0 || shop.inventory_mutations() == 5,
+        "paced or throttled, never failed"
+    );
+    stock.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_error_mid_run_resumes_without_resending_what_succeeded() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 1).await;
+    let shop = stock
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
+    // The catalogue read and two mutations pass, then Shopify fails.
+    shop.inject(Faults {
+        pass_first: 3,
+        server_errors: 1,
+        ..Faults::default()
+    });
+    let failed = stock.sync("uk-shop").await;
+    assert!(failed.is_err(), "the run stops at the 5xx");
+    assert_eq!(shop.inventory_mutations(), 2);
+    let resumed = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resumed.pushed, 3, "only what the first run had not set");
+    assert_eq!(shop.inventory_mutations(), 5, "no item was sent twice");
+    stock.tryton.stop().await;
+}
