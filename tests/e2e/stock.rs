@@ -341,3 +341,62 @@ async fn a_server_error_mid_run_resumes_without_resending_what_succeeded() {
     assert_eq!(shop.inventory_mutations(), 5, "no item was sent twice");
     stock.tryton.stop().await;
 }
+
+#[tokio::test]
+async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let mut channels = std::collections::HashMap::new();
+    for (id, domain) in [("uk-shop", UK), ("eu-shop", EU)] {
+        let config = stock
+            .channel(id)
+            .stock
+            .clone()
+            .unwrap_or_else(|| panic!("no stock config"));
+        let admin = ShopifyAdmin::new(
+            &config.admin_url,
+            &config.api_version,
+            SecretString::from(format!("shpat_{domain}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        channels.insert(id.to_owned(), admin);
+    }
+    let erp = TrytonClient::new(
+        &stock.tryton.url,
+        SecretString::from(stock.tryton.api_key.clone()),
+        stock.world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deps = stock_sync::Deps {
+        config: stock.world.config.clone(),
+        store: stock.store.clone(),
+        erp: Box::new(erp),
+        channels,
+    };
+    let event: aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value> =
+        serde_json::from_str(include_str!("../../events/stock-sync/schedule.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let runs = stock_sync::schedule_handler::handle(&deps, event).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+    assert_eq!(stock.shown(EU, "IPOD2008BLACK", EU_LOCATION), Some(100));
+    let entity = erpsync_core::state::EntityRef {
+        flow: erpsync_core::state::Flow::StockSync,
+        channel: erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+        entity_id: "stock".to_owned(),
+    };
+    use erpsync_core::ports::SyncStateStore;
+    let state = stock
+        .store
+        .get(&entity)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state"));
+    assert!(
+        state
+            .note
+            .unwrap_or_default()
+            .starts_with("5 quantities set")
+    );
+    stock.tryton.stop().await;
+}

@@ -390,10 +390,7 @@ impl SyncStateStore for DynamoStore {
 fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
-    let flow = match text("flow")?.as_str() {
-        "order-sync" => Flow::OrderSync,
-        _ => return None,
-    };
+    let flow = Flow::parse(&text("flow")?)?;
     let entity = EntityRef {
         flow,
         channel: erpsync_core::ids::ChannelId::parse(&text("channel")?).ok()?,

@@ -69,13 +69,21 @@ pub enum Claim {
 #[serde(rename_all = "kebab-case")]
 pub enum Flow {
     OrderSync,
+    StockSync,
 }
 
 impl Flow {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderSync => "order-sync",
+            Self::StockSync => "stock-sync",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::OrderSync, Self::StockSync]
+            .into_iter()
+            .find(|f| f.as_str() == text)
     }
 }
 
