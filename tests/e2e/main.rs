@@ -8,6 +8,7 @@ mod intake;
 mod lifecycle;
 mod mapping;
 mod modes;
+mod reconcile;
 mod stock;
 mod store;
 mod template;

@@ -7,7 +7,7 @@ use aws_lambda_events::event::lambda_function_urls::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes};
+use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes, order_group_id};
 use erpsync_core::batch::MessageFailure;
 use erpsync_core::config::{ChannelConfig, Mode, Platform};
 use erpsync_core::order::OrderTopic;
@@ -151,7 +151,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     let message = OutgoingMessage {
         body: body_text,
         // One group per order: its versions are applied in order, other orders in parallel.
-        group_id: Some(format!("{}:{order_id}", channel.id)),
+        group_id: Some(order_group_id(&channel.id, &order_id)),
         deduplication_id: Some(webhook_id),
         attributes,
     };

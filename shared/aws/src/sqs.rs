@@ -10,6 +10,10 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use erpsync_core::SyncError;
 use erpsync_core::batch::MessageFailure;
+use erpsync_core::config::ChannelConfig;
+use erpsync_core::ids::{ChannelId, ExternalOrderId};
+use erpsync_core::order::OrderTopic;
+use erpsync_core::reconcile::{FoundOrders, ShopOrderRef};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -33,6 +37,50 @@ pub mod attr {
     /// The original message's attributes and group id, as JSON: SQS allows only 10
     /// attributes per message, so they travel as one.
     pub const SOURCE: &str = "source";
+    /// `reconciliation` on orders enqueued because their webhook never came.
+    pub const FOUND_BY: &str = "found_by";
+}
+
+/// The FIFO group of an order's messages: one order's versions in order, orders in parallel.
+pub fn order_group_id(channel: &ChannelId, order_id: &ExternalOrderId) -> String {
+    format!("{channel}:{order_id}")
+}
+
+/// Orders found by reconciliation go on the orders queue as their webhook would have.
+pub struct FoundOrdersQueue(pub Queue);
+
+#[async_trait::async_trait]
+impl FoundOrders for FoundOrdersQueue {
+    async fn enqueue(
+        &self,
+        channel: &ChannelConfig,
+        order: &ShopOrderRef,
+        body: String,
+    ) -> Result<(), SyncError> {
+        let delivery = format!(
+            "reconcile-{}-{}",
+            order.id,
+            order.updated_at.unix_timestamp()
+        );
+        self.0
+            .send(OutgoingMessage {
+                body,
+                group_id: Some(order_group_id(&channel.id, &order.id)),
+                deduplication_id: Some(delivery.clone()),
+                attributes: BTreeMap::from([
+                    (attr::CHANNEL.to_owned(), channel.id.to_string()),
+                    (
+                        attr::TOPIC.to_owned(),
+                        OrderTopic::Updated.as_str().to_owned(),
+                    ),
+                    (attr::WEBHOOK_ID.to_owned(), delivery),
+                    (attr::SHOP_DOMAIN.to_owned(), channel.shop_domain.clone()),
+                    (attr::FOUND_BY.to_owned(), "reconciliation".to_owned()),
+                ]),
+            })
+            .await
+            .map(|_| ())
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -119,6 +119,21 @@ impl Shop {
         self.throttled.lock().map(|t| *t).unwrap_or_default()
     }
 
+    /// An order placed in the shop (whose webhook may or may not be delivered).
+    pub fn place_order(&self, body: Value) {
+        let id = body["id"].as_u64().unwrap_or_default();
+        let order = shopify::StoredOrder {
+            id,
+            name: body["name"].as_str().unwrap_or_default().to_owned(),
+            updated_at: body["updated_at"].as_str().unwrap_or_default().to_owned(),
+            body,
+        };
+        if let Ok(mut store) = self.store.lock() {
+            store.orders.retain(|o| o.id != id);
+            store.orders.push(order);
+        }
+    }
+
     pub fn inject(&self, faults: Faults) {
         if let Ok(mut current) = self.faults.lock() {
             *current = faults;
@@ -188,6 +203,10 @@ impl Sandbox {
         let shops = Arc::new(Shops::default());
         let app = Router::new()
             .route("/{shop}/admin/api/{version}/graphql.json", post(graphql))
+            .route(
+                "/{shop}/admin/api/{version}/orders/{id}",
+                axum::routing::get(rest_order),
+            )
             .with_state(shops.clone());
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let address = listener.local_addr()?;
@@ -324,6 +343,39 @@ async fn graphql(
     let mut answer = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
     answer["extensions"] = json!({"cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle_status(available)}});
     Json(answer).into_response()
+}
+
+/// REST `GET /orders/{id}.json`: the order resource, the same shape the webhooks carry.
+async fn rest_order(
+    State(shops): State<Arc<Shops>>,
+    Path((shop, _version, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(shop) = shops.get(&shop) else {
+        return error_response(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok())
+        != Some(shop.access_token.as_str())
+    {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "[API] Invalid API key or access token",
+        );
+    }
+    let id = id.trim_end_matches(".json");
+    let order = shop.store.lock().ok().and_then(|store| {
+        store
+            .orders
+            .iter()
+            .find(|o| o.id.to_string() == id)
+            .map(|o| o.body.clone())
+    });
+    match order {
+        Some(body) => Json(json!({"order": body})).into_response(),
+        None => error_response(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// The cost model stated at the top of this file.

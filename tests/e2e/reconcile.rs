@@ -1,0 +1,106 @@
+//! A webhook that never arrived: reconciliation finds the order in the shop and gets it into
+//! the ERP exactly once.
+
+use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
+use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_core::reconcile::{ReconcileDeps, reconcile};
+use erpsync_core::state::SyncStatus;
+use erpsync_e2e::{World, at_version, fresh_order};
+use sandbox::shopify::Location;
+use sandbox::{Sandbox, ShopSetup};
+use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+
+const UK: &str = "erpsync-uk.myshopify.com";
+
+#[tokio::test]
+async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exactly_once() {
+    let world = World::start().await;
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    sandbox.shops.add(ShopSetup {
+        domain: UK.to_owned(),
+        access_token: "shpat_uk".to_owned(),
+        products: Vec::new(),
+        locations: vec![Location {
+            id: "gid://shopify/Location/1".to_owned(),
+            name: "London".to_owned(),
+        }],
+        maximum_available: 2000.0,
+        restore_rate: 100.0,
+    });
+    let shop = sandbox.shops.get(UK).unwrap_or_else(|| panic!("no shop"));
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let stamp = |at: OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    // Placed in the shop; its orders/create webhook is lost.
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let order = at_version(&order, &stamp(now));
+    shop.place_order(order.clone());
+    // An order whose webhook did arrive is left alone.
+    let (delivered, delivered_id) =
+        fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let delivered = at_version(&delivered, &stamp(now));
+    world
+        .deliver("uk-shop", "orders/create", "wh-ok", &delivered)
+        .await;
+    shop.place_order(delivered);
+
+    let admin = ShopifyAdmin::new(
+        &sandbox.admin_url(UK),
+        "2026-07",
+        SecretString::from("shpat_uk".to_owned()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let queue = FoundOrdersQueue(Queue::new(
+        aws_sdk_sqs::Client::new(&world.sdk),
+        world.queue("OrdersQueue"),
+    ));
+    let deps = ReconcileDeps {
+        shop: &admin,
+        state: &world.orders.store,
+        queue: &queue,
+    };
+    let channel = &world.config.channels[0];
+    let found = reconcile(&deps, channel, now - Duration::hours(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.checked, 2);
+    assert_eq!(
+        found.enqueued,
+        vec![id.clone()],
+        "only the order sync state did not know"
+    );
+    world.drain(std::time::Duration::from_secs(60)).await;
+    assert_eq!(world.erp_sales(&format!("uk-shop/{id}")).await.len(), 1);
+    assert_eq!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::Synced)
+    );
+    assert_eq!(
+        world
+            .erp_sales(&format!("uk-shop/{delivered_id}"))
+            .await
+            .len(),
+        1
+    );
+
+    // The next run finds nothing to do; the lost webhook turning up late changes nothing.
+    let again = reconcile(&deps, channel, now - Duration::hours(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.enqueued.is_empty(), "{again:?}");
+    world
+        .deliver("uk-shop", "orders/create", "wh-late", &order)
+        .await;
+    assert_eq!(
+        world.erp_sales(&format!("uk-shop/{id}")).await.len(),
+        1,
+        "exactly once"
+    );
+}
