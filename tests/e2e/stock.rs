@@ -6,6 +6,7 @@ use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::SyncError;
 use erpsync_core::config::ChannelConfig;
+use erpsync_core::prices::sync_prices;
 use erpsync_core::stock::{StockDeps, StockOutcome, sync_stock};
 use erpsync_e2e::{Stack, Tryton, World};
 use sandbox::shopify::{Location, Product, Variant};
@@ -94,11 +95,12 @@ impl StockWorld {
             for channel in &mut config.channels {
                 if let Some(stock) = channel.stock.as_mut() {
                     stock.batch_size = batch_size;
-                    if let Some((_, url)) =
-                        admin_urls.iter().find(|(id, _)| *id == channel.id.as_str())
-                    {
-                        stock.admin_url = url.clone();
-                    }
+                }
+                if let (Some(api), Some((_, url))) = (
+                    channel.admin_api.as_mut(),
+                    admin_urls.iter().find(|(id, _)| *id == channel.id.as_str()),
+                ) {
+                    api.url = url.clone();
                 }
             }
         })
@@ -131,13 +133,13 @@ impl StockWorld {
     async fn sync(&self, id: &str) -> Result<StockOutcome, SyncError> {
         let channel = self.channel(id);
         let domain = if id == "uk-shop" { UK } else { EU };
-        let stock = channel
-            .stock
+        let api = channel
+            .admin_api
             .as_ref()
-            .unwrap_or_else(|| panic!("no stock config"));
+            .unwrap_or_else(|| panic!("no admin api config"));
         let admin = ShopifyAdmin::new(
-            &stock.admin_url,
-            &stock.api_version,
+            &api.url,
+            &api.version,
             SecretString::from(format!("shpat_{domain}")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -349,12 +351,12 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
     for (id, domain) in [("uk-shop", UK), ("eu-shop", EU)] {
         let config = stock
             .channel(id)
-            .stock
+            .admin_api
             .clone()
-            .unwrap_or_else(|| panic!("no stock config"));
+            .unwrap_or_else(|| panic!("no admin api config"));
         let admin = ShopifyAdmin::new(
-            &config.admin_url,
-            &config.api_version,
+            &config.url,
+            &config.version,
             SecretString::from(format!("shpat_{domain}")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -398,5 +400,83 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
             .unwrap_or_default()
             .starts_with("5 quantities set")
     );
+    stock.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_written() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let admin = |id: &str, domain: &str| {
+        let api = stock
+            .channel(id)
+            .admin_api
+            .clone()
+            .unwrap_or_else(|| panic!("no admin api"));
+        ShopifyAdmin::new(
+            &api.url,
+            &api.version,
+            SecretString::from(format!("shpat_{domain}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (uk_admin, eu_admin) = (admin("uk-shop", UK), admin("eu-shop", EU));
+    let price =
+        |domain: &str, sku: &str| stock.sandbox.shops.get(domain).and_then(|s| s.price(sku));
+
+    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 199.00 USD list: the UK retail list (+10 %) in GBP at 0.79; the EU store's list price in EUR at 0.92.
+    assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("172.93"));
+    assert_eq!(price(EU, "IPOD2008RED").as_deref(), Some("183.08"));
+    assert!(
+        uk.not_priced.iter().any(|s| s.as_str() == "IPOD-TRIO"),
+        "bundles are priced by the shop"
+    );
+
+    let again = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.updated.is_empty(), "{again:?}");
+
+    // The list price changes in the ERP: each currency follows, and only that variant is written.
+    let template = stock
+        .world
+        .erp_search(
+            "product.product",
+            json!([["code", "=", "IPOD2008RED"]]),
+            &["template"],
+        )
+        .await
+        .unwrap_or_default()[0]["template"]
+        .clone();
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}/erpsync/rest/model/product.template/{template}",
+            stock.tryton.url
+        ))
+        .bearer_auth(&stock.tryton.api_key)
+        .header("X-Tryton-Context", base64_context())
+        .json(&json!({"list_price": "209.00"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(response.status().is_success(), "{}", response.status());
+    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let eu = sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (uk.updated.len(), eu.updated.len()),
+        (1, 1),
+        "{uk:?} {eu:?}"
+    );
+    assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("181.62"));
+    assert_eq!(price(EU, "IPOD2008RED").as_deref(), Some("192.28"));
     stock.tryton.stop().await;
 }

@@ -679,22 +679,33 @@ impl World {
 
     /// Creates a record in Tryton directly, as a person would in the ERP's client; its id.
     pub async fn erp_create(&self, model: &str, body: Value) -> i64 {
-        let response = self
-            .http
-            .post(format!("{}/erpsync/rest/model/{model}", self.erp_url))
-            .bearer_auth(&self.erp_key)
-            .header(
-                "X-Tryton-Context",
-                URL_SAFE.encode(json!({"company": 1}).to_string()),
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let status = response.status();
-        let created: Value = response.json().await.unwrap_or_default();
-        assert!(status.is_success(), "creating {model}: {status} {created}");
-        created["id"].as_i64().unwrap_or_default()
+        // Concurrent tests draw party codes from one Tryton sequence; a collision is retried,
+        // as the connector does.
+        for _ in 0..5 {
+            let response = self
+                .http
+                .post(format!("{}/erpsync/rest/model/{model}", self.erp_url))
+                .bearer_auth(&self.erp_key)
+                .header(
+                    "X-Tryton-Context",
+                    URL_SAFE.encode(json!({"company": 1}).to_string()),
+                )
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let status = response.status();
+            let created: Value = response.json().await.unwrap_or_default();
+            if status.is_success() {
+                return created["id"].as_i64().unwrap_or_default();
+            }
+            let conflict = created["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("must be unique"));
+            assert!(conflict, "creating {model}: {status} {created}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("creating {model}: kept colliding")
     }
 
     /// Presses a button on a record in Tryton (quote, confirm, ...).

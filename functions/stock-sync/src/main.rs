@@ -36,14 +36,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     let mut channels = HashMap::new();
     for channel in &config.channels {
-        if let Some(stock) = &channel.stock {
+        if let (Some(api), Some(_)) = (&channel.admin_api, &channel.stock) {
             let token = first(
-                secrets.get(&stock.access_token_secret).await?,
-                &stock.access_token_secret,
+                secrets.get(&api.access_token_secret).await?,
+                &api.access_token_secret,
             )?;
             channels.insert(
                 channel.id.to_string(),
-                ShopifyAdmin::new(&stock.admin_url, &stock.api_version, token)?,
+                ShopifyAdmin::new(&api.url, &api.version, token)?,
             );
         }
     }

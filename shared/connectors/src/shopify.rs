@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::ids::{ExternalOrderId, Sku};
+use erpsync_core::prices::{ChannelPrices, ChannelVariant};
 use erpsync_core::reconcile::{ChannelOrders, ShopOrderRef};
 use erpsync_core::stock::{ChannelInventory, ChannelItem, StockChange};
 use reqwest::StatusCode;
@@ -364,5 +365,99 @@ impl ChannelOrders for ShopifyAdmin {
             SyncError::retryable("channel_unexpected", format!("order {id} is not JSON: {e}"))
         })?;
         Ok(body["order"].to_string())
+    }
+}
+
+const VARIANTS: &str = "query Variants($first: Int!, $after: String) {
+  products(first: $first, after: $after) {
+    nodes { id variants(first: 100) { nodes { id sku price } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+const UPDATE_PRICES: &str =
+    "mutation Prices($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
+  productVariantsBulkUpdate(productId: $productId, variants: $variants) {
+    productVariants { id price }
+    userErrors { field message }
+  }
+}";
+
+#[async_trait]
+impl ChannelPrices for ShopifyAdmin {
+    async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError> {
+        let mut variants = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let data = self
+                .graphql(
+                    VARIANTS,
+                    json!({"first": 50, "after": after}),
+                    1.0 + 50.0 + 100.0,
+                )
+                .await?;
+            let page = &data["products"];
+            for product in page["nodes"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let product_id = product["id"].as_str().unwrap_or_default();
+                for variant in product["variants"]["nodes"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    let sku = variant["sku"].as_str().and_then(|s| Sku::parse(s).ok());
+                    let price = variant["price"]
+                        .as_str()
+                        .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
+                    if let (Some(sku), Some(price)) = (sku, price) {
+                        variants.push(ChannelVariant {
+                            product_id: product_id.to_owned(),
+                            variant_id: variant["id"].as_str().unwrap_or_default().to_owned(),
+                            sku,
+                            price,
+                        });
+                    }
+                }
+            }
+            if page["pageInfo"]["hasNextPage"] != true {
+                return Ok(variants);
+            }
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+    }
+
+    async fn update_prices(
+        &self,
+        product_id: &str,
+        prices: &[(String, rust_decimal::Decimal)],
+    ) -> Result<(), SyncError> {
+        let variants: Vec<Value> = prices
+            .iter()
+            .map(|(id, price)| json!({"id": id, "price": price.to_string()}))
+            .collect();
+        let data = self
+            .graphql(
+                UPDATE_PRICES,
+                json!({"productId": product_id, "variants": variants}),
+                10.0,
+            )
+            .await?;
+        let errors = data["productVariantsBulkUpdate"]["userErrors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match errors.first() {
+            None => Ok(()),
+            Some(error) => Err(SyncError::permanent(
+                "channel_rejected",
+                format!(
+                    "Shopify refused the prices of {product_id}: {}",
+                    error["message"].as_str().unwrap_or("(no message)")
+                ),
+            )),
+        }
     }
 }

@@ -10,13 +10,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_core::SyncError;
 use erpsync_core::config::ErpConfig;
-use erpsync_core::ids::{CountryCode, Email, Sku};
+use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
 use erpsync_core::ports::{
     ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine, ErpSaleState,
     NewSale, SaleAmendment, SalesErp,
 };
+use erpsync_core::prices::ErpPrices;
 use erpsync_core::shadow::{ErpSaleView as ReviewedSale, SalesReview};
 use erpsync_core::stock::ErpStock;
 use reqwest::{Method, StatusCode};
@@ -1014,5 +1015,60 @@ impl ErpStock for TrytonClient {
             }
         }
         Ok(available)
+    }
+}
+
+#[async_trait]
+impl ErpPrices for TrytonClient {
+    async fn prices(
+        &self,
+        skus: &[Sku],
+        currency: &CurrencyCode,
+        price_list: Option<&str>,
+    ) -> Result<HashMap<Sku, Decimal>, SyncError> {
+        let refs = self.references().await?;
+        let currency_id = *refs.currencies.get(currency.as_str()).ok_or_else(|| {
+            SyncError::permanent(
+                "unknown_currency",
+                format!("currency {currency} is not set up in the ERP"),
+            )
+        })?;
+        let mut context = json!({"company": refs.company, "currency": currency_id, "quantity": 1});
+        if let Some(name) = price_list {
+            context["price_list"] = json!(
+                self.id_by_name(
+                    "product.price_list",
+                    "name",
+                    name,
+                    "[channels.prices] price_list"
+                )
+                .await?
+            );
+        }
+        // Tryton computes the sale price under the context: price list, then currency rate.
+        let context = encode(&context);
+        let mut prices = HashMap::with_capacity(skus.len());
+        for chunk in skus.chunks(500) {
+            let codes: Vec<&str> = chunk.iter().map(Sku::as_str).collect();
+            let rows = self
+                .search_in(
+                    "product.product",
+                    json!([["code", "in", codes]]),
+                    &["code", "sale_price_uom"],
+                    None,
+                    Some(&context),
+                )
+                .await?;
+            for row in rows {
+                let (Some(sku), Some(price)) = (
+                    text_of(&row, "code").and_then(|c| Sku::parse(&c).ok()),
+                    decimal_of(&row["sale_price_uom"]),
+                ) else {
+                    continue;
+                };
+                prices.insert(sku, price);
+            }
+        }
+        Ok(prices)
     }
 }

@@ -154,20 +154,28 @@ pub struct ChannelConfig {
     /// tax-inclusive prices are refused). Otherwise every tax must be mapped.
     #[serde(default)]
     pub tax_codes: Vec<TaxCode>,
-    /// How this channel's stock is kept: where its Admin API is and which ERP warehouse
-    /// feeds which shop location. None: stock is not synced to this channel.
+    /// The store's Admin API, which the stock, price and reconciliation flows call.
+    pub admin_api: Option<AdminApi>,
+    /// Which ERP warehouse feeds which shop location. None: stock is not synced here.
     pub stock: Option<StockConfig>,
+    /// ERP prices for this channel. None: prices are not synced here.
+    pub prices: Option<PriceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminApi {
+    /// The store's Admin API base, e.g. `https://shop-uk.myshopify.com`.
+    pub url: String,
+    /// Admin API version in the path, e.g. `2026-07`.
+    pub version: String,
+    /// Secrets Manager secret holding the Admin API access token.
+    pub access_token_secret: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockConfig {
-    /// The store's Admin API base, e.g. `https://shop-uk.myshopify.com`.
-    pub admin_url: String,
-    /// Admin API version in the path, e.g. `2026-07`.
-    pub api_version: String,
-    /// Secrets Manager secret holding the Admin API access token.
-    pub access_token_secret: String,
     /// Units held back from what the channel may sell, per SKU and location.
     #[serde(default)]
     pub safety_buffer: u32,
@@ -175,6 +183,14 @@ pub struct StockConfig {
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
     pub locations: Vec<StockLocation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Name of the Tryton price list for this channel; none: the products' list prices.
+    /// Prices come out in the channel's currency at the ERP's rates.
+    pub price_list: Option<String>,
 }
 
 fn default_batch_size() -> u32 {
@@ -351,6 +367,21 @@ impl Config {
                     ));
                 }
             }
+            if (channel.stock.is_some() || channel.prices.is_some()) && channel.admin_api.is_none()
+            {
+                return Err(invalid(
+                    format!("{key}.admin_api"),
+                    "stock and prices need the store's Admin API",
+                ));
+            }
+            if let Some(api) = &channel.admin_api
+                && !api.url.starts_with("http")
+            {
+                return Err(invalid(
+                    format!("{key}.admin_api.url"),
+                    "must be an http(s) URL",
+                ));
+            }
             if let Some(stock) = &channel.stock {
                 if !(1..=250).contains(&stock.batch_size) {
                     return Err(invalid(
@@ -362,12 +393,6 @@ impl Config {
                     return Err(invalid(
                         format!("{key}.stock.locations"),
                         "name at least one warehouse -> location",
-                    ));
-                }
-                if !stock.admin_url.starts_with("http") {
-                    return Err(invalid(
-                        format!("{key}.stock.admin_url"),
-                        "must be an http(s) URL",
                     ));
                 }
             }

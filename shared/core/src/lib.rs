@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod mapping;
 pub mod order;
 pub mod ports;
+pub mod prices;
 pub mod reconcile;
 pub mod shadow;
 pub mod shopify;

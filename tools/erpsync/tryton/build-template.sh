@@ -14,7 +14,7 @@ CONF
 touch "$work/erpsync.sqlite"
 printf 'admin\n' > "$work/pass"
 TRYTONPASSFILE="$work/pass" "$venv/bin/trytond-admin" -c "$work/trytond.conf" -d erpsync --all --email admin@example.com -v >/dev/null
-"$venv/bin/trytond-admin" -c "$work/trytond.conf" -d erpsync -u sale stock sale_shipment_cost sale_amendment --activate-dependencies >/dev/null
+"$venv/bin/trytond-admin" -c "$work/trytond.conf" -d erpsync -u sale stock sale_shipment_cost sale_amendment sale_price_list --activate-dependencies >/dev/null
 "$venv/bin/python" "$here/seed.py" "$work/trytond.conf" erpsync > "$work/api-key"
 mkdir -p "$out"
 cp "$work/erpsync.sqlite" "$out/erpsync.sqlite"

@@ -128,6 +128,12 @@ def main(config_file, database):
         Carrier(party=carrier_party, carrier_product=carrier_product,
             carrier_cost_method='product').save()
 
+    # The UK store sells 10 % above list (converted to GBP at the ERP's rate by Tryton).
+    PriceList = Model.get('product.price_list')
+    uk_retail = PriceList(name="UK retail", price='list_price')
+    uk_retail.lines.new(formula="unit_price * Decimal('1.10')")
+    uk_retail.save()
+
     Location = Model.get('stock.location')
     storage, = Location.find([('code', '=', 'STO')])
     Inventory = Model.get('stock.inventory')

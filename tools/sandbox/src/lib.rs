@@ -108,6 +108,11 @@ impl Shop {
         }
     }
 
+    /// A variant's price as the store shows it.
+    pub fn price(&self, sku: &str) -> Option<String> {
+        Some(self.store.lock().ok()?.variant_by_sku(sku)?.price.clone())
+    }
+
     pub fn inventory_mutations(&self) -> u64 {
         self.store
             .lock()
