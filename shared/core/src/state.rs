@@ -70,6 +70,7 @@ pub enum Claim {
 pub enum Flow {
     OrderSync,
     StockSync,
+    PriceSync,
 }
 
 impl Flow {
@@ -77,6 +78,7 @@ impl Flow {
         match self {
             Self::OrderSync => "order-sync",
             Self::StockSync => "stock-sync",
+            Self::PriceSync => "price-sync",
         }
     }
 

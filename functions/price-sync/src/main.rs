@@ -1,0 +1,66 @@
+//! Wiring: config, the ERP key and each channel's Admin API token from Secrets Manager,
+//! DynamoDB, tracing; then the runtime loop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::{env, telemetry};
+use erpsync_connectors::TrytonClient;
+use erpsync_connectors::shopify::ShopifyAdmin;
+use lambda_runtime::{LambdaEvent, service_fn};
+use price_sync::{Deps, schedule_handler};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = env::load_config()?;
+    let sdk = env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        Duration::from_secs(300),
+    );
+    let first = |values: erpsync_aws::secrets::SecretValues, name: &str| {
+        values
+            .first()
+            .cloned()
+            .with_context(|| format!("secret {name} holds no value"))
+    };
+    let erp_key = first(
+        secrets.get(&config.erp.api_key_secret).await?,
+        &config.erp.api_key_secret,
+    )?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    let mut channels = HashMap::new();
+    for channel in &config.channels {
+        if let (Some(api), Some(_)) = (&channel.admin_api, &channel.prices) {
+            let token = first(
+                secrets.get(&api.access_token_secret).await?,
+                &api.access_token_secret,
+            )?;
+            channels.insert(
+                channel.id.to_string(),
+                ShopifyAdmin::new(&api.url, &api.version, token)?,
+            );
+        }
+    }
+    let deps = Deps {
+        store: DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env::required("TABLE_NAME")?,
+        ),
+        erp: Box::new(erp),
+        channels,
+        config,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            Ok::<_, lambda_runtime::Error>(schedule_handler::handle(deps, event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,64 @@
+//! Wiring: config, each channel's Admin API token from Secrets Manager, DynamoDB, the orders
+//! queue, tracing; then the runtime loop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
+use erpsync_aws::{env, telemetry};
+use erpsync_connectors::shopify::ShopifyAdmin;
+use lambda_runtime::{LambdaEvent, service_fn};
+use reconcile::{Deps, schedule_handler};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = env::load_config()?;
+    let sdk = env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        Duration::from_secs(300),
+    );
+    let mut channels = HashMap::new();
+    for channel in &config.channels {
+        if let Some(api) = &channel.admin_api {
+            let token = secrets
+                .get(&api.access_token_secret)
+                .await?
+                .first()
+                .cloned()
+                .with_context(|| format!("secret {} holds no value", api.access_token_secret))?;
+            channels.insert(
+                channel.id.to_string(),
+                ShopifyAdmin::new(&api.url, &api.version, token)?,
+            );
+        }
+    }
+    let lookback_hours: i64 = env::required("LOOKBACK_HOURS")?
+        .parse()
+        .context("LOOKBACK_HOURS is not a number")?;
+    let deps = Deps {
+        store: DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env::required("TABLE_NAME")?,
+        ),
+        orders: FoundOrdersQueue(Queue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            env::required("ORDERS_QUEUE_URL")?,
+        )),
+        channels,
+        lookback: time::Duration::hours(lookback_hours),
+        config,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            Ok::<_, lambda_runtime::Error>(schedule_handler::handle(deps, event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,39 @@
+//! EventBridge schedule -> one reconciliation per channel with an Admin API.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_core::reconcile::{ReconcileDeps, ReconcileOutcome, reconcile};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::instrument;
+
+use crate::Deps;
+
+#[derive(Debug, Serialize)]
+pub struct ChannelRun {
+    pub channel: String,
+    pub outcome: Option<ReconcileOutcome>,
+    pub error: Option<String>,
+}
+
+#[instrument(skip_all)]
+pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
+    let since = OffsetDateTime::now_utc() - deps.lookback;
+    let mut runs = Vec::new();
+    for channel in &deps.config.channels {
+        let Some(shop) = deps.channels.get(channel.id.as_str()) else {
+            continue;
+        };
+        let reconcile_deps = ReconcileDeps {
+            shop,
+            state: &deps.store,
+            queue: &deps.orders,
+        };
+        let result = reconcile(&reconcile_deps, channel, since).await;
+        runs.push(ChannelRun {
+            channel: channel.id.to_string(),
+            error: result.as_ref().err().map(ToString::to_string),
+            outcome: result.ok(),
+        });
+    }
+    runs
+}
