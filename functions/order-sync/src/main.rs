@@ -13,7 +13,6 @@ use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
 use lambda_runtime::{LambdaEvent, service_fn};
 use order_sync::{Deps, sqs_handler};
-use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -24,12 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_secretsmanager::Client::new(&sdk),
         std::time::Duration::from_secs(300),
     );
-    let erp_key: SecretString = secrets
-        .get(&config.erp.api_key_secret)
-        .await?
-        .first()
-        .cloned()
-        .context("the ERP key secret holds no value")?;
+    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     erp.warm_up().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -2,11 +2,10 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_core::ids::ChannelId;
-use erpsync_core::ports::SyncStateStore;
+use erpsync_core::ports::record_run;
 use erpsync_core::prices::{PriceOutcome, sync_prices};
-use erpsync_core::state::{EntityRef, ErrorReport, Flow, SyncRecord, SyncStatus};
+use erpsync_core::state::{EntityRef, Flow};
 use serde::Serialize;
-use time::OffsetDateTime;
 use tracing::{error, instrument};
 
 use crate::Deps;
@@ -46,35 +45,14 @@ async fn record(
         channel: channel.clone(),
         entity_id: "prices".to_owned(),
     };
-    let recorded = match result {
-        Ok(outcome) => {
-            deps.store
-                .record(&SyncRecord {
-                    entity,
-                    status: SyncStatus::Synced,
-                    erp_id: None,
-                    erp_number: None,
-                    version: Some(OffsetDateTime::now_utc()),
-                    note: Some(format!(
-                        "{} prices updated, {} unchanged",
-                        outcome.updated.len(),
-                        outcome.unchanged
-                    )),
-                })
-                .await
-        }
-        Err(failure) => {
-            let status = SyncStatus::after_failure(failure.class).unwrap_or(SyncStatus::Retrying);
-            deps.store
-                .record_failure(
-                    &entity,
-                    status,
-                    &ErrorReport::new(failure, OffsetDateTime::now_utc()),
-                )
-                .await
-        }
-    };
-    if let Err(state_error) = recorded {
+    let summary = result.as_ref().map(|outcome| {
+        format!(
+            "{} prices updated, {} unchanged",
+            outcome.updated.len(),
+            outcome.unchanged
+        )
+    });
+    if let Err(state_error) = record_run(&deps.store, &entity, summary).await {
         error!(channel = %channel, error = %state_error, "could not record the price run");
     }
 }

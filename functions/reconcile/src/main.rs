@@ -26,12 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let mut channels = HashMap::new();
     for channel in &config.channels {
         if let Some(api) = &channel.admin_api {
-            let token = secrets
-                .get(&api.access_token_secret)
-                .await?
-                .first()
-                .cloned()
-                .with_context(|| format!("secret {} holds no value", api.access_token_secret))?;
+            let token = secrets.current(&api.access_token_secret).await?;
             channels.insert(
                 channel.id.to_string(),
                 ShopifyAdmin::new(&api.url, &api.version, token)?,

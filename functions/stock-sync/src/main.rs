@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
@@ -23,24 +22,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_secretsmanager::Client::new(&sdk),
         Duration::from_secs(300),
     );
-    let first = |values: erpsync_aws::secrets::SecretValues, name: &str| {
-        values
-            .first()
-            .cloned()
-            .with_context(|| format!("secret {name} holds no value"))
-    };
-    let erp_key = first(
-        secrets.get(&config.erp.api_key_secret).await?,
-        &config.erp.api_key_secret,
-    )?;
+    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     let mut channels = HashMap::new();
     for channel in &config.channels {
         if let (Some(api), Some(_)) = (&channel.admin_api, &channel.stock) {
-            let token = first(
-                secrets.get(&api.access_token_secret).await?,
-                &api.access_token_secret,
-            )?;
+            let token = secrets.current(&api.access_token_secret).await?;
             channels.insert(
                 channel.id.to_string(),
                 ShopifyAdmin::new(&api.url, &api.version, token)?,

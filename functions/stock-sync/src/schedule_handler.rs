@@ -2,11 +2,10 @@
 //! one stock run per channel; each channel's result is recorded in sync state.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, ErrorReport, Flow, SyncRecord, SyncStatus};
+use erpsync_core::ports::record_run;
+use erpsync_core::state::{EntityRef, Flow};
 use erpsync_core::stock::{StockDeps, StockOutcome, sync_stock};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tracing::{error, instrument};
 
 use crate::Deps;
@@ -50,49 +49,27 @@ pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> 
             entity_id: "stock".to_owned(),
         };
         let result = sync_stock(&stock_deps, channel, &run_id).await;
-        let recorded = match &result {
-            Ok(outcome) => {
-                let note = if outcome.drift.is_empty() && outcome.unknown.is_empty() {
-                    format!(
-                        "{} quantities set, {} unchanged",
-                        outcome.pushed, outcome.unchanged
-                    )
-                } else {
-                    format!(
-                        "{} quantities set; drift overwritten: {}; SKUs the ERP does not know: {}",
-                        outcome.pushed,
-                        outcome.drift.join(", "),
-                        outcome
-                            .unknown
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                deps.store
-                    .record(&SyncRecord {
-                        entity: entity.clone(),
-                        status: SyncStatus::Synced,
-                        erp_id: None,
-                        erp_number: None,
-                        version: Some(OffsetDateTime::now_utc()),
-                        note: Some(note),
-                    })
-                    .await
+        let summary = result.as_ref().map(|outcome| {
+            if outcome.drift.is_empty() && outcome.unknown.is_empty() {
+                format!(
+                    "{} quantities set, {} unchanged",
+                    outcome.pushed, outcome.unchanged
+                )
+            } else {
+                format!(
+                    "{} quantities set; drift overwritten: {}; SKUs the ERP does not know: {}",
+                    outcome.pushed,
+                    outcome.drift.join(", "),
+                    outcome
+                        .unknown
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
-            Err(failure) => {
-                let status =
-                    SyncStatus::after_failure(failure.class).unwrap_or(SyncStatus::Retrying);
-                deps.store
-                    .record_failure(
-                        &entity,
-                        status,
-                        &ErrorReport::new(failure, OffsetDateTime::now_utc()),
-                    )
-                    .await
-            }
-        };
+        });
+        let recorded = record_run(&deps.store, &entity, summary).await;
         if let Err(state_error) = recorded {
             error!(channel = %channel.id, error = %state_error, "could not record the stock run");
         }

@@ -44,6 +44,17 @@ impl SecretCache {
         self.load(name).await
     }
 
+    /// A secret that holds one value (API keys and tokens): its current value.
+    pub async fn current(&self, name: &str) -> Result<SecretString, SecretError> {
+        self.get(name)
+            .await?
+            .first()
+            .cloned()
+            .ok_or_else(|| SecretError::Malformed {
+                name: name.to_owned(),
+            })
+    }
+
     /// Re-reads the secret if the cached copy is old enough; `None` when it is still fresh.
     pub async fn refresh_if_stale(&self, name: &str) -> Result<Option<SecretValues>, SecretError> {
         let stale = match self.entries.read().await.get(name) {

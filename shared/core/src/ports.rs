@@ -196,3 +196,33 @@ pub trait SalesErp: Send + Sync {
         amendment: &SaleAmendment,
     ) -> Result<ErpSale, SyncError>;
 }
+
+/// Records the outcome of a scheduled run (stock, prices) for an entity: synced with a note
+/// for people, or the failure and the status it leads to.
+pub async fn record_run(
+    state: &dyn SyncStateStore,
+    entity: &EntityRef,
+    result: Result<String, &SyncError>,
+) -> Result<(), SyncError> {
+    let now = OffsetDateTime::now_utc();
+    match result {
+        Ok(note) => {
+            state
+                .record(&SyncRecord {
+                    entity: entity.clone(),
+                    status: SyncStatus::Synced,
+                    erp_id: None,
+                    erp_number: None,
+                    version: Some(now),
+                    note: Some(note),
+                })
+                .await
+        }
+        Err(failure) => {
+            let status = SyncStatus::after_failure(failure.class).unwrap_or(SyncStatus::Retrying);
+            state
+                .record_failure(entity, status, &ErrorReport::new(failure, now))
+                .await
+        }
+    }
+}

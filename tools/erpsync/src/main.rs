@@ -127,12 +127,7 @@ async fn shadow_report(channel: Option<String>, json: bool) -> anyhow::Result<Ex
         aws_sdk_secretsmanager::Client::new(&sdk),
         std::time::Duration::from_secs(300),
     );
-    let key = secrets
-        .get(&config.erp.api_key_secret)
-        .await?
-        .first()
-        .cloned()
-        .context("the ERP key secret holds no value")?;
+    let key = secrets.current(&config.erp.api_key_secret).await?;
     let erp = TrytonClient::new(
         &erpsync_aws::env::required("ERP_URL")?,
         key,
