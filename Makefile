@@ -12,7 +12,7 @@ CARGO_FLAGS ?= -j2
 TEST_THREADS ?= 4
 ERPSYNC := target/debug/erpsync
 
-.PHONY: setup demo test lint build clean-stack
+.PHONY: setup demo test lint build bench clean-stack
 
 setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
 
@@ -45,6 +45,14 @@ lint: $(VENV)/.installed
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	cargo run $(CARGO_FLAGS) -q -p erpsync -- mapping check config/erpsync.example.toml
 	$(VENV)/bin/cfn-lint infra/template.yaml
+
+# Figures, never timed assertions: writes bench/report.md and bench/*.json.
+BENCH_SKUS ?= 50000
+bench:
+	cargo build --release $(CARGO_FLAGS) -p sandbox -p erpsync-bench
+	SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench
+	tools/bench/report.sh bench > bench/report.md
+	cat bench/report.md
 
 build: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 -p shop-webhook -p order-sync
