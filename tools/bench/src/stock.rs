@@ -20,8 +20,6 @@ use erpsync_core::SyncError;
 use erpsync_core::config::{AdminApi, ChannelConfig, Config, StockConfig, StockLocation};
 use erpsync_core::ids::Sku;
 use erpsync_core::stock::{ErpStock, StockDeps, StockLedger, StockOutcome, sync_stock};
-use sandbox::ShopSetup;
-use sandbox::shopify::{Location, Product, Variant};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -64,32 +62,6 @@ impl StockLedger for Ledger {
             }
         }
         Ok(())
-    }
-}
-
-fn shop(domain: &str, skus: usize) -> ShopSetup {
-    ShopSetup {
-        domain: domain.to_owned(),
-        access_token: format!("shpat_{domain}"),
-        products: (0..skus)
-            .map(|n| Product {
-                id: format!("gid://shopify/Product/{n}"),
-                title: format!("Product {n}"),
-                variants: vec![Variant {
-                    id: format!("gid://shopify/ProductVariant/{n}"),
-                    sku: format!("SKU-{n:06}"),
-                    price: "10.00".to_owned(),
-                    compare_at_price: None,
-                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
-                }],
-            })
-            .collect(),
-        locations: vec![Location {
-            id: "gid://shopify/Location/1".to_owned(),
-            name: "Main".to_owned(),
-        }],
-        maximum_available: MAXIMUM,
-        restore_rate: RESTORE_RATE,
     }
 }
 
@@ -151,21 +123,16 @@ async fn main() -> anyhow::Result<()> {
     let sandbox_bin =
         std::env::var("SANDBOX_BIN").unwrap_or_else(|_| "target/release/sandbox".to_owned());
     std::fs::create_dir_all(&out_dir)?;
-    let shops_file = out_dir.join("stock-shops.tmp.json");
     let domains = ["bench-uk.myshopify.com", "bench-eu.myshopify.com"];
-    std::fs::write(
-        &shops_file,
-        serde_json::to_vec(
-            &domains
-                .iter()
-                .map(|d| shop_json(d, skus))
-                .collect::<Vec<_>>(),
-        )?,
-    )?;
-
+    // The sandbox generates the stores itself: this process holds only the hub's data.
     let mut child = tokio::process::Command::new(&sandbox_bin)
-        .args(["--bind", "127.0.0.1:0", "--shops"])
-        .arg(&shops_file)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(domains.iter().flat_map(|d| {
+            [
+                "--synthetic".to_owned(),
+                format!("{d}:{skus}:{MAXIMUM}:{RESTORE_RATE}"),
+            ]
+        }))
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -193,7 +160,6 @@ async fn main() -> anyhow::Result<()> {
     let results = [uk?, eu?];
     let elapsed = started.elapsed();
     let _ = child.kill().await;
-    let _ = std::fs::remove_file(&shops_file);
 
     // The sandbox's cost model: a catalogue page costs 1 + 100 + 50 points, a mutation
     // 10 + one per item. Each channel has its own bucket, so the two run in parallel.
@@ -236,12 +202,4 @@ async fn resync(channel: &ChannelConfig, domain: &str) -> anyhow::Result<StockOu
         ledger: &ledger,
     };
     Ok(sync_stock(&deps, channel, "bench").await?)
-}
-
-fn shop_json(domain: &str, skus: usize) -> serde_json::Value {
-    let setup = shop(domain, skus);
-    json!({
-        "domain": setup.domain, "access_token": setup.access_token, "products": setup.products,
-        "locations": setup.locations, "maximum_available": setup.maximum_available, "restore_rate": setup.restore_rate,
-    })
 }

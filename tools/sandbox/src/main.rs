@@ -3,6 +3,7 @@
 //! locations, bucket size and restore rate).
 
 use clap::Parser;
+use sandbox::shopify::{Location, Product, Variant};
 use sandbox::{Sandbox, ShopSetup};
 
 #[derive(Parser)]
@@ -10,14 +11,56 @@ use sandbox::{Sandbox, ShopSetup};
 struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     bind: String,
+    /// A file with a list of store set-ups.
     #[arg(long)]
-    shops: std::path::PathBuf,
+    shops: Option<std::path::PathBuf>,
+    /// A generated store, `domain:skus:bucket:restore_rate` (SKUs `SKU-000000`...), one
+    /// location `gid://shopify/Location/1`, token `shpat_<domain>`: for benchmarks.
+    #[arg(long)]
+    synthetic: Vec<String>,
+}
+
+fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [domain, skus, maximum, rate] = parts.as_slice() else {
+        anyhow::bail!("--synthetic takes domain:skus:bucket:restore_rate, got {spec:?}");
+    };
+    let skus: usize = skus.parse()?;
+    Ok(ShopSetup {
+        domain: (*domain).to_owned(),
+        access_token: format!("shpat_{domain}"),
+        products: (0..skus)
+            .map(|n| Product {
+                id: format!("gid://shopify/Product/{n}"),
+                title: format!("Product {n}"),
+                variants: vec![Variant {
+                    id: format!("gid://shopify/ProductVariant/{n}"),
+                    sku: format!("SKU-{n:06}"),
+                    price: "10.00".to_owned(),
+                    compare_at_price: None,
+                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
+                }],
+            })
+            .collect(),
+        locations: vec![Location {
+            id: "gid://shopify/Location/1".to_owned(),
+            name: "Main".to_owned(),
+        }],
+        maximum_available: maximum.parse()?,
+        restore_rate: rate.parse()?,
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let setups: Vec<ShopSetup> = serde_json::from_str(&std::fs::read_to_string(&args.shops)?)?;
+    let mut setups: Vec<ShopSetup> = match &args.shops {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
+        None => Vec::new(),
+    };
+    for spec in &args.synthetic {
+        setups.push(synthetic(spec)?);
+    }
     let sandbox = Sandbox::start(&args.bind).await?;
     for setup in setups {
         println!("{}", sandbox.admin_url(&setup.domain));
