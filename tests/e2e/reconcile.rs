@@ -9,6 +9,7 @@ use erpsync_e2e::{World, at_version, fresh_order};
 use sandbox::shopify::Location;
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 const UK: &str = "erpsync-uk.myshopify.com";
@@ -62,9 +63,11 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
         world.queue("OrdersQueue"),
     ));
     let deps = ReconcileDeps {
+        config: &world.config,
         shop: &admin,
         state: &world.orders.store,
         queue: &queue,
+        erp: world.review(),
     };
     let channel = &world.config.channels[0];
     let found = reconcile(&deps, channel, now - Duration::hours(2))
@@ -102,5 +105,94 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
         world.erp_sales(&format!("uk-shop/{id}")).await.len(),
         1,
         "exactly once"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
+    let world = World::start().await;
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    sandbox.shops.add(ShopSetup {
+        domain: UK.to_owned(),
+        access_token: "shpat_uk".to_owned(),
+        products: Vec::new(),
+        locations: Vec::new(),
+        maximum_available: 2000.0,
+        restore_rate: 100.0,
+    });
+    let shop = sandbox.shops.get(UK).unwrap_or_else(|| panic!("no shop"));
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let stamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let order = at_version(&order, &stamp);
+    world
+        .deliver("uk-shop", "orders/create", "wh-1", &order)
+        .await;
+    shop.place_order(order);
+
+    // Someone changes the ERP sale by hand: one more red iPod.
+    let sale = world.erp_sales(&format!("uk-shop/{id}")).await[0].clone();
+    let sale_id = sale["id"].as_i64().unwrap_or_default();
+    let red = world
+        .erp_search(
+            "sale.line",
+            json!([["sale", "=", sale_id], ["product.code", "=", "IPOD2008RED"]]),
+            &["product", "unit_price"],
+        )
+        .await
+        .unwrap_or_default()[0]
+        .clone();
+    let amendment = world
+        .erp_create(
+            "sale.amendment",
+            json!({"sale": sale_id, "lines": [["create", [{"action": "line", "line": red["id"], "product": red["product"],
+                   "quantity": 2, "unit": 1, "unit_price": red["unit_price"]["decimal"]}]]]}),
+        )
+        .await;
+    world
+        .erp_action("sale.amendment", amendment, "validate_amendment")
+        .await;
+
+    let admin = ShopifyAdmin::new(
+        &sandbox.admin_url(UK),
+        "2026-07",
+        SecretString::from("shpat_uk".to_owned()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let queue = FoundOrdersQueue(Queue::new(
+        aws_sdk_sqs::Client::new(&world.sdk),
+        world.queue("OrdersQueue"),
+    ));
+    let deps = ReconcileDeps {
+        config: &world.config,
+        shop: &admin,
+        state: &world.orders.store,
+        queue: &queue,
+        erp: world.review(),
+    };
+    let found = reconcile(&deps, &world.config.channels[0], now - Duration::hours(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(found.enqueued.is_empty());
+    assert_eq!(found.flagged.len(), 1, "{found:?}");
+    assert!(
+        found.flagged[0].contains("587.00") && found.flagged[0].contains("782.67"),
+        "{}",
+        found.flagged[0]
+    );
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert_eq!(
+        state.last_error.map(|e| e.kind).as_deref(),
+        Some("totals_disagree")
     );
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::sqs::FoundOrdersQueue;
+use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::config::Config;
 
@@ -15,6 +16,8 @@ pub struct Deps {
     pub store: DynamoStore,
     pub orders: FoundOrdersQueue,
     pub channels: HashMap<String, ShopifyAdmin>,
+    /// Reads ERP sales to check their totals against the shop's.
+    pub erp: TrytonClient,
     /// How far back each run looks: longer than the gap between runs, so nothing slips.
     pub lookback: time::Duration,
 }

@@ -10,6 +10,7 @@ use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
 use erpsync_aws::{env, telemetry};
+use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use lambda_runtime::{LambdaEvent, service_fn};
 use reconcile::{Deps, schedule_handler};
@@ -33,6 +34,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             );
         }
     }
+    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     let lookback_hours: i64 = env::required("LOOKBACK_HOURS")?
         .parse()
         .context("LOOKBACK_HOURS is not a number")?;
@@ -46,6 +49,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             env::required("ORDERS_QUEUE_URL")?,
         )),
         channels,
+        erp,
         lookback: time::Duration::hours(lookback_hours),
         config,
     };

@@ -24,6 +24,8 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
             continue;
         };
         let reconcile_deps = ReconcileDeps {
+            config: &deps.config,
+            erp: &deps.erp,
             shop,
             state: &deps.store,
             queue: &deps.orders,

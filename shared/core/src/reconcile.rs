@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::info;
 
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::ExternalOrderId;
 use crate::ports::SyncStateStore;
-use crate::state::{EntityRef, SyncStatus};
+use crate::shadow::SalesReview;
+use crate::state::{EntityRef, ErrorReport, SyncStatus};
+use crate::{inbound, mapping};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShopOrderRef {
@@ -43,12 +45,53 @@ pub struct ReconcileOutcome {
     pub checked: usize,
     /// Orders enqueued because sync state did not know them at their latest version.
     pub enqueued: Vec<String>,
+    /// Synced orders whose ERP sale no longer adds up to what the shop sold.
+    pub flagged: Vec<String>,
 }
 
 pub struct ReconcileDeps<'a> {
+    pub config: &'a Config,
     pub shop: &'a dyn ChannelOrders,
     pub state: &'a dyn SyncStateStore,
     pub queue: &'a dyn FoundOrders,
+    pub erp: &'a dyn SalesReview,
+}
+
+/// The shop's net total for the order (as the mapping sends it) against the ERP sale's
+/// untaxed amount: a difference means someone changed one side by hand.
+async fn totals_disagree(
+    deps: &ReconcileDeps<'_>,
+    channel: &ChannelConfig,
+    order: &ShopOrderRef,
+) -> Result<Option<String>, SyncError> {
+    let body = deps.shop.order_body(&order.id).await?;
+    let Ok(parsed) = inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
+        return Ok(None);
+    };
+    if parsed.cancelled {
+        return Ok(None);
+    }
+    let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
+        return Ok(None);
+    };
+    let Some(sale) = deps
+        .erp
+        .sales_by_reference(&draft.reference)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let shop_total = draft.total().round_dp(2);
+    let erp_total = sale.untaxed_amount.round_dp(2);
+    Ok((shop_total != erp_total).then(|| {
+        format!(
+            "{} totals {shop_total} net in the shop but ERP sale {} totals {erp_total}: check which side was changed by hand and correct it",
+            parsed.name,
+            sale.number.as_deref().unwrap_or("?")
+        )
+    }))
 }
 
 pub async fn reconcile(
@@ -75,6 +118,18 @@ pub async fn reconcile(
                 )
         });
         if known {
+            if let Some(flag) = totals_disagree(deps, channel, &order).await? {
+                let entity = EntityRef::order(&channel.id, order.id.as_str());
+                let error = SyncError::permanent("totals_disagree", flag.clone());
+                deps.state
+                    .record_failure(
+                        &entity,
+                        SyncStatus::NeedsAttention,
+                        &ErrorReport::new(&error, OffsetDateTime::now_utc()),
+                    )
+                    .await?;
+                outcome.flagged.push(flag);
+            }
             continue;
         }
         let body = deps.shop.order_body(&order.id).await?;
