@@ -15,7 +15,6 @@ use erpsync_aws::sqs::attr;
 use erpsync_core::config::Config;
 use erpsync_core::ids::ChannelId;
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::EntityRef;
 use erpsync_tools::esm::{EventSourceMapping, HttpInvoker};
 use erpsync_tools::queues;
@@ -24,6 +23,7 @@ use erpsync_tools::stack::{
     sdk_config, stack_dir,
 };
 use erpsync_tools::template::Template;
+use sandbox::webhooks;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -247,22 +247,17 @@ async fn drive(
             .map(str::to_owned)
             .or_else(|| secrets.get(delivery.channel).cloned())
             .unwrap_or_default();
-        let signature =
-            sign_base64_hmac_sha256(delivery.body.as_bytes(), &SecretString::from(secret));
-        let response = http
-            .post(format!("{base}/lambda-url/shop-webhook/"))
-            .header("content-type", "application/json")
-            .header("x-shopify-shop-domain", &channel.shop_domain)
-            .header("x-shopify-topic", delivery.topic)
-            .header("x-shopify-webhook-id", delivery.webhook_id)
-            .header("x-shopify-hmac-sha256", signature)
-            .header("x-shopify-api-version", "2026-07")
-            .body(delivery.body.clone())
-            .timeout(Duration::from_secs(300))
-            .send()
+        // The sandbox delivers as the shop does: signed raw body, Shopify's headers.
+        let signed = webhooks::Delivery {
+            shop_domain: &channel.shop_domain,
+            topic: delivery.topic,
+            webhook_id: delivery.webhook_id,
+            body: &delivery.body,
+        };
+        let url = format!("{base}/lambda-url/shop-webhook/");
+        let status = webhooks::deliver(&http, &url, &signed, &SecretString::from(secret))
             .await
             .context("posting to the function URL")?;
-        let status = response.status().as_u16();
         println!(
             "  {:<44} {:<8} order {:<12} -> HTTP {status}",
             delivery.label, delivery.channel, delivery.order_id

@@ -7,6 +7,7 @@
 //! and `inventorySetQuantities` 10 plus one point per item.
 
 pub mod shopify;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

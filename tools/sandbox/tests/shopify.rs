@@ -217,3 +217,68 @@ async fn injected_server_errors_come_first_then_normal_answers() {
     assert_eq!(call(&sandbox, query, json!({})).await.0, 503);
     assert_eq!(call(&sandbox, query, json!({})).await.0, 200);
 }
+
+#[tokio::test]
+async fn the_sandbox_delivers_webhooks_signed_as_shopify_signs_them() {
+    use axum::http::HeaderMap;
+    use erpsync_core::signature::verify_base64_hmac_sha256;
+    use sandbox::webhooks::{Delivery, deliver};
+    use secrecy::SecretString;
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                if let Ok(mut received) = sink.lock() {
+                    received.push((headers, body));
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let secret = SecretString::from("test_secret_key".to_owned());
+    let delivery = Delivery {
+        shop_domain: SHOP,
+        topic: "orders/create",
+        webhook_id: "w-1",
+        body: "{\"foo\": \"bar\"}",
+    };
+    let status = deliver(
+        &reqwest::Client::new(),
+        &format!("http://{address}/hook"),
+        &delivery,
+        &secret,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200);
+    let received = received.lock().map(|r| r.clone()).unwrap_or_default();
+    let (headers, body) = &received[0];
+    let signature = headers
+        .get("x-shopify-hmac-sha256")
+        .and_then(|v| v.to_str().ok());
+    // Shopify's published test vector for this body and secret.
+    assert_eq!(
+        signature,
+        Some("B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=")
+    );
+    assert_eq!(
+        verify_base64_hmac_sha256(body.as_bytes(), signature, &[secret]),
+        Ok(())
+    );
+    assert_eq!(
+        headers.get("x-shopify-topic").and_then(|v| v.to_str().ok()),
+        Some("orders/create")
+    );
+    server.abort();
+}
