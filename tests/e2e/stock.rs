@@ -147,6 +147,7 @@ impl StockWorld {
             erp: &self.erp,
             channel: &admin,
             ledger: &self.store,
+            deadline: None,
         };
         sync_stock(&deps, channel, &uuid::Uuid::new_v4().to_string()).await
     }
@@ -377,7 +378,7 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
     let event: aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value> =
         serde_json::from_str(include_str!("../../events/stock-sync/schedule.json"))
             .unwrap_or_else(|e| panic!("{e}"));
-    let runs = stock_sync::schedule_handler::handle(&deps, event).await;
+    let runs = stock_sync::schedule_handler::handle(&deps, event, None).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
     assert_eq!(stock.shown(EU, "IPOD2008BLACK", EU_LOCATION), Some(100));

@@ -46,7 +46,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            Ok::<_, lambda_runtime::Error>(schedule_handler::handle(deps, event.payload).await)
+            // The runtime's deadline as a monotonic instant: runs stop before it.
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .ok();
+            let deadline = left.map(|left| std::time::Instant::now() + left);
+            Ok::<_, lambda_runtime::Error>(
+                schedule_handler::handle(deps, event.payload, deadline).await,
+            )
         },
     ))
     .await

@@ -1,6 +1,8 @@
 //! EventBridge schedule (or a manual invocation with `{"detail": {"channels": [...]}}`) ->
 //! one stock run per channel; each channel's result is recorded in sync state.
 
+use std::time::Instant;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_core::ports::record_run;
 use erpsync_core::state::{EntityRef, Flow};
@@ -25,7 +27,12 @@ pub struct ChannelRun {
 }
 
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
+/// `deadline`: when the invocation times out; runs stop cleanly before it.
+pub async fn handle(
+    deps: &Deps,
+    event: EventBridgeEvent<serde_json::Value>,
+    deadline: Option<Instant>,
+) -> Vec<ChannelRun> {
     let request: StockRequest = serde_json::from_value(event.detail).unwrap_or_default();
     let run_id = uuid::Uuid::new_v4().to_string();
     let mut runs = Vec::new();
@@ -42,6 +49,7 @@ pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> 
             erp: deps.erp.as_ref(),
             channel: admin,
             ledger: &deps.store,
+            deadline,
         };
         let entity = EntityRef {
             flow: Flow::StockSync,

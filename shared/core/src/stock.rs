@@ -4,6 +4,7 @@
 //! overwritten and reported as drift.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,9 @@ pub struct StockOutcome {
     pub drift: Vec<String>,
     /// Channel SKUs the ERP does not know (after aliases and bundles).
     pub unknown: Vec<Sku>,
+    /// False when the run stopped before its deadline with changes left: the next run
+    /// resumes, since it compares with what the channel shows and skips what is done.
+    pub complete: bool,
 }
 
 /// The ERP SKUs a channel SKU draws on: itself or its alias, or a bundle's components.
@@ -109,7 +113,12 @@ pub struct StockDeps<'a> {
     pub erp: &'a dyn ErpStock,
     pub channel: &'a dyn ChannelInventory,
     pub ledger: &'a dyn StockLedger,
+    /// When the run must have stopped (the function's deadline); none: no limit.
+    pub deadline: Option<Instant>,
 }
+
+/// Time kept in hand before the deadline: one more batch (and a throttle wait) fits in it.
+const STOP_MARGIN: Duration = Duration::from_secs(20);
 
 pub async fn sync_stock(
     deps: &StockDeps<'_>,
@@ -174,7 +183,16 @@ pub async fn sync_stock(
             });
         }
     }
+    outcome.complete = true;
     for (index, batch) in changes.chunks(stock.batch_size as usize).enumerate() {
+        if deps
+            .deadline
+            .is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
+        {
+            warn!(channel = %channel.id, left = changes.len() - outcome.pushed, "stopping before the deadline; the next run resumes");
+            outcome.complete = false;
+            break;
+        }
         // The key names this exact batch: a retried run replays it instead of applying twice.
         let key = format!(
             "{run_id}-{index}-{}",
@@ -271,5 +289,90 @@ mod tests {
             Some(0),
             "never below zero"
         );
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Config;
+
+    struct Erp;
+    #[async_trait]
+    impl ErpStock for Erp {
+        async fn available(&self, skus: &[Sku], _: &str) -> Result<HashMap<Sku, i64>, SyncError> {
+            Ok(skus.iter().map(|s| (s.clone(), 5)).collect())
+        }
+    }
+
+    #[derive(Default)]
+    struct Shop(Mutex<usize>);
+    #[async_trait]
+    impl ChannelInventory for Shop {
+        async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
+            Ok(["IPOD2008RED", "IPOD2008BLACK"]
+                .iter()
+                .filter_map(|s| Sku::parse(s).ok())
+                .map(|sku| ChannelItem {
+                    inventory_item: sku.to_string(),
+                    sku,
+                    levels: HashMap::new(),
+                })
+                .collect())
+        }
+        async fn set_available(&self, _: &[StockChange], _: &str) -> Result<Vec<usize>, SyncError> {
+            *self
+                .0
+                .lock()
+                .map_err(|_| SyncError::retryable("lock", "poisoned"))? += 1;
+            Ok(Vec::new())
+        }
+    }
+
+    #[derive(Default)]
+    struct Ledger;
+    #[async_trait]
+    impl StockLedger for Ledger {
+        async fn pushed(&self, _: &str) -> Result<HashMap<(Sku, String), i64>, SyncError> {
+            Ok(HashMap::new())
+        }
+        async fn record(&self, _: &str, _: &[(Sku, String, i64)]) -> Result<(), SyncError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_near_its_deadline_stops_cleanly_and_says_it_is_incomplete() {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shop = Shop::default();
+        let deps = StockDeps {
+            erp: &Erp,
+            channel: &shop,
+            ledger: &Ledger,
+            deadline: Some(Instant::now() + Duration::from_secs(1)),
+        };
+        let outcome = sync_stock(&deps, &config.channels[0], "run")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!outcome.complete);
+        assert_eq!(outcome.pushed, 0);
+        assert_eq!(
+            shop.0.lock().map(|n| *n).unwrap_or(99),
+            0,
+            "nothing started that could be cut"
+        );
+
+        let unlimited = StockDeps {
+            deadline: None,
+            ..deps
+        };
+        let outcome = sync_stock(&unlimited, &config.channels[0], "run")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.complete);
+        assert_eq!(outcome.pushed, 2);
     }
 }

@@ -200,6 +200,7 @@ async fn resync(channel: &ChannelConfig, domain: &str) -> anyhow::Result<StockOu
         erp: &StockSource,
         channel: &admin,
         ledger: &ledger,
+        deadline: None,
     };
     Ok(sync_stock(&deps, channel, "bench").await?)
 }
