@@ -481,3 +481,35 @@ async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_writ
     assert_eq!(price(EU, "IPOD2008RED").as_deref(), Some("192.28"));
     stock.tryton.stop().await;
 }
+
+#[tokio::test]
+async fn a_dropped_connection_mid_run_is_retryable_and_the_next_run_completes() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 1).await;
+    let shop = stock
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
+    shop.inject(Faults {
+        pass_first: 2,
+        drop_connections: 1,
+        ..Faults::default()
+    });
+    let failed = stock
+        .sync("uk-shop")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the run should stop"));
+    assert_eq!(
+        failed.class,
+        erpsync_core::ErrorClass::Retryable,
+        "{failed}"
+    );
+    let resumed = stock
+        .sync("uk-shop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resumed.pushed, 4);
+    assert_eq!(shop.inventory_mutations(), 5, "no item was sent twice");
+    stock.tryton.stop().await;
+}

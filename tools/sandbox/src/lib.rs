@@ -74,7 +74,9 @@ pub struct Faults {
     pub unavailable: u32,
     /// Every request waits this long first.
     pub latency: Duration,
-    /// This many requests pass untouched before the errors above start.
+    /// The next this many requests lose their connection without any answer.
+    pub drop_connections: u32,
+    /// This many requests pass untouched before the faults above start.
     pub pass_first: u32,
 }
 
@@ -287,16 +289,32 @@ async fn graphql(
                 };
             }
             let now = f.clone();
+            if f.drop_connections > 0 {
+                f.drop_connections -= 1;
+                return Faults {
+                    drop_connections: 1,
+                    ..Faults::default()
+                };
+            }
             f.server_errors = f.server_errors.saturating_sub(1);
             if now.server_errors == 0 {
                 f.unavailable = f.unavailable.saturating_sub(1);
             }
-            now
+            Faults {
+                drop_connections: 0,
+                ..now
+            }
         })
         .ok();
     let Some(faults) = faults else {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, "sandbox state poisoned");
     };
+    if faults.drop_connections > 0 {
+        // Unwinding the connection's task closes the socket with no answer at all, as a
+        // network failure would; resume_unwind does not call the panic hook, so nothing is
+        // printed, and the server itself carries on.
+        std::panic::resume_unwind(Box::new("injected dropped connection"));
+    }
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }

@@ -282,3 +282,31 @@ async fn the_sandbox_delivers_webhooks_signed_as_shopify_signs_them() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn an_injected_dropped_connection_gets_no_answer_and_the_next_request_does() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    shop.inject(Faults {
+        drop_connections: 1,
+        ..Faults::default()
+    });
+    let request = || {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/admin/api/2026-07/graphql.json",
+                sandbox.admin_url(SHOP)
+            ))
+            .header("X-Shopify-Access-Token", "shpat_test")
+            .json(&json!({"query": "{ locations(first: 1) { nodes { id } } }"}))
+            .send()
+    };
+    assert!(
+        request().await.is_err(),
+        "the connection closes without a response"
+    );
+    assert_eq!(request().await.map(|r| r.status().as_u16()).ok(), Some(200));
+}
