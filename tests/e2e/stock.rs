@@ -149,7 +149,7 @@ impl StockWorld {
             ledger: &self.store,
             deadline: None,
         };
-        sync_stock(&deps, channel, &uuid::Uuid::new_v4().to_string()).await
+        sync_stock(&deps, channel, &uuid::Uuid::new_v4().to_string(), None).await
     }
 
     fn shown(&self, domain: &str, sku: &str, location: &str) -> Option<i64> {
@@ -512,4 +512,104 @@ async fn a_dropped_connection_mid_run_is_retryable_and_the_next_run_completes() 
     assert_eq!(resumed.pushed, 4);
     assert_eq!(shop.inventory_mutations(), 5, "no item was sent twice");
     stock.tryton.stop().await;
+}
+
+struct StockInvoker(std::sync::Arc<stock_sync::Deps>);
+
+#[async_trait::async_trait]
+impl erpsync_tools::esm::Invoker for StockInvoker {
+    async fn invoke(
+        &self,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+    ) -> anyhow::Result<aws_lambda_events::event::sqs::SqsBatchResponse> {
+        Ok(stock_sync::sqs_handler::handle(&self.0, event, None).await)
+    }
+}
+
+#[tokio::test]
+async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let run_dir = stack
+        .run_dir
+        .join(format!("realtime-{}", uuid::Uuid::new_v4().simple()));
+    let mut tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    sandbox.shops.add(shop(
+        UK,
+        UK_LOCATION,
+        &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
+        2000.0,
+        1000.0,
+    ));
+    let admin_url = sandbox.admin_url(UK);
+    let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
+        let uk = &mut config.channels[0];
+        if let Some(stock) = uk.stock.as_mut() {
+            stock.realtime = true;
+        }
+        if let Some(api) = uk.admin_api.as_mut() {
+            api.url = admin_url.clone();
+        }
+    })
+    .await;
+    let erp = TrytonClient::new(
+        &tryton.url,
+        SecretString::from(tryton.api_key.clone()),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let admin = ShopifyAdmin::new(
+        &sandbox.admin_url(UK),
+        "2026-07",
+        SecretString::from(format!("shpat_{UK}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deps = std::sync::Arc::new(stock_sync::Deps {
+        config: world.config.clone(),
+        store: world.orders.store.clone(),
+        erp: Box::new(erp),
+        channels: std::collections::HashMap::from([("uk-shop".to_owned(), admin)]),
+    });
+    let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value> =
+        serde_json::from_str(include_str!("../../events/stock-sync/schedule.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    stock_sync::schedule_handler::handle(&deps, schedule, None).await;
+    let shown = |sku: &str| {
+        sandbox
+            .shops
+            .get(UK)
+            .and_then(|s| s.available(sku, UK_LOCATION))
+    };
+    assert_eq!(shown("IPOD2008RED"), Some(98));
+
+    // A shop order reaches the ERP; order-sync announces the stock it moved.
+    let (order, _) = erpsync_e2e::fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    world
+        .deliver("uk-shop", "orders/create", "wh-rt", &order)
+        .await;
+    let refresh = erpsync_tools::esm::EventSourceMapping {
+        sqs: aws_sdk_sqs::Client::new(&world.sdk),
+        queue_url: world.queue("StockRefreshQueue"),
+        queue_arn: world
+            .resources
+            .queue_arn("StockRefreshQueue")
+            .unwrap_or_default()
+            .to_owned(),
+        batch_size: 10,
+        invoker: std::sync::Arc::new(StockInvoker(deps.clone())),
+    };
+    let handled = refresh
+        .poll_once(std::time::Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(handled, 1, "one refresh for the one sale");
+    // 100 less the one reserved by the sale, less the safety buffer of 2.
+    assert_eq!(shown("IPOD2008RED"), Some(97));
+    assert_eq!(shown("IPOD2008GREEN"), Some(97));
+    assert_eq!(world.queue_depth("StockRefreshQueue").await, 0);
+    tryton.stop().await;
 }

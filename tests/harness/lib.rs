@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::sqs::Queue;
+use erpsync_aws::sqs::{Queue, StockRefreshQueue};
 use erpsync_connectors::TrytonClient;
 use erpsync_core::SyncError;
 use erpsync_core::config::Config;
@@ -158,6 +158,17 @@ impl World {
         result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
     }
 
+    /// A world on the given ERP whose config is changed by `configure`.
+    pub async fn start_custom(
+        erp_url: &str,
+        erp_key: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        init_logs();
+        let result = Self::build(erp_url, erp_key, |erp| Box::new(erp), &[], configure).await;
+        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+    }
+
     /// A world on the shared Tryton whose config is changed by `configure` (modes, mappings).
     pub async fn start_configured(configure: impl FnOnce(&mut Config)) -> Self {
         init_logs();
@@ -236,11 +247,15 @@ impl World {
             runner: BatchRunner {
                 flow: "order-sync",
                 source: Queue::new(sqs.clone(), &orders_url),
-                dead_letter: Queue::new(sqs, &dlq_url),
+                dead_letter: Queue::new(sqs.clone(), &dlq_url),
                 retry: config.retry.clone(),
                 max_receives,
                 state: Some(Arc::new(store)),
             },
+            stock_refresh: resources
+                .queue_url("StockRefreshQueue")
+                .ok()
+                .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
         });
         let reviewer = TrytonClient::new(
             erp_url,

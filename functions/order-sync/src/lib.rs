@@ -4,6 +4,7 @@ pub mod sqs_handler;
 
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::sqs::StockRefreshQueue;
 use erpsync_core::config::Config;
 use erpsync_core::ports::SalesErp;
 
@@ -13,6 +14,8 @@ pub struct Deps {
     /// The ERP port: Tryton in production; tests may wrap it to inject faults.
     pub erp: Box<dyn SalesErp>,
     pub runner: BatchRunner,
+    /// Where sales that move stock are announced, when a channel wants stock real-time.
+    pub stock_refresh: Option<StockRefreshQueue>,
 }
 
 #[cfg(test)]

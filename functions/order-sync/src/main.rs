@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::sqs::Queue;
+use erpsync_aws::sqs::{Queue, StockRefreshQueue};
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -34,7 +34,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let max_receives = env::required("MAX_RECEIVE_COUNT")?
         .parse::<u32>()
         .context("MAX_RECEIVE_COUNT is not a number")?;
+    // Set when a channel keeps stock real-time: sales that move stock are announced there.
+    let stock_refresh = std::env::var("STOCK_REFRESH_QUEUE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url)));
     let deps = Deps {
+        stock_refresh,
         store: store.clone(),
         erp: Box::new(erp),
         runner: BatchRunner {

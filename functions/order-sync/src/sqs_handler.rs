@@ -12,6 +12,7 @@ use erpsync_core::batch::MessageFailure;
 use erpsync_core::flows::order_sync::{OrderMessage, OrderSyncDeps, sync_order};
 use erpsync_core::ids::ChannelId;
 use erpsync_core::order::OrderTopic;
+use erpsync_core::ports::StockSignal;
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{info, instrument};
@@ -57,6 +58,11 @@ impl MessageProcessor for OrderProcessor<'_> {
             idempotency: &self.deps.store,
             state: &self.deps.store,
             erp: self.deps.erp.as_ref(),
+            stock: self
+                .deps
+                .stock_refresh
+                .as_ref()
+                .map(|q| q as &dyn StockSignal),
         };
         let outcome =
             sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;

@@ -4,14 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use lambda_runtime::{LambdaEvent, service_fn};
-use stock_sync::{Deps, schedule_handler};
+use stock_sync::{Deps, Trigger, schedule_handler, sqs_handler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -44,19 +43,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config,
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            // The runtime's deadline as a monotonic instant: runs stop before it.
-            let left = event
-                .context
-                .deadline()
-                .duration_since(std::time::SystemTime::now())
-                .ok();
-            let deadline = left.map(|left| std::time::Instant::now() + left);
-            Ok::<_, lambda_runtime::Error>(
-                schedule_handler::handle(deps, event.payload, deadline).await,
-            )
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
+        // The runtime's deadline as a monotonic instant: runs stop before it.
+        let left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .ok();
+        let deadline = left.map(|left| std::time::Instant::now() + left);
+        let answer = match event.payload {
+            Trigger::Queue(batch) => {
+                serde_json::to_value(sqs_handler::handle(deps, batch, deadline).await)?
+            }
+            Trigger::Schedule(schedule) => {
+                serde_json::to_value(schedule_handler::handle(deps, schedule, deadline).await)?
+            }
+        };
+        Ok::<_, lambda_runtime::Error>(answer)
+    }))
     .await
 }

@@ -56,7 +56,7 @@ pub async fn handle(
             channel: channel.id.clone(),
             entity_id: "stock".to_owned(),
         };
-        let result = sync_stock(&stock_deps, channel, &run_id).await;
+        let result = sync_stock(&stock_deps, channel, &run_id, None).await;
         let summary = result.as_ref().map(|outcome| {
             if outcome.drift.is_empty() && outcome.unknown.is_empty() {
                 format!(

@@ -11,8 +11,9 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use erpsync_core::SyncError;
 use erpsync_core::batch::MessageFailure;
 use erpsync_core::config::ChannelConfig;
-use erpsync_core::ids::{ChannelId, ExternalOrderId};
+use erpsync_core::ids::{ChannelId, ExternalOrderId, Sku};
 use erpsync_core::order::OrderTopic;
+use erpsync_core::ports::StockSignal;
 use erpsync_core::reconcile::{FoundOrders, ShopOrderRef};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -44,6 +45,23 @@ pub mod attr {
 /// The FIFO group of an order's messages: one order's versions in order, orders in parallel.
 pub fn order_group_id(channel: &ChannelId, order_id: &ExternalOrderId) -> String {
     format!("{channel}:{order_id}")
+}
+
+/// Stock refresh requests for real-time channels: `{"skus": [...]}` on a standard queue.
+pub struct StockRefreshQueue(pub Queue);
+
+#[async_trait::async_trait]
+impl StockSignal for StockRefreshQueue {
+    async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError> {
+        let body = serde_json::json!({ "skus": skus }).to_string();
+        self.0
+            .send(OutgoingMessage {
+                body,
+                ..OutgoingMessage::default()
+            })
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Orders found by reconciliation go on the orders queue as their webhook would have.

@@ -182,6 +182,9 @@ pub struct StockConfig {
     /// Items per inventory mutation (Shopify takes at most 250).
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
+    /// Also refresh promptly when orders move stock, not only on the schedule.
+    #[serde(default)]
+    pub realtime: bool,
     pub locations: Vec<StockLocation>,
 }
 

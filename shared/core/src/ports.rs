@@ -197,6 +197,13 @@ pub trait SalesErp: Send + Sync {
     ) -> Result<ErpSale, SyncError>;
 }
 
+/// Tells the stock flow that orders moved the ERP's stock of these SKUs, so channels that
+/// want it real-time are refreshed now rather than at the next scheduled run.
+#[async_trait]
+pub trait StockSignal: Send + Sync {
+    async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
+}
+
 /// Records the outcome of a scheduled run (stock, prices) for an entity: synced with a note
 /// for people, or the failure and the status it leads to.
 pub async fn record_run(

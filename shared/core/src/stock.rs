@@ -120,10 +120,13 @@ pub struct StockDeps<'a> {
 /// Time kept in hand before the deadline: one more batch (and a throttle wait) fits in it.
 const STOP_MARGIN: Duration = Duration::from_secs(20);
 
+/// `only`: limit the run to channel items drawing on these ERP SKUs (a real-time refresh
+/// after orders moved them); none: every item.
 pub async fn sync_stock(
     deps: &StockDeps<'_>,
     channel: &ChannelConfig,
     run_id: &str,
+    only: Option<&BTreeSet<Sku>>,
 ) -> Result<StockOutcome, SyncError> {
     let stock = channel.stock.as_ref().ok_or_else(|| {
         SyncError::permanent(
@@ -131,7 +134,14 @@ pub async fn sync_stock(
             format!("channel {} has no [channels.stock] section", channel.id),
         )
     })?;
-    let items = deps.channel.items().await?;
+    let mut items = deps.channel.items().await?;
+    if let Some(only) = only {
+        items.retain(|item| {
+            erp_skus(channel, &item.sku)
+                .iter()
+                .any(|sku| only.contains(sku))
+        });
+    }
     let needed: Vec<Sku> = items
         .iter()
         .flat_map(|item| erp_skus(channel, &item.sku))
@@ -354,7 +364,7 @@ mod deadline_tests {
             ledger: &Ledger,
             deadline: Some(Instant::now() + Duration::from_secs(1)),
         };
-        let outcome = sync_stock(&deps, &config.channels[0], "run")
+        let outcome = sync_stock(&deps, &config.channels[0], "run", None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!outcome.complete);
@@ -369,7 +379,7 @@ mod deadline_tests {
             deadline: None,
             ..deps
         };
-        let outcome = sync_stock(&unlimited, &config.channels[0], "run")
+        let outcome = sync_stock(&unlimited, &config.channels[0], "run", None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(outcome.complete);

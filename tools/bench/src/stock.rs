@@ -82,6 +82,7 @@ fn channel(config: &Config, id: &str, url: String) -> anyhow::Result<ChannelConf
     channel.stock = Some(StockConfig {
         safety_buffer: 0,
         batch_size: BATCH as u32,
+        realtime: false,
         locations: vec![StockLocation {
             warehouse: "WH".to_owned(),
             location: "gid://shopify/Location/1".to_owned(),
@@ -202,5 +203,5 @@ async fn resync(channel: &ChannelConfig, domain: &str) -> anyhow::Result<StockOu
         ledger: &ledger,
         deadline: None,
     };
-    Ok(sync_stock(&deps, channel, "bench").await?)
+    Ok(sync_stock(&deps, channel, "bench", None).await?)
 }

@@ -19,7 +19,7 @@ use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, OrderTopic};
 use crate::ports::{
     ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SaleAmendment,
-    SalesErp, SyncStateStore,
+    SalesErp, StockSignal, SyncStateStore,
 };
 use crate::state::{
     Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
@@ -38,6 +38,8 @@ pub struct OrderSyncDeps<'a> {
     pub idempotency: &'a dyn IdempotencyStore,
     pub state: &'a dyn SyncStateStore,
     pub erp: &'a dyn SalesErp,
+    /// Where to say that a sale moved stock; none when no channel wants it real-time.
+    pub stock: Option<&'a dyn StockSignal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +195,7 @@ async fn run(
                         release(deps, &key).await;
                         return Err(error);
                     }
+                    signal_stock(deps, &wanted, &outcome).await;
                     Ok(outcome)
                 }
                 Err(error) => {
@@ -207,6 +210,21 @@ async fn run(
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// A new or amended sale reserves stock differently: real-time channels hear of it now.
+/// A failure here loses nothing (the scheduled run catches up), so it is only logged.
+async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &OrderOutcome) {
+    let (Some(stock), Wanted::Sale(draft)) = (deps.stock, wanted) else {
+        return;
+    };
+    let moved = matches!(
+        outcome,
+        OrderOutcome::Synced { created: true, .. } | OrderOutcome::Amended { .. }
+    );
+    if moved && let Err(error) = stock.stock_moved(&draft.skus()).await {
+        warn!(error = %error, "could not signal the stock change; the scheduled run will catch up");
+    }
 }
 
 async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {

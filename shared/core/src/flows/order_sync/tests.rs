@@ -377,6 +377,7 @@ impl World {
             idempotency: &self.store,
             state: &self.store,
             erp: &self.erp,
+            stock: None,
         };
         let message = OrderMessage {
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
