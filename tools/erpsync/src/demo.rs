@@ -23,7 +23,9 @@ use erpsync_tools::stack::{
     sdk_config, stack_dir,
 };
 use erpsync_tools::template::Template;
+use sandbox::shopify::{Location, Product, Variant};
 use sandbox::webhooks;
+use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -147,6 +149,9 @@ pub async fn run() -> anyhow::Result<()> {
     let result = demo(&root, &run_dir, &moto, &tryton).await;
     tryton.stop().await;
     moto.stop().await;
+    if result.is_ok() {
+        println!("\nDone: the stack is stopped.");
+    }
     match &result {
         Ok(()) => {
             let _ = std::fs::remove_dir_all(&run_dir);
@@ -158,8 +163,17 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyhow::Result<()> {
     let sdk = sdk_config(&moto.endpoint).await;
-    let config_path = root.join("config/erpsync.example.toml");
-    let config = Config::from_toml(&std::fs::read_to_string(&config_path)?)?;
+    // The shops' Admin API is the sandbox's: the demo config is the example with its
+    // store URLs pointed there.
+    let sandbox = Sandbox::start("127.0.0.1:0").await?;
+    let mut config_text = std::fs::read_to_string(root.join("config/erpsync.example.toml"))?;
+    for (domain, location) in DEMO_SHOPS {
+        sandbox.shops.add(demo_shop(domain, location));
+        config_text = config_text.replace(&format!("https://{domain}"), &sandbox.admin_url(domain));
+    }
+    let config_path = run_dir.join("erpsync.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::from_toml(&config_text)?;
     let template = Template::project()?;
     let parameters = HashMap::from([
         ("Stage".to_owned(), "demo".to_owned()),
@@ -173,12 +187,25 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         let secret = format!("demo-webhook-secret-{}", channel.id);
         put_secret(&sdk, &channel.webhook_secret, &secret).await?;
         secrets.insert(channel.id.to_string(), secret);
+        if let Some(api) = &channel.admin_api {
+            let domain = DEMO_SHOPS
+                .iter()
+                .find(|(d, _)| api.url.ends_with(d))
+                .map(|(d, _)| *d)
+                .unwrap_or_default();
+            put_secret(&sdk, &api.access_token_secret, &format!("shpat_{domain}")).await?;
+        }
     }
 
     // The functions get the environment the template gives them, pointed at the local stack.
     let mut environment: BTreeMap<String, String> =
         aws_environment(&moto.endpoint).into_iter().collect();
-    for function in ["ShopWebhookFunction", "OrderSyncFunction"] {
+    for function in [
+        "ShopWebhookFunction",
+        "OrderSyncFunction",
+        "StockSyncFunction",
+        "PriceSyncFunction",
+    ] {
         environment.extend(template.function_environment(function, &resources.resolver)?);
     }
     let port = free_port()?;
@@ -201,9 +228,117 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         &run_dir.join("cargo-lambda.log"),
     )?;
     let base = format!("http://127.0.0.1:{port}");
-    let outcome = drive(root, &sdk, &config, &resources, &secrets, &base).await;
+    let outcome = match drive(root, &sdk, &config, &resources, &secrets, &base).await {
+        Ok(()) => catalogue(&base, &sandbox).await,
+        Err(error) => Err(error),
+    };
     lambda.stop().await;
     outcome
+}
+
+/// The demo's two Shopify stores in the sandbox: their domains and the location each has.
+const DEMO_SHOPS: [(&str, &str); 2] = [
+    ("erpsync-uk.myshopify.com", "gid://shopify/Location/1"),
+    ("erpsync-eu.myshopify.com", "gid://shopify/Location/2"),
+];
+const DEMO_SKUS: [&str; 5] = [
+    "IPOD2008GREEN",
+    "IPOD2008RED",
+    "IPOD2008BLACK",
+    "WOOL-SOCKS",
+    "IPOD-TRIO",
+];
+
+fn demo_shop(domain: &str, location: &str) -> ShopSetup {
+    ShopSetup {
+        domain: domain.to_owned(),
+        access_token: format!("shpat_{domain}"),
+        products: DEMO_SKUS
+            .iter()
+            .enumerate()
+            .map(|(n, sku)| Product {
+                id: format!("gid://shopify/Product/{n}"),
+                title: sku.to_string(),
+                variants: vec![Variant {
+                    id: format!("gid://shopify/ProductVariant/{n}"),
+                    sku: sku.to_string(),
+                    price: "0.00".to_owned(),
+                    compare_at_price: None,
+                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
+                }],
+            })
+            .collect(),
+        locations: vec![Location {
+            id: location.to_owned(),
+            name: "Main".to_owned(),
+        }],
+        maximum_available: 2000.0,
+        restore_rate: 100.0,
+    }
+}
+
+/// Fires the stock and price schedules once (as EventBridge would) and shows the stores.
+async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let schedule: Value =
+        serde_json::from_str(include_str!("../../../events/stock-sync/schedule.json"))?;
+    for function in ["stock-sync", "price-sync"] {
+        let answer: Value = http
+            .post(format!(
+                "{base}/2015-03-31/functions/{function}/invocations"
+            ))
+            .json(&schedule)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .with_context(|| format!("invoking {function}"))?
+            .json()
+            .await?;
+        let failed: Vec<&Value> = answer
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|run| !run["error"].is_null())
+            .collect();
+        if !failed.is_empty() || !answer.is_array() {
+            bail!("{function} did not run cleanly: {answer}");
+        }
+    }
+    println!(
+        "\nStock and prices the ERP pushed to the stores (schedules fired once; the Shopify sandbox):"
+    );
+    println!(
+        "  {:<15} {:>10} {:>10} {:>12} {:>12}",
+        "SKU", "UK stock", "EU stock", "UK GBP", "EU EUR"
+    );
+    for sku in DEMO_SKUS {
+        let [(uk, uk_location), (eu, eu_location)] = DEMO_SHOPS;
+        let show = |domain: &str, location: &str| {
+            let shop = sandbox.shops.get(domain);
+            let stock = shop
+                .as_ref()
+                .and_then(|s| s.available(sku, location))
+                .map(|q| q.to_string());
+            let price = shop
+                .as_ref()
+                .and_then(|s| s.price(sku))
+                .filter(|p| p != "0.00");
+            (
+                stock.unwrap_or_else(|| "-".to_owned()),
+                price.unwrap_or_else(|| "(shop's)".to_owned()),
+            )
+        };
+        let ((uk_stock, uk_price), (eu_stock, eu_price)) =
+            (show(uk, uk_location), show(eu, eu_location));
+        println!("  {sku:<15} {uk_stock:>10} {eu_stock:>10} {uk_price:>12} {eu_price:>12}");
+    }
+    println!(
+        "  (UK holds back a safety buffer of 2; the trio bundle follows its scarcest component;"
+    );
+    println!(
+        "   UK prices come from the ERP's \"UK retail\" price list in GBP, EU prices are list prices in EUR)"
+    );
+    Ok(())
 }
 
 async fn drive(
@@ -370,7 +505,6 @@ async fn drive(
             attribute(attr::REASON)
         );
     }
-    println!("\nDone: the stack is stopped.");
     Ok(())
 }
 
