@@ -6,7 +6,6 @@ use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::reconcile::{ReconcileDeps, reconcile};
 use erpsync_core::state::SyncStatus;
 use erpsync_e2e::{World, at_version, fresh_order};
-use sandbox::shopify::Location;
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
 use serde_json::json;
@@ -14,63 +13,91 @@ use time::{Duration, OffsetDateTime};
 
 const UK: &str = "erpsync-uk.myshopify.com";
 
+/// The UK store in the sandbox, an Admin API client on it, the orders queue, and the time
+/// "now" to the second (Shopify's `updated_at` has no fractions).
+struct Reconciling {
+    sandbox: Sandbox,
+    admin: ShopifyAdmin,
+    queue: FoundOrdersQueue,
+    now: OffsetDateTime,
+}
+
+impl Reconciling {
+    async fn start(world: &World) -> Self {
+        let sandbox = Sandbox::start("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        sandbox.shops.add(ShopSetup::with_skus::<&str>(
+            UK,
+            "gid://shopify/Location/1",
+            &[],
+            2000.0,
+            100.0,
+        ));
+        let admin = ShopifyAdmin::new(
+            &sandbox.admin_url(UK),
+            "2026-07",
+            SecretString::from(format!("shpat_{UK}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let queue = FoundOrdersQueue(Queue::new(
+            aws_sdk_sqs::Client::new(&world.sdk),
+            world.queue("OrdersQueue"),
+        ));
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Self {
+            sandbox,
+            admin,
+            queue,
+            now,
+        }
+    }
+
+    fn stamp(&self) -> String {
+        self.now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+
+    fn deps<'a>(&'a self, world: &'a World) -> ReconcileDeps<'a> {
+        ReconcileDeps {
+            config: &world.config,
+            shop: &self.admin,
+            state: &world.orders.store,
+            queue: &self.queue,
+            erp: world.review(),
+        }
+    }
+}
+
 #[tokio::test]
 async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exactly_once() {
     let world = World::start().await;
-    let sandbox = Sandbox::start("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    sandbox.shops.add(ShopSetup {
-        domain: UK.to_owned(),
-        access_token: "shpat_uk".to_owned(),
-        products: Vec::new(),
-        locations: vec![Location {
-            id: "gid://shopify/Location/1".to_owned(),
-            name: "London".to_owned(),
-        }],
-        maximum_available: 2000.0,
-        restore_rate: 100.0,
-    });
-    let shop = sandbox.shops.get(UK).unwrap_or_else(|| panic!("no shop"));
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let stamp = |at: OffsetDateTime| {
-        at.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
+    let reconciling = Reconciling::start(&world).await;
+    let shop = reconciling
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
     // Placed in the shop; its orders/create webhook is lost.
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
-    let order = at_version(&order, &stamp(now));
+    let order = at_version(&order, &reconciling.stamp());
     shop.place_order(order.clone());
     // An order whose webhook did arrive is left alone.
     let (delivered, delivered_id) =
         fresh_order("shopify-orders-create-multiline-discount-tax.json");
-    let delivered = at_version(&delivered, &stamp(now));
+    let delivered = at_version(&delivered, &reconciling.stamp());
     world
         .deliver("uk-shop", "orders/create", "wh-ok", &delivered)
         .await;
     shop.place_order(delivered);
 
-    let admin = ShopifyAdmin::new(
-        &sandbox.admin_url(UK),
-        "2026-07",
-        SecretString::from("shpat_uk".to_owned()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let queue = FoundOrdersQueue(Queue::new(
-        aws_sdk_sqs::Client::new(&world.sdk),
-        world.queue("OrdersQueue"),
-    ));
-    let deps = ReconcileDeps {
-        config: &world.config,
-        shop: &admin,
-        state: &world.orders.store,
-        queue: &queue,
-        erp: world.review(),
-    };
+    let deps = reconciling.deps(&world);
     let channel = &world.config.channels[0];
-    let found = reconcile(&deps, channel, now - Duration::hours(2))
+    let since = reconciling.now - Duration::hours(2);
+    let found = reconcile(&deps, channel, since)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.checked, 2);
@@ -94,7 +121,7 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
     );
 
     // The next run finds nothing to do; the lost webhook turning up late changes nothing.
-    let again = reconcile(&deps, channel, now - Duration::hours(2))
+    let again = reconcile(&deps, channel, since)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(again.enqueued.is_empty(), "{again:?}");
@@ -111,26 +138,14 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
 #[tokio::test]
 async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
     let world = World::start().await;
-    let sandbox = Sandbox::start("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    sandbox.shops.add(ShopSetup {
-        domain: UK.to_owned(),
-        access_token: "shpat_uk".to_owned(),
-        products: Vec::new(),
-        locations: Vec::new(),
-        maximum_available: 2000.0,
-        restore_rate: 100.0,
-    });
-    let shop = sandbox.shops.get(UK).unwrap_or_else(|| panic!("no shop"));
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let stamp = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let reconciling = Reconciling::start(&world).await;
+    let shop = reconciling
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
-    let order = at_version(&order, &stamp);
+    let order = at_version(&order, &reconciling.stamp());
     world
         .deliver("uk-shop", "orders/create", "wh-1", &order)
         .await;
@@ -159,24 +174,9 @@ async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
         .erp_action("sale.amendment", amendment, "validate_amendment")
         .await;
 
-    let admin = ShopifyAdmin::new(
-        &sandbox.admin_url(UK),
-        "2026-07",
-        SecretString::from("shpat_uk".to_owned()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let queue = FoundOrdersQueue(Queue::new(
-        aws_sdk_sqs::Client::new(&world.sdk),
-        world.queue("OrdersQueue"),
-    ));
-    let deps = ReconcileDeps {
-        config: &world.config,
-        shop: &admin,
-        state: &world.orders.store,
-        queue: &queue,
-        erp: world.review(),
-    };
-    let found = reconcile(&deps, &world.config.channels[0], now - Duration::hours(2))
+    let deps = reconciling.deps(&world);
+    let since = reconciling.now - Duration::hours(2);
+    let found = reconcile(&deps, &world.config.channels[0], since)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(found.enqueued.is_empty());

@@ -9,7 +9,6 @@ use erpsync_core::config::ChannelConfig;
 use erpsync_core::prices::sync_prices;
 use erpsync_core::stock::{StockDeps, StockOutcome, sync_stock};
 use erpsync_e2e::{Stack, Tryton, World};
-use sandbox::shopify::{Location, Product, Variant};
 use sandbox::{Faults, Sandbox, ShopSetup};
 use secrecy::SecretString;
 use serde_json::json;
@@ -18,34 +17,6 @@ const UK: &str = "erpsync-uk.myshopify.com";
 const EU: &str = "erpsync-eu.myshopify.com";
 const UK_LOCATION: &str = "gid://shopify/Location/1";
 const EU_LOCATION: &str = "gid://shopify/Location/2";
-
-fn shop(domain: &str, location: &str, skus: &[&str], maximum: f64, restore_rate: f64) -> ShopSetup {
-    ShopSetup {
-        domain: domain.to_owned(),
-        access_token: format!("shpat_{domain}"),
-        products: skus
-            .iter()
-            .enumerate()
-            .map(|(n, sku)| Product {
-                id: format!("gid://shopify/Product/{n}"),
-                title: sku.to_string(),
-                variants: vec![Variant {
-                    id: format!("gid://shopify/ProductVariant/{n}"),
-                    sku: sku.to_string(),
-                    price: "10.00".to_owned(),
-                    compare_at_price: None,
-                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
-                }],
-            })
-            .collect(),
-        locations: vec![Location {
-            id: location.to_owned(),
-            name: "Main".to_owned(),
-        }],
-        maximum_available: maximum,
-        restore_rate,
-    }
-}
 
 struct StockWorld {
     world: World,
@@ -67,7 +38,7 @@ impl StockWorld {
         let sandbox = Sandbox::start("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
-        sandbox.shops.add(shop(
+        sandbox.shops.add(ShopSetup::with_skus(
             UK,
             UK_LOCATION,
             &[
@@ -80,7 +51,7 @@ impl StockWorld {
             maximum,
             restore_rate,
         ));
-        sandbox.shops.add(shop(
+        sandbox.shops.add(ShopSetup::with_skus(
             EU,
             EU_LOCATION,
             &["IPOD2008RED", "IPOD2008BLACK"],
@@ -130,19 +101,25 @@ impl StockWorld {
             .unwrap_or_else(|| panic!("no channel {id}"))
     }
 
-    async fn sync(&self, id: &str) -> Result<StockOutcome, SyncError> {
-        let channel = self.channel(id);
+    /// The channel's Admin API client, on the sandbox store the channel is pointed at.
+    fn admin(&self, id: &str) -> ShopifyAdmin {
         let domain = if id == "uk-shop" { UK } else { EU };
-        let api = channel
+        let api = self
+            .channel(id)
             .admin_api
             .as_ref()
             .unwrap_or_else(|| panic!("no admin api config"));
-        let admin = ShopifyAdmin::new(
+        ShopifyAdmin::new(
             &api.url,
             &api.version,
             SecretString::from(format!("shpat_{domain}")),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn sync(&self, id: &str) -> Result<StockOutcome, SyncError> {
+        let channel = self.channel(id);
+        let admin = self.admin(id);
         let deps = StockDeps {
             erp: &self.erp,
             channel: &admin,
@@ -349,19 +326,8 @@ async fn a_server_error_mid_run_resumes_without_resending_what_succeeded() {
 async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run() {
     let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
     let mut channels = std::collections::HashMap::new();
-    for (id, domain) in [("uk-shop", UK), ("eu-shop", EU)] {
-        let config = stock
-            .channel(id)
-            .admin_api
-            .clone()
-            .unwrap_or_else(|| panic!("no admin api config"));
-        let admin = ShopifyAdmin::new(
-            &config.url,
-            &config.version,
-            SecretString::from(format!("shpat_{domain}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        channels.insert(id.to_owned(), admin);
+    for id in ["uk-shop", "eu-shop"] {
+        channels.insert(id.to_owned(), stock.admin(id));
     }
     let erp = TrytonClient::new(
         &stock.tryton.url,
@@ -407,20 +373,7 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
 #[tokio::test]
 async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_written() {
     let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
-    let admin = |id: &str, domain: &str| {
-        let api = stock
-            .channel(id)
-            .admin_api
-            .clone()
-            .unwrap_or_else(|| panic!("no admin api"));
-        ShopifyAdmin::new(
-            &api.url,
-            &api.version,
-            SecretString::from(format!("shpat_{domain}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (uk_admin, eu_admin) = (admin("uk-shop", UK), admin("eu-shop", EU));
+    let (uk_admin, eu_admin) = (stock.admin("uk-shop"), stock.admin("eu-shop"));
     let price =
         |domain: &str, sku: &str| stock.sandbox.shops.get(domain).and_then(|s| s.price(sku));
 
@@ -538,7 +491,7 @@ async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
     let sandbox = Sandbox::start("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    sandbox.shops.add(shop(
+    sandbox.shops.add(ShopSetup::with_skus(
         UK,
         UK_LOCATION,
         &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],

@@ -1,7 +1,6 @@
 //! Wiring: config, each channel's Admin API token from Secrets Manager, DynamoDB, the orders
 //! queue, tracing; then the runtime loop.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
-use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_connectors::shopify::admin_clients;
 use lambda_runtime::{LambdaEvent, service_fn};
 use reconcile::{Deps, schedule_handler};
 
@@ -24,16 +23,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_secretsmanager::Client::new(&sdk),
         Duration::from_secs(300),
     );
-    let mut channels = HashMap::new();
-    for channel in &config.channels {
-        if let Some(api) = &channel.admin_api {
-            let token = secrets.current(&api.access_token_secret).await?;
-            channels.insert(
-                channel.id.to_string(),
-                ShopifyAdmin::new(&api.url, &api.version, token)?,
-            );
-        }
-    }
+    let tokens = &secrets;
+    let channels = admin_clients(
+        &config,
+        |_| true,
+        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
+    )
+    .await?;
     let erp_key = secrets.current(&config.erp.api_key_secret).await?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
     let lookback_hours: i64 = env::required("LOOKBACK_HOURS")?

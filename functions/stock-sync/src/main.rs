@@ -1,14 +1,13 @@
 //! Wiring: config, the ERP key and each channel's Admin API token from Secrets Manager,
 //! DynamoDB, tracing; then the runtime loop.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
-use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_connectors::shopify::admin_clients;
 use lambda_runtime::{LambdaEvent, service_fn};
 use stock_sync::{Deps, Trigger, schedule_handler, sqs_handler};
 
@@ -23,16 +22,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     let erp_key = secrets.current(&config.erp.api_key_secret).await?;
     let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
-    let mut channels = HashMap::new();
-    for channel in &config.channels {
-        if let (Some(api), Some(_)) = (&channel.admin_api, &channel.stock) {
-            let token = secrets.current(&api.access_token_secret).await?;
-            channels.insert(
-                channel.id.to_string(),
-                ShopifyAdmin::new(&api.url, &api.version, token)?,
-            );
-        }
-    }
+    let tokens = &secrets;
+    let channels = admin_clients(
+        &config,
+        |c| c.stock.is_some(),
+        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
+    )
+    .await?;
     let deps = Deps {
         store: DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),

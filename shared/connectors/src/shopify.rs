@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use erpsync_core::SyncError;
+use erpsync_core::config::{ChannelConfig, Config};
 use erpsync_core::ids::{ExternalOrderId, Sku};
 use erpsync_core::prices::{ChannelPrices, ChannelVariant};
 use erpsync_core::reconcile::{ChannelOrders, ShopOrderRef};
@@ -31,6 +32,32 @@ pub struct ShopifyAdmin {
     token: SecretString,
     /// The last throttle status seen: (currently available, restore rate).
     budget: Mutex<Option<(f64, f64)>>,
+}
+
+/// Admin API clients for the channels `wanted` selects (and that have an Admin API), each
+/// with the token `token` fetches by secret name: what every Admin-API function wires at
+/// cold start.
+pub async fn admin_clients<F, Fut, E>(
+    config: &Config,
+    wanted: impl Fn(&ChannelConfig) -> bool,
+    token: F,
+) -> Result<HashMap<String, ShopifyAdmin>, E>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<SecretString, E>>,
+    E: From<reqwest::Error>,
+{
+    let mut clients = HashMap::new();
+    for channel in config.channels.iter().filter(|c| wanted(c)) {
+        if let Some(api) = &channel.admin_api {
+            let secret = token(api.access_token_secret.clone()).await?;
+            clients.insert(
+                channel.id.to_string(),
+                ShopifyAdmin::new(&api.url, &api.version, secret)?,
+            );
+        }
+    }
+    Ok(clients)
 }
 
 const ITEMS: &str = "query Items($first: Int!, $after: String) {

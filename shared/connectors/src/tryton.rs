@@ -293,6 +293,29 @@ impl TrytonClient {
             .map_err(|_| unexpected(&format!("a created {model} without an id")))
     }
 
+    /// The customers (id, name) with this e-mail, compared case-insensitively, oldest first:
+    /// one search, the party's name read through the contact mechanism.
+    async fn parties_with_email(
+        &self,
+        email: &Email,
+    ) -> Result<Vec<(i64, Option<String>)>, SyncError> {
+        let rows = self
+            .search(
+                "party.contact_mechanism",
+                json!([
+                    ["type", "=", "email"],
+                    ["value", "ilike", like_literal(email.as_str())]
+                ]),
+                &["party.name"],
+                Some(json!([["party", "ASC"]])),
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((id_of(row, "party")?, text_of(&row["party"], "name"))))
+            .collect())
+    }
+
     /// The first record of `model` matching `domain`, by id.
     async fn first_id(&self, model: &str, domain: Value) -> Result<Option<i64>, SyncError> {
         Ok(self
@@ -505,25 +528,9 @@ impl SalesErp for TrytonClient {
         &self,
         email: &Email,
     ) -> Result<Option<ErpCustomer>, SyncError> {
-        let rows = self
-            .search(
-                "party.contact_mechanism",
-                json!([
-                    ["type", "=", "email"],
-                    ["value", "ilike", like_literal(email.as_str())]
-                ]),
-                &["party"],
-                Some(json!([["party", "ASC"]])),
-            )
-            .await?;
-        let Some(party) = rows.first().and_then(|row| id_of(row, "party")) else {
+        let Some((party, name)) = self.parties_with_email(email).await?.into_iter().next() else {
             return Ok(None);
         };
-        let name = self
-            .read("party.party", party, &["name"])
-            .await
-            .ok()
-            .and_then(|p| text_of(&p, "name"));
         Ok(Some(ErpCustomer {
             id: party,
             name,
@@ -919,18 +926,10 @@ impl SalesReview for TrytonClient {
         to: time::Date,
     ) -> Result<Vec<ReviewedSale>, SyncError> {
         let parties: Vec<i64> = self
-            .search(
-                "party.contact_mechanism",
-                json!([
-                    ["type", "=", "email"],
-                    ["value", "ilike", like_literal(email.as_str())]
-                ]),
-                &["party"],
-                None,
-            )
+            .parties_with_email(email)
             .await?
-            .iter()
-            .filter_map(|row| id_of(row, "party"))
+            .into_iter()
+            .map(|(id, _)| id)
             .collect();
         if parties.is_empty() {
             return Ok(Vec::new());

@@ -23,7 +23,6 @@ use erpsync_tools::stack::{
     sdk_config, stack_dir,
 };
 use erpsync_tools::template::Template;
-use sandbox::shopify::{Location, Product, Variant};
 use sandbox::webhooks;
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -168,7 +167,9 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
     let sandbox = Sandbox::start("127.0.0.1:0").await?;
     let mut config_text = std::fs::read_to_string(root.join("config/erpsync.example.toml"))?;
     for (domain, location) in DEMO_SHOPS {
-        sandbox.shops.add(demo_shop(domain, location));
+        sandbox.shops.add(ShopSetup::with_skus(
+            domain, location, &DEMO_SKUS, 2000.0, 100.0,
+        ));
         config_text = config_text.replace(&format!("https://{domain}"), &sandbox.admin_url(domain));
     }
     let config_path = run_dir.join("erpsync.toml");
@@ -248,34 +249,6 @@ const DEMO_SKUS: [&str; 5] = [
     "WOOL-SOCKS",
     "IPOD-TRIO",
 ];
-
-fn demo_shop(domain: &str, location: &str) -> ShopSetup {
-    ShopSetup {
-        domain: domain.to_owned(),
-        access_token: format!("shpat_{domain}"),
-        products: DEMO_SKUS
-            .iter()
-            .enumerate()
-            .map(|(n, sku)| Product {
-                id: format!("gid://shopify/Product/{n}"),
-                title: sku.to_string(),
-                variants: vec![Variant {
-                    id: format!("gid://shopify/ProductVariant/{n}"),
-                    sku: sku.to_string(),
-                    price: "0.00".to_owned(),
-                    compare_at_price: None,
-                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
-                }],
-            })
-            .collect(),
-        locations: vec![Location {
-            id: location.to_owned(),
-            name: "Main".to_owned(),
-        }],
-        maximum_available: 2000.0,
-        restore_rate: 100.0,
-    }
-}
 
 /// Fires the stock and price schedules once (as EventBridge would) and shows the stores.
 async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {

@@ -162,6 +162,44 @@ pub struct ShopSetup {
     pub restore_rate: f64,
 }
 
+impl ShopSetup {
+    /// A store selling one variant per SKU, not yet priced (`0.00`), with one location,
+    /// its access token `shpat_<domain>`: what the demo, the tests and the bench use.
+    pub fn with_skus<S: AsRef<str>>(
+        domain: &str,
+        location: &str,
+        skus: &[S],
+        maximum_available: f64,
+        restore_rate: f64,
+    ) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            access_token: format!("shpat_{domain}"),
+            products: skus
+                .iter()
+                .enumerate()
+                .map(|(n, sku)| Product {
+                    id: format!("gid://shopify/Product/{n}"),
+                    title: sku.as_ref().to_owned(),
+                    variants: vec![shopify::Variant {
+                        id: format!("gid://shopify/ProductVariant/{n}"),
+                        sku: sku.as_ref().to_owned(),
+                        price: "0.00".to_owned(),
+                        compare_at_price: None,
+                        inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
+                    }],
+                })
+                .collect(),
+            locations: vec![Location {
+                id: location.to_owned(),
+                name: "Main".to_owned(),
+            }],
+            maximum_available,
+            restore_rate,
+        }
+    }
+}
+
 fn default_maximum() -> f64 {
     2000.0
 }

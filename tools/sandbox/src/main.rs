@@ -3,7 +3,6 @@
 //! locations, bucket size and restore rate).
 
 use clap::Parser;
-use sandbox::shopify::{Location, Product, Variant};
 use sandbox::{Sandbox, ShopSetup};
 
 #[derive(Parser)]
@@ -25,30 +24,16 @@ fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
     let [domain, skus, maximum, rate] = parts.as_slice() else {
         anyhow::bail!("--synthetic takes domain:skus:bucket:restore_rate, got {spec:?}");
     };
-    let skus: usize = skus.parse()?;
-    Ok(ShopSetup {
-        domain: (*domain).to_owned(),
-        access_token: format!("shpat_{domain}"),
-        products: (0..skus)
-            .map(|n| Product {
-                id: format!("gid://shopify/Product/{n}"),
-                title: format!("Product {n}"),
-                variants: vec![Variant {
-                    id: format!("gid://shopify/ProductVariant/{n}"),
-                    sku: format!("SKU-{n:06}"),
-                    price: "10.00".to_owned(),
-                    compare_at_price: None,
-                    inventory_item_id: format!("gid://shopify/InventoryItem/{n}"),
-                }],
-            })
-            .collect(),
-        locations: vec![Location {
-            id: "gid://shopify/Location/1".to_owned(),
-            name: "Main".to_owned(),
-        }],
-        maximum_available: maximum.parse()?,
-        restore_rate: rate.parse()?,
-    })
+    let skus: Vec<String> = (0..skus.parse::<usize>()?)
+        .map(|n| format!("SKU-{n:06}"))
+        .collect();
+    Ok(ShopSetup::with_skus(
+        domain,
+        "gid://shopify/Location/1",
+        &skus,
+        maximum.parse()?,
+        rate.parse()?,
+    ))
 }
 
 #[tokio::main]
