@@ -181,6 +181,91 @@ impl StockWorld {
     }
 }
 
+impl StockWorld {
+    /// A stock count in the ERP: the product's quantity in storage becomes `quantity`.
+    async fn count(&self, product_code: &str, quantity: u32) {
+        let tryton = |model: &str| format!("{}/erpsync/rest/model/{model}", self.tryton.url);
+        let http = reqwest::Client::new();
+        let first_id = |rows: serde_json::Value| rows[0]["id"].as_i64().unwrap_or_default();
+        let search = |model: &str, domain: serde_json::Value| {
+            http.get(tryton(model))
+                .bearer_auth(&self.tryton.api_key)
+                .query(&[("f", "id"), ("d", &base64_json(&domain))])
+                .send()
+        };
+        let product = first_id(
+            search("product.product", json!([["code", "=", product_code]]))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json()
+                .await
+                .unwrap_or_default(),
+        );
+        let storage = first_id(
+            search("stock.location", json!([["code", "=", "STO"]]))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json()
+                .await
+                .unwrap_or_default(),
+        );
+        let inventory: serde_json::Value = http
+            .post(tryton("stock.inventory"))
+            .bearer_auth(&self.tryton.api_key)
+            .header("X-Tryton-Context", base64_context())
+            .json(&json!({"location": storage, "company": 1,
+                          "lines": [["create", [{"product": product, "quantity": quantity}]]]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        let id = inventory["id"].as_i64().unwrap_or_default();
+        let status = http
+            .post(format!("{}/{id}/confirm", tryton("stock.inventory")))
+            .bearer_auth(&self.tryton.api_key)
+            .header("X-Tryton-Context", base64_context())
+            .json(&json!({}))
+            .send()
+            .await
+            .map(|r| r.status())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.is_success(), "inventory {inventory}: {status}");
+    }
+
+    fn stock_deps(&self) -> stock_sync::Deps {
+        stock_sync::Deps {
+            config: self.world.config.clone(),
+            store: self.store.clone(),
+            erp: Box::new(self.erp_client()),
+            channels: ["uk-shop", "eu-shop"]
+                .map(|id| (id.to_owned(), self.admin(id)))
+                .into(),
+        }
+    }
+
+    fn erp_client(&self) -> TrytonClient {
+        TrytonClient::new(
+            &self.tryton.url,
+            SecretString::from(self.tryton.api_key.clone()),
+            self.world.config.erp.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The event a schedule sends (see infra/template.yaml), in the mode given.
+fn schedule_event(
+    mode: &str,
+) -> aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value> {
+    serde_json::from_value(
+        json!({"detail-type": "Scheduled Event", "source": "aws.scheduler",
+                                  "detail": {"mode": mode}}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn base64_json(value: &serde_json::Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE.encode(value.to_string())
@@ -565,4 +650,101 @@ async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
     assert_eq!(shown("IPOD2008GREEN"), Some(97));
     assert_eq!(world.queue_depth("StockRefreshQueue").await, 0);
     tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_stock_count_in_the_erp_reaches_realtime_channels_at_the_next_changes_poll() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let deps = stock.stock_deps();
+    let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("full"), None).await;
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+    // The first poll sets the cursor (the seed's moves are older than its look-back).
+    let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+
+    // The warehouse counts 60 black iPods (100 were booked): a change made in the ERP alone.
+    stock.count("IPOD2008BLACK", 60).await;
+    let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
+    assert_eq!(runs.len(), 1, "only the real-time channel: {runs:?}");
+    let uk = runs[0]
+        .outcome
+        .clone()
+        .unwrap_or_else(|| panic!("{runs:?}"));
+    assert_eq!(
+        (runs[0].channel.as_str(), uk.pushed),
+        ("uk-shop", 1),
+        "{uk:?}"
+    );
+    assert_eq!(stock.shown(UK, "IPOD2008BLACK", UK_LOCATION), Some(58));
+    assert_eq!(
+        stock.shown(EU, "IPOD2008BLACK", EU_LOCATION),
+        Some(100),
+        "the scheduled channel waits for its schedule"
+    );
+
+    // Nothing new: the next poll sends nothing.
+    let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
+    assert!(
+        runs.iter()
+            .all(|r| r.outcome.as_ref().is_some_and(|o| o.pushed == 0)),
+        "{runs:?}"
+    );
+    let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("full"), None).await;
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+    assert_eq!(stock.shown(EU, "IPOD2008BLACK", EU_LOCATION), Some(60));
+    stock.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_price_change_in_the_erp_reaches_realtime_channels_at_the_next_changes_poll() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let deps = price_sync::Deps {
+        config: stock.world.config.clone(),
+        store: stock.store.clone(),
+        erp: Box::new(stock.erp_client()),
+        channels: ["uk-shop", "eu-shop"]
+            .map(|id| (id.to_owned(), stock.admin(id)))
+            .into(),
+    };
+    let price =
+        |domain: &str, sku: &str| stock.sandbox.shops.get(domain).and_then(|s| s.price(sku));
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("full")).await;
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes")).await;
+    assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
+    assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("172.93"));
+
+    let template = stock
+        .world
+        .erp_search(
+            "product.product",
+            json!([["code", "=", "IPOD2008RED"]]),
+            &["template"],
+        )
+        .await
+        .unwrap_or_default()[0]["template"]
+        .clone();
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}/erpsync/rest/model/product.template/{template}",
+            stock.tryton.url
+        ))
+        .bearer_auth(&stock.tryton.api_key)
+        .header("X-Tryton-Context", base64_context())
+        .json(&json!({"list_price": "209.00"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes")).await;
+    assert_eq!(runs.len(), 1, "only the real-time channel: {runs:?}");
+    assert_eq!(runs[0].channel, "uk-shop");
+    assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("181.62"));
+    assert_eq!(
+        price(EU, "IPOD2008RED").as_deref(),
+        Some("183.08"),
+        "the hourly channel waits for its schedule"
+    );
+    stock.tryton.stop().await;
 }

@@ -117,3 +117,57 @@ async fn the_local_queues_and_table_are_the_ones_the_template_declares() {
 fn serde_yaml_value(mapping: &serde_yaml_ng::Mapping) -> serde_yaml_ng::Value {
     serde_yaml_ng::Value::Mapping(mapping.clone())
 }
+
+/// EventBridge Scheduler hands Lambda only the schedule's Input: each must be an event the
+/// function parses, in a mode it knows.
+#[test]
+fn every_schedule_sends_an_event_its_function_understands() {
+    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut schedules = 0;
+    for function in template.resources_of("AWS::Serverless::Function") {
+        let Some(serde_yaml_ng::Value::Mapping(events)) = function.properties.get("Events") else {
+            continue;
+        };
+        for (name, event) in events {
+            if event.get("Type").and_then(|t| t.as_str()) != Some("ScheduleV2") {
+                continue;
+            }
+            schedules += 1;
+            let input = event
+                .get("Properties")
+                .and_then(|p| p.get("Input"))
+                .and_then(|i| i.as_str())
+                .unwrap_or_else(|| panic!("{} {name:?} has no Input", function.logical_id));
+            // Scheduler fills in its context attributes before sending.
+            let input = input
+                .replace(
+                    "<aws.scheduler.execution-id>",
+                    "d4a7a3c2-0000-4000-8000-000000000001",
+                )
+                .replace("<aws.scheduler.scheduled-time>", "2026-11-29T12:00:00Z");
+            let parsed: EventBridgeEvent<Value> = serde_json::from_str(&input)
+                .unwrap_or_else(|e| panic!("{} {name:?}: {e}", function.logical_id));
+            let understood = match function.logical_id.as_str() {
+                "StockSyncFunction" => serde_json::from_value::<
+                    stock_sync::schedule_handler::StockRequest,
+                >(parsed.detail)
+                .map(|_| ()),
+                "PriceSyncFunction" => serde_json::from_value::<
+                    price_sync::schedule_handler::PriceRequest,
+                >(parsed.detail)
+                .map(|_| ()),
+                _ => Ok(()),
+            };
+            assert!(
+                understood.is_ok(),
+                "{} {name:?}: {understood:?}",
+                function.logical_id
+            );
+        }
+    }
+    assert_eq!(
+        schedules, 5,
+        "stock (full, changes), prices (full, changes), reconcile"
+    );
+}

@@ -1,14 +1,35 @@
-//! EventBridge schedule -> one price run per channel, recorded in sync state.
+//! EventBridge schedules -> price runs, each channel's recorded in sync state:
+//! - `{"mode": "full"}` (the default, hourly): every channel with prices;
+//! - `{"mode": "changes"}` (every minute): channels with `realtime = true`, and only when
+//!   the ERP changed a list price, a price list or a currency rate since the last poll.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_core::changes::{Cursors, PRICE_CURSOR, next_cursor, window_start};
+use erpsync_core::config::ChannelConfig;
 use erpsync_core::ids::ChannelId;
 use erpsync_core::ports::record_run;
 use erpsync_core::prices::{PriceOutcome, sync_prices};
 use erpsync_core::state::{EntityRef, Flow};
-use serde::Serialize;
-use tracing::{error, instrument};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{error, info, instrument};
 
 use crate::Deps;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    #[default]
+    Full,
+    Changes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceRequest {
+    #[serde(default)]
+    pub mode: RunMode,
+}
 
 #[derive(Debug, Serialize)]
 pub struct ChannelRun {
@@ -17,10 +38,47 @@ pub struct ChannelRun {
     pub error: Option<String>,
 }
 
+impl ChannelRun {
+    fn failed(error: impl ToString) -> Self {
+        Self {
+            channel: "*".to_owned(),
+            outcome: None,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
+pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
+    let request: PriceRequest = match event.detail {
+        serde_json::Value::Null => PriceRequest::default(),
+        detail => match serde_json::from_value(detail) {
+            Ok(request) => request,
+            Err(error) => {
+                return vec![ChannelRun::failed(format!(
+                    "the schedule's detail is not a price request: {error}"
+                ))];
+            }
+        },
+    };
+    match request.mode {
+        RunMode::Full => {
+            run(
+                deps,
+                deps.config.channels.iter().filter(|c| c.prices.is_some()),
+            )
+            .await
+        }
+        RunMode::Changes => changes_run(deps).await,
+    }
+}
+
+async fn run<'a>(
+    deps: &Deps,
+    channels: impl Iterator<Item = &'a ChannelConfig>,
+) -> Vec<ChannelRun> {
     let mut runs = Vec::new();
-    for channel in deps.config.channels.iter().filter(|c| c.prices.is_some()) {
+    for channel in channels {
         let Some(shop) = deps.channels.get(channel.id.as_str()) else {
             continue;
         };
@@ -31,6 +89,42 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
             error: result.as_ref().err().map(ToString::to_string),
             outcome: result.ok(),
         });
+    }
+    runs
+}
+
+/// The cursor moves only when every real-time channel took the new prices.
+async fn changes_run(deps: &Deps) -> Vec<ChannelRun> {
+    let realtime = || {
+        deps.config
+            .channels
+            .iter()
+            .filter(|c| c.prices.as_ref().is_some_and(|p| p.realtime))
+    };
+    if realtime().next().is_none() {
+        return Vec::new();
+    }
+    let cursor = match deps.store.cursor(PRICE_CURSOR).await {
+        Ok(cursor) => cursor,
+        Err(error) => return vec![ChannelRun::failed(error)],
+    };
+    let start = window_start(cursor, OffsetDateTime::now_utc());
+    let latest = match deps.erp.prices_changed_since(start).await {
+        Ok(latest) => latest,
+        Err(error) => return vec![ChannelRun::failed(error)],
+    };
+    let mut runs = Vec::new();
+    if latest.is_some() {
+        info!(?latest, "the ERP changed prices since the last poll");
+        runs = run(deps, realtime()).await;
+    }
+    if runs.iter().all(|r| r.error.is_none())
+        && let Err(error) = deps
+            .store
+            .set_cursor(PRICE_CURSOR, next_cursor(cursor, latest, start))
+            .await
+    {
+        runs.push(ChannelRun::failed(error));
     }
     runs
 }

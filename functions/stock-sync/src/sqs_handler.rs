@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use erpsync_core::ids::Sku;
-use erpsync_core::stock::{StockDeps, sync_stock};
 use serde::Deserialize;
 use tracing::{instrument, warn};
 
-use crate::Deps;
+use crate::{Deps, run_channel};
 
 #[derive(Deserialize)]
 struct Refresh {
@@ -21,12 +20,17 @@ struct Refresh {
 #[instrument(skip_all, fields(messages = event.records.len()))]
 pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    let skus: BTreeSet<Sku> = event
-        .records
-        .iter()
-        .filter_map(|m| serde_json::from_str::<Refresh>(m.body.as_deref()?).ok())
-        .flat_map(|r| r.skus)
-        .collect();
+    let mut skus = BTreeSet::new();
+    for message in &event.records {
+        match serde_json::from_str::<Refresh>(message.body.as_deref().unwrap_or_default()) {
+            Ok(refresh) => skus.extend(refresh.skus),
+            // Returned alone: after the queue's receive limit it rests in the DLQ.
+            Err(error) => {
+                warn!(message_id = ?message.message_id, error = %error, "not a stock refresh request");
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
+        }
+    }
     let run_id = event
         .records
         .first()
@@ -39,21 +43,16 @@ pub async fn handle(deps: &Deps, event: SqsEvent, deadline: Option<Instant>) -> 
         .iter()
         .filter(|c| c.stock.as_ref().is_some_and(|s| s.realtime))
     {
-        let Some(admin) = deps.channels.get(channel.id.as_str()) else {
+        let Some(run) = run_channel(deps, channel, &run_id, Some(&skus), deadline).await else {
             continue;
         };
-        let stock_deps = StockDeps {
-            erp: deps.erp.as_ref(),
-            channel: admin,
-            ledger: &deps.store,
-            deadline,
-        };
-        if let Err(error) = sync_stock(&stock_deps, channel, &run_id, Some(&skus)).await {
+        if let Some(error) = &run.error {
             warn!(channel = %channel.id, error = %error, "real-time stock refresh failed; the batch returns to the queue");
             failed = true;
         }
     }
     if failed {
+        response.batch_item_failures.clear();
         for message in &event.records {
             response.add_failure(message.message_id.clone().unwrap_or_default());
         }

@@ -60,8 +60,8 @@ where
     Ok(clients)
 }
 
-const ITEMS: &str = "query Items($first: Int!, $after: String) {
-  inventoryItems(first: $first, after: $after) {
+const ITEMS: &str = "query Items($first: Int!, $after: String, $query: String) {
+  inventoryItems(first: $first, after: $after, query: $query) {
     nodes {
       id
       sku
@@ -219,9 +219,9 @@ impl ShopifyAdmin {
     }
 }
 
-#[async_trait]
-impl ChannelInventory for ShopifyAdmin {
-    async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
+impl ShopifyAdmin {
+    /// Every inventory item with its levels, or those matching a search `query`.
+    async fn inventory_items(&self, query: Option<String>) -> Result<Vec<ChannelItem>, SyncError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
         let first = 100;
@@ -229,7 +229,7 @@ impl ChannelInventory for ShopifyAdmin {
             let data = self
                 .graphql(
                     ITEMS,
-                    json!({"first": first, "after": after}),
+                    json!({"first": first, "after": after, "query": query}),
                     1.0 + 150.0 * 1.0,
                 )
                 .await?;
@@ -268,6 +268,29 @@ impl ChannelInventory for ShopifyAdmin {
             }
             after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
         }
+    }
+}
+
+#[async_trait]
+impl ChannelInventory for ShopifyAdmin {
+    async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
+        self.inventory_items(None).await
+    }
+
+    async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError> {
+        let mut items = Vec::new();
+        // Shopify's search syntax; a page of terms per query keeps the query string short.
+        for chunk in skus.chunks(50) {
+            let query = chunk
+                .iter()
+                .map(|sku| format!("sku:'{}'", sku.as_str().replace('\'', "\\'")))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            items.extend(self.inventory_items(Some(query)).await?);
+        }
+        // The search matches loosely (prefixes, case): keep the exact SKUs asked for.
+        items.retain(|item| skus.contains(&item.sku));
+        Ok(items)
     }
 
     async fn set_available(

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_core::SyncError;
+use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
 use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
@@ -854,6 +855,42 @@ const REVIEW_FIELDS: &[&str] = &[
     "lines.unit_price",
 ];
 
+/// Tryton's JSON for a datetime: naive, in UTC (as Tryton stores its change stamps).
+fn datetime_value(at: time::OffsetDateTime) -> Value {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    json!({"__class__": "datetime", "year": at.year(), "month": u8::from(at.month()), "day": at.day(),
+           "hour": at.hour(), "minute": at.minute(), "second": at.second(), "microsecond": at.microsecond()})
+}
+
+fn datetime_of(value: &Value) -> Option<time::OffsetDateTime> {
+    let part = |name: &str| value.get(name).and_then(Value::as_i64);
+    let date = time::Date::from_calendar_date(
+        i32::try_from(part("year")?).ok()?,
+        time::Month::try_from(u8::try_from(part("month")?).ok()?).ok()?,
+        u8::try_from(part("day")?).ok()?,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms_micro(
+        u8::try_from(part("hour")?).ok()?,
+        u8::try_from(part("minute")?).ok()?,
+        u8::try_from(part("second")?).ok()?,
+        u32::try_from(part("microsecond").unwrap_or(0)).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
+}
+
+/// The later of a record's creation and last change.
+fn stamp_of(row: &Value) -> Option<time::OffsetDateTime> {
+    [
+        datetime_of(&row["create_date"]),
+        datetime_of(&row["write_date"]),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
 fn date_value(date: time::Date) -> Value {
     json!({"__class__": "date", "year": date.year(), "month": u8::from(date.month()), "day": date.day()})
 }
@@ -1069,5 +1106,74 @@ impl ErpPrices for TrytonClient {
             }
         }
         Ok(prices)
+    }
+}
+
+impl TrytonClient {
+    /// Records of `model` created or changed at or after `since`, with `fields` and their stamps.
+    async fn changed_since(
+        &self,
+        model: &str,
+        since: time::OffsetDateTime,
+        fields: &[&str],
+    ) -> Result<Vec<Value>, SyncError> {
+        let since = datetime_value(since);
+        let mut wanted = vec!["create_date", "write_date"];
+        wanted.extend_from_slice(fields);
+        self.search(
+            model,
+            json!([
+                "OR",
+                ["create_date", ">=", since],
+                ["write_date", ">=", since]
+            ]),
+            &wanted,
+            None,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ErpChangeFeed for TrytonClient {
+    async fn stock_moved_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<ErpChanges, SyncError> {
+        // Every change to stock goes through moves: receipts, adjustments (inventories),
+        // returns, sales reserving and releasing, shipments done.
+        let moves = self
+            .changed_since("stock.move", since, &["product.code"])
+            .await?;
+        let mut changes = ErpChanges::default();
+        for row in &moves {
+            changes.latest = changes.latest.max(stamp_of(row));
+            if let Some(sku) = row["product"]["code"]
+                .as_str()
+                .and_then(|c| Sku::parse(c).ok())
+            {
+                changes.skus.insert(sku);
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn prices_changed_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Option<time::OffsetDateTime>, SyncError> {
+        let mut latest = None;
+        for model in [
+            "product.template",
+            "product.product",
+            "product.price_list",
+            "product.price_list.line",
+            "currency.currency.rate",
+        ] {
+            for row in self.changed_since(model, since, &[]).await? {
+                latest = latest.max(stamp_of(&row));
+            }
+        }
+        Ok(latest)
     }
 }

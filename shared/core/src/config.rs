@@ -182,7 +182,7 @@ pub struct StockConfig {
     /// Items per inventory mutation (Shopify takes at most 250).
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
-    /// Also refresh promptly when orders move stock, not only on the schedule.
+    /// Also refresh promptly when orders or the ERP move stock, not only on the schedule.
     #[serde(default)]
     pub realtime: bool,
     pub locations: Vec<StockLocation>,
@@ -194,6 +194,10 @@ pub struct PriceConfig {
     /// Name of the Tryton price list for this channel; none: the products' list prices.
     /// Prices come out in the channel's currency at the ERP's rates.
     pub price_list: Option<String>,
+    /// Also push prices within a minute or so of a change in the ERP (list price, price
+    /// list, currency rate), not only on the hourly schedule.
+    #[serde(default)]
+    pub realtime: bool,
 }
 
 fn default_batch_size() -> u32 {

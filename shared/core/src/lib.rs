@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod changes;
 pub mod config;
 pub mod edits;
 pub mod error;

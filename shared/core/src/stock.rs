@@ -46,6 +46,8 @@ pub trait ErpStock: Send + Sync {
 #[async_trait]
 pub trait ChannelInventory: Send + Sync {
     async fn items(&self) -> Result<Vec<ChannelItem>, SyncError>;
+    /// The items with these SKUs only (a real-time refresh of a few among many).
+    async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError>;
     /// Sets absolute quantities; answers the indexes whose `change_from` was stale.
     async fn set_available(
         &self,
@@ -82,6 +84,27 @@ pub fn erp_skus(channel: &ChannelConfig, sku: &Sku) -> Vec<Sku> {
         Some(bundle) => bundle.components.iter().map(|c| c.sku.clone()).collect(),
         None => vec![channel.erp_sku(sku).clone()],
     }
+}
+
+/// The channel SKUs whose stock depends on these ERP SKUs: themselves, their aliases, and
+/// the bundles they are part of.
+pub fn channel_skus_drawing_on(channel: &ChannelConfig, erp: &BTreeSet<Sku>) -> Vec<Sku> {
+    let mut skus: BTreeSet<Sku> = erp.clone();
+    skus.extend(
+        channel
+            .sku_aliases
+            .iter()
+            .filter(|(_, target)| erp.contains(*target))
+            .map(|(alias, _)| alias.clone()),
+    );
+    skus.extend(
+        channel
+            .bundles
+            .iter()
+            .filter(|(_, bundle)| bundle.components.iter().any(|c| erp.contains(&c.sku)))
+            .map(|(sku, _)| sku.clone()),
+    );
+    skus.into_iter().collect()
 }
 
 /// What a channel SKU may sell given the ERP's available stock: a bundle as many as its
@@ -134,14 +157,21 @@ pub async fn sync_stock(
             format!("channel {} has no [channels.stock] section", channel.id),
         )
     })?;
-    let mut items = deps.channel.items().await?;
-    if let Some(only) = only {
-        items.retain(|item| {
-            erp_skus(channel, &item.sku)
-                .iter()
-                .any(|sku| only.contains(sku))
-        });
-    }
+    let items = match only {
+        Some(only) => {
+            let mut items = deps
+                .channel
+                .items_with_skus(&channel_skus_drawing_on(channel, only))
+                .await?;
+            items.retain(|item| {
+                erp_skus(channel, &item.sku)
+                    .iter()
+                    .any(|sku| only.contains(sku))
+            });
+            items
+        }
+        None => deps.channel.items().await?,
+    };
     let needed: Vec<Sku> = items
         .iter()
         .flat_map(|item| erp_skus(channel, &item.sku))
@@ -268,6 +298,22 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_erp_sku_refreshes_itself_its_aliases_and_its_bundles() {
+        let config = config();
+        let moved = BTreeSet::from([sku("IPOD2008BLACK"), sku("WOOL-SOCKS")]);
+        let skus = channel_skus_drawing_on(&config.channels[0], &moved);
+        for expected in [
+            "IPOD2008BLACK",
+            "IPOD-BLACK-LEGACY",
+            "WOOL-SOCKS",
+            "IPOD-TRIO",
+        ] {
+            assert!(skus.contains(&sku(expected)), "{expected} in {skus:?}");
+        }
+        assert!(!skus.contains(&sku("IPOD2008RED")));
+    }
+
+    #[test]
     fn a_bundle_sells_what_its_scarcest_component_allows_less_the_buffer() {
         let config = config();
         let channel = &config.channels[0];
@@ -331,6 +377,11 @@ mod deadline_tests {
                     levels: HashMap::new(),
                 })
                 .collect())
+        }
+        async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError> {
+            let mut items = self.items().await?;
+            items.retain(|item| skus.contains(&item.sku));
+            Ok(items)
         }
         async fn set_available(&self, _: &[StockChange], _: &str) -> Result<Vec<usize>, SyncError> {
             *self

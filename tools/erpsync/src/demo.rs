@@ -223,6 +223,12 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
             "--ignore-changes",
         ])
         .envs(&environment);
+    // cargo-lambda comes from the stack's venv (`make setup`), not from the user's PATH.
+    let venv_bin = stack_dir().join("venv/bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv_bin];
+    paths.extend(std::env::split_paths(&path));
+    watch.env("PATH", std::env::join_paths(paths)?);
     let mut lambda = Service::spawn(
         "cargo lambda watch",
         &mut watch,
@@ -250,23 +256,17 @@ const DEMO_SKUS: [&str; 5] = [
     "IPOD-TRIO",
 ];
 
-/// Fires the stock and price schedules once (as EventBridge would) and shows the stores.
+/// Fires the stock and price schedules of infra/template.yaml once each (the full runs, then
+/// the minute's change polls), as EventBridge Scheduler would, and shows the stores.
 async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let schedule: Value =
-        serde_json::from_str(include_str!("../../../events/stock-sync/schedule.json"))?;
-    for function in ["stock-sync", "price-sync"] {
-        let answer: Value = http
-            .post(format!(
-                "{base}/2015-03-31/functions/{function}/invocations"
-            ))
-            .json(&schedule)
-            .timeout(Duration::from_secs(600))
-            .send()
-            .await
-            .with_context(|| format!("invoking {function}"))?
-            .json()
-            .await?;
+    let schedules = Template::project()?.schedules()?;
+    println!("\nSchedules of infra/template.yaml, fired once each as EventBridge Scheduler would:");
+    for schedule in schedules
+        .iter()
+        .filter(|s| s.function == "stock-sync" || s.function == "price-sync")
+    {
+        let answer = schedule.fire(&http, base).await?;
         let failed: Vec<&Value> = answer
             .as_array()
             .into_iter()
@@ -274,12 +274,16 @@ async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
             .filter(|run| !run["error"].is_null())
             .collect();
         if !failed.is_empty() || !answer.is_array() {
-            bail!("{function} did not run cleanly: {answer}");
+            bail!("{} did not run cleanly: {answer}", schedule.name);
         }
+        println!(
+            "  fired {:<32} (every {:>4} s): {} channel run(s)",
+            schedule.name,
+            schedule.every.as_secs(),
+            answer.as_array().map_or(0, Vec::len)
+        );
     }
-    println!(
-        "\nStock and prices the ERP pushed to the stores (schedules fired once; the Shopify sandbox):"
-    );
+    println!("\nStock and prices the ERP pushed to the stores (the Shopify sandbox):");
     println!(
         "  {:<15} {:>10} {:>10} {:>12} {:>12}",
         "SKU", "UK stock", "EU stock", "UK GBP", "EU EUR"

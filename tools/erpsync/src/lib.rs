@@ -3,6 +3,7 @@
 
 pub mod esm;
 pub mod queues;
+pub mod schedules;
 pub mod shadow;
 pub mod stack;
 pub mod template;

@@ -357,17 +357,22 @@ impl QueryRoot {
         Ok(LocationConnection { nodes, page_info })
     }
 
+    /// `query` takes Shopify's search syntax for the filter stock-sync uses:
+    /// `sku:'A' OR sku:'B'` (exact SKUs here; Shopify's match is looser).
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
         first: i32,
         after: Option<String>,
+        query: Option<String>,
     ) -> async_graphql::Result<InventoryItemConnection> {
+        let skus = query.as_deref().map(sku_terms).transpose()?;
         let store = lock(ctx)?;
         let items: Vec<InventoryItemNode> = store
             .products
             .iter()
             .flat_map(|p| &p.variants)
+            .filter(|v| skus.as_ref().is_none_or(|skus| skus.contains(&v.sku)))
             .map(|v| InventoryItemNode {
                 id: v.inventory_item_id.clone(),
                 sku: v.sku.clone(),
@@ -414,6 +419,26 @@ impl QueryRoot {
         let (nodes, page_info) = page(&nodes, first, after.as_deref())?;
         Ok(OrderConnection { nodes, page_info })
     }
+}
+
+/// `sku:'A' OR sku:B` -> the SKUs; any other filter is refused rather than ignored.
+fn sku_terms(query: &str) -> async_graphql::Result<Vec<String>> {
+    query
+        .split(" OR ")
+        .map(|term| {
+            term.trim()
+                .strip_prefix("sku:")
+                .map(|sku| {
+                    sku.trim_matches(|c| c == '\'' || c == '"')
+                        .replace("\\'", "'")
+                })
+                .ok_or_else(|| {
+                    async_graphql::Error::new(format!(
+                        "the sandbox filters inventory items by sku only, not {term:?}"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// `updated_at:>'T'` or `updated_at:>=T` -> (T, inclusive).
