@@ -31,7 +31,36 @@ pub struct Config {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub ownership: Ownership,
+    /// ERP carrier (its party name) -> how the shop and the customer see its tracking.
+    #[serde(default)]
+    pub carriers: BTreeMap<String, CarrierConfig>,
+    /// The courier tracking service that sends tracking webhooks (EasyPost).
+    pub courier: Option<CourierConfig>,
     pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// The tracking company as the shop names it (Shopify's list: "Royal Mail", "DHL Express").
+    pub company: String,
+    /// Tracking page with `{number}` where the tracking number goes.
+    pub tracking_url: Option<String>,
+}
+
+impl CarrierConfig {
+    pub fn tracking_url(&self, number: &str) -> Option<String> {
+        self.tracking_url
+            .as_ref()
+            .map(|template| template.replace("{number}", number))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourierConfig {
+    /// Secrets Manager secret with the EasyPost webhook secret(s).
+    pub webhook_secret: String,
 }
 
 /// Which side may change each data set. A change from the other side is refused and
@@ -278,6 +307,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for (name, carrier) in &self.carriers {
+            if carrier
+                .tracking_url
+                .as_ref()
+                .is_some_and(|url| !url.contains("{number}") || !url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("carriers.{name:?}.tracking_url"),
+                    "must be an https:// address with {number} where the tracking number goes",
+                ));
+            }
+        }
         if self.erp.database.trim().is_empty() {
             return Err(invalid("erp.database", "must not be empty"));
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod edits;
 pub mod error;
 pub mod flows;
+pub mod fulfilment;
 pub mod ids;
 pub mod inbound;
 pub mod mapping;
@@ -19,6 +20,7 @@ pub mod shadow;
 pub mod shopify;
 pub mod signature;
 pub mod state;
+pub mod tracking;
 pub mod stock;
 pub mod woocommerce;
 

@@ -56,6 +56,55 @@ pub fn verify_base64_hmac_sha256(
     }
 }
 
+/// EasyPost's `X-Hmac-Signature`: `hmac-sha256-hex=` + hex(HMAC-SHA256(NFKD(secret), raw
+/// body)). EasyPost normalises the secret (NFKD) before keying; so must we.
+pub fn verify_easypost(
+    body: &[u8],
+    header: Option<&str>,
+    secrets: &[SecretString],
+) -> Result<(), SignatureError> {
+    let header = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
+    let hex_digest = header
+        .strip_prefix("hmac-sha256-hex=")
+        .ok_or(SignatureError::Malformed)?;
+    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
+    if expected.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    if secrets.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
+    let mut matched = false;
+    for secret in secrets {
+        let mut mac = HmacSha256::new_from_slice(nfkd(secret).as_bytes())
+            .map_err(|_| SignatureError::NoSecret)?;
+        mac.update(body);
+        matched |= mac.verify_slice(&expected).is_ok();
+    }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+fn nfkd(secret: &SecretString) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    secret.expose_secret().nfkd().collect()
+}
+
+/// Signs a body the way EasyPost does: for the courier simulator and tests.
+pub fn sign_easypost(body: &[u8], secret: &SecretString) -> String {
+    let Ok(mut mac) = HmacSha256::new_from_slice(nfkd(secret).as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    format!("hmac-sha256-hex={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Signs a body the way Shopify does: for the sandbox, the demo and tests.
 pub fn sign_base64_hmac_sha256(body: &[u8], secret: &SecretString) -> String {
     let mut mac = match HmacSha256::new_from_slice(secret.expose_secret().as_bytes()) {
@@ -112,6 +161,37 @@ mod tests {
         assert_eq!(
             verify_base64_hmac_sha256(body, Some(expected), &[key]),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn easypost_published_vector_verifies_with_the_nfkd_secret_only() {
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap_or_default();
+        let key = vectors["easypost"]["secret"].as_str().unwrap_or_default();
+        let expected = vectors["easypost"]["expected"].as_str().unwrap_or_default();
+        let body = include_bytes!("../../../tests/fixtures/easypost-tracker-updated.signed-body.raw");
+        assert_eq!(
+            verify_easypost(body, Some(expected), &[secret(key)]),
+            Ok(())
+        );
+        assert_eq!(sign_easypost(body, &secret(key)), expected);
+        // The same secret composed (NFC) is the same text to people, not to EasyPost: it
+        // verifies only because we normalise it.
+        let composed: String = {
+            use unicode_normalization::UnicodeNormalization;
+            key.nfc().collect()
+        };
+        assert_eq!(
+            verify_easypost(body, Some(expected), &[secret(&composed)]),
+            Ok(())
+        );
+        assert_eq!(
+            verify_easypost(body, Some(expected), &[secret("secret")]),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_easypost(body, Some("38f3f53c"), &[secret(key)]),
+            Err(SignatureError::Malformed)
         );
     }
 

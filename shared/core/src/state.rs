@@ -71,21 +71,33 @@ pub enum Flow {
     OrderSync,
     StockSync,
     PriceSync,
+    /// ERP dispatches -> shop fulfilments.
+    ShipmentSync,
+    /// Courier tracking events -> fulfilment events.
+    Tracking,
 }
 
 impl Flow {
+    pub const ALL: [Self; 5] = [
+        Self::OrderSync,
+        Self::StockSync,
+        Self::PriceSync,
+        Self::ShipmentSync,
+        Self::Tracking,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderSync => "order-sync",
             Self::StockSync => "stock-sync",
             Self::PriceSync => "price-sync",
+            Self::ShipmentSync => "shipment-sync",
+            Self::Tracking => "tracking",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::OrderSync, Self::StockSync]
-            .into_iter()
-            .find(|f| f.as_str() == text)
+        Self::ALL.into_iter().find(|f| f.as_str() == text)
     }
 }
 
@@ -242,5 +254,8 @@ mod tests {
             assert_eq!(SyncStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(SyncStatus::after_failure(ErrorClass::InFlight), None);
+        for flow in Flow::ALL {
+            assert_eq!(Flow::parse(flow.as_str()), Some(flow));
+        }
     }
 }

@@ -1,0 +1,423 @@
+//! Dispatches from the ERP to the shop: each shipment the warehouse marks done becomes one
+//! fulfilment of the shop order's fulfilment-order lines, with its quantities (a partial
+//! dispatch fulfils part of the lines; the back order's dispatch is a second fulfilment)
+//! and its tracking. Exactly one fulfilment per ERP shipment, however often a run repeats.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::config::{ChannelConfig, Config};
+use crate::error::SyncError;
+use crate::ids::{ChannelId, Sku};
+use crate::ports::{IdempotencyStore, SyncStateStore};
+use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+
+/// A shipment the ERP has marked done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErpShipment {
+    pub id: i64,
+    pub number: String,
+    /// The sale's reference: `channel/order id` for orders erpsync brought in.
+    pub sale_reference: String,
+    /// ERP SKU -> quantity shipped.
+    pub moves: Vec<(Sku, u32)>,
+    /// What the warehouse entered as the shipment's reference: the courier's tracking number.
+    pub tracking_number: Option<String>,
+    /// The ERP carrier's party name.
+    pub carrier: Option<String>,
+    /// The sale's shipment state after this dispatch (`partially shipped`: a back order waits).
+    pub sale_shipment_state: String,
+}
+
+impl ErpShipment {
+    pub fn back_order_pending(&self) -> bool {
+        self.sale_shipment_state == "partially shipped" || self.sale_shipment_state == "waiting"
+    }
+}
+
+#[async_trait]
+pub trait ErpShipments: Send + Sync {
+    /// Customer shipments done (created or changed) at or after `since`, and the latest
+    /// change stamp seen.
+    async fn shipments_done_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<(Vec<ErpShipment>, Option<OffsetDateTime>), SyncError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    pub company: Option<String>,
+    pub number: String,
+    pub url: Option<String>,
+}
+
+/// A fulfilment-order line item of a shop order, with what is left to fulfil.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLine {
+    pub fulfilment_order: String,
+    pub line_item: String,
+    pub sku: Option<Sku>,
+    pub remaining: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilLine {
+    pub fulfilment_order: String,
+    pub line_item: String,
+    pub quantity: u32,
+}
+
+/// The shop's view of an order's fulfilment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopFulfilment {
+    pub lines: Vec<OpenLine>,
+    /// Tracking numbers of the fulfilments already made.
+    pub tracking_numbers: Vec<String>,
+    /// `UNFULFILLED`, `PARTIALLY_FULFILLED`, `FULFILLED`, ...
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilmentEvent {
+    /// Shopify's FulfillmentEventStatus: `IN_TRANSIT`, `OUT_FOR_DELIVERY`, `DELIVERED`, ...
+    pub status: String,
+    pub message: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub happened_at: Option<OffsetDateTime>,
+}
+
+#[async_trait]
+pub trait ChannelFulfilment: Send + Sync {
+    /// None when the shop does not know the order.
+    async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError>;
+    /// Creates one fulfilment; answers its id.
+    async fn fulfil(
+        &self,
+        lines: &[FulfilLine],
+        tracking: Option<&Tracking>,
+    ) -> Result<String, SyncError>;
+    async fn add_event(&self, fulfilment_id: &str, event: &FulfilmentEvent)
+    -> Result<(), SyncError>;
+}
+
+/// Where a tracking number's fulfilment is: courier events find it here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilmentRef {
+    pub channel: ChannelId,
+    pub order_id: String,
+    pub fulfilment_id: String,
+    pub shipment: String,
+}
+
+#[async_trait]
+pub trait TrackingIndex: Send + Sync {
+    async fn remember(&self, tracking_number: &str, at: &FulfilmentRef) -> Result<(), SyncError>;
+    async fn find(&self, tracking_number: &str) -> Result<Option<FulfilmentRef>, SyncError>;
+}
+
+/// Splits a sale reference made by order-sync back into channel and order id.
+pub fn parse_sale_reference(reference: &str) -> Option<(ChannelId, String)> {
+    let (channel, order) = reference.split_once('/')?;
+    let channel = ChannelId::parse(channel).ok()?;
+    (!order.trim().is_empty()).then(|| (channel, order.to_owned()))
+}
+
+/// Which open lines a shipment fulfils, and by how much: a plain line takes its ERP SKU's
+/// shipped quantity (after aliases); a bundle line takes as many sets as every component
+/// shipped. Whatever the shop does not expect (any more) is answered as left over.
+pub fn plan_fulfilment(
+    channel: &ChannelConfig,
+    shipped: &[(Sku, u32)],
+    open: &[OpenLine],
+) -> (Vec<FulfilLine>, Vec<(Sku, u32)>) {
+    let mut left: HashMap<Sku, u32> = HashMap::new();
+    for (sku, quantity) in shipped {
+        *left.entry(sku.clone()).or_default() += quantity;
+    }
+    let mut plan = Vec::new();
+    let (bundles, plain): (Vec<&OpenLine>, Vec<&OpenLine>) = open
+        .iter()
+        .filter(|l| l.remaining > 0)
+        .partition(|l| l.sku.as_ref().is_some_and(|s| channel.bundles.contains_key(s)));
+    for line in plain {
+        let Some(sku) = &line.sku else { continue };
+        let available = left.entry(channel.erp_sku(sku).clone()).or_default();
+        let quantity = line.remaining.min(*available);
+        if quantity > 0 {
+            *available -= quantity;
+            plan.push(FulfilLine {
+                fulfilment_order: line.fulfilment_order.clone(),
+                line_item: line.line_item.clone(),
+                quantity,
+            });
+        }
+    }
+    for line in bundles {
+        let Some(bundle) = line.sku.as_ref().and_then(|s| channel.bundles.get(s)) else {
+            continue;
+        };
+        let sets = bundle
+            .components
+            .iter()
+            .map(|c| left.get(&c.sku).copied().unwrap_or(0) / c.quantity.max(1))
+            .min()
+            .unwrap_or(0)
+            .min(line.remaining);
+        if sets > 0 {
+            for component in &bundle.components {
+                if let Some(available) = left.get_mut(&component.sku) {
+                    *available -= sets * component.quantity.max(1);
+                }
+            }
+            plan.push(FulfilLine {
+                fulfilment_order: line.fulfilment_order.clone(),
+                line_item: line.line_item.clone(),
+                quantity: sets,
+            });
+        }
+    }
+    let mut leftover: Vec<(Sku, u32)> = left.into_iter().filter(|(_, q)| *q > 0).collect();
+    leftover.sort();
+    (plan, leftover)
+}
+
+pub struct ShipmentDeps<'a> {
+    pub config: &'a Config,
+    pub idempotency: &'a dyn IdempotencyStore,
+    pub state: &'a dyn SyncStateStore,
+    pub tracking: &'a dyn TrackingIndex,
+    /// The shop of each channel that has an Admin API.
+    pub shop: &'a dyn Fn(&ChannelId) -> Option<&'a dyn ChannelFulfilment>,
+    pub lease_until: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ShipmentOutcome {
+    Fulfilled {
+        fulfilment_id: String,
+        quantity: u32,
+        back_order_pending: bool,
+    },
+    /// The shop already shows this dispatch (same tracking number, or nothing left open).
+    AlreadyFulfilled,
+    /// An earlier run did it.
+    Replayed,
+    /// Not an order from a channel erpsync serves (an ERP-only sale).
+    NotFromAChannel,
+}
+
+/// One ERP shipment to its shop order, once.
+pub async fn sync_shipment(
+    deps: &ShipmentDeps<'_>,
+    shipment: &ErpShipment,
+) -> Result<ShipmentOutcome, SyncError> {
+    let Some((channel_id, order_id)) = parse_sale_reference(&shipment.sale_reference) else {
+        return Ok(ShipmentOutcome::NotFromAChannel);
+    };
+    let (Some(channel), Some(shop)) = (deps.config.channel(&channel_id), (deps.shop)(&channel_id))
+    else {
+        return Ok(ShipmentOutcome::NotFromAChannel);
+    };
+    let key = IdempotencyKey::new(
+        Flow::ShipmentSync,
+        &channel_id,
+        &format!("shipment-{}", shipment.id),
+    );
+    let hash = PayloadHash::of(&shipment.id);
+    match deps.idempotency.claim(&key, &hash, deps.lease_until).await? {
+        Claim::AlreadyDone { .. } => return Ok(ShipmentOutcome::Replayed),
+        Claim::InProgress => {
+            return Err(SyncError::in_flight(format!(
+                "shipment {} is being synced by another run",
+                shipment.number
+            )));
+        }
+        Claim::Start => {}
+    }
+    let result = fulfil(deps, channel, shop, &order_id, shipment).await;
+    let entity = EntityRef {
+        flow: Flow::ShipmentSync,
+        channel: channel_id.clone(),
+        entity_id: order_id.clone(),
+    };
+    match result {
+        Ok(outcome) => {
+            let note = match &outcome {
+                ShipmentOutcome::Fulfilled {
+                    quantity,
+                    back_order_pending,
+                    ..
+                } => format!(
+                    "shipment {}: {quantity} item(s) fulfilled{}",
+                    shipment.number,
+                    if *back_order_pending {
+                        "; backordered: the rest ships later"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => format!("shipment {}: the shop already showed it", shipment.number),
+            };
+            let record = SyncRecord {
+                entity,
+                status: SyncStatus::Synced,
+                erp_id: Some(shipment.id),
+                erp_number: Some(shipment.number.clone()),
+                version: None,
+                note: Some(note),
+            };
+            let stored = serde_json::to_value(&outcome).unwrap_or_default();
+            deps.idempotency
+                .complete(&key, &hash, &stored, &record)
+                .await?;
+            Ok(outcome)
+        }
+        Err(error) => {
+            if let Err(release) = deps.idempotency.release(&key).await {
+                warn!(key = %key, error = %release, "could not release the shipment claim");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn fulfil(
+    deps: &ShipmentDeps<'_>,
+    channel: &ChannelConfig,
+    shop: &dyn ChannelFulfilment,
+    order_id: &str,
+    shipment: &ErpShipment,
+) -> Result<ShipmentOutcome, SyncError> {
+    let current = shop.fulfilment(order_id).await?.ok_or_else(|| {
+        SyncError::permanent(
+            "order_not_in_shop",
+            format!(
+                "ERP shipment {} is for order {order_id} of {}, which the shop does not have: check the sale's reference",
+                shipment.number, channel.id
+            ),
+        )
+    })?;
+    let tracking = shipment.tracking_number.as_ref().map(|number| {
+        let carrier = shipment
+            .carrier
+            .as_ref()
+            .and_then(|c| deps.config.carriers.get(c));
+        Tracking {
+            company: carrier
+                .map(|c| c.company.clone())
+                .or_else(|| shipment.carrier.clone()),
+            url: carrier.and_then(|c| c.tracking_url(number)),
+            number: number.clone(),
+        }
+    });
+    // A fulfilment made by a run that stopped before it could record it carries the number.
+    if let Some(tracking) = &tracking
+        && current.tracking_numbers.contains(&tracking.number)
+    {
+        return Ok(ShipmentOutcome::AlreadyFulfilled);
+    }
+    let (plan, leftover) = plan_fulfilment(channel, &shipment.moves, &current.lines);
+    if !leftover.is_empty() {
+        warn!(shipment = %shipment.number, ?leftover, "shipped items the shop order does not have open");
+    }
+    if plan.is_empty() {
+        return Ok(ShipmentOutcome::AlreadyFulfilled);
+    }
+    let fulfilment_id = shop.fulfil(&plan, tracking.as_ref()).await?;
+    if let Some(tracking) = &tracking {
+        deps.tracking
+            .remember(
+                &tracking.number,
+                &FulfilmentRef {
+                    channel: channel.id.clone(),
+                    order_id: order_id.to_owned(),
+                    fulfilment_id: fulfilment_id.clone(),
+                    shipment: shipment.number.clone(),
+                },
+            )
+            .await?;
+    }
+    info!(shipment = %shipment.number, order = order_id, fulfilment = %fulfilment_id, "fulfilled");
+    Ok(ShipmentOutcome::Fulfilled {
+        fulfilment_id,
+        quantity: plan.iter().map(|l| l.quantity).sum(),
+        back_order_pending: shipment.back_order_pending(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sku(text: &str) -> Sku {
+        Sku::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn line(id: &str, text: &str, remaining: u32) -> OpenLine {
+        OpenLine {
+            fulfilment_order: "fo1".to_owned(),
+            line_item: id.to_owned(),
+            sku: Some(sku(text)),
+            remaining,
+        }
+    }
+
+    fn channel() -> ChannelConfig {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        config.channels[0].clone()
+    }
+
+    #[test]
+    fn a_partial_dispatch_fulfils_part_of_the_lines() {
+        let open = [line("a", "IPOD2008RED", 3), line("b", "IPOD2008GREEN", 1)];
+        let (plan, leftover) = plan_fulfilment(&channel(), &[(sku("IPOD2008RED"), 2)], &open);
+        assert_eq!(plan.len(), 1);
+        assert_eq!((plan[0].line_item.as_str(), plan[0].quantity), ("a", 2));
+        assert!(leftover.is_empty());
+    }
+
+    #[test]
+    fn aliases_and_bundles_are_fulfilled_from_their_erp_products() {
+        let open = [
+            line("alias", "IPOD-BLACK-LEGACY", 1),
+            line("trio", "IPOD-TRIO", 2),
+        ];
+        // One trio is 1 green, 1 red and 2 socks: enough was shipped for one set only.
+        let shipped = [
+            (sku("IPOD2008BLACK"), 1),
+            (sku("IPOD2008GREEN"), 2),
+            (sku("IPOD2008RED"), 1),
+            (sku("WOOL-SOCKS"), 2),
+        ];
+        let (plan, leftover) = plan_fulfilment(&channel(), &shipped, &open);
+        let quantities: Vec<(&str, u32)> = plan
+            .iter()
+            .map(|l| (l.line_item.as_str(), l.quantity))
+            .collect();
+        assert_eq!(quantities, [("alias", 1), ("trio", 1)]);
+        assert_eq!(leftover, [(sku("IPOD2008GREEN"), 1)]);
+    }
+
+    #[test]
+    fn nothing_open_means_nothing_to_fulfil() {
+        let open = [line("a", "IPOD2008RED", 0)];
+        let (plan, leftover) = plan_fulfilment(&channel(), &[(sku("IPOD2008RED"), 1)], &open);
+        assert!(plan.is_empty());
+        assert_eq!(leftover, [(sku("IPOD2008RED"), 1)]);
+    }
+
+    #[test]
+    fn sale_references_split_into_channel_and_order() {
+        let (channel, order) =
+            parse_sale_reference("uk-shop/450789469").unwrap_or_else(|| panic!("parses"));
+        assert_eq!((channel.as_str(), order.as_str()), ("uk-shop", "450789469"));
+        assert!(parse_sale_reference("PO-1234").is_none());
+    }
+}
