@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+pub use erpsync_aws::function_url::MAX_BODY_BYTES;
+use erpsync_aws::function_url::{
+    Answer, header, is_deduplication_id, raw_body, require_post, respond,
+};
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes, order_group_id};
 use erpsync_core::batch::MessageFailure;
 use erpsync_core::config::{ChannelConfig, Mode, Platform};
@@ -19,41 +21,7 @@ use tracing::{info, instrument, warn};
 
 use crate::Deps;
 
-/// Shopify's order payloads are far smaller; anything above is refused before verifying.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const FLOW: &str = "shop-webhook";
-
-/// The HTTP answer to a delivery: what Shopify acts on (2xx done, anything else retried).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub message: &'static str,
-}
-
-const fn respond(status: u16, message: &'static str) -> Answer {
-    Answer { status, message }
-}
-
-impl From<Answer> for LambdaFunctionUrlResponse {
-    fn from(answer: Answer) -> Self {
-        let mut response = LambdaFunctionUrlResponse::default();
-        response.status_code = answer.status.into();
-        response.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        response.body = Some(serde_json::json!({ "message": answer.message }).to_string());
-        response
-    }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
 
 #[instrument(skip_all, fields(shop = tracing::field::Empty, topic = tracing::field::Empty, webhook_id = tracing::field::Empty))]
 pub async fn handle(deps: &Deps, request: LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
@@ -61,14 +29,8 @@ pub async fn handle(deps: &Deps, request: LambdaFunctionUrlRequest) -> LambdaFun
 }
 
 async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
-    let method = request
-        .request_context
-        .http
-        .method
-        .as_deref()
-        .unwrap_or("POST");
-    if !method.eq_ignore_ascii_case("POST") {
-        return respond(405, "webhooks are POSTed");
+    if let Err(answer) = require_post(request) {
+        return answer;
     }
     let body = match raw_body(request) {
         Ok(body) => body,
@@ -167,11 +129,6 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     }
 }
 
-/// SQS takes up to 128 printable ASCII characters (no spaces) as a deduplication id.
-fn is_deduplication_id(id: &str) -> bool {
-    id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// Where a webhook's platform keeps what the handler needs.
 struct Sender {
     platform: Platform,
@@ -226,25 +183,6 @@ impl Sender {
             Platform::Woocommerce => woocommerce::topic(topic),
         }
     }
-}
-
-fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {
-    let text = request.body.as_deref().unwrap_or("");
-    // base64 is 4/3 of the raw size: refuse early without decoding a huge body.
-    if text.len() > MAX_BODY_BYTES / 3 * 4 + 4 {
-        return Err(respond(413, "body over 1 MiB"));
-    }
-    let body = if request.is_base64_encoded {
-        STANDARD
-            .decode(text)
-            .map_err(|_| respond(400, "body is not valid base64"))?
-    } else {
-        text.as_bytes().to_vec()
-    };
-    if body.len() > MAX_BODY_BYTES {
-        return Err(respond(413, "body over 1 MiB"));
-    }
-    Ok(body)
 }
 
 async fn verify(

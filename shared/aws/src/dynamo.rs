@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::types::{
 };
 use erpsync_core::SyncError;
 use erpsync_core::changes::Cursors;
-use erpsync_core::ids::Sku;
+use erpsync_core::fulfilment::{FulfilmentRef, TrackingIndex};
+use erpsync_core::ids::{ChannelId, Sku};
 use erpsync_core::ports::{IdempotencyStore, SyncStateStore};
 use erpsync_core::state::{
     Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
@@ -560,5 +561,63 @@ impl Cursors for DynamoStore {
             }
             Err(error) => Err(store_error("UpdateItem (cursor)", error)),
         }
+    }
+}
+
+/// Tracking number -> the fulfilment that carries it, for courier events.
+#[async_trait]
+impl TrackingIndex for DynamoStore {
+    async fn remember(&self, tracking_number: &str, at: &FulfilmentRef) -> Result<(), SyncError> {
+        let mut item = Self::key(format!("TRACKING#{tracking_number}"), "TRACKING");
+        item.insert("channel".to_owned(), s(at.channel.as_str()));
+        item.insert("order_id".to_owned(), s(&at.order_id));
+        item.insert("fulfilment_id".to_owned(), s(&at.fulfilment_id));
+        item.insert("shipment".to_owned(), s(&at.shipment));
+        item.insert(
+            "remembered_at".to_owned(),
+            s(timestamp(OffsetDateTime::now_utc())),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem (tracking)", e))?;
+        Ok(())
+    }
+
+    async fn find(&self, tracking_number: &str) -> Result<Option<FulfilmentRef>, SyncError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                format!("TRACKING#{tracking_number}"),
+                "TRACKING",
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem (tracking)", e))?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok(
+            match (
+                text("channel").and_then(|c| ChannelId::parse(&c).ok()),
+                text("order_id"),
+                text("fulfilment_id"),
+            ) {
+                (Some(channel), Some(order_id), Some(fulfilment_id)) => Some(FulfilmentRef {
+                    channel,
+                    order_id,
+                    fulfilment_id,
+                    shipment: text("shipment").unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        )
     }
 }

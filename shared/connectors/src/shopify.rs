@@ -8,6 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::config::{ChannelConfig, Config};
+use erpsync_core::fulfilment::{
+    ChannelFulfilment, FulfilLine, FulfilmentEvent, OpenLine, ShopFulfilment, Tracking,
+};
 use erpsync_core::ids::{ExternalOrderId, Sku};
 use erpsync_core::prices::{ChannelPrices, ChannelVariant};
 use erpsync_core::reconcile::{ChannelOrders, ShopOrderRef};
@@ -508,6 +511,172 @@ impl ChannelPrices for ShopifyAdmin {
                     error["message"].as_str().unwrap_or("(no message)")
                 ),
             )),
+        }
+    }
+}
+
+const FULFILMENT: &str = "query Fulfilment($id: ID!) {
+  order(id: $id) {
+    displayFulfillmentStatus
+    fulfillmentOrders(first: 5) {
+      nodes { id status lineItems(first: 50) { nodes { id sku remainingQuantity lineItem { sku } } } }
+    }
+    fulfillments(first: 20) { trackingInfo(first: 3) { number } }
+  }
+}";
+
+const FULFIL: &str = "mutation Fulfil($fulfillment: FulfillmentInput!) {
+  fulfillmentCreate(fulfillment: $fulfillment) {
+    fulfillment { id status }
+    userErrors { field message }
+  }
+}";
+
+const EVENT: &str = "mutation Event($event: FulfillmentEventInput!) {
+  fulfillmentEventCreate(fulfillmentEvent: $event) {
+    fulfillmentEvent { id status }
+    userErrors { field message }
+  }
+}";
+
+fn user_errors(payload: &Value) -> Option<String> {
+    let errors = payload["userErrors"].as_array()?;
+    (!errors.is_empty()).then(|| {
+        errors
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or("(no message)"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+#[async_trait]
+impl ChannelFulfilment for ShopifyAdmin {
+    async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
+        let data = self
+            .graphql(
+                FULFILMENT,
+                json!({"id": format!("gid://shopify/Order/{order_id}")}),
+                // Shopify's estimate multiplies nested connections' sizes.
+                1.0 + 5.0 + 5.0 * 50.0 + 20.0 + 20.0 * 3.0,
+            )
+            .await?;
+        let order = &data["order"];
+        if order.is_null() {
+            return Ok(None);
+        }
+        let mut lines = Vec::new();
+        for fulfilment_order in order["fulfillmentOrders"]["nodes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let Some(fulfilment_order_id) = fulfilment_order["id"].as_str() else {
+                continue;
+            };
+            for line in fulfilment_order["lineItems"]["nodes"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let sku = line["sku"]
+                    .as_str()
+                    .or_else(|| line["lineItem"]["sku"].as_str())
+                    .and_then(|s| Sku::parse(s).ok());
+                lines.push(OpenLine {
+                    fulfilment_order: fulfilment_order_id.to_owned(),
+                    line_item: line["id"].as_str().unwrap_or_default().to_owned(),
+                    sku,
+                    remaining: line["remainingQuantity"]
+                        .as_u64()
+                        .and_then(|q| u32::try_from(q).ok())
+                        .unwrap_or(0),
+                });
+            }
+        }
+        let tracking_numbers = order["fulfillments"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|f| f["trackingInfo"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t["number"].as_str().map(str::to_owned))
+            .collect();
+        Ok(Some(ShopFulfilment {
+            lines,
+            tracking_numbers,
+            status: order["displayFulfillmentStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }))
+    }
+
+    async fn fulfil(
+        &self,
+        lines: &[FulfilLine],
+        tracking: Option<&Tracking>,
+    ) -> Result<String, SyncError> {
+        let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+        for line in lines {
+            let item = json!({"id": line.line_item, "quantity": line.quantity});
+            match groups
+                .iter_mut()
+                .find(|(id, _)| *id == line.fulfilment_order)
+            {
+                Some((_, items)) => items.push(item),
+                None => groups.push((line.fulfilment_order.clone(), vec![item])),
+            }
+        }
+        let by_order: Vec<Value> = groups
+            .into_iter()
+            .map(
+                |(id, items)| json!({"fulfillmentOrderId": id, "fulfillmentOrderLineItems": items}),
+            )
+            .collect();
+        let fulfillment = json!({
+            "lineItemsByFulfillmentOrder": by_order,
+            "trackingInfo": tracking.map(|t| json!({"company": t.company, "number": t.number, "url": t.url})),
+            "notifyCustomer": true,
+        });
+        let data = self
+            .graphql(FULFIL, json!({"fulfillment": fulfillment}), 10.0)
+            .await?;
+        let payload = &data["fulfillmentCreate"];
+        if let Some(errors) = user_errors(payload) {
+            return Err(SyncError::permanent(
+                "channel_rejected",
+                format!("Shopify refused the fulfilment: {errors}"),
+            ));
+        }
+        payload["fulfillment"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                SyncError::retryable(
+                    "channel_unexpected",
+                    "fulfillmentCreate answered without a fulfilment",
+                )
+            })
+    }
+
+    async fn add_event(
+        &self,
+        fulfilment_id: &str,
+        event: &FulfilmentEvent,
+    ) -> Result<(), SyncError> {
+        let happened_at = event
+            .happened_at
+            .and_then(|at| at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok());
+        let input = json!({"fulfillmentId": fulfilment_id, "status": event.status,
+                           "message": event.message, "happenedAt": happened_at});
+        let data = self.graphql(EVENT, json!({"event": input}), 10.0).await?;
+        match user_errors(&data["fulfillmentEventCreate"]) {
+            Some(errors) => Err(SyncError::permanent(
+                "channel_rejected",
+                format!("Shopify refused the fulfilment event: {errors}"),
+            )),
+            None => Ok(()),
         }
     }
 }

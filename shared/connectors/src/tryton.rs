@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use erpsync_core::SyncError;
 use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
+use erpsync_core::fulfilment::{ErpShipment, ErpShipments};
 use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
@@ -1175,5 +1176,95 @@ impl ErpChangeFeed for TrytonClient {
             }
         }
         Ok(latest)
+    }
+}
+
+#[async_trait]
+impl ErpShipments for TrytonClient {
+    async fn shipments_done_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<(Vec<ErpShipment>, Option<time::OffsetDateTime>), SyncError> {
+        let stamp = datetime_value(since);
+        let rows = self
+            .search(
+                "stock.shipment.out",
+                json!([
+                    ["state", "=", "done"],
+                    [
+                        "OR",
+                        ["create_date", ">=", stamp],
+                        ["write_date", ">=", stamp]
+                    ]
+                ]),
+                &[
+                    "number",
+                    "reference",
+                    "create_date",
+                    "write_date",
+                    "carrier.party.name",
+                    "outgoing_moves.product.code",
+                    "outgoing_moves.quantity",
+                    "outgoing_moves.state",
+                ],
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        let latest = rows.iter().filter_map(stamp_of).max();
+        let ids: Vec<i64> = rows.iter().filter_map(|r| id_of(r, "id")).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), latest));
+        }
+        // The sale each shipment belongs to: its reference and how far it has shipped.
+        let sales = self
+            .search(
+                "sale.sale",
+                json!([["shipments", "in", ids]]),
+                &["reference", "shipment_state", "shipments"],
+                None,
+            )
+            .await?;
+        let mut sale_of: HashMap<i64, (String, String)> = HashMap::new();
+        for sale in &sales {
+            let reference = text_of(sale, "reference").unwrap_or_default();
+            let state = text_of(sale, "shipment_state").unwrap_or_default();
+            for shipment in sale["shipments"].as_array().into_iter().flatten() {
+                if let Some(id) = shipment.as_i64() {
+                    sale_of.insert(id, (reference.clone(), state.clone()));
+                }
+            }
+        }
+        let mut shipments = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(id) = id_of(row, "id") else { continue };
+            let Some((sale_reference, sale_shipment_state)) = sale_of.get(&id).cloned() else {
+                // Not from a sale (a manual shipment): nothing for a shop to show.
+                continue;
+            };
+            let mut moves: Vec<(Sku, u32)> = Vec::new();
+            for line in row["outgoing_moves"].as_array().into_iter().flatten() {
+                let (Some(sku), Some(quantity)) = (
+                    line["product"]["code"]
+                        .as_str()
+                        .and_then(|c| Sku::parse(c).ok()),
+                    line["quantity"].as_f64(),
+                ) else {
+                    continue;
+                };
+                if line["state"] == "done" && quantity > 0.0 {
+                    moves.push((sku, quantity.round() as u32));
+                }
+            }
+            shipments.push(ErpShipment {
+                id,
+                number: text_of(row, "number").unwrap_or_else(|| id.to_string()),
+                sale_reference,
+                moves,
+                tracking_number: text_of(row, "reference").filter(|r| !r.trim().is_empty()),
+                carrier: row["carrier"]["party"]["name"].as_str().map(str::to_owned),
+                sale_shipment_state,
+            });
+        }
+        Ok((shipments, latest))
     }
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
-use crate::ports::{IdempotencyStore, SyncStateStore};
+use crate::ports::IdempotencyStore;
 use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
 /// A shipment the ERP has marked done.
@@ -101,8 +101,23 @@ pub trait ChannelFulfilment: Send + Sync {
         lines: &[FulfilLine],
         tracking: Option<&Tracking>,
     ) -> Result<String, SyncError>;
-    async fn add_event(&self, fulfilment_id: &str, event: &FulfilmentEvent)
-    -> Result<(), SyncError>;
+    async fn add_event(
+        &self,
+        fulfilment_id: &str,
+        event: &FulfilmentEvent,
+    ) -> Result<(), SyncError>;
+}
+
+/// Each channel's shop, by channel id (those with an Admin API).
+pub trait FulfilmentChannels: Send + Sync {
+    fn shop(&self, channel: &ChannelId) -> Option<&dyn ChannelFulfilment>;
+}
+
+impl<T: ChannelFulfilment> FulfilmentChannels for HashMap<String, T> {
+    fn shop(&self, channel: &ChannelId) -> Option<&dyn ChannelFulfilment> {
+        self.get(channel.as_str())
+            .map(|shop| shop as &dyn ChannelFulfilment)
+    }
 }
 
 /// Where a tracking number's fulfilment is: courier events find it here.
@@ -140,10 +155,12 @@ pub fn plan_fulfilment(
         *left.entry(sku.clone()).or_default() += quantity;
     }
     let mut plan = Vec::new();
-    let (bundles, plain): (Vec<&OpenLine>, Vec<&OpenLine>) = open
-        .iter()
-        .filter(|l| l.remaining > 0)
-        .partition(|l| l.sku.as_ref().is_some_and(|s| channel.bundles.contains_key(s)));
+    let (bundles, plain): (Vec<&OpenLine>, Vec<&OpenLine>) =
+        open.iter().filter(|l| l.remaining > 0).partition(|l| {
+            l.sku
+                .as_ref()
+                .is_some_and(|s| channel.bundles.contains_key(s))
+        });
     for line in plain {
         let Some(sku) = &line.sku else { continue };
         let available = left.entry(channel.erp_sku(sku).clone()).or_default();
@@ -189,10 +206,8 @@ pub fn plan_fulfilment(
 pub struct ShipmentDeps<'a> {
     pub config: &'a Config,
     pub idempotency: &'a dyn IdempotencyStore,
-    pub state: &'a dyn SyncStateStore,
     pub tracking: &'a dyn TrackingIndex,
-    /// The shop of each channel that has an Admin API.
-    pub shop: &'a dyn Fn(&ChannelId) -> Option<&'a dyn ChannelFulfilment>,
+    pub shops: &'a dyn FulfilmentChannels,
     pub lease_until: OffsetDateTime,
 }
 
@@ -220,8 +235,10 @@ pub async fn sync_shipment(
     let Some((channel_id, order_id)) = parse_sale_reference(&shipment.sale_reference) else {
         return Ok(ShipmentOutcome::NotFromAChannel);
     };
-    let (Some(channel), Some(shop)) = (deps.config.channel(&channel_id), (deps.shop)(&channel_id))
-    else {
+    let (Some(channel), Some(shop)) = (
+        deps.config.channel(&channel_id),
+        deps.shops.shop(&channel_id),
+    ) else {
         return Ok(ShipmentOutcome::NotFromAChannel);
     };
     let key = IdempotencyKey::new(
@@ -230,7 +247,11 @@ pub async fn sync_shipment(
         &format!("shipment-{}", shipment.id),
     );
     let hash = PayloadHash::of(&shipment.id);
-    match deps.idempotency.claim(&key, &hash, deps.lease_until).await? {
+    match deps
+        .idempotency
+        .claim(&key, &hash, deps.lease_until)
+        .await?
+    {
         Claim::AlreadyDone { .. } => return Ok(ShipmentOutcome::Replayed),
         Claim::InProgress => {
             return Err(SyncError::in_flight(format!(

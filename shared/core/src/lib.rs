@@ -20,8 +20,8 @@ pub mod shadow;
 pub mod shopify;
 pub mod signature;
 pub mod state;
-pub mod tracking;
 pub mod stock;
+pub mod tracking;
 pub mod woocommerce;
 
 pub use error::{ErrorClass, ParseError, SyncError};

@@ -102,7 +102,10 @@ pub fn sign_easypost(body: &[u8], secret: &SecretString) -> String {
         return String::new();
     };
     mac.update(body);
-    format!("hmac-sha256-hex={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "hmac-sha256-hex={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Signs a body the way Shopify does: for the sandbox, the demo and tests.
@@ -169,7 +172,8 @@ mod tests {
         let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap_or_default();
         let key = vectors["easypost"]["secret"].as_str().unwrap_or_default();
         let expected = vectors["easypost"]["expected"].as_str().unwrap_or_default();
-        let body = include_bytes!("../../../tests/fixtures/easypost-tracker-updated.signed-body.raw");
+        let body =
+            include_bytes!("../../../tests/fixtures/easypost-tracker-updated.signed-body.raw");
         assert_eq!(
             verify_easypost(body, Some(expected), &[secret(key)]),
             Ok(())

@@ -6,10 +6,23 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::{ParseError, SyncError};
-use crate::fulfilment::{ChannelFulfilment, FulfilmentEvent, FulfilmentRef, TrackingIndex};
+use crate::fulfilment::{FulfilmentChannels, FulfilmentEvent, FulfilmentRef, TrackingIndex};
 use crate::ids::ChannelId;
-use crate::ports::{IdempotencyStore, SyncStateStore};
+use crate::ports::IdempotencyStore;
 use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+
+/// The one EasyPost event this flow acts on.
+pub const TRACKER_UPDATED: &str = "tracker.updated";
+
+/// The FIFO group of a parcel's tracking events: applied in the order they came.
+pub fn tracking_group_id(tracking_code: &str) -> String {
+    let code: String = tracking_code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(100)
+        .collect();
+    format!("tracking:{code}")
+}
 
 /// EasyPost tracker statuses (their documented list; anything else is `Unknown`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +103,7 @@ struct RawDetail {
 pub fn parse_easypost(body: &[u8]) -> Result<Option<TrackerUpdate>, ParseError> {
     let raw: RawEvent = serde_json::from_slice(body)
         .map_err(|e| ParseError::new("body", format!("not an EasyPost event: {e}")))?;
-    if raw.description != "tracker.updated" {
+    if raw.description != TRACKER_UPDATED {
         return Ok(None);
     }
     let tracker: RawTracker = raw
@@ -110,19 +123,16 @@ pub fn parse_easypost(body: &[u8]) -> Result<Option<TrackerUpdate>, ParseError> 
         status: tracker.status,
         status_detail: tracker.status_detail,
         message: latest.and_then(|d| d.message.clone()),
-        happened_at: latest
-            .and_then(|d| d.datetime.as_deref())
-            .and_then(|t| {
-                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            }),
+        happened_at: latest.and_then(|d| d.datetime.as_deref()).and_then(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        }),
     }))
 }
 
 pub struct TrackingDeps<'a> {
     pub idempotency: &'a dyn IdempotencyStore,
-    pub state: &'a dyn SyncStateStore,
     pub index: &'a dyn TrackingIndex,
-    pub shop: &'a dyn Fn(&ChannelId) -> Option<&'a dyn ChannelFulfilment>,
+    pub shops: &'a dyn FulfilmentChannels,
     pub lease_until: OffsetDateTime,
 }
 
@@ -163,7 +173,11 @@ pub async fn apply_tracking(
     };
     let key = IdempotencyKey::new(Flow::Tracking, &found.channel, &update.event_id);
     let hash = PayloadHash::of(update);
-    match deps.idempotency.claim(&key, &hash, deps.lease_until).await? {
+    match deps
+        .idempotency
+        .claim(&key, &hash, deps.lease_until)
+        .await?
+    {
         Claim::AlreadyDone { .. } => return Ok(TrackingOutcome::Replayed),
         Claim::InProgress => {
             return Err(SyncError::in_flight(format!(
@@ -195,7 +209,7 @@ async fn apply(
     update: &TrackerUpdate,
     found: &FulfilmentRef,
 ) -> Result<(TrackingOutcome, SyncRecord), SyncError> {
-    let shop = (deps.shop)(&found.channel).ok_or_else(|| {
+    let shop = deps.shops.shop(&found.channel).ok_or_else(|| {
         SyncError::permanent(
             "not_configured",
             format!("channel {} has no Admin API configured", found.channel),

@@ -6,6 +6,7 @@
 //! 1 plus the `first` of every connection it asks for; a mutation costs 10 per root field,
 //! and `inventorySetQuantities` 10 plus one point per item.
 
+pub mod fulfilment;
 pub mod shopify;
 pub mod webhooks;
 
@@ -137,9 +138,28 @@ impl Shop {
             body,
         };
         if let Ok(mut store) = self.store.lock() {
+            // A new order opens its fulfilment order; a new version of it keeps what shipped.
+            if !store.orders.iter().any(|o| o.id == id) {
+                store.open_fulfillment_order(id, &order.body);
+            }
             store.orders.retain(|o| o.id != id);
             store.orders.push(order);
         }
+    }
+
+    /// `UNFULFILLED`, `PARTIALLY_FULFILLED` or `FULFILLED`, as the order shows it.
+    pub fn fulfillment_status(&self, order_id: u64) -> Option<String> {
+        let store = self.store.lock().ok()?;
+        store.orders.iter().find(|o| o.id == order_id)?;
+        Some(store.display_fulfillment_status(order_id).to_owned())
+    }
+
+    /// The fulfilments made for an order, with their tracking and events.
+    pub fn fulfillments(&self, order_id: u64) -> Vec<fulfilment::Fulfillment> {
+        self.store
+            .lock()
+            .map(|s| s.fulfillments_of(order_id))
+            .unwrap_or_default()
     }
 
     pub fn inject(&self, faults: Faults) {

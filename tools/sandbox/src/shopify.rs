@@ -61,6 +61,10 @@ pub struct Store {
     pub inventory_mutations: u64,
     #[serde(skip)]
     pub idempotency: HashMap<String, serde_json::Value>,
+    pub fulfillment_orders: Vec<crate::fulfilment::FulfillmentOrder>,
+    pub fulfillments: Vec<crate::fulfilment::Fulfillment>,
+    /// The last id handed out to a fulfilment object.
+    pub next_id: u64,
 }
 
 impl Store {
@@ -95,20 +99,22 @@ fn idempotent(key: String) -> impl CustomDirective {
     IdempotentDirective
 }
 
-fn lock<'a>(ctx: &Context<'a>) -> async_graphql::Result<std::sync::MutexGuard<'a, Store>> {
+pub(crate) fn lock<'a>(
+    ctx: &Context<'a>,
+) -> async_graphql::Result<std::sync::MutexGuard<'a, Store>> {
     ctx.data::<SharedStore>()?
         .lock()
         .map_err(|_| async_graphql::Error::new("store lock poisoned"))
 }
 
 #[derive(SimpleObject, Clone)]
-struct PageInfo {
+pub(crate) struct PageInfo {
     has_next_page: bool,
     end_cursor: Option<String>,
 }
 
 /// Cursor paging over a list the way Shopify's connections page: `first` and `after`.
-fn page<T: Clone>(
+pub(crate) fn page<T: Clone>(
     items: &[T],
     first: i32,
     after: Option<&str>,
@@ -307,12 +313,27 @@ struct InventoryItemConnection {
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "Order")]
-struct OrderNode {
+#[graphql(name = "Order", complex)]
+pub(crate) struct OrderNode {
     id: String,
     legacy_resource_id: String,
     name: String,
     updated_at: String,
+}
+
+impl OrderNode {
+    fn of(order: &StoredOrder) -> Self {
+        Self {
+            id: format!("gid://shopify/Order/{}", order.id),
+            legacy_resource_id: order.id.to_string(),
+            name: order.name.clone(),
+            updated_at: order.updated_at.clone(),
+        }
+    }
+
+    pub(crate) fn order_id(&self) -> u64 {
+        self.legacy_resource_id.parse().unwrap_or_default()
+    }
 }
 
 #[derive(SimpleObject, Clone)]
@@ -382,6 +403,20 @@ impl QueryRoot {
         Ok(InventoryItemConnection { nodes, page_info })
     }
 
+    /// One order by its GraphQL id (`gid://shopify/Order/N`).
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<OrderNode>> {
+        let store = lock(ctx)?;
+        Ok(store
+            .orders
+            .iter()
+            .find(|o| format!("gid://shopify/Order/{}", o.id) == id)
+            .map(OrderNode::of))
+    }
+
     /// Orders, oldest update first. `query` takes Shopify's search syntax for the one filter
     /// reconciliation needs: `updated_at:>'2026-11-29T10:00:00Z'` (also `>=`).
     async fn orders(
@@ -407,15 +442,7 @@ impl QueryRoot {
             })
             .collect();
         orders.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
-        let nodes: Vec<OrderNode> = orders
-            .iter()
-            .map(|o| OrderNode {
-                id: format!("gid://shopify/Order/{}", o.id),
-                legacy_resource_id: o.id.to_string(),
-                name: o.name.clone(),
-                updated_at: o.updated_at.clone(),
-            })
-            .collect();
+        let nodes: Vec<OrderNode> = orders.iter().map(|o| OrderNode::of(o)).collect();
         let (nodes, page_info) = page(&nodes, first, after.as_deref())?;
         Ok(OrderConnection { nodes, page_info })
     }
@@ -681,6 +708,26 @@ impl MutationRoot {
             store.idempotency.insert(key, payload_to_json(&payload));
         }
         Ok(payload)
+    }
+
+    async fn fulfillment_create(
+        &self,
+        ctx: &Context<'_>,
+        fulfillment: crate::fulfilment::FulfillmentInput,
+        message: Option<String>,
+    ) -> async_graphql::Result<crate::fulfilment::FulfillmentCreatePayload> {
+        let _ = message;
+        let mut store = lock(ctx)?;
+        Ok(crate::fulfilment::create(&mut store, fulfillment))
+    }
+
+    async fn fulfillment_event_create(
+        &self,
+        ctx: &Context<'_>,
+        fulfillment_event: crate::fulfilment::FulfillmentEventInput,
+    ) -> async_graphql::Result<crate::fulfilment::FulfillmentEventCreatePayload> {
+        let mut store = lock(ctx)?;
+        Ok(crate::fulfilment::add_event(&mut store, fulfillment_event))
     }
 
     async fn product_variants_bulk_update(

@@ -1,0 +1,72 @@
+//! Wiring: config, the ERP key and each channel's Admin API token from Secrets Manager,
+//! DynamoDB, the shipments queues, tracing; then the runtime loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::Queue;
+use erpsync_aws::{env, telemetry};
+use erpsync_connectors::TrytonClient;
+use erpsync_connectors::shopify::admin_clients;
+use lambda_runtime::{LambdaEvent, service_fn};
+use shipment_sync::{Deps, Trigger, schedule_handler, sqs_handler};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = env::load_config()?;
+    let sdk = env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        Duration::from_secs(300),
+    );
+    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    let tokens = &secrets;
+    let channels = admin_clients(
+        &config,
+        |c| c.admin_api.is_some(),
+        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
+    )
+    .await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env::required("TABLE_NAME")?,
+    );
+    let max_receives = env::required("MAX_RECEIVE_COUNT")?
+        .parse::<u32>()
+        .context("MAX_RECEIVE_COUNT is not a number")?;
+    let deps = Deps {
+        store: store.clone(),
+        erp: Box::new(erp),
+        channels,
+        runner: BatchRunner {
+            flow: "shipment-sync",
+            source: Queue::new(sqs.clone(), env::required("SHIPMENTS_QUEUE_URL")?),
+            dead_letter: Queue::new(sqs, env::required("SHIPMENTS_DLQ_URL")?),
+            retry: config.retry.clone(),
+            max_receives: Some(max_receives),
+            state: Some(Arc::new(store)),
+        },
+        config,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
+        let deadline = Some(event.context.deadline());
+        let answer = match event.payload {
+            Trigger::Queue(batch) => {
+                serde_json::to_value(sqs_handler::handle(deps, batch, deadline).await)?
+            }
+            Trigger::Schedule(_) => {
+                serde_json::to_value(schedule_handler::handle(deps, deadline).await)?
+            }
+        };
+        Ok::<_, lambda_runtime::Error>(answer)
+    }))
+    .await
+}

@@ -1,0 +1,76 @@
+//! The shipments queue: courier tracking events, one at a time, partial failures reported.
+//! A tracking number no fulfilment carries yet is retried with backoff (the dispatch may not
+//! have synced) and parked with its reason when the queue's receives run out.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use erpsync_aws::batch::MessageProcessor;
+use erpsync_core::SyncError;
+use erpsync_core::batch::MessageFailure;
+use erpsync_core::tracking::{
+    TrackingDeps, apply_tracking, parse_easypost, unknown_tracking_entity,
+};
+use time::OffsetDateTime;
+use tracing::{info, instrument};
+
+use crate::Deps;
+
+/// Lease on a claim when the invocation carries no deadline (local runs).
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+struct TrackingProcessor<'a> {
+    deps: &'a Deps,
+    lease_until: OffsetDateTime,
+}
+
+#[async_trait]
+impl MessageProcessor for TrackingProcessor<'_> {
+    async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure> {
+        let body = message.body.as_deref().unwrap_or_default();
+        let update = parse_easypost(body.as_bytes())
+            .map_err(|e| {
+                MessageFailure::unattributed(SyncError::permanent(
+                    "invalid_message",
+                    format!("not an EasyPost event: {e}"),
+                ))
+            })?
+            .ok_or_else(|| {
+                MessageFailure::unattributed(SyncError::permanent(
+                    "invalid_message",
+                    "not a tracker.updated event; courier-webhook enqueues only those",
+                ))
+            })?;
+        let deps = TrackingDeps {
+            idempotency: &self.deps.store,
+            index: &self.deps.store,
+            shops: &self.deps.channels,
+            lease_until: self.lease_until,
+        };
+        let outcome = apply_tracking(&deps, &update)
+            .await
+            .map_err(|error| MessageFailure {
+                error,
+                entity: unknown_tracking_entity(&update),
+            })?;
+        info!(tracking_code = %update.tracking_code, ?outcome, "tracking event done");
+        Ok(())
+    }
+}
+
+#[instrument(skip_all, fields(messages = event.records.len()))]
+pub async fn handle(
+    deps: &Deps,
+    event: SqsEvent,
+    deadline: Option<SystemTime>,
+) -> SqsBatchResponse {
+    let lease = deadline
+        .filter(|d| *d > SystemTime::now())
+        .unwrap_or_else(|| SystemTime::now() + DEFAULT_LEASE);
+    let processor = TrackingProcessor {
+        deps,
+        lease_until: OffsetDateTime::from(lease),
+    };
+    deps.runner.run(event, &processor).await
+}
