@@ -62,7 +62,7 @@ impl StockWorld {
             ("uk-shop", sandbox.admin_url(UK)),
             ("eu-shop", sandbox.admin_url(EU)),
         ];
-        let world = World::start_configured(|config| {
+        let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
             for channel in &mut config.channels {
                 if let Some(stock) = channel.stock.as_mut() {
                     stock.batch_size = batch_size;
@@ -182,58 +182,6 @@ impl StockWorld {
 }
 
 impl StockWorld {
-    /// A stock count in the ERP: the product's quantity in storage becomes `quantity`.
-    async fn count(&self, product_code: &str, quantity: u32) {
-        let tryton = |model: &str| format!("{}/erpsync/rest/model/{model}", self.tryton.url);
-        let http = reqwest::Client::new();
-        let first_id = |rows: serde_json::Value| rows[0]["id"].as_i64().unwrap_or_default();
-        let search = |model: &str, domain: serde_json::Value| {
-            http.get(tryton(model))
-                .bearer_auth(&self.tryton.api_key)
-                .query(&[("f", "id"), ("d", &base64_json(&domain))])
-                .send()
-        };
-        let product = first_id(
-            search("product.product", json!([["code", "=", product_code]]))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .json()
-                .await
-                .unwrap_or_default(),
-        );
-        let storage = first_id(
-            search("stock.location", json!([["code", "=", "STO"]]))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .json()
-                .await
-                .unwrap_or_default(),
-        );
-        let inventory: serde_json::Value = http
-            .post(tryton("stock.inventory"))
-            .bearer_auth(&self.tryton.api_key)
-            .header("X-Tryton-Context", base64_context())
-            .json(&json!({"location": storage, "company": 1,
-                          "lines": [["create", [{"product": product, "quantity": quantity}]]]}))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_default();
-        let id = inventory["id"].as_i64().unwrap_or_default();
-        let status = http
-            .post(format!("{}/{id}/confirm", tryton("stock.inventory")))
-            .bearer_auth(&self.tryton.api_key)
-            .header("X-Tryton-Context", base64_context())
-            .json(&json!({}))
-            .send()
-            .await
-            .map(|r| r.status())
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.is_success(), "inventory {inventory}: {status}");
-    }
-
     fn stock_deps(&self) -> stock_sync::Deps {
         stock_sync::Deps {
             config: self.world.config.clone(),
@@ -663,7 +611,7 @@ async fn a_stock_count_in_the_erp_reaches_realtime_channels_at_the_next_changes_
     assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
 
     // The warehouse counts 60 black iPods (100 were booked): a change made in the ERP alone.
-    stock.count("IPOD2008BLACK", 60).await;
+    stock.world.count_stock("IPOD2008BLACK", 60).await;
     let runs = stock_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
     assert_eq!(runs.len(), 1, "only the real-time channel: {runs:?}");
     let uk = runs[0]

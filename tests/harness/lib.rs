@@ -256,6 +256,11 @@ impl World {
                 .queue_url("StockRefreshQueue")
                 .ok()
                 .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
+            availability: Some(Box::new(TrytonClient::new(
+                erp_url,
+                SecretString::from(erp_key.to_owned()),
+                config.erp.clone(),
+            )?)),
         });
         let reviewer = TrytonClient::new(
             erp_url,
@@ -690,6 +695,106 @@ impl World {
                 self.erp_action("stock.shipment.out", id, action).await;
             }
         }
+    }
+
+    /// The warehouse dispatches the sale's next open shipment: `short` lists SKUs shipped
+    /// in part now (the rest becomes Tryton's back order, a follow-up shipment); the
+    /// courier's tracking number goes in the shipment's reference. The shipment's id.
+    pub async fn dispatch_part(
+        &self,
+        reference: &str,
+        short: &[(&str, f64)],
+        tracking: Option<&str>,
+    ) -> i64 {
+        let sales = self.erp_sales(reference).await;
+        let sale = sales
+            .first()
+            .unwrap_or_else(|| panic!("no sale {reference}"));
+        let shipments = self
+            .erp_search(
+                "stock.shipment.out",
+                json!([
+                    ["id", "in", self.sale_shipments(sale).await],
+                    ["state", "not in", ["done", "cancelled"]]
+                ]),
+                &[
+                    "state",
+                    "inventory_moves.product.code",
+                    "inventory_moves.quantity",
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let shipment = shipments
+            .first()
+            .unwrap_or_else(|| panic!("no open shipment for {reference}"));
+        let id = shipment["id"].as_i64().unwrap_or_default();
+        for (sku, quantity) in short {
+            let moves = shipment["inventory_moves"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let line = moves
+                .iter()
+                .find(|m| m["product"]["code"] == *sku)
+                .unwrap_or_else(|| panic!("{sku} is not on shipment {id}"));
+            self.erp_write(
+                "stock.move",
+                line["id"].as_i64().unwrap_or_default(),
+                json!({"quantity": quantity}),
+            )
+            .await;
+        }
+        if let Some(tracking) = tracking {
+            self.erp_write("stock.shipment.out", id, json!({"reference": tracking}))
+                .await;
+        }
+        for action in ["assign_try", "pick", "pack", "ship", "do"] {
+            self.erp_action("stock.shipment.out", id, action).await;
+        }
+        id
+    }
+
+    /// Writes fields of a record in Tryton, as a person would in the ERP's client.
+    pub async fn erp_write(&self, model: &str, id: i64, body: Value) {
+        let response = self
+            .http
+            .put(format!("{}/erpsync/rest/model/{model}/{id}", self.erp_url))
+            .bearer_auth(&self.erp_key)
+            .header(
+                "X-Tryton-Context",
+                URL_SAFE.encode(json!({"company": 1}).to_string()),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "writing {model} {id}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// A stock count in the ERP: the product's quantity in storage becomes `quantity`.
+    pub async fn count_stock(&self, product_code: &str, quantity: u32) {
+        let product = self
+            .erp_search("product.product", json!([["code", "=", product_code]]), &[])
+            .await
+            .unwrap_or_default();
+        let storage = self
+            .erp_search("stock.location", json!([["code", "=", "STO"]]), &[])
+            .await
+            .unwrap_or_default();
+        let id = self
+            .erp_create(
+                "stock.inventory",
+                json!({"location": storage[0]["id"], "company": 1,
+                       "lines": [["create", [{"product": product[0]["id"], "quantity": quantity}]]]}),
+            )
+            .await;
+        self.erp_action("stock.inventory", id, "confirm").await;
     }
 
     /// Creates a record in Tryton directly, as a person would in the ERP's client; its id.

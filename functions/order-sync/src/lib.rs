@@ -7,6 +7,7 @@ use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::sqs::StockRefreshQueue;
 use erpsync_core::config::Config;
 use erpsync_core::ports::SalesErp;
+use erpsync_core::stock::ErpStock;
 
 pub struct Deps {
     pub config: Config,
@@ -16,6 +17,8 @@ pub struct Deps {
     pub runner: BatchRunner,
     /// Where sales that move stock are announced, when a channel wants stock real-time.
     pub stock_refresh: Option<StockRefreshQueue>,
+    /// The ERP's stock, to flag new sales that are short as backordered.
+    pub availability: Option<Box<dyn ErpStock>>,
 }
 
 #[cfg(test)]

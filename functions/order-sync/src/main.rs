@@ -24,8 +24,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         std::time::Duration::from_secs(300),
     );
     let erp_key = secrets.current(&config.erp.api_key_secret).await?;
-    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    let erp_url = env::required("ERP_URL")?;
+    let erp = TrytonClient::new(&erp_url, erp_key.clone(), config.erp.clone())?;
     erp.warm_up().await;
+    // A second client for stock checks: its own reference cache, the same key.
+    let availability = TrytonClient::new(&erp_url, erp_key, config.erp.clone())?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -41,6 +44,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url)));
     let deps = Deps {
         stock_refresh,
+        availability: Some(Box::new(availability)),
         store: store.clone(),
         erp: Box::new(erp),
         runner: BatchRunner {

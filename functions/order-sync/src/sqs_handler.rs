@@ -63,6 +63,7 @@ impl MessageProcessor for OrderProcessor<'_> {
                 .stock_refresh
                 .as_ref()
                 .map(|q| q as &dyn StockSignal),
+            availability: self.deps.availability.as_deref(),
         };
         let outcome =
             sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;

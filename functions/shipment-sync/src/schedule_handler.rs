@@ -54,6 +54,7 @@ pub async fn handle(deps: &Deps, deadline: Option<SystemTime>) -> ShipmentRun {
     let shipment_deps = ShipmentDeps {
         config: &deps.config,
         idempotency: &deps.store,
+        state: &deps.store,
         tracking: &deps.store,
         shops: &deps.channels,
         lease_until,

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
-use crate::ports::IdempotencyStore;
+use crate::ports::{IdempotencyStore, SyncStateStore};
 use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
 /// A shipment the ERP has marked done.
@@ -206,6 +206,8 @@ pub fn plan_fulfilment(
 pub struct ShipmentDeps<'a> {
     pub config: &'a Config,
     pub idempotency: &'a dyn IdempotencyStore,
+    /// Where the order's back-order status is kept up to date.
+    pub state: &'a dyn SyncStateStore,
     pub tracking: &'a dyn TrackingIndex,
     pub shops: &'a dyn FulfilmentChannels,
     pub lease_until: OffsetDateTime,
@@ -297,6 +299,13 @@ pub async fn sync_shipment(
             deps.idempotency
                 .complete(&key, &hash, &stored, &record)
                 .await?;
+            if let ShipmentOutcome::Fulfilled {
+                back_order_pending, ..
+            } = &outcome
+            {
+                follow_back_order(deps, &channel_id, &order_id, shipment, *back_order_pending)
+                    .await;
+            }
             Ok(outcome)
         }
         Err(error) => {
@@ -305,6 +314,56 @@ pub async fn sync_shipment(
             }
             Err(error)
         }
+    }
+}
+
+/// The order's status follows its dispatches: backordered while a back order waits,
+/// synced again once the rest has shipped. Only a label for people: a failure is logged.
+async fn follow_back_order(
+    deps: &ShipmentDeps<'_>,
+    channel: &ChannelId,
+    order_id: &str,
+    shipment: &ErpShipment,
+    back_order_pending: bool,
+) {
+    let entity = EntityRef::order(channel, order_id);
+    let current = match deps.state.get(&entity).await {
+        Ok(current) => current,
+        Err(error) => {
+            warn!(error = %error, "could not read the order's state");
+            return;
+        }
+    };
+    let was_backordered = current
+        .as_ref()
+        .is_some_and(|s| s.status == SyncStatus::Backordered);
+    let (status, note) = match (back_order_pending, was_backordered) {
+        (true, _) => (
+            SyncStatus::Backordered,
+            format!(
+                "backordered: shipment {} dispatched part of the order; the rest ships when stock arrives",
+                shipment.number
+            ),
+        ),
+        (false, true) => (
+            SyncStatus::Synced,
+            format!(
+                "back order cleared: shipment {} dispatched the rest",
+                shipment.number
+            ),
+        ),
+        (false, false) => return,
+    };
+    let record = SyncRecord {
+        entity,
+        status,
+        erp_id: None,
+        erp_number: None,
+        version: None,
+        note: Some(note),
+    };
+    if let Err(error) = deps.state.record(&record).await {
+        warn!(error = %error, "could not record the order's back-order status");
     }
 }
 

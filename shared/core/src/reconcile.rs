@@ -112,6 +112,7 @@ pub async fn reconcile(
                 && matches!(
                     s.status,
                     SyncStatus::Synced
+                        | SyncStatus::Backordered
                         | SyncStatus::Skipped
                         | SyncStatus::Shadow
                         | SyncStatus::NeedsAttention

@@ -112,6 +112,8 @@ pub enum SyncStatus {
     Retrying,
     NeedsAttention,
     Skipped,
+    /// In the ERP, but more was sold than is in stock: the rest ships when it arrives.
+    Backordered,
 }
 
 impl SyncStatus {
@@ -123,6 +125,7 @@ impl SyncStatus {
             Self::Retrying => "retrying",
             Self::NeedsAttention => "needs-attention",
             Self::Skipped => "skipped",
+            Self::Backordered => "backordered",
         }
     }
 
@@ -134,6 +137,7 @@ impl SyncStatus {
             Self::Retrying,
             Self::NeedsAttention,
             Self::Skipped,
+            Self::Backordered,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)

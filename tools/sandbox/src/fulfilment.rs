@@ -76,10 +76,12 @@ impl Store {
             .flatten()
             .filter(|line| line["requires_shipping"].as_bool().unwrap_or(true))
             .filter_map(|line| {
-                let quantity = line["fulfillable_quantity"]
+                // A new order ships all it holds now (the documentation's examples carry
+                // fulfillable quantities of orders already shipped in part).
+                let quantity = line["current_quantity"]
                     .as_u64()
                     .or_else(|| line["quantity"].as_u64())?;
-                let quantity = u32::try_from(quantity).ok()?;
+                let quantity = u32::try_from(quantity).ok().filter(|q| *q > 0)?;
                 self.next_id += 1;
                 Some(FulfillmentOrderLine {
                     id: format!("gid://shopify/FulfillmentOrderLineItem/{}", self.next_id),

@@ -1,11 +1,14 @@
-//! Simulators of the systems erpsync cannot run here. Today: Shopify stores' Admin GraphQL
-//! API (`/{shop}/admin/api/{version}/graphql.json`), with the documented cost-based leaky
-//! bucket and fault injection per store. The connector talks to it exactly as to Shopify.
+//! Simulators of the systems erpsync cannot run here: Shopify stores' Admin GraphQL API
+//! (`/{shop}/admin/api/{version}/graphql.json`), with the documented cost-based leaky
+//! bucket, fulfilment orders and fault injection per store (the connector talks to it
+//! exactly as to Shopify), the shop's signed webhooks, and the courier's signed EasyPost
+//! tracking events.
 //!
 //! Cost model (the sandbox's, stated so benchmarks can derive their minimum): a query costs
 //! 1 plus the `first` of every connection it asks for; a mutation costs 10 per root field,
 //! and `inventorySetQuantities` 10 plus one point per item.
 
+pub mod courier;
 pub mod fulfilment;
 pub mod shopify;
 pub mod webhooks;

@@ -24,6 +24,7 @@ use crate::ports::{
 use crate::state::{
     Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
 };
+use crate::stock::ErpStock;
 
 /// An order message as it comes off the orders queue.
 #[derive(Debug, Clone)]
@@ -40,6 +41,9 @@ pub struct OrderSyncDeps<'a> {
     pub erp: &'a dyn SalesErp,
     /// Where to say that a sale moved stock; none when no channel wants it real-time.
     pub stock: Option<&'a dyn StockSignal>,
+    /// The ERP's available stock, to tell a new sale that is short (a back order); none:
+    /// not checked.
+    pub availability: Option<&'a dyn ErpStock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +57,9 @@ pub enum OrderOutcome {
         /// Changes the shop wanted that ownership refused.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refused: Option<String>,
+        /// What the sale is short of: it ships in part now, the rest later.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backordered: Option<String>,
     },
     /// The ERP sale was amended to the shop's new version of the order.
     Amended {
@@ -227,6 +234,31 @@ async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &Order
     }
 }
 
+/// After a sale is confirmed its reservation is counted: a SKU whose available stock is now
+/// below zero is short by that much. A failed check only loses the flag, never the order.
+async fn shortage(stock: &dyn ErpStock, warehouse: &str, skus: &[Sku]) -> Option<String> {
+    match stock.available(skus, warehouse).await {
+        Ok(available) => {
+            let mut short: Vec<String> = available
+                .iter()
+                .filter(|(_, quantity)| **quantity < 0)
+                .map(|(sku, quantity)| format!("{sku} short by {}", -quantity))
+                .collect();
+            short.sort();
+            (!short.is_empty()).then(|| {
+                format!(
+                    "backordered: {}; the rest ships when stock arrives",
+                    short.join(", ")
+                )
+            })
+        }
+        Err(error) => {
+            warn!(error = %error, "could not check the sale's stock; back order not flagged");
+            None
+        }
+    }
+}
+
 async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
     // If the release fails too, the claim's lease runs out and the retry takes it over.
     if let Err(error) = deps.idempotency.release(key).await {
@@ -249,6 +281,7 @@ fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime
             erp_number,
             created,
             refused,
+            backordered,
         } => {
             record.erp_id = Some(*erp_id);
             record.erp_number = erp_number.clone();
@@ -257,6 +290,13 @@ fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime
                 (false, None) => Some("found in the ERP by its reference".to_owned()),
                 (true, None) => None,
             };
+            if let Some(short) = backordered {
+                record.status = SyncStatus::Backordered;
+                record.note = Some(match record.note.take() {
+                    Some(note) => format!("{short}; {note}"),
+                    None => short.clone(),
+                });
+            }
         }
         OrderOutcome::Amended {
             erp_id,
@@ -342,11 +382,16 @@ async fn apply(
             .await?;
         info!(entity = %entity, erp_id = sale.id, "sale created in the ERP");
         let sale = confirm(erp, sale, &draft.reference).await?;
+        let backordered = match deps.availability {
+            Some(stock) => shortage(stock, &deps.config.erp.warehouse, &skus).await,
+            None => None,
+        };
         return Ok(OrderOutcome::Synced {
             erp_id: sale.id,
             erp_number: sale.number,
             created: true,
             refused: customer.refused,
+            backordered,
         });
     };
     // A sale left by an interrupted attempt is moved on first, then brought up to date.
@@ -359,6 +404,7 @@ async fn apply(
             erp_number: sale.number,
             created: false,
             refused: None,
+            backordered: None,
         });
     };
     if deps.config.ownership.orders == Owner::Erp {

@@ -378,6 +378,7 @@ impl World {
             state: &self.store,
             erp: &self.erp,
             stock: None,
+            availability: None,
         };
         let message = OrderMessage {
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),

@@ -1,0 +1,508 @@
+//! Dispatches and tracking close the loop: Tryton's shipments (done by its own workflow,
+//! partial ones leaving Tryton's back order) become fulfilments in the Shopify sandbox;
+//! EasyPost events signed by the courier simulator become fulfilment events. Each test has
+//! a Tryton of its own: shipment-sync reads every shipment done since its cursor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::Queue;
+use erpsync_connectors::TrytonClient;
+use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_core::ids::ChannelId;
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::state::{EntityRef, Flow, SyncStatus};
+use erpsync_e2e::{Stack, Tryton, World, fresh_order, set_quantity};
+use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_tools::stack::put_secret;
+use erpsync_tools::template::Template;
+use sandbox::courier::{TrackerUpdate, tracker_updated};
+use sandbox::{Sandbox, ShopSetup};
+use secrecy::SecretString;
+use serde_json::Value;
+
+const UK: &str = "erpsync-uk.myshopify.com";
+/// EasyPost signs with the NFKD form of the secret: one with an accent tests that.
+const COURIER_SECRET: &str = "sécret-sandbox";
+
+struct ShipWorld {
+    world: World,
+    tryton: Tryton,
+    sandbox: Sandbox,
+    deps: Arc<shipment_sync::Deps>,
+    courier: courier_webhook::Deps,
+}
+
+struct Tracking(Arc<shipment_sync::Deps>);
+
+#[async_trait::async_trait]
+impl Invoker for Tracking {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        Ok(shipment_sync::sqs_handler::handle(&self.0, event, None).await)
+    }
+}
+
+impl ShipWorld {
+    async fn start() -> Self {
+        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+        let run_dir = stack
+            .run_dir
+            .join(format!("ship-{}", uuid::Uuid::new_v4().simple()));
+        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let sandbox = Sandbox::start("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        sandbox.shops.add(ShopSetup::with_skus(
+            UK,
+            "gid://shopify/Location/1",
+            &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
+            2000.0,
+            1000.0,
+        ));
+        let admin_url = sandbox.admin_url(UK);
+        let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
+            if let Some(api) = config.channels[0].admin_api.as_mut() {
+                api.url = admin_url.clone();
+            }
+        })
+        .await;
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+        let queue = |id: &str| {
+            Queue::new(
+                sqs.clone(),
+                world
+                    .resources
+                    .queue_url(id)
+                    .unwrap_or_else(|e| panic!("{e:#}")),
+            )
+        };
+        let environment = Template::project()
+            .and_then(|t| t.function_environment("ShipmentSyncFunction", &world.resources.resolver))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let admin = ShopifyAdmin::new(
+            &sandbox.admin_url(UK),
+            "2026-07",
+            SecretString::from(format!("shpat_{UK}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let deps = Arc::new(shipment_sync::Deps {
+            config: world.config.clone(),
+            store: world.orders.store.clone(),
+            erp: Box::new(
+                TrytonClient::new(
+                    &tryton.url,
+                    SecretString::from(tryton.api_key.clone()),
+                    world.config.erp.clone(),
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            channels: HashMap::from([("uk-shop".to_owned(), admin)]),
+            runner: BatchRunner {
+                flow: "shipment-sync",
+                source: queue("ShipmentsQueue"),
+                dead_letter: queue("ShipmentsDeadLetterQueue"),
+                retry: world.config.retry.clone(),
+                max_receives: environment
+                    .get("MAX_RECEIVE_COUNT")
+                    .and_then(|m| m.parse().ok()),
+                state: Some(Arc::new(world.orders.store.clone())),
+            },
+        });
+        let secret_name = format!("erpsync/{}/easypost", world.stage);
+        put_secret(&world.sdk, &secret_name, COURIER_SECRET)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let courier = courier_webhook::Deps {
+            secret_name,
+            secrets: SecretCache::new(
+                aws_sdk_secretsmanager::Client::new(&world.sdk),
+                Duration::from_secs(60),
+            ),
+            shipments: queue("ShipmentsQueue"),
+            shipments_dead_letter: queue("ShipmentsDeadLetterQueue"),
+        };
+        Self {
+            world,
+            tryton,
+            sandbox,
+            deps,
+            courier,
+        }
+    }
+
+    /// An order placed in the shop and brought into the ERP by its webhook; its id.
+    async fn order(&self, edit: impl FnOnce(&mut Value)) -> (String, Value) {
+        let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        edit(&mut order);
+        self.shop().place_order(order.clone());
+        self.world
+            .deliver("uk-shop", "orders/create", &format!("wh-{id}"), &order)
+            .await;
+        (id, order)
+    }
+
+    fn shop(&self) -> Arc<sandbox::Shop> {
+        self.sandbox
+            .shops
+            .get(UK)
+            .unwrap_or_else(|| panic!("no sandbox shop"))
+    }
+
+    async fn ship(&self) -> shipment_sync::schedule_handler::ShipmentRun {
+        shipment_sync::schedule_handler::handle(&self.deps, None).await
+    }
+
+    fn fulfilments(&self, order_id: &str) -> Vec<sandbox::fulfilment::Fulfillment> {
+        self.shop()
+            .fulfillments(order_id.parse().unwrap_or_default())
+    }
+
+    fn status(&self, order_id: &str) -> String {
+        self.shop()
+            .fulfillment_status(order_id.parse().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    async fn state(&self, flow: Flow, order_id: &str) -> Option<erpsync_core::state::SyncState> {
+        let entity = EntityRef {
+            flow,
+            channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            entity_id: order_id.to_owned(),
+        };
+        self.world.orders.store.get(&entity).await.ok().flatten()
+    }
+
+    /// The courier simulator sends a signed (or forged) event to courier-webhook.
+    async fn courier_event(&self, event_id: &str, update: &TrackerUpdate<'_>, secret: &str) -> i64 {
+        let body = tracker_updated(event_id, update).to_string();
+        let mut request = LambdaFunctionUrlRequest::default();
+        request.request_context.http.method = Some("POST".to_owned());
+        request.headers.insert(
+            "x-hmac-signature",
+            http::HeaderValue::from_str(&erpsync_core::signature::sign_easypost(
+                body.as_bytes(),
+                &SecretString::from(secret.to_owned()),
+            ))
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        request.body = Some(body);
+        courier_webhook::http_handler::handle(&self.courier, request)
+            .await
+            .status_code
+    }
+
+    /// One round of the shipments queue's event source mapping; messages handed over.
+    async fn poll_tracking(&self) -> usize {
+        let esm = EventSourceMapping {
+            sqs: aws_sdk_sqs::Client::new(&self.world.sdk),
+            queue_url: self.world.queue("ShipmentsQueue"),
+            queue_arn: self
+                .world
+                .resources
+                .queue_arn("ShipmentsQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: Arc::new(Tracking(self.deps.clone())),
+        };
+        esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0)
+    }
+}
+
+fn update<'a>(tracking_code: &'a str, status: &'a str, message: &'a str) -> TrackerUpdate<'a> {
+    TrackerUpdate {
+        tracking_code,
+        carrier: "RoyalMail",
+        status,
+        message,
+        at: "2026-11-29T12:00:00Z",
+    }
+}
+
+#[tokio::test]
+async fn a_full_dispatch_with_tracking_is_one_fulfilment_and_a_rerun_duplicates_nothing() {
+    let mut ship = ShipWorld::start().await;
+    let (order_id, _) = ship.order(|_| {}).await;
+    assert_eq!(ship.status(&order_id), "UNFULFILLED");
+    ship.world
+        .dispatch_part(&format!("uk-shop/{order_id}"), &[], Some("RM123456785GB"))
+        .await;
+
+    let run = ship.ship().await;
+    assert_eq!((run.fulfilled, run.error.as_deref()), (1, None), "{run:?}");
+    let fulfilments = ship.fulfilments(&order_id);
+    assert_eq!(fulfilments.len(), 1);
+    let tracking = &fulfilments[0].tracking[0];
+    assert_eq!(tracking.number.as_deref(), Some("RM123456785GB"));
+    // The order ships by Royal Mail ("Free Shipping" in the config): its name and page.
+    assert_eq!(tracking.company.as_deref(), Some("Royal Mail"));
+    assert_eq!(
+        tracking.url.as_deref(),
+        Some("https://www.royalmail.com/track-your-item#/tracking-results/RM123456785GB")
+    );
+    assert_eq!(
+        fulfilments[0]
+            .line_items
+            .iter()
+            .map(|(_, q)| q)
+            .sum::<u32>(),
+        1,
+        "the documented order holds one red iPod still (the others were edited out)"
+    );
+    assert_eq!(ship.status(&order_id), "FULFILLED");
+
+    // The next runs see the same shipment (the cursor's overlap): nothing is sent twice.
+    let again = ship.ship().await;
+    assert_eq!((again.fulfilled, again.already), (0, 1), "{again:?}");
+    assert_eq!(ship.fulfilments(&order_id).len(), 1);
+    let state = ship
+        .state(Flow::ShipmentSync, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no shipment state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn two_partial_dispatches_are_two_fulfilments_and_the_back_order_clears() {
+    let mut ship = ShipWorld::start().await;
+    // Three red iPods: two ship now, the third is Tryton's back order.
+    let (order_id, _) = ship.order(|order| set_quantity(order, 1, 3)).await;
+    let reference = format!("uk-shop/{order_id}");
+    ship.world
+        .dispatch_part(&reference, &[("IPOD2008RED", 2.0)], Some("TRACK-PART-1"))
+        .await;
+    let run = ship.ship().await;
+    assert_eq!(run.fulfilled, 1, "{run:?}");
+    assert_eq!(ship.status(&order_id), "PARTIALLY_FULFILLED");
+    let order_state = ship
+        .state(Flow::OrderSync, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no order state"));
+    assert_eq!(
+        order_state.status,
+        SyncStatus::Backordered,
+        "{order_state:?}"
+    );
+    let backordered = ship
+        .world
+        .orders
+        .store
+        .states_with_status(SyncStatus::Backordered)
+        .await
+        .unwrap_or_default();
+    assert!(
+        backordered.iter().any(|s| s.entity.entity_id == order_id),
+        "listed as backordered"
+    );
+
+    ship.world
+        .dispatch_part(&reference, &[], Some("TRACK-PART-2"))
+        .await;
+    let run = ship.ship().await;
+    assert_eq!(run.fulfilled, 1, "{run:?}");
+    let fulfilments = ship.fulfilments(&order_id);
+    assert_eq!(fulfilments.len(), 2);
+    let shipped: Vec<u32> = fulfilments
+        .iter()
+        .map(|f| f.line_items.iter().map(|(_, q)| q).sum())
+        .collect();
+    assert_eq!(shipped, [2, 1], "two of the reds, then the last one");
+    assert_eq!(ship.status(&order_id), "FULFILLED");
+    let order_state = ship
+        .state(Flow::OrderSync, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no order state"));
+    assert_eq!(order_state.status, SyncStatus::Synced, "{order_state:?}");
+    assert!(
+        order_state
+            .note
+            .unwrap_or_default()
+            .contains("back order cleared")
+    );
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_for_more_than_is_in_stock_is_taken_backordered_then_cleared() {
+    let mut ship = ShipWorld::start().await;
+    // 150 green iPods; the warehouse holds 100.
+    let (order_id, _) = ship.order(|order| set_quantity(order, 0, 150)).await;
+    let state = ship
+        .state(Flow::OrderSync, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no order state"));
+    assert_eq!(state.status, SyncStatus::Backordered, "{state:?}");
+    assert!(
+        state
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("IPOD2008GREEN short by 50"),
+        "{state:?}"
+    );
+    assert!(state.erp_id.is_some(), "the ERP took the order");
+
+    // Stock arrives; the warehouse ships everything.
+    ship.world.count_stock("IPOD2008GREEN", 200).await;
+    ship.world
+        .dispatch_part(&format!("uk-shop/{order_id}"), &[], Some("TRACK-BIG"))
+        .await;
+    let run = ship.ship().await;
+    assert_eq!(run.fulfilled, 1, "{run:?}");
+    assert_eq!(ship.status(&order_id), "FULFILLED");
+    let state = ship
+        .state(Flow::OrderSync, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no order state"));
+    assert_eq!(state.status, SyncStatus::Synced, "{state:?}");
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn courier_events_become_fulfilment_events_and_exceptions_need_a_person() {
+    let mut ship = ShipWorld::start().await;
+    let (order_id, _) = ship.order(|_| {}).await;
+    ship.world
+        .dispatch_part(&format!("uk-shop/{order_id}"), &[], Some("RM000000001GB"))
+        .await;
+    ship.ship().await;
+
+    for (event, status, message) in [
+        (
+            "evt_transit",
+            "in_transit",
+            "Item received at the mail centre",
+        ),
+        ("evt_delivered", "delivered", "Delivered to the front door"),
+    ] {
+        let answer = ship
+            .courier_event(
+                event,
+                &update("RM000000001GB", status, message),
+                COURIER_SECRET,
+            )
+            .await;
+        assert_eq!(answer, 200);
+    }
+    // A retried delivery of the same event: deduplicated.
+    ship.courier_event(
+        "evt_delivered",
+        &update("RM000000001GB", "delivered", "Delivered to the front door"),
+        COURIER_SECRET,
+    )
+    .await;
+    while ship.poll_tracking().await > 0 {}
+    let events: Vec<String> = ship.fulfilments(&order_id)[0]
+        .events
+        .iter()
+        .map(|e| e.status.clone())
+        .collect();
+    assert_eq!(events, ["IN_TRANSIT", "DELIVERED"]);
+    let state = ship
+        .state(Flow::Tracking, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no tracking state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+
+    // The parcel comes back: the shop hears of the failure and a person is asked to act.
+    ship.courier_event(
+        "evt_returned",
+        &update("RM000000001GB", "return_to_sender", "Addressee gone away"),
+        COURIER_SECRET,
+    )
+    .await;
+    while ship.poll_tracking().await > 0 {}
+    let state = ship
+        .state(Flow::Tracking, &order_id)
+        .await
+        .unwrap_or_else(|| panic!("no tracking state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert!(
+        state
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Addressee gone away"),
+        "{state:?}"
+    );
+    assert_eq!(
+        ship.fulfilments(&order_id)[0]
+            .events
+            .last()
+            .map(|e| e.status.as_str()),
+        Some("FAILURE")
+    );
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_courier_event_before_its_dispatch_synced_is_applied_once_it_has() {
+    let mut ship = ShipWorld::start().await;
+    let (order_id, _) = ship.order(|_| {}).await;
+    ship.world
+        .dispatch_part(&format!("uk-shop/{order_id}"), &[], Some("RM000000002GB"))
+        .await;
+    // The courier is faster than the next shipment-sync run.
+    let answer = ship
+        .courier_event(
+            "evt_early",
+            &update("RM000000002GB", "in_transit", "Collected"),
+            COURIER_SECRET,
+        )
+        .await;
+    assert_eq!(answer, 200);
+    assert_eq!(ship.poll_tracking().await, 1);
+    assert_eq!(
+        ship.world.queue_depth("ShipmentsQueue").await,
+        1,
+        "kept for a retry, not lost"
+    );
+
+    ship.ship().await;
+    // The retry comes back after its backoff (1-2 s in tests).
+    let started = std::time::Instant::now();
+    while ship.fulfilments(&order_id)[0].events.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the early event was never applied"
+        );
+        ship.poll_tracking().await;
+    }
+    let events = &ship.fulfilments(&order_id)[0].events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, "IN_TRANSIT");
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_forged_courier_signature_is_refused_and_nothing_is_queued() {
+    let mut ship = ShipWorld::start().await;
+    let answer = ship
+        .courier_event(
+            "evt_forged",
+            &update("RM000000003GB", "delivered", "Delivered"),
+            "not-the-secret",
+        )
+        .await;
+    assert_eq!(answer, 401);
+    // The secret as people type it composed (NFC) is the same secret to EasyPost.
+    let composed = "s\u{e9}cret-sandbox";
+    let answer = ship
+        .courier_event(
+            "evt_composed",
+            &update("RM000000003GB", "delivered", "Delivered"),
+            composed,
+        )
+        .await;
+    assert_eq!(answer, 200);
+    assert_eq!(ship.world.queue_depth("ShipmentsQueue").await, 1);
+    ship.tryton.stop().await;
+}
