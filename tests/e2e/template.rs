@@ -167,7 +167,7 @@ fn every_schedule_sends_an_event_its_function_understands() {
         }
     }
     assert_eq!(
-        schedules, 5,
-        "stock (full, changes), prices (full, changes), reconcile"
+        schedules, 6,
+        "stock (full, changes), prices (full, changes), shipments, reconcile"
     );
 }
