@@ -26,7 +26,7 @@ $(TRYTON_TEMPLATE)/erpsync.sqlite: $(VENV)/.installed tools/erpsync/tryton/seed.
 	tools/erpsync/tryton/build-template.sh $(VENV) $(TRYTON_TEMPLATE)
 
 $(ERPSYNC): FORCE
-	cargo build $(CARGO_FLAGS) -p erpsync -p shop-webhook -p order-sync -p stock-sync -p price-sync
+	cargo build $(CARGO_FLAGS) -p erpsync -p shop-webhook -p order-sync -p stock-sync -p price-sync -p shipment-sync -p courier-webhook -p return-sync
 
 FORCE:
 

@@ -9,6 +9,7 @@ mod lifecycle;
 mod mapping;
 mod modes;
 mod reconcile;
+mod returns;
 mod shipments;
 mod stock;
 mod store;

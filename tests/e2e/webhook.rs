@@ -141,7 +141,15 @@ async fn when_the_queue_cannot_take_a_delivery_shopify_is_told_to_retry_with_503
             std::time::Duration::from_secs(60),
         ),
         orders: erpsync_aws::sqs::Queue::new(sqs.clone(), missing),
-        orders_dead_letter: erpsync_aws::sqs::Queue::new(sqs, world.queue("OrdersDeadLetterQueue")),
+        orders_dead_letter: erpsync_aws::sqs::Queue::new(
+            sqs.clone(),
+            world.queue("OrdersDeadLetterQueue"),
+        ),
+        returns: erpsync_aws::sqs::Queue::new(sqs.clone(), world.queue("ReturnsQueue")),
+        returns_dead_letter: erpsync_aws::sqs::Queue::new(
+            sqs,
+            world.queue("ReturnsDeadLetterQueue"),
+        ),
     };
     let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     let request = world.signed("uk-shop", "orders/create", "wh-503", &order.to_string());

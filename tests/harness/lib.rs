@@ -228,6 +228,11 @@ impl World {
             ),
             orders: Queue::new(sqs.clone(), &orders_url),
             orders_dead_letter: Queue::new(sqs.clone(), &dlq_url),
+            returns: Queue::new(sqs.clone(), resources.queue_url("ReturnsQueue")?),
+            returns_dead_letter: Queue::new(
+                sqs.clone(),
+                resources.queue_url("ReturnsDeadLetterQueue")?,
+            ),
         };
         let erp = TrytonClient::new(
             erp_url,

@@ -10,11 +10,11 @@ use erpsync_core::changes::{Cursors, next_cursor, window_start};
 use erpsync_core::fulfilment::{
     ShipmentDeps, ShipmentOutcome, parse_sale_reference, sync_shipment,
 };
-use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, ErrorReport, Flow, SyncStatus};
+use erpsync_core::ports::note_failure;
+use erpsync_core::state::{EntityRef, Flow};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::{error, info, instrument, warn};
+use tracing::{info, instrument, warn};
 
 use crate::Deps;
 
@@ -75,14 +75,7 @@ pub async fn handle(deps: &Deps, deadline: Option<SystemTime>) -> ShipmentRun {
                         channel,
                         entity_id: order_id,
                     };
-                    let report = ErrorReport::new(&failure, OffsetDateTime::now_utc());
-                    if let Err(e) = deps
-                        .store
-                        .record_failure(&entity, SyncStatus::NeedsAttention, &report)
-                        .await
-                    {
-                        error!(error = %e, "could not record the shipment's failure");
-                    }
+                    note_failure(&deps.store, &entity, &failure, OffsetDateTime::now_utc()).await;
                 }
             }
             Err(failure) => {

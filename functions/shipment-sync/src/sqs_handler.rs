@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_aws::batch::MessageProcessor;
 use erpsync_core::SyncError;
 use erpsync_core::batch::MessageFailure;
+use erpsync_core::ports::note_failure;
 use erpsync_core::tracking::{
     TrackingDeps, apply_tracking, parse_easypost, unknown_tracking_entity,
 };
@@ -48,12 +49,17 @@ impl MessageProcessor for TrackingProcessor<'_> {
             shops: &self.deps.channels,
             lease_until: self.lease_until,
         };
-        let outcome = apply_tracking(&deps, &update)
-            .await
-            .map_err(|error| MessageFailure {
-                error,
-                entity: unknown_tracking_entity(&update),
-            })?;
+        let entity = unknown_tracking_entity(&update);
+        let outcome = match apply_tracking(&deps, &update).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Filed under the parcel: people see it waiting (retrying), then stuck.
+                if let Some(entity) = &entity {
+                    note_failure(&self.deps.store, entity, &error, OffsetDateTime::now_utc()).await;
+                }
+                return Err(MessageFailure { error, entity });
+            }
+        };
         info!(tracking_code = %update.tracking_code, ?outcome, "tracking event done");
         Ok(())
     }

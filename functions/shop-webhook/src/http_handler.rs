@@ -15,7 +15,7 @@ use erpsync_core::config::{ChannelConfig, Mode, Platform};
 use erpsync_core::order::OrderTopic;
 use erpsync_core::signature::{SignatureError, verify_base64_hmac_sha256};
 use erpsync_core::state::PayloadHash;
-use erpsync_core::{SyncError, inbound, woocommerce};
+use erpsync_core::{SyncError, inbound, shopify, woocommerce};
 use http::HeaderMap;
 use tracing::{info, instrument, warn};
 
@@ -64,7 +64,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
         .map(str::to_owned)
         .unwrap_or_else(|| PayloadHash::of_bytes(&body).as_str().to_owned());
     span.record("webhook_id", webhook_id.as_str());
-    let Some(topic) = sender.route(topic_text) else {
+    let Some(route) = sender.route(topic_text) else {
         // Only subscribed topics arrive; one this version does not route is acknowledged
         // so the platform does not disable the subscription, and logged for the operator.
         warn!("acknowledged without action: topic not routed by this version");
@@ -72,7 +72,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     };
     let mut attributes = BTreeMap::from([
         (attr::CHANNEL.to_owned(), channel.id.to_string()),
-        (attr::TOPIC.to_owned(), topic.as_str().to_owned()),
+        (attr::TOPIC.to_owned(), route.topic().to_owned()),
         (attr::WEBHOOK_ID.to_owned(), webhook_id.clone()),
         (attr::SHOP_DOMAIN.to_owned(), channel.shop_domain.clone()),
     ]);
@@ -81,11 +81,15 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
             attributes.insert((*name).to_owned(), value.to_owned());
         }
     }
+    let (queue, dead_letter) = match route {
+        Route::Order(_) => (&deps.orders, &deps.orders_dead_letter),
+        Route::Refund => (&deps.returns, &deps.returns_dead_letter),
+    };
     let body_text = match String::from_utf8(body) {
         Ok(text) => text,
         Err(e) => {
             return park(
-                deps,
+                dead_letter,
                 String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 &webhook_id,
                 attributes,
@@ -94,17 +98,18 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
             .await;
         }
     };
-    let order_id = match inbound::order_id(channel.platform, body_text.as_bytes()) {
+    // A refund is grouped with its order: refunds of one order are booked in order.
+    let order_id = match route {
+        Route::Order(_) => inbound::order_id(channel.platform, body_text.as_bytes())
+            .map_err(|e| format!("not an order: {e}")),
+        Route::Refund => shopify::parse_refund(body_text.as_bytes())
+            .map(|refund| refund.order_id)
+            .map_err(|e| format!("not a refund: {e}")),
+    };
+    let order_id = match order_id {
         Ok(id) => id,
-        Err(error) => {
-            return park(
-                deps,
-                body_text,
-                &webhook_id,
-                attributes,
-                format!("not an order: {error}"),
-            )
-            .await;
+        Err(reason) => {
+            return park(dead_letter, body_text, &webhook_id, attributes, reason).await;
         }
     };
     if channel.mode == Mode::Off {
@@ -117,7 +122,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
         deduplication_id: Some(webhook_id),
         attributes,
     };
-    match deps.orders.send(message).await {
+    match queue.send(message).await {
         Ok(message_id) => {
             info!(order = %order_id, message_id, "accepted");
             respond(200, "accepted")
@@ -125,6 +130,24 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
         Err(error) => {
             warn!(error = %error, "could not enqueue; asking Shopify to retry");
             respond(503, "could not enqueue, retry later")
+        }
+    }
+}
+
+pub const REFUNDS_CREATE: &str = "refunds/create";
+
+/// Which queue a topic goes to: order versions to order-sync, refunds to return-sync.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Order(OrderTopic),
+    Refund,
+}
+
+impl Route {
+    fn topic(self) -> &'static str {
+        match self {
+            Self::Order(topic) => topic.as_str(),
+            Self::Refund => REFUNDS_CREATE,
         }
     }
 }
@@ -177,10 +200,11 @@ impl Sender {
         }
     }
 
-    fn route(&self, topic: &str) -> Option<OrderTopic> {
+    fn route(&self, topic: &str) -> Option<Route> {
         match self.platform {
-            Platform::Shopify => OrderTopic::parse(topic),
-            Platform::Woocommerce => woocommerce::topic(topic),
+            Platform::Shopify if topic == REFUNDS_CREATE => Some(Route::Refund),
+            Platform::Shopify => OrderTopic::parse(topic).map(Route::Order),
+            Platform::Woocommerce => woocommerce::topic(topic).map(Route::Order),
         }
     }
 }
@@ -213,7 +237,7 @@ async fn verify(
 }
 
 async fn park(
-    deps: &Deps,
+    dead_letter: &erpsync_aws::sqs::Queue,
     body: String,
     webhook_id: &str,
     attributes: BTreeMap<String, String>,
@@ -231,7 +255,7 @@ async fn park(
         deduplication_id: Some(webhook_id.to_owned()),
         attributes: dead_letter_attributes(FLOW, &failure, 0, &source),
     };
-    match deps.orders_dead_letter.send(message).await {
+    match dead_letter.send(message).await {
         Ok(_) => respond(200, "accepted and parked: not an order"),
         Err(error) => {
             warn!(error = %error, "could not park; asking Shopify to retry");

@@ -1,5 +1,6 @@
-//! shop-webhook: the Shopify webhook endpoint (a Lambda function URL). Verifies the signature
-//! on the raw body, routes by topic and enqueues; answers 200 only once the message is safe
+//! shop-webhook: the Shopify and WooCommerce webhook endpoint (a Lambda function URL).
+//! Verifies the signature on the raw body, routes by topic (orders to order-sync, refunds to
+//! return-sync) and enqueues; answers 200 only once the message is safe
 //! on a queue, so Shopify retries anything that is not.
 
 pub mod http_handler;
@@ -14,6 +15,9 @@ pub struct Deps {
     pub orders: Queue,
     /// Where a validly signed body that cannot be read as an order is parked.
     pub orders_dead_letter: Queue,
+    /// Refunds, for return-sync.
+    pub returns: Queue,
+    pub returns_dead_letter: Queue,
 }
 
 #[cfg(test)]

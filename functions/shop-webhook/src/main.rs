@@ -29,7 +29,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config,
         secrets,
         orders: Queue::new(sqs.clone(), env::required("ORDERS_QUEUE_URL")?),
-        orders_dead_letter: Queue::new(sqs, env::required("ORDERS_DLQ_URL")?),
+        orders_dead_letter: Queue::new(sqs.clone(), env::required("ORDERS_DLQ_URL")?),
+        returns: Queue::new(sqs.clone(), env::required("RETURNS_QUEUE_URL")?),
+        returns_dead_letter: Queue::new(sqs, env::required("RETURNS_DLQ_URL")?),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(

@@ -110,6 +110,9 @@ pub struct ErpConfig {
     pub payment_term: String,
     /// ERP SKU of the service product that carries shipping charges.
     pub shipping_sku: Sku,
+    /// ERP SKU of the service product that carries refunds without goods coming back
+    /// (goodwill, items the customer keeps) on return sales.
+    pub refund_sku: Sku,
 }
 
 /// Backoff for retryable failures: the n-th receive waits about base * 2^(n-1), capped.

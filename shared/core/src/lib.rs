@@ -16,6 +16,7 @@ pub mod order;
 pub mod ports;
 pub mod prices;
 pub mod reconcile;
+pub mod returns;
 pub mod shadow;
 pub mod shopify;
 pub mod signature;

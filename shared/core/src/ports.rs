@@ -204,6 +204,24 @@ pub trait StockSignal: Send + Sync {
     async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
 }
 
+/// Records a failure in sync state with the status its class leads to (retrying, or
+/// needs-attention); in-flight duplicates are not failures of the entity. A state store that
+/// fails too is only logged: the message's own retry or dead letter still carries the error.
+pub async fn note_failure(
+    state: &dyn SyncStateStore,
+    entity: &EntityRef,
+    error: &SyncError,
+    at: OffsetDateTime,
+) {
+    let Some(status) = SyncStatus::after_failure(error.class) else {
+        return;
+    };
+    let report = ErrorReport::new(error, at);
+    if let Err(state_error) = state.record_failure(entity, status, &report).await {
+        tracing::warn!(entity = %entity, error = %state_error, "could not record the failure in sync state");
+    }
+}
+
 /// Records the outcome of a scheduled run (stock, prices) for an entity: synced with a note
 /// for people, or the failure and the status it leads to.
 pub async fn record_run(

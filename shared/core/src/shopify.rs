@@ -496,3 +496,128 @@ mod tests {
         assert!(order_id(b"{}").is_err());
     }
 }
+
+#[derive(Debug, Deserialize)]
+struct RawRefundBody {
+    id: Id,
+    order_id: Id,
+    note: Option<String>,
+    #[serde(default)]
+    refund_line_items: Vec<RawRefundedItem>,
+    #[serde(default)]
+    refund_shipping_lines: Vec<RawRefundShipping>,
+    #[serde(default)]
+    order_adjustments: Vec<RawAdjustment>,
+    #[serde(default)]
+    transactions: Vec<RawTransaction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRefundedItem {
+    line_item_id: Id,
+    quantity: u32,
+    restock_type: Option<String>,
+    line_item: Option<RawRefundedLineItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRefundedLineItem {
+    sku: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRefundShipping {
+    subtotal_amount_set: Option<RawMoneySet>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMoneySet {
+    shop_money: RawMoney,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMoney {
+    amount: Amount,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAdjustment {
+    kind: String,
+    amount: Amount,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTransaction {
+    kind: String,
+    status: Option<String>,
+    amount: Amount,
+}
+
+/// A `refunds/create` body (the REST refund resource) into the canonical refund.
+pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
+    use crate::returns::{Refund, RefundedItem};
+    let raw: RawRefundBody = from_json(body)?;
+    let order_id = ExternalOrderId::parse(&raw.order_id.text())
+        .map_err(|e| ParseError::new("order_id", e.reason))?;
+    let mut items = Vec::with_capacity(raw.refund_line_items.len());
+    for (index, item) in raw.refund_line_items.iter().enumerate() {
+        let field = format!("refund_line_items[{index}]");
+        let sku = item
+            .line_item
+            .as_ref()
+            .and_then(|l| l.sku.as_deref())
+            .filter(|s| !s.trim().is_empty())
+            .map(Sku::parse)
+            .transpose()
+            .map_err(|e| e.within(&field))?;
+        if item.quantity == 0 {
+            return Err(ParseError::new(
+                format!("{field}.quantity"),
+                "a refunded item of quantity 0",
+            ));
+        }
+        items.push(RefundedItem {
+            line_item_id: item.line_item_id.text(),
+            sku,
+            quantity: item.quantity,
+            // `return` (and the legacy `legacy_restock`) put the goods back in stock;
+            // `no_restock` and `cancel` do not.
+            restock: matches!(
+                item.restock_type.as_deref(),
+                Some("return" | "legacy_restock")
+            ),
+        });
+    }
+    let mut shipping = Decimal::ZERO;
+    for (index, line) in raw.refund_shipping_lines.iter().enumerate() {
+        if let Some(set) = &line.subtotal_amount_set {
+            shipping += set.shop_money.amount.parse(&format!(
+                "refund_shipping_lines[{index}].subtotal_amount_set.shop_money.amount"
+            ))?;
+        }
+    }
+    for (index, adjustment) in raw.order_adjustments.iter().enumerate() {
+        // Older versions report a shipping refund as a negative order adjustment.
+        if adjustment.kind == "shipping_refund" {
+            shipping -= adjustment
+                .amount
+                .parse(&format!("order_adjustments[{index}].amount"))?;
+        }
+    }
+    let mut refunded = Decimal::ZERO;
+    for (index, transaction) in raw.transactions.iter().enumerate() {
+        if transaction.kind == "refund" && transaction.status.as_deref() != Some("failure") {
+            refunded += transaction
+                .amount
+                .parse(&format!("transactions[{index}].amount"))?;
+        }
+    }
+    Ok(Refund {
+        id: raw.id.text(),
+        order_id,
+        note: raw.note.filter(|n| !n.trim().is_empty()),
+        items,
+        shipping,
+        refunded,
+    })
+}

@@ -75,15 +75,18 @@ pub enum Flow {
     ShipmentSync,
     /// Courier tracking events -> fulfilment events.
     Tracking,
+    /// Shop refunds -> ERP returns and credit notes.
+    ReturnSync,
 }
 
 impl Flow {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::OrderSync,
         Self::StockSync,
         Self::PriceSync,
         Self::ShipmentSync,
         Self::Tracking,
+        Self::ReturnSync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Flow {
             Self::PriceSync => "price-sync",
             Self::ShipmentSync => "shipment-sync",
             Self::Tracking => "tracking",
+            Self::ReturnSync => "return-sync",
         }
     }
 

@@ -28,6 +28,9 @@ PRODUCTS = [
     ("WOOL-SOCKS", "Wool socks", "12.50", 500),
 ]
 SHIPPING_SKU = "SHIPPING"
+# The service product that carries refunds without goods coming back (goodwill, items the
+# customer keeps) on return sales: config [erp] refund_sku.
+REFUND_SKU = "REFUND"
 
 # Taxes the channels' tax lines map to (config: [[channels.tax_codes]] erp_tax = name).
 TAXES = [
@@ -110,6 +113,9 @@ def main(config_file, database):
     shipping = Template(name="Shipping", code=SHIPPING_SKU, default_uom=unit,
         type='service', salable=True, list_price=Decimal("0"), account_category=category)
     shipping.save()
+    refund = Template(name="Refund", code=REFUND_SKU, default_uom=unit,
+        type='service', salable=True, list_price=Decimal("0"), account_category=category)
+    refund.save()
 
     for name, rate in TAXES:
         tax = create_tax(Decimal(rate))

@@ -19,11 +19,9 @@ use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, OrderTopic};
 use crate::ports::{
     ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SaleAmendment,
-    SalesErp, StockSignal, SyncStateStore,
+    SalesErp, StockSignal, SyncStateStore, note_failure,
 };
-use crate::state::{
-    Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
-};
+use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 use crate::stock::ErpStock;
 
 /// An order message as it comes off the orders queue.
@@ -102,13 +100,7 @@ pub async fn sync_order(
     match run(deps, channel, message, &entity, lease_until).await {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
-            if let Some(status) = SyncStatus::after_failure(error.class) {
-                let report = ErrorReport::new(&error, now);
-                if let Err(state_error) = deps.state.record_failure(&entity, status, &report).await
-                {
-                    warn!(entity = %entity, error = %state_error, "could not record the failure in sync state");
-                }
-            }
+            note_failure(deps.state, &entity, &error, now).await;
             Err(MessageFailure {
                 error,
                 entity: Some(entity),
@@ -547,7 +539,11 @@ fn unknown_skus(channel: &ChannelConfig, missing: &[&Sku]) -> SyncError {
 }
 
 /// Moves the sale on to confirmed from wherever an earlier, interrupted attempt left it.
-async fn confirm(erp: &dyn SalesErp, sale: ErpSale, reference: &str) -> Result<ErpSale, SyncError> {
+pub(crate) async fn confirm(
+    erp: &dyn SalesErp,
+    sale: ErpSale,
+    reference: &str,
+) -> Result<ErpSale, SyncError> {
     let sale = match sale.state {
         ErpSaleState::Draft => erp.quote_sale(sale.id).await?,
         _ => sale,

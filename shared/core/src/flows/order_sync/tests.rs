@@ -12,6 +12,7 @@ use crate::batch::MessageFailure;
 use crate::error::ErrorClass;
 use crate::ids::Email;
 use crate::ports::{ErpProduct, IdempotencyStore, SalesErp, SyncStateStore};
+use crate::state::ErrorReport;
 use crate::state::SyncState;
 
 const ORDER: &str =

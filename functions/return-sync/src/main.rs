@@ -1,0 +1,56 @@
+//! Wiring: config, the ERP key from Secrets Manager, DynamoDB, the returns queues, tracing;
+//! then the runtime loop.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use aws_lambda_events::event::sqs::SqsEvent;
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::secrets::SecretCache;
+use erpsync_aws::sqs::Queue;
+use erpsync_aws::{env, telemetry};
+use erpsync_connectors::TrytonClient;
+use lambda_runtime::{LambdaEvent, service_fn};
+use return_sync::{Deps, sqs_handler};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = env::load_config()?;
+    let sdk = env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        std::time::Duration::from_secs(300),
+    );
+    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    erp.warm_up().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env::required("TABLE_NAME")?,
+    );
+    let max_receives = env::required("MAX_RECEIVE_COUNT")?
+        .parse::<u32>()
+        .context("MAX_RECEIVE_COUNT is not a number")?;
+    let deps = Deps {
+        store: store.clone(),
+        erp: Box::new(erp),
+        runner: BatchRunner {
+            flow: "return-sync",
+            source: Queue::new(sqs.clone(), env::required("RETURNS_QUEUE_URL")?),
+            dead_letter: Queue::new(sqs, env::required("RETURNS_DLQ_URL")?),
+            retry: config.retry.clone(),
+            max_receives: Some(max_receives),
+            state: Some(Arc::new(store)),
+        },
+        config,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = Some(event.context.deadline());
+        Ok::<_, lambda_runtime::Error>(sqs_handler::handle(deps, event.payload, deadline).await)
+    }))
+    .await
+}

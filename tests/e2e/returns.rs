@@ -1,0 +1,277 @@
+//! Refunds become ERP returns and credit notes: signed `refunds/create` webhooks through
+//! shop-webhook onto the returns queue, return-sync behind the emulated event source
+//! mapping, a Tryton of each test's own (the stock it checks is not moved by others).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use erpsync_aws::batch::BatchRunner;
+use erpsync_aws::sqs::{Queue, attr};
+use erpsync_connectors::TrytonClient;
+use erpsync_core::ids::{ChannelId, Sku};
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::state::{EntityRef, Flow, SyncState, SyncStatus};
+use erpsync_core::stock::ErpStock;
+use erpsync_e2e::{Stack, Tryton, World, attribute, fixture, fresh_order};
+use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_tools::queues;
+use erpsync_tools::template::Template;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+struct ReturnWorld {
+    world: World,
+    tryton: Tryton,
+    deps: Arc<return_sync::Deps>,
+}
+
+struct Returns(Arc<return_sync::Deps>);
+
+#[async_trait::async_trait]
+impl Invoker for Returns {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        Ok(return_sync::sqs_handler::handle(&self.0, event, None).await)
+    }
+}
+
+impl ReturnWorld {
+    async fn start() -> Self {
+        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+        let run_dir = stack
+            .run_dir
+            .join(format!("returns-{}", uuid::Uuid::new_v4().simple()));
+        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let world = World::start_custom(&tryton.url, &tryton.api_key, |_| {}).await;
+        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+        let environment = Template::project()
+            .and_then(|t| t.function_environment("ReturnSyncFunction", &world.resources.resolver))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let deps = Arc::new(return_sync::Deps {
+            config: world.config.clone(),
+            store: world.orders.store.clone(),
+            erp: Box::new(ReturnWorld::erp(&tryton, &world)),
+            runner: BatchRunner {
+                flow: "return-sync",
+                source: Queue::new(sqs.clone(), world.queue("ReturnsQueue")),
+                dead_letter: Queue::new(sqs, world.queue("ReturnsDeadLetterQueue")),
+                retry: world.config.retry.clone(),
+                max_receives: environment
+                    .get("MAX_RECEIVE_COUNT")
+                    .and_then(|m| m.parse().ok()),
+                state: Some(Arc::new(world.orders.store.clone())),
+            },
+        });
+        Self {
+            world,
+            tryton,
+            deps,
+        }
+    }
+
+    fn erp(tryton: &Tryton, world: &World) -> TrytonClient {
+        TrytonClient::new(
+            &tryton.url,
+            SecretString::from(tryton.api_key.clone()),
+            world.config.erp.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Shopify's documented refund for `order_id`, with a fresh id, as `edit` makes it.
+    fn refund(&self, order_id: &str, edit: impl FnOnce(&mut Value)) -> (Value, String) {
+        let mut refund = fixture("shopify-refunds-create.json");
+        let id = uuid::Uuid::new_v4().as_u128() % 9_000_000_000 + 1_000_000_000;
+        refund["id"] = json!(id as u64);
+        refund["order_id"] = json!(order_id.parse::<u64>().unwrap_or_default());
+        edit(&mut refund);
+        (refund, id.to_string())
+    }
+
+    /// Delivers the refund as Shopify does and runs the returns queue dry.
+    async fn deliver_refund(&self, refund: &Value, webhook_id: &str) {
+        let status = self
+            .world
+            .post(
+                self.world
+                    .signed("uk-shop", "refunds/create", webhook_id, &refund.to_string()),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let esm = EventSourceMapping {
+            sqs: aws_sdk_sqs::Client::new(&self.world.sdk),
+            queue_url: self.world.queue("ReturnsQueue"),
+            queue_arn: self
+                .world
+                .resources
+                .queue_arn("ReturnsQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: Arc::new(Returns(self.deps.clone())),
+        };
+        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
+    }
+
+    async fn red_in_stock(&self) -> i64 {
+        let erp = ReturnWorld::erp(&self.tryton, &self.world);
+        let red = Sku::parse("IPOD2008RED").unwrap_or_else(|e| panic!("{e}"));
+        erp.available(std::slice::from_ref(&red), "WH")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(&red)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    async fn refund_state(&self, order_id: &str, refund_id: &str) -> Option<SyncState> {
+        let entity = EntityRef {
+            flow: Flow::ReturnSync,
+            channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            entity_id: format!("{order_id}/refund-{refund_id}"),
+        };
+        self.world.orders.store.get(&entity).await.ok().flatten()
+    }
+
+    /// The return sales booked for a refund, with their credit notes.
+    async fn returns(&self, order_id: &str, refund_id: &str) -> Vec<Value> {
+        self.world
+            .erp_search(
+                "sale.sale",
+                json!([[
+                    "reference",
+                    "=",
+                    format!("uk-shop/{order_id}/refund/{refund_id}")
+                ]]),
+                &[
+                    "state",
+                    "lines.product.code",
+                    "lines.quantity",
+                    "shipment_returns.state",
+                    "invoices.state",
+                    "invoices.total_amount",
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+fn credit_total(sale: &Value) -> String {
+    erpsync_e2e::decimal(&sale["invoices"][0]["total_amount"])
+}
+
+#[tokio::test]
+async fn a_refund_with_the_goods_returned_restocks_them_and_makes_one_credit_note() {
+    let mut returns = ReturnWorld::start().await;
+    let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    returns
+        .world
+        .deliver("uk-shop", "orders/create", "wh-order", &order)
+        .await;
+    returns.world.dispatch(&format!("uk-shop/{order_id}")).await;
+    assert_eq!(returns.red_in_stock().await, 99);
+
+    let (refund, refund_id) = returns.refund(&order_id, |refund| {
+        refund["refund_line_items"][0]["restock_type"] = json!("return");
+    });
+    returns.deliver_refund(&refund, "wh-refund-1").await;
+    // Shopify retries the delivery: the same refund, booked once.
+    returns.deliver_refund(&refund, "wh-refund-2").await;
+
+    let booked = returns.returns(&order_id, &refund_id).await;
+    assert_eq!(booked.len(), 1, "{booked:?}");
+    let state = returns.refund_state(&order_id, &refund_id).await;
+    assert_eq!(
+        state.as_ref().map(|s| s.status),
+        Some(SyncStatus::Synced),
+        "{state:?}"
+    );
+    let sale = &booked[0];
+    assert_eq!(sale["lines"][0]["product"]["code"], "IPOD2008RED");
+    assert_eq!(sale["lines"][0]["quantity"].as_f64(), Some(-1.0));
+    assert_eq!(sale["shipment_returns"][0]["state"], "done");
+    assert_eq!(sale["invoices"][0]["state"], "posted", "{sale}");
+    assert!(
+        credit_total(sale).starts_with('-'),
+        "a credit note: {}",
+        credit_total(sale)
+    );
+    assert_eq!(returns.red_in_stock().await, 100, "the red iPod is back");
+    let state = returns
+        .refund_state(&order_id, &refund_id)
+        .await
+        .unwrap_or_else(|| panic!("no refund state"));
+    assert_eq!(state.status, SyncStatus::Synced);
+    assert!(
+        state
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("goods back in stock"),
+        "{state:?}"
+    );
+    returns.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_without_returned_goods_is_a_credit_note_only() {
+    let mut returns = ReturnWorld::start().await;
+    let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    returns
+        .world
+        .deliver("uk-shop", "orders/create", "wh-order", &order)
+        .await;
+    let before = returns.red_in_stock().await;
+
+    // The documented refund: the customer keeps the red iPod (no_restock).
+    let (kept, kept_id) = returns.refund(&order_id, |_| {});
+    returns.deliver_refund(&kept, "wh-kept").await;
+    // Goodwill: money back, no items.
+    let (goodwill, goodwill_id) = returns.refund(&order_id, |refund| {
+        refund["refund_line_items"] = json!([]);
+        refund["transactions"][0]["amount"] = json!("15.00");
+        refund["note"] = json!("late delivery");
+    });
+    returns.deliver_refund(&goodwill, "wh-goodwill").await;
+
+    let kept_sale = &returns.returns(&order_id, &kept_id).await[0];
+    assert_eq!(kept_sale["lines"][0]["product"]["code"], "REFUND");
+    assert_eq!(
+        kept_sale["shipment_returns"].as_array().map(Vec::len),
+        Some(0),
+        "nothing comes back"
+    );
+    assert!(credit_total(kept_sale).starts_with('-'));
+    let goodwill_sale = &returns.returns(&order_id, &goodwill_id).await[0];
+    assert_eq!(goodwill_sale["lines"][0]["product"]["code"], "REFUND");
+    assert_eq!(credit_total(goodwill_sale), "-15.00");
+    assert_eq!(goodwill_sale["invoices"][0]["state"], "posted");
+    assert_eq!(returns.red_in_stock().await, before, "stock untouched");
+    returns.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_refund_for_an_order_the_erp_does_not_know_needs_attention() {
+    let mut returns = ReturnWorld::start().await;
+    let (refund, refund_id) = returns.refund("4507894699999", |_| {});
+    returns.deliver_refund(&refund, "wh-unknown").await;
+    let sqs = aws_sdk_sqs::Client::new(&returns.world.sdk);
+    let parked = queues::peek(&sqs, &returns.world.queue("ReturnsDeadLetterQueue"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        attribute(&parked[0], attr::ERROR_KIND),
+        "refund_for_unknown_order"
+    );
+    assert!(attribute(&parked[0], attr::REASON).contains("4507894699999"));
+    let state = returns
+        .refund_state("4507894699999", &refund_id)
+        .await
+        .unwrap_or_else(|| panic!("no refund state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    returns.tryton.stop().await;
+}
