@@ -7,14 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::Message;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
@@ -31,6 +29,7 @@ use erpsync_core::ports::{
 };
 use erpsync_core::signature::sign_base64_hmac_sha256;
 use erpsync_core::state::{EntityRef, SyncState};
+use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
 use erpsync_tools::queues;
 use erpsync_tools::stack::{LocalResources, create_resources, put_secret, sdk_config};
@@ -120,6 +119,8 @@ pub struct World {
     pub orders: Arc<order_sync::Deps>,
     pub erp_url: String,
     pub erp_key: String,
+    /// The ERP's own client: what the warehouse and back office do by hand.
+    pub desk: ErpDesk,
     pub http: reqwest::Client,
     /// A Tryton client of its own for the reports (the flow's may be fault-injected).
     pub reviewer: TrytonClient,
@@ -282,6 +283,7 @@ impl World {
             orders,
             erp_url: erp_url.to_owned(),
             erp_key: erp_key.to_owned(),
+            desk: ErpDesk::new(erp_url, erp_key),
             http: reqwest::Client::new(),
             reviewer,
         })
@@ -479,30 +481,6 @@ impl World {
         .await
         .unwrap_or_else(|e| panic!("reading sales from Tryton: {e:#}"))
     }
-
-    pub async fn erp_search(
-        &self,
-        model: &str,
-        domain: Value,
-        fields: &[&str],
-    ) -> anyhow::Result<Vec<Value>> {
-        let mut query: Vec<(&str, String)> =
-            fields.iter().map(|f| ("f", (*f).to_owned())).collect();
-        query.push(("d", URL_SAFE.encode(domain.to_string())));
-        let response = self
-            .http
-            .get(format!("{}/erpsync/rest/model/{model}", self.erp_url))
-            .bearer_auth(&self.erp_key)
-            .query(&query)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        anyhow::ensure!(status.is_success(), "Tryton answered {status}: {body}");
-        body.as_array()
-            .cloned()
-            .ok_or_else(|| anyhow!("not a list: {body}"))
-    }
 }
 
 /// A Tryton decimal (`{"__class__": "Decimal", "decimal": "1.00"}`) as text.
@@ -679,195 +657,64 @@ impl SalesErp for FaultyErp {
 }
 
 impl World {
-    /// The warehouse ships everything of the sale with this reference, as Tryton's own
-    /// shipment workflow does (assign, pick, pack, ship, done).
-    pub async fn dispatch(&self, reference: &str) {
-        let sales = self.erp_sales(reference).await;
-        let sale = sales
-            .first()
-            .unwrap_or_else(|| panic!("no sale {reference}"));
-        let shipments = self
-            .erp_search(
-                "stock.shipment.out",
-                json!([["id", "in", self.sale_shipments(sale).await]]),
-                &["state"],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        for shipment in shipments {
-            let id = shipment["id"].as_i64().unwrap_or_default();
-            for action in ["assign_try", "pick", "pack", "ship", "do"] {
-                self.erp_action("stock.shipment.out", id, action).await;
-            }
-        }
+    pub async fn erp_search(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+    ) -> anyhow::Result<Vec<Value>> {
+        self.desk.search(model, domain, fields).await
     }
 
-    /// The warehouse dispatches the sale's next open shipment: `short` lists SKUs shipped
-    /// in part now (the rest becomes Tryton's back order, a follow-up shipment); the
-    /// courier's tracking number goes in the shipment's reference. The shipment's id.
+    /// The warehouse ships everything of the sale with this reference.
+    pub async fn dispatch(&self, reference: &str) {
+        self.desk
+            .dispatch(reference)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// The warehouse ships the sale's next shipment, `short` SKUs in part (see ErpDesk).
     pub async fn dispatch_part(
         &self,
         reference: &str,
         short: &[(&str, f64)],
         tracking: Option<&str>,
     ) -> i64 {
-        let sales = self.erp_sales(reference).await;
-        let sale = sales
-            .first()
-            .unwrap_or_else(|| panic!("no sale {reference}"));
-        let shipments = self
-            .erp_search(
-                "stock.shipment.out",
-                json!([
-                    ["id", "in", self.sale_shipments(sale).await],
-                    ["state", "not in", ["done", "cancelled"]]
-                ]),
-                &[
-                    "state",
-                    "inventory_moves.product.code",
-                    "inventory_moves.quantity",
-                ],
-            )
+        self.desk
+            .dispatch_part(reference, short, tracking)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    pub async fn count_stock(&self, product_code: &str, quantity: u32) {
+        self.desk
+            .count_stock(product_code, quantity)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let shipment = shipments
-            .first()
-            .unwrap_or_else(|| panic!("no open shipment for {reference}"));
-        let id = shipment["id"].as_i64().unwrap_or_default();
-        for (sku, quantity) in short {
-            let moves = shipment["inventory_moves"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let line = moves
-                .iter()
-                .find(|m| m["product"]["code"] == *sku)
-                .unwrap_or_else(|| panic!("{sku} is not on shipment {id}"));
-            self.erp_write(
-                "stock.move",
-                line["id"].as_i64().unwrap_or_default(),
-                json!({"quantity": quantity}),
-            )
-            .await;
-        }
-        if let Some(tracking) = tracking {
-            self.erp_write("stock.shipment.out", id, json!({"reference": tracking}))
-                .await;
-        }
-        for action in ["assign_try", "pick", "pack", "ship", "do"] {
-            self.erp_action("stock.shipment.out", id, action).await;
-        }
-        id
-    }
-
-    /// Writes fields of a record in Tryton, as a person would in the ERP's client.
-    pub async fn erp_write(&self, model: &str, id: i64, body: Value) {
-        let response = self
-            .http
-            .put(format!("{}/erpsync/rest/model/{model}/{id}", self.erp_url))
-            .bearer_auth(&self.erp_key)
-            .header(
-                "X-Tryton-Context",
-                URL_SAFE.encode(json!({"company": 1}).to_string()),
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let status = response.status();
-        assert!(
-            status.is_success(),
-            "writing {model} {id}: {status} {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-
-    /// A stock count in the ERP: the product's quantity in storage becomes `quantity`.
-    pub async fn count_stock(&self, product_code: &str, quantity: u32) {
-        let product = self
-            .erp_search("product.product", json!([["code", "=", product_code]]), &[])
-            .await
-            .unwrap_or_default();
-        let storage = self
-            .erp_search("stock.location", json!([["code", "=", "STO"]]), &[])
-            .await
-            .unwrap_or_default();
-        let id = self
-            .erp_create(
-                "stock.inventory",
-                json!({"location": storage[0]["id"], "company": 1,
-                       "lines": [["create", [{"product": product[0]["id"], "quantity": quantity}]]]}),
-            )
-            .await;
-        self.erp_action("stock.inventory", id, "confirm").await;
     }
 
     /// Creates a record in Tryton directly, as a person would in the ERP's client; its id.
     pub async fn erp_create(&self, model: &str, body: Value) -> i64 {
-        // Concurrent tests draw party codes from one Tryton sequence; a collision is retried,
-        // as the connector does.
-        for _ in 0..5 {
-            let response = self
-                .http
-                .post(format!("{}/erpsync/rest/model/{model}", self.erp_url))
-                .bearer_auth(&self.erp_key)
-                .header(
-                    "X-Tryton-Context",
-                    URL_SAFE.encode(json!({"company": 1}).to_string()),
-                )
-                .json(&body)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let status = response.status();
-            let created: Value = response.json().await.unwrap_or_default();
-            if status.is_success() {
-                return created["id"].as_i64().unwrap_or_default();
-            }
-            let conflict = created["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("must be unique"));
-            assert!(conflict, "creating {model}: {status} {created}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("creating {model}: kept colliding")
+        self.desk
+            .create(model, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    pub async fn erp_write(&self, model: &str, id: i64, body: Value) {
+        self.desk
+            .write(model, id, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Presses a button on a record in Tryton (quote, confirm, ...).
     pub async fn erp_action(&self, model: &str, id: i64, action: &str) {
-        let response = self
-            .http
-            .post(format!(
-                "{}/erpsync/rest/model/{model}/{id}/{action}",
-                self.erp_url
-            ))
-            .bearer_auth(&self.erp_key)
-            .header(
-                "X-Tryton-Context",
-                URL_SAFE.encode(json!({"company": 1}).to_string()),
-            )
-            .json(&json!({}))
-            .send()
+        self.desk
+            .button(model, id, action)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            response.status().is_success(),
-            "{model} {id} {action}: {}",
-            response.status()
-        );
-    }
-
-    async fn sale_shipments(&self, sale: &Value) -> Vec<i64> {
-        let id = sale["id"].as_i64().unwrap_or_default();
-        self.erp_search("sale.sale", json!([["id", "=", id]]), &["shipments"])
-            .await
-            .unwrap_or_default()
-            .first()
-            .and_then(|s| s["shipments"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Value::as_i64)
-            .collect()
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Posts a signed delivery and runs the queue dry.

@@ -16,6 +16,7 @@ use erpsync_core::config::Config;
 use erpsync_core::ids::ChannelId;
 use erpsync_core::ports::SyncStateStore;
 use erpsync_core::state::EntityRef;
+use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, HttpInvoker};
 use erpsync_tools::queues;
 use erpsync_tools::stack::{
@@ -197,6 +198,9 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
             put_secret(&sdk, &api.access_token_secret, &format!("shpat_{domain}")).await?;
         }
     }
+    if let Some(courier) = &config.courier {
+        put_secret(&sdk, &courier.webhook_secret, DEMO_COURIER_SECRET).await?;
+    }
 
     // The functions get the environment the template gives them, pointed at the local stack.
     let mut environment: BTreeMap<String, String> =
@@ -206,6 +210,9 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         "OrderSyncFunction",
         "StockSyncFunction",
         "PriceSyncFunction",
+        "ShipmentSyncFunction",
+        "CourierWebhookFunction",
+        "ReturnSyncFunction",
     ] {
         environment.extend(template.function_environment(function, &resources.resolver)?);
     }
@@ -235,12 +242,187 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         &run_dir.join("cargo-lambda.log"),
     )?;
     let base = format!("http://127.0.0.1:{port}");
-    let outcome = match drive(root, &sdk, &config, &resources, &secrets, &base).await {
-        Ok(()) => catalogue(&base, &sandbox).await,
+    let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
+    let outcome = match drive(root, &sdk, &config, &resources, &secrets, &base, &sandbox).await {
+        Ok(()) => match catalogue(&base, &sandbox).await {
+            Ok(()) => {
+                close_the_loop(root, &sdk, &resources, &secrets, &base, &sandbox, &desk).await
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     lambda.stop().await;
     outcome
+}
+
+/// The courier's webhook secret in the demo: accented, as EasyPost normalises it (NFKD).
+const DEMO_COURIER_SECRET: &str = "démo-easypost-secret";
+
+/// The rest of the order's life: the warehouse ships #1001 with a tracking number,
+/// shipment-sync's schedule makes the fulfilment, the courier reports delivery, the customer
+/// sends the item back and Shopify's refund becomes a return and a credit note.
+async fn close_the_loop(
+    root: &Path,
+    sdk: &aws_config::SdkConfig,
+    resources: &erpsync_tools::stack::LocalResources,
+    secrets: &HashMap<String, String>,
+    base: &str,
+    sandbox: &Sandbox,
+    desk: &ErpDesk,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let order = fixture(root, "shopify-orders-create-multiline-discount-tax.json")?;
+    let order_id = order["id"].to_string();
+    let reference = format!("uk-shop/{order_id}");
+    let (uk, _) = DEMO_SHOPS[0];
+    let shop = sandbox.shops.get(uk).context("the UK sandbox store")?;
+    println!(
+        "\nThe warehouse ships #1001 (tracking RM123456785GB); shipment-sync's schedule fires:"
+    );
+    desk.dispatch_part(&reference, &[], Some("RM123456785GB"))
+        .await?;
+    let schedules = Template::project()?.schedules()?;
+    let shipments = schedules
+        .iter()
+        .find(|s| s.function == "shipment-sync")
+        .context("the template has no shipment-sync schedule")?;
+    let run = shipments.fire(&http, base).await?;
+    println!("  {}: {run}", shipments.name);
+
+    let courier_url = format!("{base}/lambda-url/courier-webhook/");
+    let event = sandbox::courier::tracker_updated(
+        "evt_demo_delivered",
+        &sandbox::courier::TrackerUpdate {
+            tracking_code: "RM123456785GB",
+            carrier: "RoyalMail",
+            status: "delivered",
+            message: "Delivered to the front door",
+            at: "2026-11-29T12:00:00Z",
+        },
+    );
+    let status = sandbox::courier::send(
+        &http,
+        &courier_url,
+        &event.to_string(),
+        &SecretString::from(DEMO_COURIER_SECRET.to_owned()),
+    )
+    .await?;
+    println!("  the courier (EasyPost simulator) reports delivery -> HTTP {status}");
+    drain(
+        &sqs,
+        resources,
+        "ShipmentsQueue",
+        HttpInvoker::new(base, "shipment-sync"),
+    )
+    .await?;
+    let order_number: u64 = order_id.parse()?;
+    for fulfilment in shop.fulfillments(order_number) {
+        let tracking = fulfilment.tracking.first();
+        println!(
+            "  fulfilment {} ({} item(s)), {} {}, events: {}",
+            fulfilment.id,
+            fulfilment.line_items.iter().map(|(_, q)| q).sum::<u32>(),
+            tracking.and_then(|t| t.company.as_deref()).unwrap_or("-"),
+            tracking.and_then(|t| t.url.as_deref()).unwrap_or("-"),
+            fulfilment
+                .events
+                .iter()
+                .map(|e| e.status.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!(
+        "  the store shows the order {}",
+        shop.fulfillment_status(order_number).unwrap_or_default()
+    );
+
+    println!("\nThe customer returns the red iPod; Shopify sends refunds/create:");
+    let mut refund = fixture(root, "shopify-refunds-create.json")?;
+    refund["refund_line_items"][0]["restock_type"] = json!("return");
+    let delivery = webhooks::Delivery {
+        shop_domain: uk,
+        topic: "refunds/create",
+        webhook_id: "demo-wh-refund",
+        body: &refund.to_string(),
+    };
+    let status = webhooks::deliver(
+        &http,
+        &format!("{base}/lambda-url/shop-webhook/"),
+        &delivery,
+        &SecretString::from(secrets.get("uk-shop").cloned().unwrap_or_default()),
+    )
+    .await?;
+    println!("  refund {} -> HTTP {status}", refund["id"]);
+    drain(
+        &sqs,
+        resources,
+        "ReturnsQueue",
+        HttpInvoker::new(base, "return-sync"),
+    )
+    .await?;
+    let returns = desk
+        .search(
+            "sale.sale",
+            json!([[
+                "reference",
+                "=",
+                format!("{reference}/refund/{}", refund["id"])
+            ]]),
+            &[
+                "number",
+                "state",
+                "shipment_returns.state",
+                "invoices.number",
+                "invoices.state",
+                "invoices.total_amount",
+            ],
+        )
+        .await?;
+    for sale in &returns {
+        println!(
+            "  return sale {} ({}), goods back: {}, credit note {} {} ({})",
+            sale["number"].as_str().unwrap_or("?"),
+            sale["state"].as_str().unwrap_or("?"),
+            sale["shipment_returns"][0]["state"].as_str().unwrap_or("-"),
+            sale["invoices"][0]["number"].as_str().unwrap_or("-"),
+            sale["invoices"][0]["total_amount"]["decimal"]
+                .as_str()
+                .unwrap_or("?"),
+            sale["invoices"][0]["state"].as_str().unwrap_or("?"),
+        );
+    }
+    if returns.len() != 1 {
+        bail!("the refund made {} return sales", returns.len());
+    }
+    Ok(())
+}
+
+/// Runs a queue's emulated event source mapping until it is empty.
+async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    resources: &erpsync_tools::stack::LocalResources,
+    queue: &str,
+    invoker: HttpInvoker,
+) -> anyhow::Result<()> {
+    let esm = EventSourceMapping {
+        sqs: sqs.clone(),
+        queue_url: resources.queue_url(queue)?.to_owned(),
+        queue_arn: resources.queue_arn(queue)?.to_owned(),
+        batch_size: 10,
+        invoker: Arc::new(invoker),
+    };
+    let started = Instant::now();
+    while esm.poll_once(Duration::from_secs(1)).await? > 0
+        || queues::depth(sqs, resources.queue_url(queue)?).await? > 0
+    {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("{queue} did not drain within 2 minutes");
+        }
+    }
+    Ok(())
 }
 
 /// The demo's two Shopify stores in the sandbox: their domains and the location each has.
@@ -325,6 +507,7 @@ async fn drive(
     resources: &erpsync_tools::stack::LocalResources,
     secrets: &HashMap<String, String>,
     base: &str,
+    sandbox: &Sandbox,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -359,6 +542,12 @@ async fn drive(
             .map(str::to_owned)
             .or_else(|| secrets.get(delivery.channel).cloned())
             .unwrap_or_default();
+        // The shop holds the orders it sends (their fulfilment orders too).
+        if delivery.forged_with.is_none()
+            && let Some(shop) = sandbox.shops.get(&channel.shop_domain)
+        {
+            shop.place_order(serde_json::from_str(&delivery.body)?);
+        }
         // The sandbox delivers as the shop does: signed raw body, Shopify's headers.
         let signed = webhooks::Delivery {
             shop_domain: &channel.shop_domain,
