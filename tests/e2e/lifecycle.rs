@@ -3,7 +3,9 @@
 
 use erpsync_aws::sqs::attr;
 use erpsync_core::state::SyncStatus;
-use erpsync_e2e::{World, at_version, attribute, decimal, fresh_order, set_quantity};
+use erpsync_e2e::{
+    World, at_version, attribute, decimal, fresh_order, parked_reasons, set_quantity,
+};
 use serde_json::Value;
 
 fn quantity_of(sale: &Value, sku: &str) -> f64 {
@@ -155,6 +157,47 @@ async fn a_cancel_after_dispatch_needs_attention_for_a_return() {
     assert_eq!(
         decimal(&world.erp_sales(&reference).await[0]["untaxed_amount"]),
         "587.00"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_after_a_partial_dispatch_still_needs_attention() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    set_quantity(&mut order, 1, 3);
+    let reference = format!("uk-shop/{id}");
+    world
+        .deliver(
+            "uk-shop",
+            "orders/create",
+            "wh-1",
+            &at_version(&order, "2026-11-29T10:00:00Z"),
+        )
+        .await;
+    // Two of the three red iPods leave; the third waits as Tryton's back order.
+    world
+        .dispatch_part(&reference, &[("IPOD2008RED", 2.0)], Some("TRACK-PARTIAL"))
+        .await;
+    let mut cancelled = at_version(&order, "2026-11-29T10:05:00Z");
+    cancelled["cancelled_at"] = "2026-11-29T10:05:00Z".into();
+    world
+        .deliver("uk-shop", "orders/cancelled", "wh-2", &cancelled)
+        .await;
+
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 1, "{:?}", parked_reasons(&world).await);
+    assert_eq!(
+        attribute(&parked[0], attr::ERROR_KIND),
+        "cancelled_after_dispatch"
+    );
+    assert_eq!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::NeedsAttention)
+    );
+    let sale = &world.erp_sales(&reference).await[0];
+    assert_ne!(
+        sale["state"], "cancelled",
+        "the ERP sale is left for a person"
     );
 }
 

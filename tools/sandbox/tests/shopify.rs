@@ -310,3 +310,113 @@ async fn an_injected_dropped_connection_gets_no_answer_and_the_next_request_does
     );
     assert_eq!(request().await.map(|r| r.status().as_u16()).ok(), Some(200));
 }
+
+const ORDER: &str = "query Order($id: ID!) {
+  order(id: $id) {
+    displayFulfillmentStatus
+    fulfillmentOrders(first: 5) { nodes { id status lineItems(first: 10) { nodes { id sku totalQuantity remainingQuantity lineItem { id } } } } }
+    fulfillments(first: 5) { id status trackingInfo(first: 1) { company number url } events(first: 5) { nodes { status message } } }
+  }
+}";
+
+const FULFIL: &str = "mutation Fulfil($fulfillment: FulfillmentInput!) {
+  fulfillmentCreate(fulfillment: $fulfillment) {
+    fulfillment { id status }
+    userErrors { field message }
+  }
+}";
+
+const EVENT: &str = "mutation Event($event: FulfillmentEventInput!) {
+  fulfillmentEventCreate(fulfillmentEvent: $event) {
+    fulfillmentEvent { id status }
+    userErrors { field message }
+  }
+}";
+
+#[tokio::test]
+async fn fulfilment_orders_take_partial_fulfilments_and_refuse_what_is_not_open() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 1000.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    shop.place_order(
+        json!({"id": 77, "name": "#1077", "updated_at": "2026-11-29T10:00:00Z",
+        "line_items": [{"id": 1, "sku": "IPOD2008RED", "quantity": 3, "current_quantity": 3},
+                       {"id": 2, "sku": "GIFT-CARD", "quantity": 1, "requires_shipping": false}]}),
+    );
+    let (_, order) = call(&sandbox, ORDER, json!({"id": "gid://shopify/Order/77"})).await;
+    let order = &order["data"]["order"];
+    assert_eq!(order["displayFulfillmentStatus"], "UNFULFILLED");
+    let fulfilment_order = &order["fulfillmentOrders"]["nodes"][0];
+    assert_eq!(fulfilment_order["status"], "OPEN");
+    let lines = fulfilment_order["lineItems"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lines.len(), 1, "nothing to ship for a gift card: {lines:?}");
+    assert_eq!(lines[0]["lineItem"]["id"], "gid://shopify/LineItem/1");
+    let fulfil = |quantity: i64| {
+        json!({"fulfillment": {"lineItemsByFulfillmentOrder": [{
+            "fulfillmentOrderId": fulfilment_order["id"],
+            "fulfillmentOrderLineItems": [{"id": lines[0]["id"], "quantity": quantity}]}],
+            "trackingInfo": {"company": "Royal Mail", "number": "RM1", "url": "https://example.com/RM1"},
+            "notifyCustomer": true}})
+    };
+
+    let (_, first) = call(&sandbox, FULFIL, fulfil(2)).await;
+    let fulfilment = first["data"]["fulfillmentCreate"]["fulfillment"]["id"].clone();
+    assert!(fulfilment.is_string(), "{first}");
+    let (_, too_many) = call(&sandbox, FULFIL, fulfil(2)).await;
+    let errors = &too_many["data"]["fulfillmentCreate"]["userErrors"];
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 remaining"),
+        "{too_many}"
+    );
+    let (_, order) = call(&sandbox, ORDER, json!({"id": "gid://shopify/Order/77"})).await;
+    assert_eq!(
+        order["data"]["order"]["displayFulfillmentStatus"],
+        "PARTIALLY_FULFILLED"
+    );
+    assert_eq!(
+        order["data"]["order"]["fulfillmentOrders"]["nodes"][0]["status"],
+        "IN_PROGRESS"
+    );
+
+    let (_, event) = call(
+        &sandbox,
+        EVENT,
+        json!({"event": {"fulfillmentId": fulfilment, "status": "DELIVERED"}}),
+    )
+    .await;
+    assert_eq!(
+        event["data"]["fulfillmentEventCreate"]["fulfillmentEvent"]["status"],
+        "DELIVERED"
+    );
+    let (_, bad) = call(
+        &sandbox,
+        EVENT,
+        json!({"event": {"fulfillmentId": fulfilment, "status": "TELEPORTED"}}),
+    )
+    .await;
+    assert!(
+        bad["data"]["fulfillmentEventCreate"]["fulfillmentEvent"].is_null(),
+        "{bad}"
+    );
+
+    call(&sandbox, FULFIL, fulfil(1)).await;
+    let (_, order) = call(&sandbox, ORDER, json!({"id": "gid://shopify/Order/77"})).await;
+    let order = &order["data"]["order"];
+    assert_eq!(order["displayFulfillmentStatus"], "FULFILLED");
+    assert_eq!(order["fulfillments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(order["fulfillments"][0]["trackingInfo"][0]["number"], "RM1");
+    assert_eq!(
+        order["fulfillments"][0]["events"]["nodes"][0]["status"],
+        "DELIVERED"
+    );
+    let (_, unknown) = call(&sandbox, ORDER, json!({"id": "gid://shopify/Order/78"})).await;
+    assert!(unknown["data"]["order"].is_null());
+}
