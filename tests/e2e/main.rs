@@ -8,6 +8,7 @@ mod intake;
 mod lifecycle;
 mod mapping;
 mod modes;
+mod operations;
 mod reconcile;
 mod returns;
 mod shipments;

@@ -1,10 +1,12 @@
 //! EventBridge schedule -> one reconciliation per channel with an Admin API.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_core::ports::record_run;
 use erpsync_core::reconcile::{ReconcileDeps, ReconcileOutcome, reconcile};
+use erpsync_core::state::{EntityRef, Flow};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::instrument;
+use tracing::{error, instrument};
 
 use crate::Deps;
 
@@ -31,6 +33,22 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
             queue: &deps.orders,
         };
         let result = reconcile(&reconcile_deps, channel, since).await;
+        let entity = EntityRef {
+            flow: Flow::Reconcile,
+            channel: channel.id.clone(),
+            entity_id: "run".to_owned(),
+        };
+        let summary = result.as_ref().map(|outcome| {
+            format!(
+                "{} orders checked, {} enqueued, {} flagged",
+                outcome.checked,
+                outcome.enqueued.len(),
+                outcome.flagged.len()
+            )
+        });
+        if let Err(state_error) = record_run(&deps.store, &entity, summary).await {
+            error!(channel = %channel.id, error = %state_error, "could not record the reconciliation run");
+        }
         runs.push(ChannelRun {
             channel: channel.id.to_string(),
             error: result.as_ref().err().map(ToString::to_string),

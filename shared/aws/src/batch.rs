@@ -15,7 +15,7 @@ use erpsync_core::state::{ErrorReport, SyncStatus};
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::sqs::{OutgoingMessage, Queue, dead_letter_attributes, source_attributes};
+use crate::sqs::{OutgoingMessage, Queue, attr, dead_letter_attributes, source_attributes};
 
 #[async_trait]
 pub trait MessageProcessor: Send + Sync {
@@ -147,6 +147,20 @@ impl BatchRunner {
         attempts: u32,
     ) -> Result<(), erpsync_core::SyncError> {
         let source = source_attributes(message);
+        let mut attributes = dead_letter_attributes(self.flow, failure, attempts, &source);
+        // The first attempt is when the queue first handed the message out.
+        if let Some(first) = message
+            .attributes
+            .get("ApproximateFirstReceiveTimestamp")
+            .and_then(|ms| ms.parse::<i128>().ok())
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+        {
+            attributes.insert(attr::FIRST_FAILED_AT.to_owned(), first);
+        }
         self.dead_letter
             .send(OutgoingMessage {
                 body: message.body.clone().unwrap_or_default(),
@@ -155,7 +169,7 @@ impl BatchRunner {
                     .cloned()
                     .or_else(|| Some(self.flow.to_owned())),
                 deduplication_id: message.message_id.clone(),
-                attributes: dead_letter_attributes(self.flow, failure, attempts, &source),
+                attributes,
             })
             .await
             .map(|_| ())

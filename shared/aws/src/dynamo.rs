@@ -92,25 +92,72 @@ impl DynamoStore {
         &self,
         status: SyncStatus,
     ) -> Result<Vec<SyncState>, SyncError> {
+        self.scan_states(Some(status)).await
+    }
+
+    /// Every state row (a scan: for `erpsync status`, not for the hot path).
+    pub async fn all_states(&self) -> Result<Vec<SyncState>, SyncError> {
+        self.scan_states(None).await
+    }
+
+    async fn scan_states(&self, status: Option<SyncStatus>) -> Result<Vec<SyncState>, SyncError> {
         let mut states = Vec::new();
+        let mut start = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .expression_attribute_values(":state", s("STATE"))
+                .set_exclusive_start_key(start);
+            scan = match status {
+                Some(status) => scan
+                    .filter_expression("sk = :state AND #status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str())),
+                None => scan.filter_expression("sk = :state"),
+            };
+            let page = scan.send().await.map_err(|e| store_error("Scan", e))?;
+            states.extend(page.items().iter().filter_map(state_from_item));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(states);
+            }
+        }
+    }
+
+    /// The change-feed cursors and where each stands (a scan, for reports).
+    pub async fn cursors(&self) -> Result<Vec<(String, OffsetDateTime)>, SyncError> {
+        let mut cursors = Vec::new();
         let mut start = None;
         loop {
             let page = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("sk = :state AND #status = :status")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":state", s("STATE"))
-                .expression_attribute_values(":status", s(status.as_str()))
+                .filter_expression("sk = :cursor")
+                .expression_attribute_values(":cursor", s("CURSOR"))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| store_error("Scan", e))?;
-            states.extend(page.items().iter().filter_map(state_from_item));
+            for item in page.items() {
+                let name = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("CURSOR#"));
+                let at = item
+                    .get("at_ns")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i128>().ok())
+                    .and_then(|n| OffsetDateTime::from_unix_timestamp_nanos(n).ok());
+                if let (Some(name), Some(at)) = (name, at) {
+                    cursors.push((name.to_owned(), at));
+                }
+            }
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
-                return Ok(states);
+                return Ok(cursors);
             }
         }
     }

@@ -34,6 +34,8 @@ pub mod attr {
     pub const FLOW: &str = "flow";
     pub const ENTITY: &str = "entity";
     pub const FAILED_AT: &str = "failed_at";
+    /// When the message was first received (its first attempt), if known.
+    pub const FIRST_FAILED_AT: &str = "first_failed_at";
     pub const ATTEMPTS: &str = "attempts";
     /// The original message's attributes and group id, as JSON: SQS allows only 10
     /// attributes per message, so they travel as one.
@@ -199,7 +201,11 @@ pub fn dead_letter_attributes(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_else(|| "unknown".to_owned());
+    let now = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
     BTreeMap::from([
+        (attr::FIRST_FAILED_AT.to_owned(), now),
         (attr::REASON.to_owned(), failure.error.message.clone()),
         (
             attr::ERROR_CLASS.to_owned(),

@@ -107,16 +107,18 @@ pub async fn reconcile(
             .get(&EntityRef::order(&channel.id, order.id.as_str()))
             .await?;
         let known = state.is_some_and(|s| {
-            // A version already applied, skipped or parked for a person is accounted for.
-            s.version.is_some_and(|v| v >= order.updated_at)
-                && matches!(
-                    s.status,
-                    SyncStatus::Synced
-                        | SyncStatus::Backordered
-                        | SyncStatus::Skipped
-                        | SyncStatus::Shadow
-                        | SyncStatus::NeedsAttention
-                )
+            // A version already applied, skipped or parked for a person is accounted for;
+            // so is an order a person closed (its message discarded, with a reason).
+            s.status == SyncStatus::Resolved
+                || s.version.is_some_and(|v| v >= order.updated_at)
+                    && matches!(
+                        s.status,
+                        SyncStatus::Synced
+                            | SyncStatus::Backordered
+                            | SyncStatus::Skipped
+                            | SyncStatus::Shadow
+                            | SyncStatus::NeedsAttention
+                    )
         });
         if known {
             if let Some(flag) = totals_disagree(deps, channel, &order).await? {

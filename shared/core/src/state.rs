@@ -77,16 +77,19 @@ pub enum Flow {
     Tracking,
     /// Shop refunds -> ERP returns and credit notes.
     ReturnSync,
+    /// Shop orders compared with sync state.
+    Reconcile,
 }
 
 impl Flow {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::OrderSync,
         Self::StockSync,
         Self::PriceSync,
         Self::ShipmentSync,
         Self::Tracking,
         Self::ReturnSync,
+        Self::Reconcile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +100,7 @@ impl Flow {
             Self::ShipmentSync => "shipment-sync",
             Self::Tracking => "tracking",
             Self::ReturnSync => "return-sync",
+            Self::Reconcile => "reconcile",
         }
     }
 
@@ -118,9 +122,22 @@ pub enum SyncStatus {
     Skipped,
     /// In the ERP, but more was sold than is in stock: the rest ships when it arrives.
     Backordered,
+    /// A person looked at the failure and closed it (discarded its message), with a reason.
+    Resolved,
 }
 
 impl SyncStatus {
+    pub const ALL: [Self; 8] = [
+        Self::Pending,
+        Self::Synced,
+        Self::Shadow,
+        Self::Retrying,
+        Self::NeedsAttention,
+        Self::Skipped,
+        Self::Backordered,
+        Self::Resolved,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -130,21 +147,12 @@ impl SyncStatus {
             Self::NeedsAttention => "needs-attention",
             Self::Skipped => "skipped",
             Self::Backordered => "backordered",
+            Self::Resolved => "resolved",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Synced,
-            Self::Shadow,
-            Self::Retrying,
-            Self::NeedsAttention,
-            Self::Skipped,
-            Self::Backordered,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// The status a failure of this class leaves the entity in, if it is recorded at all.
@@ -172,6 +180,21 @@ impl EntityRef {
             channel: channel.clone(),
             entity_id: order_id.to_owned(),
         }
+    }
+}
+
+impl EntityRef {
+    /// Reads back what `Display` writes: `flow/channel/entity id` (the id may hold `/`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '/');
+        let flow = Flow::parse(parts.next()?)?;
+        let channel = ChannelId::parse(parts.next()?).ok()?;
+        let entity_id = parts.next().filter(|id| !id.is_empty())?.to_owned();
+        Some(Self {
+            flow,
+            channel,
+            entity_id,
+        })
     }
 }
 
@@ -265,5 +288,15 @@ mod tests {
         for flow in Flow::ALL {
             assert_eq!(Flow::parse(flow.as_str()), Some(flow));
         }
+        for status in SyncStatus::ALL {
+            assert_eq!(SyncStatus::parse(status.as_str()), Some(status));
+        }
+        let entity = EntityRef {
+            flow: Flow::ReturnSync,
+            channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            entity_id: "450789469/refund-929361472".to_owned(),
+        };
+        assert_eq!(EntityRef::parse(&entity.to_string()), Some(entity));
+        assert_eq!(EntityRef::parse("unknown"), None);
     }
 }

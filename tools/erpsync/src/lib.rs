@@ -3,6 +3,7 @@
 
 pub mod desk;
 pub mod esm;
+pub mod ops;
 pub mod queues;
 pub mod schedules;
 pub mod shadow;

@@ -1,5 +1,5 @@
-//! `erpsync`: the operator CLI: the local stack (`stack run`), the demo, `mapping check`,
-//! `shadow report`.
+//! `erpsync`: the operator CLI (dead-letter queues, status, exceptions, mapping, shadow
+//! report) and the local stack (`stack run`, `demo`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use erpsync_core::ids::ChannelId;
 use erpsync_tools::shadow;
 use erpsync_tools::stack::{Moto, Tryton, stack_dir};
 
+mod commands;
 mod demo;
 
 #[derive(Parser)]
@@ -23,6 +24,9 @@ mod demo;
     about = "erpsync operator CLI and local stack"
 )]
 struct Cli {
+    /// The deployment's stage (resource names are `erpsync-<stage>-...`).
+    #[arg(long, global = true, env = "ERPSYNC_STAGE", default_value = "prod")]
+    stage: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +49,59 @@ enum Command {
     Mapping {
         #[command(subcommand)]
         command: MappingCommand,
+    },
+    /// Messages parked in the dead-letter queues: what failed, why, and what to do.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Entities per flow and state, queues, last runs, backordered orders. Exit 1 when
+    /// something needs a person.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything needing a person, newest first, with the action to take. Exit 1 if any.
+    Exceptions {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One row per parked message: flow, entity, reason, error class, attempts, first and
+    /// last failure.
+    List {
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A parked message: its attributes and payload.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sends parked messages back to their queue (FIFO group kept); each takes effect once.
+    Redrive {
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes a parked message for good; sync state records who closed it and why.
+    Discard {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -90,12 +147,40 @@ async fn main() -> ExitCode {
         Command::Shadow {
             command: ShadowCommand::Report { channel, json },
         } => shadow_report(channel, json).await,
+        Command::Dlq { command } => dlq(&cli.stage, command).await,
+        Command::Status { json } => match commands::deployment(&cli.stage).await {
+            Ok(deployment) => commands::status(&deployment, json).await,
+            Err(error) => Err(error),
+        },
+        Command::Exceptions { json } => match commands::deployment(&cli.stage).await {
+            Ok(deployment) => commands::exceptions(&deployment, json).await,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("erpsync: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn dlq(stage: &str, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let deployment = commands::deployment(stage).await?;
+    match command {
+        DlqCommand::List { flow, json } => {
+            commands::dlq_list(&deployment, flow.as_deref(), json).await
+        }
+        DlqCommand::Show { id, json } => commands::dlq_show(&deployment, &id, json).await,
+        DlqCommand::Redrive {
+            flow,
+            id,
+            all: _,
+            json,
+        } => commands::dlq_redrive(&deployment, flow.as_deref(), id.as_deref(), json).await,
+        DlqCommand::Discard { id, reason, json } => {
+            commands::dlq_discard(&deployment, &id, &reason, json).await
         }
     }
 }

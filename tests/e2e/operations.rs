@@ -1,0 +1,261 @@
+//! The operator's tools against the local stack, with dead letters made by failing flows:
+//! list, show, redrive (effect once), discard (recorded), status and exceptions; and the
+//! `erpsync` binary itself, finding the stage's resources by name.
+
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::state::{EntityRef, SyncStatus};
+use erpsync_e2e::{Stack, World, fresh_order};
+use erpsync_tools::ops::{self, Deployment, Selection};
+use erpsync_tools::template::Template;
+use serde_json::{Value, json};
+
+fn deployment(world: &World) -> Deployment {
+    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+    Deployment::local(&world.sdk, &template, &world.resources).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// An order for a SKU nobody has set up yet: parked by order-sync, needing a person.
+async fn order_for_a_new_product(world: &World, webhook_id: &str) -> (Value, String, String) {
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let sku = format!("NEW-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+    order["line_items"][1]["sku"] = json!(sku);
+    world
+        .deliver("uk-shop", "orders/create", webhook_id, &order)
+        .await;
+    (order, id, sku)
+}
+
+/// The product is created in the ERP, as the reason says to.
+async fn create_product(world: &World, sku: &str) {
+    let category = world
+        .erp_search("product.category", json!([["name", "=", "Goods"]]), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    world
+        .erp_create(
+            "product.template",
+            json!({"name": sku, "code": sku, "type": "goods", "default_uom": 1, "sale_uom": 1, "salable": true,
+                   "list_price": "10", "account_category": category[0]["id"],
+                   "products": [["create", [{}]]]}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_parked_order_is_listed_shown_and_redriven_to_one_sale_once_fixed() {
+    let world = World::start().await;
+    let deployment = deployment(&world);
+    let (order, id, sku) = order_for_a_new_product(&world, "wh-cli-1").await;
+
+    let letters = ops::dead_letters(&deployment, Some("order-sync"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.entity, format!("order-sync/uk-shop/{id}"));
+    assert_eq!(
+        (letter.error_class.as_str(), letter.error_kind.as_str()),
+        ("permanent", "unknown_sku")
+    );
+    assert!(letter.reason.contains(&sku), "{}", letter.reason);
+    assert!(!letter.first_failure.is_empty() && !letter.last_failure.is_empty());
+    assert_eq!(letter.source_queue, "OrdersQueue");
+    assert!(
+        ops::dead_letters(&deployment, Some("return-sync"))
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "filtered by flow"
+    );
+    let shown = ops::dead_letter(&deployment, &letter.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .unwrap_or_else(|| panic!("not found"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown.body).unwrap_or_default(),
+        order
+    );
+    assert_eq!(
+        shown.group_id.as_deref(),
+        Some(format!("uk-shop:{id}").as_str())
+    );
+
+    create_product(&world, &sku).await;
+    let moved = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(moved, [letter.id.clone()]);
+    world.drain(std::time::Duration::from_secs(60)).await;
+    assert!(
+        world.dead_letters().await.is_empty(),
+        "{:?}",
+        erpsync_e2e::parked_reasons(&world).await
+    );
+    let reference = format!("uk-shop/{id}");
+    assert_eq!(world.erp_sales(&reference).await.len(), 1);
+    // In the ERP now; the new product has no stock yet, so the order waits backordered.
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Backordered, "{state:?}");
+    assert!(
+        state
+            .note
+            .unwrap_or_default()
+            .contains(&format!("{sku} short by 1"))
+    );
+    // The shop's retry of the original delivery changes nothing.
+    world
+        .deliver("uk-shop", "orders/create", "wh-cli-1-retry", &order)
+        .await;
+    assert_eq!(world.erp_sales(&reference).await.len(), 1, "one sale, once");
+}
+
+#[tokio::test]
+async fn a_discarded_message_is_gone_and_sync_state_says_who_closed_it_and_why() {
+    let world = World::start().await;
+    let deployment = deployment(&world);
+    let (_, id, _) = order_for_a_new_product(&world, "wh-cli-2").await;
+    let letter = ops::dead_letters(&deployment, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .pop()
+        .unwrap_or_else(|| panic!("nothing parked"));
+    ops::discard(
+        &deployment,
+        &letter.id,
+        "test order, never shipped",
+        "ops-lead",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        ops::dead_letters(&deployment, None)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Resolved);
+    let note = state.note.unwrap_or_default();
+    assert!(
+        note.contains("ops-lead") && note.contains("test order, never shipped"),
+        "{note}"
+    );
+    assert!(
+        ops::discard(&deployment, &letter.id, "again", "ops-lead")
+            .await
+            .is_err(),
+        "a message is discarded once"
+    );
+}
+
+#[tokio::test]
+async fn status_and_exceptions_after_a_mixed_run() {
+    let world = World::start().await;
+    let deployment = deployment(&world);
+    let (good, good_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    world
+        .deliver("uk-shop", "orders/create", "wh-good", &good)
+        .await;
+    let (_, bad_id, sku) = order_for_a_new_product(&world, "wh-bad").await;
+
+    let status = ops::status(&deployment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let orders = &status.counts["order-sync"];
+    assert_eq!(orders.get("synced"), Some(&1), "{orders:?}");
+    assert_eq!(orders.get("needs-attention"), Some(&1), "{orders:?}");
+    assert_eq!(status.needs_attention, 1);
+    let dead = status
+        .queues
+        .iter()
+        .find(|q| q.queue == "OrdersDeadLetterQueue")
+        .unwrap_or_else(|| panic!("{:?}", status.queues));
+    assert_eq!(dead.depth, 1);
+    assert!(dead.oldest.is_some());
+    assert_eq!(ops::parked(&status, &deployment), 1);
+
+    let exceptions = ops::exceptions(&deployment)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].entity, format!("order-sync/uk-shop/{bad_id}"));
+    assert_eq!(exceptions[0].error_kind.as_deref(), Some("unknown_sku"));
+    let action = exceptions[0].note.clone().unwrap_or_default();
+    assert!(
+        action.contains(&sku) && action.contains("redrive"),
+        "says what to do: {action}"
+    );
+    let good_state = world
+        .orders
+        .store
+        .get(&EntityRef::order(
+            &erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            &good_id,
+        ))
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(good_state.map(|s| s.status), Some(SyncStatus::Synced));
+}
+
+/// The binary finds the stage's queues and table by the names SAM gives them.
+#[tokio::test]
+async fn the_cli_binary_reports_with_exit_codes_a_script_can_use() {
+    let world = World::start().await;
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    order_for_a_new_product(&world, "wh-cli-bin").await;
+    let binary = erpsync_tools::project_root().join("target/debug/erpsync");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(&binary)
+            .args(["--stage", &world.stage])
+            .args(args)
+            .envs(erpsync_tools::stack::aws_environment(&stack.aws_endpoint))
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["dlq", "list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{out}");
+    let id = listed[0]["id"].as_str().unwrap_or_default().to_owned();
+
+    let (code, out, _) = run(&["dlq", "show", &id]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("unknown_sku") && out.contains("payload"),
+        "{out}"
+    );
+    let (code, _, _) = run(&["dlq", "show", "no-such-message"]);
+    assert_eq!(code, Some(1));
+
+    let (code, out, _) = run(&["status"]);
+    assert_eq!(code, Some(1), "something needs a person: {out}");
+    assert!(out.contains("OrdersDeadLetterQueue"), "{out}");
+    let (code, out, _) = run(&["exceptions", "--json"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("unknown_sku"), "{out}");
+
+    let (code, _, err) = run(&["dlq", "discard", &id, "--reason", "duplicate test order"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = run(&["exceptions"]);
+    assert_eq!((code, out.trim()), (Some(0), "nothing needs attention"));
+    let output = std::process::Command::new(&binary)
+        .args(["--stage", "no-such-stage", "status"])
+        .envs(erpsync_tools::stack::aws_environment(&stack.aws_endpoint))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "cannot run: {err}");
+    assert!(err.contains("no-such-stage"), "says why: {err}");
+}

@@ -1,0 +1,629 @@
+//! The operator's view of a deployment (on AWS or the local stack, through the standard AWS
+//! configuration): dead-letter queues (list, show, redrive, discard), status, exceptions.
+//! Queue and table names come from infra/template.yaml and the stage, as SAM names them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, anyhow, bail};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use erpsync_aws::dynamo::DynamoStore;
+use erpsync_aws::sqs::attr;
+use erpsync_core::ports::SyncStateStore;
+use erpsync_core::state::{EntityRef, Flow, SyncRecord, SyncState, SyncStatus};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::queues;
+use crate::template::{Resolver, Template};
+
+/// A queue that feeds a function and the dead-letter queue beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuePair {
+    pub source: String,
+    pub source_url: String,
+    pub dead_letter: String,
+    pub dead_letter_url: String,
+}
+
+pub struct Deployment {
+    pub sqs: aws_sdk_sqs::Client,
+    pub store: DynamoStore,
+    pub queues: Vec<QueuePair>,
+}
+
+/// Which queue is whose dead-letter queue, from the redrive policies in the template.
+fn pairs(template: &Template) -> Vec<(String, String)> {
+    template
+        .resources_of("AWS::SQS::Queue")
+        .into_iter()
+        .filter_map(|queue| {
+            let target = queue
+                .properties
+                .get("RedrivePolicy")?
+                .get("deadLetterTargetArn")?;
+            // `!GetAtt X.Arn` is a tagged value in YAML.
+            let text = match target {
+                serde_yaml_ng::Value::Tagged(tagged) => tagged.value.as_str()?.to_owned(),
+                other => other.as_str()?.to_owned(),
+            };
+            let dead_letter = text.strip_suffix(".Arn").unwrap_or(&text).to_owned();
+            Some((queue.logical_id, dead_letter))
+        })
+        .collect()
+}
+
+impl Deployment {
+    /// A deployed stage: names resolved from the template with `Stage`, URLs looked up.
+    pub async fn discover(
+        sdk: &aws_config::SdkConfig,
+        template: &Template,
+        stage: &str,
+    ) -> anyhow::Result<Self> {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut resolver = Resolver::default();
+        resolver
+            .parameters
+            .insert("Stage".to_owned(), stage.to_owned());
+        let name_of = |logical_id: &str, property: &str| -> anyhow::Result<String> {
+            let resource = template
+                .resources()
+                .into_iter()
+                .find(|r| r.logical_id == logical_id)
+                .with_context(|| format!("the template has no {logical_id}"))?;
+            let value = resource
+                .properties
+                .get(property)
+                .with_context(|| format!("{logical_id} has no {property}"))?;
+            resolver
+                .resolve(value)?
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("{logical_id}.{property} is not a name"))
+        };
+        let mut queues = Vec::new();
+        for (source, dead_letter) in pairs(template) {
+            let url = |logical_id: &str| {
+                let name = name_of(logical_id, "QueueName");
+                let sqs = sqs.clone();
+                async move {
+                    let name = name?;
+                    let found = sqs
+                        .get_queue_url()
+                        .queue_name(&name)
+                        .send()
+                        .await
+                        .with_context(|| format!("queue {name} (is the stage right?)"))?;
+                    found
+                        .queue_url()
+                        .map(str::to_owned)
+                        .with_context(|| format!("queue {name} has no URL"))
+                }
+            };
+            queues.push(QueuePair {
+                source_url: url(&source).await?,
+                dead_letter_url: url(&dead_letter).await?,
+                source,
+                dead_letter,
+            });
+        }
+        let table = name_of("SyncTable", "TableName")?;
+        Ok(Self {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
+            sqs,
+            queues,
+        })
+    }
+
+    /// The local stack's resources (what the tests and the demo created).
+    pub fn local(
+        sdk: &aws_config::SdkConfig,
+        template: &Template,
+        resources: &crate::stack::LocalResources,
+    ) -> anyhow::Result<Self> {
+        let mut queues = Vec::new();
+        for (source, dead_letter) in pairs(template) {
+            queues.push(QueuePair {
+                source_url: resources.queue_url(&source)?.to_owned(),
+                dead_letter_url: resources.queue_url(&dead_letter)?.to_owned(),
+                source,
+                dead_letter,
+            });
+        }
+        Ok(Self {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &resources.table),
+            queues,
+        })
+    }
+}
+
+/// A message parked in a dead-letter queue, with what the flow recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub dead_letter_queue: String,
+    pub source_queue: String,
+    pub flow: String,
+    pub entity: String,
+    pub reason: String,
+    pub error_class: String,
+    pub error_kind: String,
+    pub attempts: String,
+    pub first_failure: String,
+    pub last_failure: String,
+    pub group_id: Option<String>,
+    /// The original message's attributes, to send it back as it was.
+    pub source_attributes: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl DeadLetter {
+    fn of(message: &Message, pair: &QueuePair) -> Self {
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut source: BTreeMap<String, String> =
+            serde_json::from_str(&attribute(attr::SOURCE)).unwrap_or_default();
+        let group_id = source.remove("group_id").or_else(|| {
+            message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+        });
+        let sent = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|ms| ms.parse::<i128>().ok())
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|at| at.format(&Rfc3339).ok())
+            .unwrap_or_default();
+        let or = |value: String, fallback: &str| {
+            if value.is_empty() {
+                fallback.to_owned()
+            } else {
+                value
+            }
+        };
+        let reason = attribute(attr::REASON);
+        Self {
+            id: message.message_id().unwrap_or_default().to_owned(),
+            dead_letter_queue: pair.dead_letter.clone(),
+            source_queue: pair.source.clone(),
+            flow: or(attribute(attr::FLOW), "unknown"),
+            entity: or(attribute(attr::ENTITY), "unknown"),
+            // Moved by the redrive policy after a whole invocation failed: no flow wrote one.
+            reason: or(
+                reason,
+                "moved by the queue's redrive policy after its receives ran out (no reason recorded: see the function's logs)",
+            ),
+            error_class: or(attribute(attr::ERROR_CLASS), "unknown"),
+            error_kind: or(attribute(attr::ERROR_KIND), "unknown"),
+            attempts: or(attribute(attr::ATTEMPTS), "?"),
+            first_failure: or(attribute(attr::FIRST_FAILED_AT), &sent),
+            last_failure: or(attribute(attr::FAILED_AT), &sent),
+            group_id,
+            source_attributes: source,
+            body: message.body().unwrap_or_default().to_owned(),
+        }
+    }
+
+    fn matches(&self, flow: Option<&str>) -> bool {
+        flow.is_none_or(|f| self.flow == f || self.source_queue == f)
+    }
+}
+
+/// Every parked message (left where it is), optionally of one flow.
+pub async fn dead_letters(
+    deployment: &Deployment,
+    flow: Option<&str>,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut found = Vec::new();
+    for pair in &deployment.queues {
+        for message in queues::peek(&deployment.sqs, &pair.dead_letter_url).await? {
+            let letter = DeadLetter::of(&message, pair);
+            if letter.matches(flow) {
+                found.push(letter);
+            }
+        }
+    }
+    found.sort_by(|a, b| a.last_failure.cmp(&b.last_failure));
+    Ok(found)
+}
+
+pub async fn dead_letter(deployment: &Deployment, id: &str) -> anyhow::Result<Option<DeadLetter>> {
+    Ok(dead_letters(deployment, None)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id))
+}
+
+/// Receives the parked message `id` with a receipt handle (others seen on the way are left
+/// visible again). FIFO order holds within a group: a message behind another of its group
+/// is reachable only once that one is gone.
+async fn take(
+    deployment: &Deployment,
+    pair: &QueuePair,
+    id: &str,
+) -> anyhow::Result<Option<(Message, String)>> {
+    for _ in 0..20 {
+        let received = deployment
+            .sqs
+            .receive_message()
+            .queue_url(&pair.dead_letter_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await?;
+        let messages = received.messages();
+        if messages.is_empty() {
+            return Ok(None);
+        }
+        let mut target = None;
+        for message in messages {
+            let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+            if message.message_id() == Some(id) {
+                target = Some((message.clone(), receipt));
+            } else {
+                deployment
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&pair.dead_letter_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await?;
+            }
+        }
+        if target.is_some() {
+            return Ok(target);
+        }
+    }
+    Ok(None)
+}
+
+/// What to redrive.
+pub enum Selection<'a> {
+    One(&'a str),
+    All { flow: Option<&'a str> },
+}
+
+/// Sends parked messages back to their source queue as they first came (body, attributes,
+/// FIFO group), then deletes them from the dead-letter queue. Idempotency keys make a
+/// redriven message take effect once, however often it is redriven. Answers the ids moved.
+pub async fn redrive(
+    deployment: &Deployment,
+    selection: Selection<'_>,
+    progress: &dyn Fn(&DeadLetter),
+) -> anyhow::Result<Vec<String>> {
+    let wanted: Vec<DeadLetter> = match selection {
+        Selection::One(id) => vec![
+            dead_letter(deployment, id)
+                .await?
+                .with_context(|| format!("no parked message {id}"))?,
+        ],
+        Selection::All { flow } => dead_letters(deployment, flow).await?,
+    };
+    let mut moved = Vec::new();
+    for letter in &wanted {
+        let pair = pair_of(deployment, letter)?;
+        let Some((message, receipt)) = take(deployment, pair, &letter.id).await? else {
+            bail!(
+                "message {} could not be taken from {} (behind another message of its group?)",
+                letter.id,
+                pair.dead_letter
+            );
+        };
+        let fifo = pair.source_url.ends_with(".fifo");
+        let mut send = deployment
+            .sqs
+            .send_message()
+            .queue_url(&pair.source_url)
+            .message_body(message.body().unwrap_or_default());
+        for (name, value) in &letter.source_attributes {
+            send = send.message_attributes(
+                name,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()?,
+            );
+        }
+        if fifo {
+            send = send
+                .message_group_id(
+                    letter
+                        .group_id
+                        .clone()
+                        .unwrap_or_else(|| letter.flow.clone()),
+                )
+                .message_deduplication_id(format!("redrive-{}", letter.id));
+        }
+        send.send()
+            .await
+            .with_context(|| format!("sending {} back to {}", letter.id, pair.source))?;
+        deployment
+            .sqs
+            .delete_message()
+            .queue_url(&pair.dead_letter_url)
+            .receipt_handle(receipt)
+            .send()
+            .await?;
+        progress(letter);
+        moved.push(letter.id.clone());
+    }
+    Ok(moved)
+}
+
+fn pair_of<'a>(deployment: &'a Deployment, letter: &DeadLetter) -> anyhow::Result<&'a QueuePair> {
+    deployment
+        .queues
+        .iter()
+        .find(|p| p.dead_letter == letter.dead_letter_queue)
+        .ok_or_else(|| anyhow!("no queue pair for {}", letter.dead_letter_queue))
+}
+
+/// Removes a parked message for good and records in sync state that a person closed it,
+/// with the reason.
+pub async fn discard(
+    deployment: &Deployment,
+    id: &str,
+    reason: &str,
+    by: &str,
+) -> anyhow::Result<DeadLetter> {
+    let letter = dead_letter(deployment, id)
+        .await?
+        .with_context(|| format!("no parked message {id}"))?;
+    let pair = pair_of(deployment, &letter)?;
+    let (_, receipt) = take(deployment, pair, id)
+        .await?
+        .with_context(|| format!("message {id} could not be taken from {}", pair.dead_letter))?;
+    if let Some(entity) = EntityRef::parse(&letter.entity) {
+        deployment
+            .store
+            .record(&SyncRecord {
+                entity,
+                status: SyncStatus::Resolved,
+                erp_id: None,
+                erp_number: None,
+                version: None,
+                note: Some(format!(
+                    "discarded by {by} at {}: {reason} (was: {})",
+                    OffsetDateTime::now_utc()
+                        .format(&Rfc3339)
+                        .unwrap_or_default(),
+                    letter.reason
+                )),
+            })
+            .await?;
+    }
+    deployment
+        .sqs
+        .delete_message()
+        .queue_url(&pair.dead_letter_url)
+        .receipt_handle(receipt)
+        .send()
+        .await?;
+    Ok(letter)
+}
+
+/// The answer to "is everything flowing?".
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Flow -> status -> entities.
+    pub counts: BTreeMap<String, BTreeMap<String, usize>>,
+    pub queues: Vec<QueueStatus>,
+    /// The last successful run of each schedule (per channel where it runs per channel).
+    pub last_runs: Vec<LastRun>,
+    pub backordered: Vec<StateLine>,
+    pub needs_attention: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    pub queue: String,
+    pub depth: u64,
+    /// When the oldest message still waiting was sent.
+    pub oldest: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastRun {
+    pub schedule: String,
+    pub at: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateLine {
+    pub entity: String,
+    pub status: String,
+    pub updated_at: String,
+    pub erp_number: Option<String>,
+    pub note: Option<String>,
+    pub error_kind: Option<String>,
+}
+
+impl From<&SyncState> for StateLine {
+    fn from(state: &SyncState) -> Self {
+        Self {
+            entity: state.entity.to_string(),
+            status: state.status.as_str().to_owned(),
+            updated_at: state.updated_at.format(&Rfc3339).unwrap_or_default(),
+            erp_number: state.erp_number.clone(),
+            note: state
+                .last_error
+                .as_ref()
+                .filter(|_| state.status == SyncStatus::NeedsAttention)
+                .map(|e| e.message.clone())
+                .or_else(|| state.note.clone()),
+            error_kind: state.last_error.as_ref().map(|e| e.kind.clone()),
+        }
+    }
+}
+
+/// Schedules' runs are recorded under these entities; cursors stand for the change polls.
+fn is_run(state: &SyncState) -> bool {
+    matches!(
+        (state.entity.flow, state.entity.entity_id.as_str()),
+        (Flow::StockSync, "stock") | (Flow::PriceSync, "prices") | (Flow::Reconcile, "run")
+    )
+}
+
+pub async fn status(deployment: &Deployment) -> anyhow::Result<Status> {
+    let states = deployment.store.all_states().await?;
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut last_runs = Vec::new();
+    for state in &states {
+        if is_run(state) {
+            if state.status == SyncStatus::Synced {
+                last_runs.push(LastRun {
+                    schedule: format!("{}/{}", state.entity.flow.as_str(), state.entity.channel),
+                    at: state.updated_at.format(&Rfc3339).unwrap_or_default(),
+                    note: state.note.clone(),
+                });
+            }
+            continue;
+        }
+        *counts
+            .entry(state.entity.flow.as_str().to_owned())
+            .or_default()
+            .entry(state.status.as_str().to_owned())
+            .or_default() += 1;
+    }
+    for (cursor, at) in deployment.store.cursors().await? {
+        last_runs.push(LastRun {
+            schedule: format!("cursor {cursor}"),
+            at: at.format(&Rfc3339).unwrap_or_default(),
+            note: Some("changes applied up to here".to_owned()),
+        });
+    }
+    last_runs.sort_by(|a, b| a.schedule.cmp(&b.schedule));
+    let mut queues_status = Vec::new();
+    for pair in &deployment.queues {
+        for (name, url) in [
+            (&pair.source, &pair.source_url),
+            (&pair.dead_letter, &pair.dead_letter_url),
+        ] {
+            let depth = queues::depth(&deployment.sqs, url).await?;
+            let oldest = if depth > 0 {
+                oldest_sent(&deployment.sqs, url).await?
+            } else {
+                None
+            };
+            queues_status.push(QueueStatus {
+                queue: name.clone(),
+                depth,
+                oldest,
+            });
+        }
+    }
+    let mut backordered: Vec<StateLine> = states
+        .iter()
+        .filter(|s| s.status == SyncStatus::Backordered)
+        .map(StateLine::from)
+        .collect();
+    backordered.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    Ok(Status {
+        counts,
+        queues: queues_status,
+        last_runs,
+        backordered,
+        needs_attention: states
+            .iter()
+            .filter(|s| s.status == SyncStatus::NeedsAttention)
+            .count(),
+    })
+}
+
+async fn oldest_sent(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Option<String>> {
+    let messages = queues::peek(sqs, url).await?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&MessageSystemAttributeName::SentTimestamp)?
+                .parse::<i128>()
+                .ok()
+        })
+        .min()
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+        .and_then(|at| at.format(&Rfc3339).ok()))
+}
+
+/// Everything needing a person, newest first, each with what to do (the flows write the
+/// action into the reason).
+pub async fn exceptions(deployment: &Deployment) -> anyhow::Result<Vec<StateLine>> {
+    let mut states = Vec::new();
+    for flow in Flow::ALL {
+        states.extend(deployment.store.needing_attention(flow).await?);
+    }
+    states.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    Ok(states.iter().map(StateLine::from).collect())
+}
+
+/// Plain-text table: columns padded to their widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(headers.iter().map(|h| (*h).to_owned()).collect());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+/// How long ago, for people.
+pub fn ago(rfc3339: &str) -> String {
+    let Ok(at) = OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_owned();
+    };
+    let seconds = (OffsetDateTime::now_utc() - at).whole_seconds().max(0);
+    let text = match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    };
+    format!("{text} ago")
+}
+
+/// Used by the status summary: total messages waiting in dead-letter queues.
+pub fn parked(status: &Status, deployment: &Deployment) -> u64 {
+    let dead: HashMap<&str, ()> = deployment
+        .queues
+        .iter()
+        .map(|p| (p.dead_letter.as_str(), ()))
+        .collect();
+    status
+        .queues
+        .iter()
+        .filter(|q| dead.contains_key(q.queue.as_str()))
+        .map(|q| q.depth)
+        .sum()
+}
