@@ -565,7 +565,7 @@ pub async fn exceptions(deployment: &Deployment) -> anyhow::Result<Vec<StateLine
     for flow in Flow::ALL {
         states.extend(deployment.store.needing_attention(flow).await?);
     }
-    states.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    states.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
     Ok(states.iter().map(StateLine::from).collect())
 }
 
