@@ -84,7 +84,7 @@ async fn a_parked_order_is_listed_shown_and_redriven_to_one_sale_once_fixed() {
     let moved = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(moved, [letter.id.clone()]);
+    assert_eq!(moved, std::slice::from_ref(&letter.id));
     world.drain(std::time::Duration::from_secs(60)).await;
     assert!(
         world.dead_letters().await.is_empty(),
