@@ -44,7 +44,8 @@ lint: $(VENV)/.installed
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 	cargo run $(CARGO_FLAGS) -q -p erpsync -- mapping check config/erpsync.example.toml
-	$(VENV)/bin/cfn-lint infra/template.yaml
+	cargo build $(CARGO_FLAGS) -q -p erpsync
+	infra/lint/lint-template.sh infra/template.yaml
 
 # Figures, never timed assertions: writes bench/report.md and bench/*.json.
 BENCH_SKUS ?= 50000

@@ -171,3 +171,63 @@ fn every_schedule_sends_an_event_its_function_understands() {
         "stock (full, changes), prices (full, changes), shipments, reconcile"
     );
 }
+
+/// `make lint` runs infra/lint/lint-template.sh: a template with a queue that lost its
+/// dead-letter queue, or a wildcard IAM action, fails it, naming the rule.
+#[test]
+fn a_template_with_an_injected_fault_fails_the_lint() {
+    let stack = erpsync_e2e::Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let root = erpsync_tools::project_root();
+    let original =
+        std::fs::read_to_string(root.join("infra/template.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let lint = |name: &str, text: &str| {
+        let path = stack.run_dir.join(name);
+        std::fs::create_dir_all(&stack.run_dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let output = std::process::Command::new(root.join("infra/lint/lint-template.sh"))
+            .arg(&path)
+            .current_dir(&root)
+            .env("ERPSYNC_VENV", &stack.venv)
+            .env("ERPSYNC", root.join("target/debug/erpsync"))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (passed, out) = lint("sound.yaml", &original);
+    assert!(passed, "the project's template passes: {out}");
+
+    let redrive = "      RedrivePolicy:\n        deadLetterTargetArn: !GetAtt ReturnsDeadLetterQueue.Arn\n        # A refund whose order is still on its way waits this long, like the order.\n        maxReceiveCount: !Ref OrdersMaxReceiveCount\n";
+    assert!(
+        original.contains(redrive),
+        "the fault to inject is still there to remove"
+    );
+    let (passed, out) = lint("no-dlq.yaml", &original.replace(redrive, ""));
+    assert!(!passed);
+    assert!(
+        out.contains("queue-has-dead-letter-queue") && out.contains("ReturnsQueue"),
+        "{out}"
+    );
+
+    let action =
+        "Action: [sqs:ChangeMessageVisibility]\n              Resource: !GetAtt ReturnsQueue.Arn";
+    assert!(original.contains(action));
+    let (passed, out) = lint(
+        "wildcard.yaml",
+        &original.replace(
+            action,
+            "Action: [\"sqs:*\"]\n              Resource: !GetAtt ReturnsQueue.Arn",
+        ),
+    );
+    assert!(!passed);
+    assert!(
+        out.contains("no-wildcard-iam") && out.contains("sqs:*"),
+        "{out}"
+    );
+}

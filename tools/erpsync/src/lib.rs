@@ -4,6 +4,7 @@
 pub mod desk;
 pub mod esm;
 pub mod ops;
+pub mod policy;
 pub mod queues;
 pub mod schedules;
 pub mod shadow;

@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// The deployment template.
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
     /// Entities per flow and state, queues, last runs, backordered orders. Exit 1 when
     /// something needs a person.
     Status {
@@ -63,6 +68,18 @@ enum Command {
     },
     /// Everything needing a person, newest first, with the action to take. Exit 1 if any.
     Exceptions {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Checks the policy rules (dead-letter queues, encryption, alarms, batch item failures,
+    /// visibility timeouts, no wildcard IAM) on the CloudFormation SAM makes of the
+    /// template (infra/lint/transform.py). Exit 1 when a rule is broken.
+    Check {
+        file: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -148,6 +165,9 @@ async fn main() -> ExitCode {
             command: ShadowCommand::Report { channel, json },
         } => shadow_report(channel, json).await,
         Command::Dlq { command } => dlq(&cli.stage, command).await,
+        Command::Template {
+            command: TemplateCommand::Check { file, json },
+        } => template_check(&file, json),
         Command::Status { json } => match commands::deployment(&cli.stage).await {
             Ok(deployment) => commands::status(&deployment, json).await,
             Err(error) => Err(error),
@@ -183,6 +203,34 @@ async fn dlq(stage: &str, command: DlqCommand) -> anyhow::Result<ExitCode> {
             commands::dlq_discard(&deployment, &id, &reason, json).await
         }
     }
+}
+
+fn template_check(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let template: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let violations = erpsync_tools::policy::check(&template);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&violations)?);
+    } else if violations.is_empty() {
+        println!("{}: every policy rule holds", file.display());
+    } else {
+        for violation in &violations {
+            eprintln!(
+                "{}: [{}] {} {}",
+                file.display(),
+                violation.rule,
+                violation.resource,
+                violation.message
+            );
+        }
+    }
+    Ok(if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
