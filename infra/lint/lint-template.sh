@@ -14,5 +14,7 @@ trap 'rm -rf "$work"' EXIT
 "$venv/bin/sam" validate --lint --template "$template"
 "$venv/bin/cfn-lint" "$template"
 "$venv/bin/python" infra/lint/transform.py "$template" > "$work/transformed.json"
-"$venv/bin/cfn-lint" "$work/transformed.json"
+# W1020: SAM itself resolves the stage into the layer's Fn::Sub; that style warning is
+# about SAM's output, not this template.
+"$venv/bin/cfn-lint" --ignore-checks W1020 -- "$work/transformed.json"
 "$erpsync" template check "$work/transformed.json"

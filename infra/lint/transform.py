@@ -27,6 +27,8 @@ def main():
     for resource in template.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource.get("Properties", {}).pop("CodeUri", None)
+        if resource.get("Type") == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://erpsync-artifacts/config.zip"
     parameters = {"Stage": "prod", "ErpUrl": "https://erp.example.com",
                   "AlarmEmail": "ops@example.com"}
     transformed = transform(template, parameters, NoManagedPolicies())

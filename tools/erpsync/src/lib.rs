@@ -2,6 +2,7 @@
 //! very same code as `erpsync` and `make demo`.
 
 pub mod desk;
+pub mod docs;
 pub mod esm;
 pub mod ops;
 pub mod policy;

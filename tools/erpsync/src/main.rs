@@ -148,6 +148,14 @@ enum ShadowCommand {
 enum MappingCommand {
     /// Validate a config file exactly as the functions do at cold start.
     Check { file: std::path::PathBuf },
+    /// The integration's logic as Markdown (flows and triggers, ownership, every mapping
+    /// table, schedules, modes per channel), generated from the config.
+    Docs {
+        file: std::path::PathBuf,
+        /// Write it here instead of to standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -161,6 +169,9 @@ async fn main() -> ExitCode {
         Command::Mapping {
             command: MappingCommand::Check { file },
         } => mapping_check(&file),
+        Command::Mapping {
+            command: MappingCommand::Docs { file, out },
+        } => mapping_docs(&file, out.as_deref()),
         Command::Shadow {
             command: ShadowCommand::Report { channel, json },
         } => shadow_report(channel, json).await,
@@ -231,6 +242,28 @@ fn template_check(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode
     } else {
         ExitCode::from(1)
     })
+}
+
+fn mapping_docs(file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let config = match Config::from_toml(&text) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let template =
+        erpsync_tools::template::Template::parse(include_str!("../../../infra/template.yaml"))?;
+    let docs = erpsync_tools::docs::mapping_docs(&config, &template, &file.display().to_string());
+    match out {
+        Some(path) => {
+            std::fs::write(path, docs).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{docs}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
