@@ -259,3 +259,139 @@ async fn the_cli_binary_reports_with_exit_codes_a_script_can_use() {
     assert_eq!(output.status.code(), Some(2), "cannot run: {err}");
     assert!(err.contains("no-such-stage"), "says why: {err}");
 }
+
+#[tokio::test]
+async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_customers() {
+    use sandbox::{Sandbox, ShopSetup};
+    const UK: &str = "erpsync-uk.myshopify.com";
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut tryton = erpsync_e2e::Tryton::start(
+        &stack.venv,
+        &stack.tryton_template,
+        &stack
+            .run_dir
+            .join(format!("audit-{}", uuid::Uuid::new_v4().simple())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The store sells one SKU twice over, and one the ERP has never heard of.
+    sandbox.shops.add(ShopSetup::with_skus(
+        UK,
+        "gid://shopify/Location/1",
+        &[
+            "IPOD2008RED",
+            "IPOD2008RED",
+            "GHOST-SKU",
+            "IPOD-BLACK-LEGACY",
+            "IPOD-TRIO",
+        ],
+        2000.0,
+        1000.0,
+    ));
+    let admin_url = sandbox.admin_url(UK);
+    let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
+        if let Some(api) = config.channels[0].admin_api.as_mut() {
+            api.url = admin_url.clone();
+        }
+    })
+    .await;
+    // A second product whose code differs from an existing one only by case, and two
+    // customers under one e-mail.
+    create_product(&world, "wool-socks").await;
+    for (name, email) in [
+        ("Twin One", "Twin@Example.com"),
+        ("Twin Two", " twin@example.com"),
+    ] {
+        world
+            .erp_create(
+                "party.party",
+                json!({"name": name, "contact_mechanisms": [["create", [{"type": "email", "value": email}]]]}),
+            )
+            .await;
+    }
+    // A recent order by carrier pigeon, taxed with a tax nobody mapped.
+    let (mut order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    order["updated_at"] = json!(
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    );
+    order["shipping_lines"][0]["code"] = json!("Carrier Pigeon");
+    order["shipping_lines"][0]["title"] = json!("Carrier Pigeon");
+    order["line_items"][1]["tax_lines"] =
+        json!([{"title": "Moon Tax", "rate": 0.5, "price": "10.00"}]);
+    sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"))
+        .place_order(order);
+
+    let erp = erpsync_connectors::TrytonClient::new(
+        &tryton.url,
+        secrecy::SecretString::from(tryton.api_key.clone()),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let admin = erpsync_connectors::shopify::ShopifyAdmin::new(
+        &sandbox.admin_url(UK),
+        "2026-07",
+        secrecy::SecretString::from(format!("shpat_{UK}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shops = std::collections::HashMap::from([("uk-shop".to_owned(), admin)]);
+    let report = erpsync_tools::audit::audit(
+        &world.config,
+        &erp,
+        &shops,
+        time::OffsetDateTime::now_utc() - time::Duration::days(1),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let rendered = erpsync_tools::audit::render(&report);
+
+    assert!(
+        report
+            .erp_duplicate_skus
+            .iter()
+            .any(|d| d.value == "WOOL-SOCKS" && d.count == 2 && d.spellings.len() == 2),
+        "{rendered}"
+    );
+    assert!(
+        report
+            .duplicate_customers
+            .iter()
+            .any(|g| g.email == "twin@example.com" && g.parties.len() == 2),
+        "{rendered}"
+    );
+    let uk = report
+        .channels
+        .iter()
+        .find(|c| c.channel == "uk-shop")
+        .unwrap_or_else(|| panic!("{rendered}"));
+    assert_eq!(uk.duplicate_skus.len(), 1, "{rendered}");
+    assert_eq!(uk.duplicate_skus[0].value, "IPOD2008RED");
+    let unknown: Vec<&str> = uk.unknown_skus.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        unknown,
+        ["GHOST-SKU"],
+        "aliases and bundles are known: {rendered}"
+    );
+    assert_eq!(uk.orders_checked, 1);
+    assert!(
+        uk.unmapped.delivery_methods.contains_key("Carrier Pigeon"),
+        "{rendered}"
+    );
+    assert!(
+        uk.unmapped.taxes.keys().any(|k| k.starts_with("Moon Tax")),
+        "{rendered}"
+    );
+    assert!(report.findings() >= 6, "{rendered}");
+    assert!(
+        rendered.contains("[channels.delivery_methods]"),
+        "says what to do: {rendered}"
+    );
+    tryton.stop().await;
+}

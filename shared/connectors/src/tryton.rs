@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_core::SyncError;
+use erpsync_core::audit::{ErpCatalogue, ErpContact};
 use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
 use erpsync_core::fulfilment::{ErpShipment, ErpShipments};
@@ -1442,5 +1443,71 @@ impl ReturnsErp for TrytonClient {
             credit_total: decimal_of(&posted["total_amount"]).unwrap_or_default(),
             restocked,
         })
+    }
+}
+
+impl TrytonClient {
+    /// Every record of `model` matching `domain`, a page at a time.
+    async fn search_all(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+    ) -> Result<Vec<Value>, SyncError> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let mut query: Vec<(&str, String)> =
+                fields.iter().map(|f| ("f", (*f).to_owned())).collect();
+            query.push(("d", encode(&domain)));
+            query.push(("o", encode(&json!([["id", "ASC"]]))));
+            query.push(("s", PAGE.to_string()));
+            query.push(("p", all.len().to_string()));
+            let page = match self
+                .call(Method::GET, &format!("model/{model}"), &query, None, None)
+                .await?
+            {
+                Value::Array(items) => items,
+                _ => return Err(unexpected(&format!("a {model} page that is not a list"))),
+            };
+            let last = page.len() < PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ErpCatalogue for TrytonClient {
+    async fn product_codes(&self) -> Result<Vec<String>, SyncError> {
+        Ok(self
+            .search_all("product.product", json!([["code", "!=", null]]), &["code"])
+            .await?
+            .iter()
+            .filter_map(|row| text_of(row, "code"))
+            .collect())
+    }
+
+    async fn customer_emails(&self) -> Result<Vec<ErpContact>, SyncError> {
+        Ok(self
+            .search_all(
+                "party.contact_mechanism",
+                json!([["type", "=", "email"]]),
+                &["value", "party", "party.name"],
+            )
+            .await?
+            .iter()
+            .filter_map(|row| {
+                Some(ErpContact {
+                    party_id: row["party"]["id"]
+                        .as_i64()
+                        .or_else(|| id_of(row, "party"))?,
+                    party_name: row["party"]["name"].as_str().unwrap_or_default().to_owned(),
+                    email: text_of(row, "value")?,
+                })
+            })
+            .collect())
     }
 }

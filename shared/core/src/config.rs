@@ -287,6 +287,29 @@ impl ChannelConfig {
     pub fn erp_sku<'a>(&'a self, channel_sku: &'a Sku) -> &'a Sku {
         self.sku_aliases.get(channel_sku).unwrap_or(channel_sku)
     }
+
+    /// The ERP carrier for a shop delivery method: by its code, else its title.
+    pub fn carrier_for(&self, code: Option<&str>, title: &str) -> Option<&String> {
+        code.and_then(|code| self.delivery_methods.get(code))
+            .or_else(|| self.delivery_methods.get(title))
+    }
+
+    /// The ERP tax for a shop tax (by title, case-insensitive) at a destination: the entry
+    /// for that country, else the one for any destination.
+    pub fn erp_tax_for(&self, title: &str, destination: Option<&CountryCode>) -> Option<&str> {
+        let matches = |code: &&TaxCode| code.shop_tax.trim().eq_ignore_ascii_case(title.trim());
+        self.tax_codes
+            .iter()
+            .filter(matches)
+            .find(|code| code.country.is_some() && code.country.as_ref() == destination)
+            .or_else(|| {
+                self.tax_codes
+                    .iter()
+                    .filter(matches)
+                    .find(|code| code.country.is_none())
+            })
+            .map(|code| code.erp_tax.as_str())
+    }
 }
 
 impl Config {

@@ -4,7 +4,7 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxCode};
+use crate::config::{Bundle, ChannelConfig, ErpConfig};
 use crate::error::{ParseError, SyncError};
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::order::{Address, ChannelOrder, TaxLine};
@@ -146,11 +146,8 @@ pub fn sale_draft(
         )
         .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?;
         if !channel.delivery_methods.is_empty() {
-            let mapped = shipping
-                .code
-                .as_deref()
-                .and_then(|code| channel.delivery_methods.get(code))
-                .or_else(|| channel.delivery_methods.get(&shipping.title))
+            let mapped = channel
+                .carrier_for(shipping.code.as_deref(), &shipping.title)
                 .ok_or_else(|| {
                     SyncError::permanent(
                         "unmapped_delivery_method",
@@ -227,14 +224,9 @@ fn erp_taxes(
     taxes
         .iter()
         .map(|tax| {
-            let matches = |code: &&TaxCode| code.shop_tax.trim().eq_ignore_ascii_case(tax.title.trim());
             channel
-                .tax_codes
-                .iter()
-                .filter(matches)
-                .find(|code| code.country.is_some() && code.country.as_ref() == destination)
-                .or_else(|| channel.tax_codes.iter().filter(matches).find(|code| code.country.is_none()))
-                .map(|code| code.erp_tax.clone())
+                .erp_tax_for(&tax.title, destination)
+                .map(str::to_owned)
                 .ok_or_else(|| {
                     SyncError::permanent(
                         "unmapped_tax",

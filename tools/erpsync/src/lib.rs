@@ -1,6 +1,7 @@
 //! The local stack and the operator tooling, as a library so the end-to-end tests drive the
 //! very same code as `erpsync` and `make demo`.
 
+pub mod audit;
 pub mod desk;
 pub mod docs;
 pub mod esm;

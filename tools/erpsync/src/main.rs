@@ -55,6 +55,17 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Preflight before go-live: duplicate SKUs (ERP, each channel), channel SKUs unknown to
+    /// the ERP, delivery methods and taxes of recent orders with no mapping, customers
+    /// sharing an e-mail. Reads ERPSYNC_CONFIG and ERP_URL; secrets from Secrets Manager.
+    /// Exit 1 when anything needs fixing.
+    Audit {
+        /// How many days of recent orders to check.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// The deployment template.
     Template {
         #[command(subcommand)]
@@ -176,6 +187,7 @@ async fn main() -> ExitCode {
             command: ShadowCommand::Report { channel, json },
         } => shadow_report(channel, json).await,
         Command::Dlq { command } => dlq(&cli.stage, command).await,
+        Command::Audit { days, json } => audit(days, json).await,
         Command::Template {
             command: TemplateCommand::Check { file, json },
         } => template_check(&file, json),
@@ -283,6 +295,40 @@ fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn audit(days: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let config = erpsync_aws::env::load_config()?;
+    let sdk = erpsync_aws::env::sdk_config().await;
+    let secrets = SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        std::time::Duration::from_secs(300),
+    );
+    let key = secrets.current(&config.erp.api_key_secret).await?;
+    let erp = TrytonClient::new(
+        &erpsync_aws::env::required("ERP_URL")?,
+        key,
+        config.erp.clone(),
+    )?;
+    let tokens = &secrets;
+    let shops = erpsync_connectors::shopify::admin_clients(
+        &config,
+        |c| c.admin_api.is_some(),
+        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
+    )
+    .await?;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let report = erpsync_tools::audit::audit(&config, &erp, &shops, since).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", erpsync_tools::audit::render(&report));
+    }
+    Ok(if report.findings() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn shadow_report(channel: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
