@@ -395,3 +395,49 @@ async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_cu
     );
     tryton.stop().await;
 }
+
+#[tokio::test]
+async fn a_discarded_order_is_replayed_from_its_kept_payload_once_fixed_and_only_once() {
+    let world = World::start().await;
+    let deployment = deployment(&world);
+    let (_, id, sku) = order_for_a_new_product(&world, "wh-replay").await;
+    let letter = ops::dead_letters(&deployment, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .pop()
+        .unwrap_or_else(|| panic!("nothing parked"));
+    ops::discard(
+        &deployment,
+        &letter.id,
+        "product not set up yet",
+        "ops-lead",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    create_product(&world, &sku).await;
+    let channel = erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..2 {
+        let sent = ops::replay(&deployment, &channel, &id)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(sent.is_some());
+        world.drain(std::time::Duration::from_secs(60)).await;
+    }
+    assert_eq!(
+        world.erp_sales(&format!("uk-shop/{id}")).await.len(),
+        1,
+        "replayed twice, one sale"
+    );
+    assert_ne!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::Resolved),
+        "the order is in the ERP now"
+    );
+    assert_eq!(
+        ops::replay(&deployment, &channel, "no-such-order")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}")),
+        None
+    );
+}

@@ -64,6 +64,7 @@ impl MessageProcessor for OrderProcessor<'_> {
                 .as_ref()
                 .map(|q| q as &dyn StockSignal),
             availability: self.deps.availability.as_deref(),
+            archive: Some(&self.deps.store),
         };
         let outcome =
             sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;

@@ -17,7 +17,7 @@ use erpsync_core::SyncError;
 use erpsync_core::changes::Cursors;
 use erpsync_core::fulfilment::{FulfilmentRef, TrackingIndex};
 use erpsync_core::ids::{ChannelId, Sku};
-use erpsync_core::ports::{IdempotencyStore, SyncStateStore};
+use erpsync_core::ports::{ArchivedPayload, IdempotencyStore, PayloadArchive, SyncStateStore};
 use erpsync_core::state::{
     Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
 };
@@ -666,5 +666,73 @@ impl TrackingIndex for DynamoStore {
                 _ => None,
             },
         )
+    }
+}
+
+/// The latest payload of each entity, for replays by hand; kept 35 days.
+#[async_trait]
+impl PayloadArchive for DynamoStore {
+    async fn keep(&self, entity: &EntityRef, payload: &ArchivedPayload) -> Result<(), SyncError> {
+        let mut item = Self::key(format!("PAYLOAD#{}", state_pk(entity)), "PAYLOAD");
+        item.insert("topic".to_owned(), s(&payload.topic));
+        item.insert(
+            "version_ns".to_owned(),
+            n(payload.version.unix_timestamp_nanos()),
+        );
+        item.insert("version".to_owned(), s(timestamp(payload.version)));
+        item.insert("body".to_owned(), s(&payload.body));
+        item.insert(
+            "expires_at".to_owned(),
+            n((OffsetDateTime::now_utc() + Duration::from_secs(35 * 86_400)).unix_timestamp()),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR version_ns <= :v")
+            .expression_attribute_values(":v", n(payload.version.unix_timestamp_nanos()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer version is kept already.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(store_error("PutItem (payload)", error)),
+        }
+    }
+
+    async fn latest(&self, entity: &EntityRef) -> Result<Option<ArchivedPayload>, SyncError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                format!("PAYLOAD#{}", state_pk(entity)),
+                "PAYLOAD",
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem (payload)", e))?;
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let version = text("version").and_then(|v| OffsetDateTime::parse(&v, &Rfc3339).ok());
+        Ok(match (text("topic"), version, text("body")) {
+            (Some(topic), Some(version), Some(body)) => Some(ArchivedPayload {
+                topic,
+                version,
+                body,
+            }),
+            _ => None,
+        })
     }
 }

@@ -197,6 +197,23 @@ pub trait SalesErp: Send + Sync {
     ) -> Result<ErpSale, SyncError>;
 }
 
+/// The latest payload received for an entity, kept so a person can replay it after fixing
+/// what made it fail (`erpsync replay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedPayload {
+    pub topic: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub version: OffsetDateTime,
+    pub body: String,
+}
+
+#[async_trait]
+pub trait PayloadArchive: Send + Sync {
+    /// Keeps `payload` unless a newer version is already kept.
+    async fn keep(&self, entity: &EntityRef, payload: &ArchivedPayload) -> Result<(), SyncError>;
+    async fn latest(&self, entity: &EntityRef) -> Result<Option<ArchivedPayload>, SyncError>;
+}
+
 /// Tells the stock flow that orders moved the ERP's stock of these SKUs, so channels that
 /// want it real-time are refreshed now rather than at the next scheduled run.
 #[async_trait]

@@ -66,6 +66,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Puts an order's latest received payload back on the orders queue (after fixing what
+    /// made it fail). A version that already took effect changes nothing. Exit 1 when no
+    /// payload is kept for the order.
+    Replay {
+        channel: String,
+        order: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The deployment template.
     Template {
         #[command(subcommand)]
@@ -188,6 +197,11 @@ async fn main() -> ExitCode {
         } => shadow_report(channel, json).await,
         Command::Dlq { command } => dlq(&cli.stage, command).await,
         Command::Audit { days, json } => audit(days, json).await,
+        Command::Replay {
+            channel,
+            order,
+            json,
+        } => replay(&cli.stage, &channel, &order, json).await,
         Command::Template {
             command: TemplateCommand::Check { file, json },
         } => template_check(&file, json),
@@ -295,6 +309,30 @@ fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn replay(stage: &str, channel: &str, order: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let channel = ChannelId::parse(channel)?;
+    let deployment = commands::deployment(stage).await?;
+    let sent = erpsync_tools::ops::replay(&deployment, &channel, order).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"channel": channel.as_str(), "order": order, "message_id": sent})
+        );
+    } else {
+        match &sent {
+            Some(id) => {
+                println!("order {order} of {channel} is on the orders queue again (message {id})")
+            }
+            None => eprintln!("no payload is kept for order {order} of {channel}"),
+        }
+    }
+    Ok(if sent.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn audit(days: u32, json: bool) -> anyhow::Result<ExitCode> {

@@ -627,3 +627,45 @@ pub fn parked(status: &Status, deployment: &Deployment) -> u64 {
         .map(|q| q.depth)
         .sum()
 }
+
+/// Puts an order's latest kept payload back on the orders queue, as its webhook would have
+/// come (its FIFO group, `found_by = replay`). Answers the message id, or none when no
+/// payload is kept for it. Idempotency makes a version that already took effect a no-op.
+pub async fn replay(
+    deployment: &Deployment,
+    channel: &erpsync_core::ids::ChannelId,
+    order_id: &str,
+) -> anyhow::Result<Option<String>> {
+    use erpsync_core::ports::PayloadArchive;
+    let entity = EntityRef::order(channel, order_id);
+    let Some(payload) = deployment.store.latest(&entity).await? else {
+        return Ok(None);
+    };
+    let orders = deployment
+        .queues
+        .iter()
+        .find(|p| p.source == "OrdersQueue")
+        .context("the template has no OrdersQueue")?;
+    let attribute = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+    };
+    let replay_id = format!("replay-{}", uuid::Uuid::new_v4().simple());
+    let sent = deployment
+        .sqs
+        .send_message()
+        .queue_url(&orders.source_url)
+        .message_body(&payload.body)
+        .message_group_id(format!("{channel}:{order_id}"))
+        .message_deduplication_id(&replay_id)
+        .message_attributes(attr::CHANNEL, attribute(channel.as_str())?)
+        .message_attributes(attr::TOPIC, attribute(&payload.topic)?)
+        .message_attributes(attr::WEBHOOK_ID, attribute(&replay_id)?)
+        .message_attributes(attr::FOUND_BY, attribute("replay")?)
+        .send()
+        .await
+        .with_context(|| format!("sending order {order_id} to {}", orders.source))?;
+    Ok(sent.message_id().map(str::to_owned))
+}

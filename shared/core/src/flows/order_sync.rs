@@ -18,8 +18,8 @@ use crate::inbound;
 use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, OrderTopic};
 use crate::ports::{
-    ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale, SaleAmendment,
-    SalesErp, StockSignal, SyncStateStore, note_failure,
+    ArchivedPayload, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale,
+    PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
 };
 use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 use crate::stock::ErpStock;
@@ -42,6 +42,8 @@ pub struct OrderSyncDeps<'a> {
     /// The ERP's available stock, to tell a new sale that is short (a back order); none:
     /// not checked.
     pub availability: Option<&'a dyn ErpStock>,
+    /// Where each order's latest payload is kept for `erpsync replay`; none: not kept.
+    pub archive: Option<&'a dyn PayloadArchive>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +130,17 @@ async fn run(
     }
     let order = inbound::parse_order(channel.platform, &channel.id, &message.body)?;
     let version = order.updated_at;
+    if let Some(archive) = deps.archive {
+        let payload = ArchivedPayload {
+            topic: message.topic.as_str().to_owned(),
+            version,
+            body: String::from_utf8_lossy(&message.body).into_owned(),
+        };
+        // Only for replays by hand: losing it must not hold the order up.
+        if let Err(error) = archive.keep(entity, &payload).await {
+            warn!(entity = %entity, error = %error, "could not keep the payload for replays");
+        }
+    }
     // Shopify neither orders nor guarantees deliveries: a version older than the one the
     // ERP reflects must never regress it.
     if let Some(state) = deps.state.get(entity).await?

@@ -380,6 +380,7 @@ impl World {
             erp: &self.erp,
             stock: None,
             availability: None,
+            archive: None,
         };
         let message = OrderMessage {
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
