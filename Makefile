@@ -56,7 +56,9 @@ bench:
 	cat bench/report.md
 
 build: $(VENV)/.installed
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 -p shop-webhook -p order-sync
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 \
+	  -p shop-webhook -p order-sync -p stock-sync -p price-sync -p reconcile \
+	  -p shipment-sync -p courier-webhook -p return-sync
 
 clean-stack:
 	rm -rf $(STACK)
