@@ -347,6 +347,7 @@ async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_cu
         &erp,
         &shops,
         time::OffsetDateTime::now_utc() - time::Duration::days(1),
+        &|_| {},
     )
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));

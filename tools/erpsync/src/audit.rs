@@ -55,13 +55,16 @@ impl AuditReport {
     }
 }
 
-/// Runs every check; orders updated since `since` are the "recent orders".
+/// Runs every check; orders updated since `since` are the "recent orders". `progress` hears
+/// what is being read (the CLI shows it on a spinner).
 pub async fn audit(
     config: &Config,
     erp: &dyn ErpCatalogue,
     shops: &HashMap<String, ShopifyAdmin>,
     since: OffsetDateTime,
+    progress: &dyn Fn(&str),
 ) -> anyhow::Result<AuditReport> {
+    progress("the ERP's products and customers");
     let codes = erp.product_codes().await?;
     let contacts = erp.customer_emails().await?;
     let mut channels = Vec::new();
@@ -78,12 +81,14 @@ pub async fn audit(
             channels.push(found);
             continue;
         };
+        progress(&format!("{}: catalogue", channel.id));
         let variants = shop.variants().await?;
         let skus: Vec<Sku> = variants.iter().map(|v| v.sku.clone()).collect();
         found.duplicate_skus = duplicates(skus.iter().map(Sku::as_str));
         found.unknown_skus = unknown_skus(channel, &skus, &codes);
         let mut orders = Vec::new();
         for order in shop.updated_since(since).await? {
+            progress(&format!("{}: order {}", channel.id, order.id));
             let body = shop.order_body(&order.id).await?;
             match inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) {
                 Ok(parsed) => orders.push(parsed),

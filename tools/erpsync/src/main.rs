@@ -166,8 +166,12 @@ enum ShadowCommand {
 
 #[derive(Subcommand)]
 enum MappingCommand {
-    /// Validate a config file exactly as the functions do at cold start.
-    Check { file: std::path::PathBuf },
+    /// Validate a config file exactly as the functions do at cold start. Exit 1 if invalid.
+    Check {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The integration's logic as Markdown (flows and triggers, ownership, every mapping
     /// table, schedules, modes per channel), generated from the config.
     Docs {
@@ -187,8 +191,8 @@ async fn main() -> ExitCode {
         } => stack_run(command).await,
         Command::Demo => demo::run().await.map(|()| ExitCode::SUCCESS),
         Command::Mapping {
-            command: MappingCommand::Check { file },
-        } => mapping_check(&file),
+            command: MappingCommand::Check { file, json },
+        } => mapping_check(&file, json),
         Command::Mapping {
             command: MappingCommand::Docs { file, out },
         } => mapping_docs(&file, out.as_deref()),
@@ -292,23 +296,35 @@ fn mapping_docs(file: &std::path::Path, out: Option<&std::path::Path>) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-fn mapping_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn mapping_check(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    match Config::from_toml(&text) {
-        Ok(config) => {
-            println!(
+    let result = Config::from_toml(&text);
+    if json {
+        let answer = match &result {
+            Ok(config) => {
+                serde_json::json!({"file": file, "valid": true, "channels": config.channels.len()})
+            }
+            Err(error) => {
+                serde_json::json!({"file": file, "valid": false, "error": error.to_string()})
+            }
+        };
+        println!("{answer}");
+    } else {
+        match &result {
+            Ok(config) => println!(
                 "{}: valid ({} channels)",
                 file.display(),
                 config.channels.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            eprintln!("{}: {error}", file.display());
-            Ok(ExitCode::from(1))
+            ),
+            Err(error) => eprintln!("{}: {error}", file.display()),
         }
     }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn replay(stage: &str, channel: &str, order: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -356,7 +372,17 @@ async fn audit(days: u32, json: bool) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let since = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
-    let report = erpsync_tools::audit::audit(&config, &erp, &shops, since).await?;
+    let spinner = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let report = erpsync_tools::audit::audit(&config, &erp, &shops, since, &|what| {
+        spinner.set_message(format!("reading {what}"));
+    })
+    .await?;
+    spinner.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
