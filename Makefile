@@ -12,7 +12,7 @@ CARGO_FLAGS ?= -j2
 TEST_THREADS ?= 4
 ERPSYNC := target/debug/erpsync
 
-.PHONY: setup demo test lint build bench clean-stack
+.PHONY: setup demo test lint build bench chaos clean-stack
 
 setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
 
@@ -46,6 +46,13 @@ lint: $(VENV)/.installed
 	cargo run $(CARGO_FLAGS) -q -p erpsync -- mapping check config/erpsync.example.toml
 	cargo build $(CARGO_FLAGS) -q -p erpsync
 	infra/lint/lint-template.sh infra/template.yaml
+
+# N orders through the local stack under faults; asserts from the ERP that none was lost or
+# duplicated and prints a summary. CI runs 500; the full run is CHAOS_ORDERS=5000.
+CHAOS_ORDERS ?= 500
+chaos: setup $(ERPSYNC)
+	cargo build $(CARGO_FLAGS) -p erpsync-e2e --tests
+	CHAOS_ORDERS=$(CHAOS_ORDERS) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --ignored --nocapture --exact chaos::chaos
 
 # Figures, never timed assertions: writes bench/report.md and bench/*.json.
 BENCH_SKUS ?= 50000

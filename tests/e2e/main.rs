@@ -2,6 +2,7 @@
 //! ERP in a real Tryton, the functions in process behind the emulated event source mapping.
 //! One test binary, so everything links once.
 
+mod chaos;
 mod customers;
 mod failures;
 mod intake;

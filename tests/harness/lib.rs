@@ -115,7 +115,7 @@ pub struct World {
     pub config: Config,
     /// The webhook signing secret each channel is configured with.
     pub webhook_secrets: HashMap<String, String>,
-    pub webhook: shop_webhook::Deps,
+    pub webhook: Arc<shop_webhook::Deps>,
     pub orders: Arc<order_sync::Deps>,
     pub erp_url: String,
     pub erp_key: String,
@@ -170,6 +170,19 @@ impl World {
         result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
     }
 
+    /// A world on the given ERP with template parameters and a config of its own.
+    pub async fn start_on(
+        erp_url: &str,
+        erp_key: &str,
+        parameters: &[(&str, &str)],
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        init_logs();
+        let result =
+            Self::build(erp_url, erp_key, |erp| Box::new(erp), parameters, configure).await;
+        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+    }
+
     /// A world on the shared Tryton whose config is changed by `configure` (modes, mappings).
     pub async fn start_configured(configure: impl FnOnce(&mut Config)) -> Self {
         init_logs();
@@ -221,7 +234,7 @@ impl World {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let orders_url = resources.queue_url("OrdersQueue")?.to_owned();
         let dlq_url = resources.queue_url("OrdersDeadLetterQueue")?.to_owned();
-        let webhook = shop_webhook::Deps {
+        let webhook = Arc::new(shop_webhook::Deps {
             config: config.clone(),
             secrets: SecretCache::new(
                 aws_sdk_secretsmanager::Client::new(&sdk),
@@ -234,7 +247,7 @@ impl World {
                 sqs.clone(),
                 resources.queue_url("ReturnsDeadLetterQueue")?,
             ),
-        };
+        });
         let erp = TrytonClient::new(
             erp_url,
             SecretString::from(erp_key.to_owned()),

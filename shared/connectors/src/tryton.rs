@@ -126,7 +126,7 @@ impl TrytonClient {
     pub fn new(url: &str, key: SecretString, erp: ErpConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(erp.request_timeout_seconds.into()))
             .pool_idle_timeout(Duration::from_secs(50))
             .build()?;
         Ok(Self {

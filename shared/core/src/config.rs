@@ -113,6 +113,13 @@ pub struct ErpConfig {
     /// ERP SKU of the service product that carries refunds without goods coming back
     /// (goodwill, items the customer keeps) on return sales.
     pub refund_sku: Sku,
+    /// How long one ERP request may take before it counts as failed (and is retried).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u32,
+}
+
+fn default_request_timeout() -> u32 {
+    30
 }
 
 /// Backoff for retryable failures: the n-th receive waits about base * 2^(n-1), capped.
@@ -350,6 +357,12 @@ impl Config {
         }
         if self.erp.api_key_secret.trim().is_empty() {
             return Err(invalid("erp.api_key_secret", "must name a secret"));
+        }
+        if !(1..=300).contains(&self.erp.request_timeout_seconds) {
+            return Err(invalid(
+                "erp.request_timeout_seconds",
+                "must be between 1 and 300",
+            ));
         }
         if self.erp.warehouse.trim().is_empty() {
             return Err(invalid("erp.warehouse", "must be a warehouse code"));

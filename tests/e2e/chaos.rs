@@ -1,0 +1,485 @@
+//! `make chaos`: N orders (CHAOS_ORDERS, 500 by default) through signed webhooks on the local
+//! stack, with the faults real operations bring: duplicate deliveries, updates reordered,
+//! cancellations, poison orders, the ERP behind a fault-injecting proxy (5xx before and
+//! after the work, answers past the client's timeout, one 30 s outage) and order-sync
+//! invocations killed mid-message. Then the ERP itself is asked: every valid order exactly
+//! once, in its latest state; the dead-letter queue holds exactly the poison, each with its
+//! reason; once the missing product exists, a redrive books each of those exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::QueueAttributeName;
+use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
+use erpsync_tools::desk::ErpDesk;
+use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_tools::ops::{self, Deployment, Selection};
+use erpsync_tools::queues;
+use erpsync_tools::template::Template;
+use sandbox::proxy::{FaultProxy, ProxyFaults};
+use serde_json::{Value, json};
+
+const POISON_SKU: &str = "CHAOS-POISON";
+/// The function timeout the chaos run gives order-sync (its claims' lease); the queue's
+/// visibility is set to 6 x this, as the template does for the real timeout.
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// order-sync behind the emulated event source mapping, 1 % of invocations killed part-way.
+struct KillingInvoker {
+    deps: Arc<order_sync::Deps>,
+    killed: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Invoker for KillingInvoker {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        let mut context = lambda_runtime::Context::default();
+        let deadline = std::time::SystemTime::now() + FUNCTION_TIMEOUT;
+        context.deadline = deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let run = order_sync::sqs_handler::handle(
+            &self.deps,
+            lambda_runtime::LambdaEvent::new(event, context),
+        );
+        if rand::random::<f64>() < 0.01 {
+            let after = Duration::from_millis(rand::random_range(20..1500));
+            match tokio::time::timeout(after, run).await {
+                Ok(response) => Ok(response),
+                Err(_) => {
+                    // Dropped mid-flight like a killed process: whatever reached the ERP
+                    // stays there, the claim stays held until its lease runs out.
+                    self.killed.fetch_add(1, Ordering::Relaxed);
+                    anyhow::bail!("invocation killed after {after:?}")
+                }
+            }
+        } else {
+            Ok(run.await)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Plain,
+    Updated { reordered: bool },
+    Cancelled,
+    Poison,
+}
+
+struct PlannedOrder {
+    id: String,
+    fate: Fate,
+    duplicated: bool,
+}
+
+fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) -> Value {
+    let mut order = fixture("shopify-orders-create-multiline-discount-tax.json");
+    order["id"] = json!(id);
+    order["name"] = json!(format!("#C{id}"));
+    // All three lines still open (the documentation's order had two edited out).
+    for line in 0..3 {
+        set_quantity(&mut order, line, 1);
+    }
+    set_quantity(&mut order, 1, red);
+    if poison {
+        order["line_items"][2]["sku"] = json!(POISON_SKU);
+    }
+    order["updated_at"] = json!(format!("2026-11-29T10:{:02}:00-05:00", version * 5));
+    if cancelled {
+        order["cancelled_at"] = json!(format!("2026-11-29T10:{:02}:00-05:00", version * 5));
+        order["cancel_reason"] = json!("customer");
+    }
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the chaos run: make chaos (CHAOS_ORDERS=500)"]
+async fn chaos() {
+    let started = Instant::now();
+    let n: usize = std::env::var("CHAOS_ORDERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500);
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let run_dir = stack
+        .run_dir
+        .join(format!("chaos-{}", uuid::Uuid::new_v4().simple()));
+    let mut tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
+    let proxy = FaultProxy::start(&tryton.url, ProxyFaults::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // Enough receives to ride out the faults and the outage with this backoff.
+    let world = World::start_on(
+        &proxy.url,
+        &tryton.api_key,
+        &[("OrdersMaxReceiveCount", "60")],
+        |config| {
+            config.erp.request_timeout_seconds = 3;
+        },
+    )
+    .await;
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let orders_url = world.queue("OrdersQueue");
+    sqs.set_queue_attributes()
+        .queue_url(&orders_url)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            (FUNCTION_TIMEOUT.as_secs() * 6).to_string(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The plan: fates drawn once, so the run is the same kind of mess every time.
+    let base: u64 = 7_000_000_000_000 + u64::from(rand::random::<u32>()) * 1000;
+    // Independent, evenly spread draws per order (a fixed hash of its index).
+    let draw = |i: usize, salt: u64, modulo: u64| {
+        let mut x = (i as u64) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (x ^ (x >> 31)) % modulo
+    };
+    let plan: Vec<PlannedOrder> = (0..n)
+        .map(|i| {
+            // 1 % poison, 5 % cancelled, 30 % updated (10 % of those before their create).
+            let fate = match draw(i, 1, 100) {
+                0 => Fate::Poison,
+                1..=5 => Fate::Cancelled,
+                6..=35 => Fate::Updated {
+                    reordered: draw(i, 2, 10) == 0,
+                },
+                _ => Fate::Plain,
+            };
+            PlannedOrder {
+                id: (base + i as u64).to_string(),
+                fate,
+                // 20 % delivered again.
+                duplicated: draw(i, 3, 5) == 0,
+            }
+        })
+        .collect();
+    // Deliveries, in the order the shop's webhooks arrive.
+    let mut deliveries: Vec<(String, &'static str, Value)> = Vec::new();
+    for order in &plan {
+        let id: u64 = order.id.parse().unwrap_or_default();
+        let poison = order.fate == Fate::Poison;
+        let create = order_body(id, 1, 1, poison, false);
+        let mut these = vec![(format!("c-{id}"), "orders/create", create.clone())];
+        match order.fate {
+            Fate::Updated { reordered } => {
+                let update = (
+                    format!("u-{id}"),
+                    "orders/updated",
+                    order_body(id, 2, 2, false, false),
+                );
+                if reordered {
+                    these.insert(0, update);
+                } else {
+                    these.push(update);
+                }
+            }
+            Fate::Cancelled => these.push((
+                format!("x-{id}"),
+                "orders/cancelled",
+                order_body(id, 2, 1, false, true),
+            )),
+            Fate::Plain | Fate::Poison => {}
+        }
+        if order.duplicated {
+            // Shopify's retry of the same delivery, and another topic for the same version.
+            these.push((format!("c-{id}"), "orders/create", create.clone()));
+            these.push((format!("p-{id}"), "orders/paid", create));
+        }
+        deliveries.extend(these);
+    }
+
+    let invoker = Arc::new(KillingInvoker {
+        deps: world.orders.clone(),
+        killed: AtomicU64::new(0),
+    });
+    let arn = world
+        .resources
+        .queue_arn("OrdersQueue")
+        .unwrap_or_default()
+        .to_owned();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The template's MaximumConcurrency for order-sync.
+    let mut pollers = Vec::new();
+    for _ in 0..5 {
+        let esm = EventSourceMapping {
+            sqs: sqs.clone(),
+            queue_url: orders_url.clone(),
+            queue_arn: arn.clone(),
+            batch_size: 10,
+            invoker: invoker.clone(),
+        };
+        pollers.push(tokio::spawn(esm.run(stopped.clone())));
+    }
+
+    // The ERP misbehaves from now on; one 30 s outage a little way in.
+    proxy.set_faults(ProxyFaults {
+        error_before: 0.05,
+        error_after: 0.05,
+        timeout: 0.02,
+        hold: Duration::from_secs(4),
+    });
+    let outage_at = Duration::from_secs(20);
+    let delivered = Instant::now();
+    let mut refused = 0;
+    let mut outage_started = false;
+    for chunk in deliveries.chunks(16) {
+        // A burst of deliveries at once, as a busy shop sends them.
+        let mut burst = tokio::task::JoinSet::new();
+        for (webhook_id, topic, body) in chunk {
+            let request = world.signed("uk-shop", topic, webhook_id, &body.to_string());
+            let webhook = world.webhook.clone();
+            burst.spawn(async move {
+                shop_webhook::http_handler::handle(&webhook, request)
+                    .await
+                    .status_code
+            });
+        }
+        while let Some(status) = burst.join_next().await {
+            if status.unwrap_or_default() != 200 {
+                refused += 1;
+            }
+        }
+        if !outage_started && delivered.elapsed() >= outage_at {
+            proxy.outage(Duration::from_secs(30));
+            outage_started = true;
+        }
+    }
+    assert_eq!(refused, 0, "shop-webhook accepted every delivery");
+    if !outage_started {
+        proxy.outage(Duration::from_secs(30));
+    }
+
+    // Until the queue is empty: nothing visible, in flight or delayed.
+    let limit = Duration::from_secs(60 * 40);
+    let mut quiet = 0;
+    while quiet < 3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
+        quiet = if depth == 0 { quiet + 1 } else { 0 };
+        assert!(
+            started.elapsed() < limit,
+            "the orders queue did not drain in {limit:?} ({depth} left)"
+        );
+    }
+    let faults = proxy.counts();
+    proxy.set_faults(ProxyFaults::default());
+    let processed_in = started.elapsed();
+
+    // The ERP's own answer.
+    let sales = desk
+        .search(
+            "sale.sale",
+            json!([["reference", "like", "uk-shop/%"]]),
+            &[
+                "reference",
+                "state",
+                "total_amount",
+                "lines.product.code",
+                "lines.quantity",
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut by_reference: HashMap<String, Vec<&Value>> = HashMap::new();
+    for sale in &sales {
+        by_reference
+            .entry(sale["reference"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(sale);
+    }
+    let red = |sale: &Value| -> f64 {
+        sale["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["product"]["code"] == "IPOD2008RED")
+            .map(|l| l["quantity"].as_f64().unwrap_or_default())
+            .sum()
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for order in &plan {
+        let found = by_reference
+            .get(&format!("uk-shop/{}", order.id))
+            .cloned()
+            .unwrap_or_default();
+        let (kind, ok) = match order.fate {
+            Fate::Poison => ("poison (parked)", found.is_empty()),
+            Fate::Cancelled => (
+                "cancelled",
+                found.len() <= 1
+                    && found.iter().all(|s| {
+                        s["state"] == "cancelled"
+                            || erpsync_e2e::decimal(&s["total_amount"])
+                                .trim_start_matches('-')
+                                .chars()
+                                .all(|c| c == '0' || c == '.')
+                    }),
+            ),
+            Fate::Updated { .. } => ("updated", found.len() == 1 && red(found[0]) == 2.0),
+            Fate::Plain => ("plain", found.len() == 1 && red(found[0]) == 1.0),
+        };
+        let entry = tally.entry(kind).or_default();
+        entry.0 += 1;
+        if ok {
+            entry.1 += 1;
+        } else {
+            problems.push(format!(
+                "{} ({:?}): {} sale(s) {:?}",
+                order.id,
+                order.fate,
+                found.len(),
+                found
+                    .iter()
+                    .map(|s| (s["state"].clone(), red(s)))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+
+    // The dead-letter queue: exactly the poison, each with its reason.
+    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+    let deployment = Deployment::local(&world.sdk, &template, &world.resources)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let parked = ops::dead_letters(&deployment, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let poison: Vec<&PlannedOrder> = plan.iter().filter(|o| o.fate == Fate::Poison).collect();
+    let mut parked_entities: Vec<String> = parked.iter().map(|l| l.entity.clone()).collect();
+    parked_entities.sort();
+    parked_entities.dedup();
+    let mut expected: Vec<String> = poison
+        .iter()
+        .map(|o| format!("order-sync/uk-shop/{}", o.id))
+        .collect();
+    expected.sort();
+    let reasons_ok = parked
+        .iter()
+        .all(|l| l.error_kind == "unknown_sku" && l.reason.contains(POISON_SKU));
+
+    // The fix: the product is created; every parked message goes back once.
+    let category = desk
+        .search("product.category", json!([["name", "=", "Goods"]]), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    desk.create(
+        "product.template",
+        json!({"name": "Chaos poison", "code": POISON_SKU, "type": "goods", "default_uom": 1,
+               "sale_uom": 1, "salable": true, "list_price": "10", "account_category": category[0]["id"],
+               "products": [["create", [{}]]]}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let redriven = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut quiet = 0;
+    while quiet < 3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
+        quiet = if depth == 0 { quiet + 1 } else { 0 };
+        assert!(
+            started.elapsed() < limit,
+            "the redriven orders did not drain"
+        );
+    }
+    let _ = stop.send(true);
+    for poller in pollers {
+        let _ = poller.await;
+    }
+    let mut after_redrive = 0;
+    for order in &poison {
+        let found = desk
+            .search(
+                "sale.sale",
+                json!([["reference", "=", format!("uk-shop/{}", order.id)]]),
+                &["state"],
+            )
+            .await
+            .unwrap_or_default();
+        if found.len() == 1 {
+            after_redrive += 1;
+        } else {
+            problems.push(format!(
+                "poison {} after redrive: {} sale(s)",
+                order.id,
+                found.len()
+            ));
+        }
+    }
+
+    let deliveries_sent = deliveries.len();
+    let duplicated = plan.iter().filter(|o| o.duplicated).count();
+    let reordered = plan
+        .iter()
+        .filter(|o| o.fate == Fate::Updated { reordered: true })
+        .count();
+    println!(
+        "\nchaos run: {n} orders, {deliveries_sent} signed deliveries, {:.0} s to drain, {:.0} s in all",
+        processed_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  injected: {duplicated} orders delivered twice more (same id, another topic), {reordered} updates before their create,"
+    );
+    println!(
+        "            ERP: {} 5xx before the work, {} after it, {} answers past the timeout, {} refused in the 30 s outage ({} forwarded);",
+        faults.error_before,
+        faults.error_after,
+        faults.timeouts,
+        faults.refused_in_outage,
+        faults.forwarded
+    );
+    println!(
+        "            {} order-sync invocations killed mid-batch",
+        invoker.killed.load(Ordering::Relaxed)
+    );
+    println!(
+        "  {:<18} {:>7} {:>18}",
+        "orders", "count", "as expected in ERP"
+    );
+    for (kind, (count, ok)) in &tally {
+        println!("  {kind:<18} {count:>7} {ok:>18}");
+    }
+    println!(
+        "  dead-letter queue: {} message(s) for {} order(s), expected the {} poison: {}",
+        parked.len(),
+        parked_entities.len(),
+        expected.len(),
+        if parked_entities == expected && reasons_ok {
+            "exactly"
+        } else {
+            "MISMATCH"
+        }
+    );
+    println!(
+        "  after mapping {POISON_SKU} and redriving {}: {after_redrive}/{} booked exactly once",
+        redriven.len(),
+        poison.len()
+    );
+    tryton.stop().await;
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(
+        parked_entities, expected,
+        "the DLQ holds exactly the poison"
+    );
+    assert!(reasons_ok, "each parked message says why");
+}
