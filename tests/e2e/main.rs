@@ -12,6 +12,7 @@ mod modes;
 mod operations;
 mod reconcile;
 mod returns;
+mod security;
 mod shipments;
 mod stock;
 mod store;
