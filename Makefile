@@ -12,7 +12,7 @@ CARGO_FLAGS ?= -j2
 TEST_THREADS ?= 4
 ERPSYNC := target/debug/erpsync
 
-.PHONY: setup demo test lint build bench chaos clean-stack
+.PHONY: setup demo test lint build bench chaos fuzz clean-stack
 
 setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
 
@@ -53,6 +53,13 @@ CHAOS_ORDERS ?= 500
 chaos: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) -p erpsync-e2e --tests
 	CHAOS_ORDERS=$(CHAOS_ORDERS) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --ignored --nocapture --exact chaos::chaos
+
+# Every fuzz target (signatures and parsing of each webhook kind, mapping, the config
+# loader) for FUZZ_SECONDS each, seeded from the real payloads. CI runs a short round; run a
+# long one by hand: make fuzz FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 20
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Figures, never timed assertions: writes bench/report.md and bench/*.json.
 BENCH_SKUS ?= 50000

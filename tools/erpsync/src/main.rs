@@ -66,7 +66,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Puts an order's latest received payload back on the orders queue (after fixing what
+    /// Puts the payload of an order that failed back on the orders queue (after fixing what
     /// made it fail). A version that already took effect changes nothing. Exit 1 when no
     /// payload is kept for the order.
     Replay {

@@ -628,7 +628,7 @@ pub fn parked(status: &Status, deployment: &Deployment) -> u64 {
         .sum()
 }
 
-/// Puts an order's latest kept payload back on the orders queue, as its webhook would have
+/// Puts the payload kept from an order's failure back on the orders queue, as its webhook would have
 /// come (its FIFO group, `found_by = replay`). Answers the message id, or none when no
 /// payload is kept for it. Idempotency makes a version that already took effect a no-op.
 pub async fn replay(

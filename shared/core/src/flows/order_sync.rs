@@ -42,7 +42,7 @@ pub struct OrderSyncDeps<'a> {
     /// The ERP's available stock, to tell a new sale that is short (a back order); none:
     /// not checked.
     pub availability: Option<&'a dyn ErpStock>,
-    /// Where each order's latest payload is kept for `erpsync replay`; none: not kept.
+    /// Where a failed order's latest payload is kept for `erpsync replay`; none: not kept.
     pub archive: Option<&'a dyn PayloadArchive>,
 }
 
@@ -103,11 +103,37 @@ pub async fn sync_order(
         Ok(outcome) => Ok(outcome),
         Err(error) => {
             note_failure(deps.state, &entity, &error, now).await;
+            keep_for_replay(deps, channel, message, &entity).await;
             Err(MessageFailure {
                 error,
                 entity: Some(entity),
             })
         }
+    }
+}
+
+/// A failed order's payload is kept so a person can replay it once the cause is fixed
+/// (`erpsync replay`), even after its message is discarded. Only failures pay for it: a
+/// version that took effect has nothing to replay. Losing it must not hold the order up.
+async fn keep_for_replay(
+    deps: &OrderSyncDeps<'_>,
+    channel: &ChannelConfig,
+    message: &OrderMessage,
+    entity: &EntityRef,
+) {
+    let Some(archive) = deps.archive else {
+        return;
+    };
+    let Ok(order) = inbound::parse_order(channel.platform, &channel.id, &message.body) else {
+        return;
+    };
+    let payload = ArchivedPayload {
+        topic: message.topic.as_str().to_owned(),
+        version: order.updated_at,
+        body: String::from_utf8_lossy(&message.body).into_owned(),
+    };
+    if let Err(error) = archive.keep(entity, &payload).await {
+        warn!(entity = %entity, error = %error, "could not keep the payload for replays");
     }
 }
 
@@ -130,17 +156,6 @@ async fn run(
     }
     let order = inbound::parse_order(channel.platform, &channel.id, &message.body)?;
     let version = order.updated_at;
-    if let Some(archive) = deps.archive {
-        let payload = ArchivedPayload {
-            topic: message.topic.as_str().to_owned(),
-            version,
-            body: String::from_utf8_lossy(&message.body).into_owned(),
-        };
-        // Only for replays by hand: losing it must not hold the order up.
-        if let Err(error) = archive.keep(entity, &payload).await {
-            warn!(entity = %entity, error = %error, "could not keep the payload for replays");
-        }
-    }
     // Shopify neither orders nor guarantees deliveries: a version older than the one the
     // ERP reflects must never regress it.
     if let Some(state) = deps.state.get(entity).await?
