@@ -66,6 +66,7 @@ BENCH_SKUS ?= 50000
 bench:
 	cargo build --release $(CARGO_FLAGS) -p sandbox -p erpsync-bench
 	SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench
+	tools/bench/callgrind.sh bench
 	tools/bench/report.sh bench > bench/report.md
 	cat bench/report.md
 

@@ -7,8 +7,8 @@
 //! reason; once the missing product exists, a redrive books each of those exactly once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -112,6 +112,16 @@ async fn chaos() {
     let mut tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    // The functions' own log lines (JSON), for the post-mortem of anything that goes wrong.
+    let log_path = run_dir.join("functions.log");
+    let log_file = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,reqwest=warn",
+        ))
+        .with_writer(Mutex::new(log_file))
+        .try_init();
     let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
     let proxy = FaultProxy::start(&tryton.url, ProxyFaults::default())
         .await

@@ -616,6 +616,13 @@ impl SalesErp for FaultyErp {
         }
         self.inner.find_sale_by_reference(reference).await
     }
+    async fn drop_duplicate_drafts(
+        &self,
+        reference: &str,
+        keep: i64,
+    ) -> Result<Vec<i64>, SyncError> {
+        self.inner.drop_duplicate_drafts(reference, keep).await
+    }
     async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {
         self.inner.products_by_sku(skus).await
     }

@@ -531,7 +531,41 @@ impl SalesErp for TrytonClient {
                 Some(json!([["id", "ASC"]])),
             )
             .await?;
-        rows.first().map(sale_of).transpose()
+        let live = rows.iter().find(|row| row["state"] != "cancelled");
+        live.or(rows.first()).map(sale_of).transpose()
+    }
+
+    async fn drop_duplicate_drafts(
+        &self,
+        reference: &str,
+        keep: i64,
+    ) -> Result<Vec<i64>, SyncError> {
+        let drafts = self
+            .search(
+                "sale.sale",
+                json!([
+                    ["reference", "=", reference],
+                    ["state", "=", "draft"],
+                    ["id", "!=", keep]
+                ]),
+                &["id"],
+                None,
+            )
+            .await?;
+        let refs = self.references().await?;
+        let mut dropped = Vec::new();
+        for id in drafts.iter().filter_map(|row| id_of(row, "id")) {
+            self.call(
+                Method::DELETE,
+                &format!("model/sale.sale/{id}"),
+                &[],
+                None,
+                Some(&refs.context),
+            )
+            .await?;
+            dropped.push(id);
+        }
+        Ok(dropped)
     }
 
     async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {

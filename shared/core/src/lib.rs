@@ -8,6 +8,8 @@ pub mod changes;
 pub mod config;
 pub mod edits;
 pub mod error;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod flows;
 pub mod fulfilment;
 pub mod ids;

@@ -156,7 +156,15 @@ pub struct NewSale<'a> {
 
 #[async_trait]
 pub trait SalesErp: Send + Sync {
+    /// The sale with this reference: the oldest that is not cancelled (else the oldest).
     async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError>;
+    /// Deletes the draft sales with this reference other than `keep`: left by a create whose
+    /// answer was lost while the ERP was still working on it. Answers the ids deleted.
+    async fn drop_duplicate_drafts(
+        &self,
+        reference: &str,
+        keep: i64,
+    ) -> Result<Vec<i64>, SyncError>;
 
     /// The products known under these SKUs; unknown SKUs are simply absent.
     async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError>;

@@ -254,6 +254,31 @@ async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &Order
     }
 }
 
+/// A create whose answer was lost (a timeout while the ERP was still at work) can commit
+/// after the retry looked the reference up and made its own sale. Whenever a sale is about to
+/// move on, the oldest live one with the reference is kept and younger drafts are deleted,
+/// so two attempts never leave two sales.
+async fn keep_one_sale(
+    erp: &dyn SalesErp,
+    reference: &str,
+    ours: ErpSale,
+) -> Result<ErpSale, SyncError> {
+    let kept = match erp.find_sale_by_reference(reference).await? {
+        Some(oldest) if oldest.id != ours.id => oldest,
+        _ => ours,
+    };
+    let dropped = erp.drop_duplicate_drafts(reference, kept.id).await?;
+    if !dropped.is_empty() {
+        warn!(
+            reference,
+            kept = kept.id,
+            ?dropped,
+            "duplicate draft sales from lost creates deleted"
+        );
+    }
+    Ok(kept)
+}
+
 /// After a sale is confirmed its reservation is counted: a SKU whose available stock is now
 /// below zero is short by that much. A failed check only loses the flag, never the order.
 async fn shortage(stock: &dyn ErpStock, warehouse: &str, skus: &[Sku]) -> Option<String> {
@@ -401,6 +426,7 @@ async fn apply(
             })
             .await?;
         info!(entity = %entity, erp_id = sale.id, "sale created in the ERP");
+        let sale = keep_one_sale(erp, &draft.reference, sale).await?;
         let sale = confirm(erp, sale, &draft.reference).await?;
         let backordered = match deps.availability {
             Some(stock) => shortage(stock, &deps.config.erp.warehouse, &skus).await,
@@ -415,6 +441,7 @@ async fn apply(
         });
     };
     // A sale left by an interrupted attempt is moved on first, then brought up to date.
+    let sale = keep_one_sale(erp, &draft.reference, sale).await?;
     let sale = confirm(erp, sale, &draft.reference).await?;
     let details = erp.sale_details(sale.id).await?;
     let Some(plan) = edits::plan_edit(order_name, &details, draft, &products)? else {
@@ -481,6 +508,7 @@ async fn cancel(
             erp_number: None,
         });
     };
+    let sale = keep_one_sale(erp, reference, sale).await?;
     let number = sale.number.clone().unwrap_or_else(|| sale.id.to_string());
     if deps.config.ownership.orders == Owner::Erp && sale.state != ErpSaleState::Cancelled {
         return Ok(OrderOutcome::Skipped {

@@ -1,0 +1,387 @@
+//! In-memory fakes of the order flow's ports (claims, sync state, the ERP), for core's unit
+//! tests and the instruction-count benchmark. Never used by a function: the real adapters
+//! are tested against DynamoDB (moto) and Tryton.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::SyncError;
+use crate::ids::{CountryCode, Email, Sku};
+use crate::mapping::CustomerDraft;
+use crate::order::Address;
+use crate::ports::*;
+use crate::state::*;
+
+/// Claims and sync state in one place, as the DynamoDB table keeps them.
+#[derive(Default)]
+pub struct FakeStore {
+    pub records: Mutex<HashMap<String, (bool, String, serde_json::Value)>>,
+    pub states: Mutex<HashMap<EntityRef, SyncState>>,
+    pub completed: Mutex<Vec<SyncRecord>>,
+    pub failures: Mutex<Vec<(EntityRef, SyncStatus, ErrorReport)>>,
+}
+
+pub fn poisoned<T>(_: T) -> SyncError {
+    SyncError::retryable("lock", "poisoned")
+}
+
+impl FakeStore {
+    pub fn write_state(&self, record: &SyncRecord) -> Result<(), SyncError> {
+        let mut states = self.states.lock().map_err(poisoned)?;
+        let attempts = states.get(&record.entity).map(|s| s.attempts).unwrap_or(0);
+        states.insert(
+            record.entity.clone(),
+            SyncState {
+                entity: record.entity.clone(),
+                status: record.status,
+                erp_id: record.erp_id,
+                erp_number: record.erp_number.clone(),
+                version: record.version,
+                note: record.note.clone(),
+                attempts,
+                last_error: None,
+                updated_at: OffsetDateTime::now_utc(),
+            },
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for FakeStore {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        _until: OffsetDateTime,
+    ) -> Result<Claim, SyncError> {
+        let mut records = self.records.lock().map_err(poisoned)?;
+        match records.get(key.as_str()) {
+            None => {
+                records.insert(
+                    key.as_str().to_owned(),
+                    (false, hash.as_str().to_owned(), serde_json::Value::Null),
+                );
+                Ok(Claim::Start)
+            }
+            Some((false, _, _)) => Ok(Claim::InProgress),
+            Some((true, stored, outcome)) => Ok(Claim::AlreadyDone {
+                outcome: outcome.clone(),
+                same_payload: stored == hash.as_str(),
+            }),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        hash: &PayloadHash,
+        outcome: &serde_json::Value,
+        record: &SyncRecord,
+    ) -> Result<(), SyncError> {
+        self.records.lock().map_err(poisoned)?.insert(
+            key.as_str().to_owned(),
+            (true, hash.as_str().to_owned(), outcome.clone()),
+        );
+        self.completed
+            .lock()
+            .map_err(poisoned)?
+            .push(record.clone());
+        self.write_state(record)
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
+        self.records.lock().map_err(poisoned)?.remove(key.as_str());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SyncStateStore for FakeStore {
+    async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
+        self.write_state(record)
+    }
+    async fn record_failure(
+        &self,
+        entity: &EntityRef,
+        status: SyncStatus,
+        error: &ErrorReport,
+    ) -> Result<(), SyncError> {
+        self.failures
+            .lock()
+            .map_err(poisoned)?
+            .push((entity.clone(), status, error.clone()));
+        Ok(())
+    }
+    async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
+        Ok(self.states.lock().map_err(poisoned)?.get(entity).cloned())
+    }
+}
+
+#[derive(Default)]
+pub struct FakeErp {
+    pub sales: Mutex<Vec<(String, ErpSale)>>,
+    pub lines: Mutex<HashMap<i64, Vec<crate::ports::ErpSaleLine>>>,
+    pub dispatched: Mutex<bool>,
+    pub customers: Mutex<Vec<(Option<Email>, ErpCustomer)>>,
+    pub products: HashMap<Sku, ErpProduct>,
+    pub writes: Mutex<u32>,
+    /// The next create reaches the ERP, but its answer is lost.
+    pub lose_create_answer: Mutex<bool>,
+    /// The next look-up by reference runs before a pending create commits.
+    pub hide_next_lookup: Mutex<bool>,
+}
+
+fn take(flag: &Mutex<bool>) -> bool {
+    flag.lock()
+        .map(|mut f| std::mem::replace(&mut *f, false))
+        .unwrap_or(false)
+}
+
+impl FakeErp {
+    pub fn lose_next_create_answer(&self) {
+        if let Ok(mut flag) = self.lose_create_answer.lock() {
+            *flag = true;
+        }
+    }
+
+    pub fn hide_sales_from_next_lookup(&self) {
+        if let Ok(mut flag) = self.hide_next_lookup.lock() {
+            *flag = true;
+        }
+    }
+
+    pub fn with_products(skus: &[&str]) -> Self {
+        let products = skus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                Some((
+                    Sku::parse(s).ok()?,
+                    ErpProduct {
+                        id: i as i64 + 1,
+                        unit_id: 1,
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            products,
+            ..Self::default()
+        }
+    }
+    pub fn sales(&self) -> Vec<(String, ErpSale)> {
+        self.sales.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+    pub fn writes(&self) -> u32 {
+        self.writes.lock().map(|w| *w).unwrap_or_default()
+    }
+    pub fn wrote(&self) -> Result<(), SyncError> {
+        *self
+            .writes
+            .lock()
+            .map_err(|_| SyncError::retryable("lock", "poisoned"))? += 1;
+        Ok(())
+    }
+    pub fn set_state(&self, id: i64, state: ErpSaleState) -> Result<ErpSale, SyncError> {
+        let mut sales = self
+            .sales
+            .lock()
+            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
+        let (_, sale) = sales
+            .iter_mut()
+            .find(|(_, s)| s.id == id)
+            .ok_or_else(|| SyncError::permanent("not_found", "no sale"))?;
+        sale.state = state;
+        Ok(sale.clone())
+    }
+}
+
+#[async_trait]
+impl SalesErp for FakeErp {
+    async fn drop_duplicate_drafts(
+        &self,
+        reference: &str,
+        keep: i64,
+    ) -> Result<Vec<i64>, SyncError> {
+        let mut sales = self.sales.lock().map_err(poisoned)?;
+        let dropped: Vec<i64> = sales
+            .iter()
+            .filter(|(r, s)| r == reference && s.id != keep && s.state == ErpSaleState::Draft)
+            .map(|(_, s)| s.id)
+            .collect();
+        sales.retain(|(_, s)| !dropped.contains(&s.id));
+        Ok(dropped)
+    }
+
+    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError> {
+        if take(&self.hide_next_lookup) {
+            return Ok(None);
+        }
+        Ok(self
+            .sales()
+            .into_iter()
+            .find(|(r, _)| r == reference)
+            .map(|(_, s)| s))
+    }
+    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError> {
+        Ok(skus
+            .iter()
+            .filter_map(|s| self.products.get(s).map(|p| (s.clone(), p.clone())))
+            .collect())
+    }
+    async fn find_customer_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<ErpCustomer>, SyncError> {
+        let customers = self
+            .customers
+            .lock()
+            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
+        Ok(customers
+            .iter()
+            .find(|(e, _)| e.as_ref() == Some(email))
+            .map(|(_, c)| c.clone()))
+    }
+    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError> {
+        self.wrote()?;
+        let mut customers = self
+            .customers
+            .lock()
+            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
+        let id = customers.len() as i64 + 100;
+        let address = |offset: i64, a: &Address| ErpAddress {
+            id: id * 10 + offset,
+            street: Some(a.street.clone()),
+            postal_code: a.postal_code.clone(),
+            city: a.city.clone(),
+            country: Some(a.country.clone()),
+        };
+        let mut addresses = vec![address(0, &customer.invoice_address)];
+        if customer.shipment_address != customer.invoice_address {
+            addresses.push(address(1, &customer.shipment_address));
+        }
+        let created = ErpCustomer {
+            id,
+            name: Some(customer.name.clone()),
+            addresses,
+        };
+        customers.push((customer.email.clone(), created.clone()));
+        Ok(created)
+    }
+    async fn add_address(
+        &self,
+        _customer_id: i64,
+        address: &Address,
+    ) -> Result<ErpAddress, SyncError> {
+        self.wrote()?;
+        Ok(ErpAddress {
+            id: 999,
+            street: Some(address.street.clone()),
+            postal_code: address.postal_code.clone(),
+            city: address.city.clone(),
+            country: Some(address.country.clone()),
+        })
+    }
+    async fn rename_customer(&self, _customer_id: i64, _name: &str) -> Result<(), SyncError> {
+        self.wrote()
+    }
+    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        let mut sales = self
+            .sales
+            .lock()
+            .map_err(|_| SyncError::retryable("lock", "poisoned"))?;
+        let created = ErpSale {
+            id: sales.len() as i64 + 1,
+            number: None,
+            state: ErpSaleState::Draft,
+        };
+        sales.push((sale.draft.reference.clone(), created.clone()));
+        let lines = sale
+            .draft
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| crate::ports::ErpSaleLine {
+                id: created.id * 100 + i as i64,
+                sku: Some(l.sku.clone()),
+                product_id: sale.products.get(&l.sku).map(|p| p.id),
+                unit_id: Some(1),
+                quantity: rust_decimal::Decimal::from(l.quantity),
+                unit_price: l.unit_price,
+                description: Some(l.description.clone()),
+            })
+            .collect();
+        self.lines
+            .lock()
+            .map_err(poisoned)?
+            .insert(created.id, lines);
+        if take(&self.lose_create_answer) {
+            return Err(SyncError::dependency_down(
+                "erp_unavailable",
+                "the create's answer was lost (injected)",
+            ));
+        }
+        Ok(created)
+    }
+    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.set_state(sale_id, ErpSaleState::Quotation)
+    }
+    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.set_state(sale_id, ErpSaleState::Processing)
+    }
+    async fn sale_details(&self, sale_id: i64) -> Result<crate::ports::ErpSaleDetails, SyncError> {
+        let sale = self
+            .sales()
+            .into_iter()
+            .map(|(_, s)| s)
+            .find(|s| s.id == sale_id)
+            .ok_or_else(|| SyncError::permanent("not_found", "no sale"))?;
+        Ok(crate::ports::ErpSaleDetails {
+            sale,
+            customer_id: 42,
+            invoice_address_id: 420,
+            shipment_address: ErpAddress {
+                id: 420,
+                street: Some("Chestnut Street 92".to_owned()),
+                postal_code: Some("40202".to_owned()),
+                city: Some("Louisville".to_owned()),
+                country: CountryCode::parse("US").ok(),
+            },
+            lines: self
+                .lines
+                .lock()
+                .map_err(poisoned)?
+                .get(&sale_id)
+                .cloned()
+                .unwrap_or_default(),
+            fulfilment_started: *self.dispatched.lock().map_err(poisoned)?,
+            invoiced: false,
+        })
+    }
+    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        self.set_state(sale_id, ErpSaleState::Cancelled)
+    }
+    async fn amend_sale(
+        &self,
+        sale_id: i64,
+        amendment: &crate::ports::SaleAmendment,
+    ) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        let mut all = self.lines.lock().map_err(poisoned)?;
+        let lines = all.entry(sale_id).or_default();
+        for change in &amendment.lines {
+            if let Some(line) = lines.iter_mut().find(|l| l.id == change.line_id) {
+                line.quantity = change.quantity;
+                line.unit_price = change.unit_price;
+            }
+        }
+        drop(all);
+        self.set_state(sale_id, ErpSaleState::Processing)
+    }
+}
