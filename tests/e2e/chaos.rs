@@ -464,6 +464,7 @@ async fn chaos() {
     for (kind, (count, ok)) in &tally {
         println!("  {kind:<18} {count:>7} {ok:>18}");
     }
+    println!("  the functions' logs: {}", log_path.display());
     println!(
         "  dead-letter queue: {} message(s) for {} order(s), expected the {} poison: {}",
         parked.len(),

@@ -531,8 +531,15 @@ impl SalesErp for TrytonClient {
                 Some(json!([["id", "ASC"]])),
             )
             .await?;
-        let live = rows.iter().find(|row| row["state"] != "cancelled");
-        live.or(rows.first()).map(sale_of).transpose()
+        // The furthest along wins (a lost create can leave a younger or older draft beside
+        // it); among equals the oldest; a cancelled one only when nothing else is left.
+        let rank = |row: &&Value| match row["state"].as_str() {
+            Some("processing" | "confirmed" | "done") => 0,
+            Some("quotation") => 1,
+            Some("draft") => 2,
+            _ => 3,
+        };
+        rows.iter().min_by_key(rank).map(sale_of).transpose()
     }
 
     async fn drop_duplicate_drafts(
@@ -910,6 +917,7 @@ impl SalesErp for TrytonClient {
 
 const REVIEW_FIELDS: &[&str] = &[
     "number",
+    "state",
     "reference",
     "sale_date",
     "currency.code",
@@ -976,6 +984,7 @@ fn sale_view(sale: &Value) -> Option<ReviewedSale> {
     let party = &sale["party"];
     Some(ReviewedSale {
         id: id_of(sale, "id")?,
+        state: text_of(sale, "state").unwrap_or_default(),
         number: text_of(sale, "number"),
         reference: text_of(sale, "reference"),
         customer_name: text_of(party, "name").unwrap_or_default(),

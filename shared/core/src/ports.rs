@@ -156,7 +156,8 @@ pub struct NewSale<'a> {
 
 #[async_trait]
 pub trait SalesErp: Send + Sync {
-    /// The sale with this reference: the oldest that is not cancelled (else the oldest).
+    /// The sale with this reference: the one furthest along (confirmed or later, then
+    /// quotation, then draft; cancelled last), the oldest among equals.
     async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError>;
     /// Deletes the draft sales with this reference other than `keep`: left by a create whose
     /// answer was lost while the ERP was still working on it. Answers the ids deleted.

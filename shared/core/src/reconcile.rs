@@ -74,13 +74,26 @@ async fn totals_disagree(
     let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
         return Ok(None);
     };
-    let Some(sale) = deps
+    let live: Vec<_> = deps
         .erp
         .sales_by_reference(&draft.reference)
         .await?
         .into_iter()
-        .next()
-    else {
+        .filter(|sale| sale.state != "cancelled")
+        .collect();
+    if live.len() > 1 {
+        let numbers: Vec<&str> = live
+            .iter()
+            .map(|s| s.number.as_deref().unwrap_or("(draft)"))
+            .collect();
+        return Ok(Some(format!(
+            "{} has {} live ERP sales ({}): keep the one that was confirmed, cancel the others",
+            parsed.name,
+            live.len(),
+            numbers.join(", ")
+        )));
+    }
+    let Some(sale) = live.into_iter().next() else {
         return Ok(None);
     };
     let shop_total = draft.total().round_dp(2);

@@ -25,6 +25,8 @@ pub struct ErpSaleView {
     /// (SKU, quantity, unit price) of each product line.
     pub lines: Vec<(Sku, Decimal, Decimal)>,
     pub untaxed_amount: Decimal,
+    /// The ERP's state (draft, quotation, confirmed, processing, done, cancelled).
+    pub state: String,
 }
 
 #[async_trait]
@@ -205,6 +207,7 @@ mod tests {
             sale_date: None,
             lines,
             untaxed_amount,
+            state: "processing".to_owned(),
         }
     }
 

@@ -256,8 +256,8 @@ async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &Order
 
 /// A create whose answer was lost (a timeout while the ERP was still at work) can commit
 /// after the retry looked the reference up and made its own sale. Whenever a sale is about to
-/// move on, the oldest live one with the reference is kept and younger drafts are deleted,
-/// so two attempts never leave two sales.
+/// move on, the one furthest along is kept and the other drafts are deleted, so two attempts
+/// never leave two sales.
 async fn keep_one_sale(
     erp: &dyn SalesErp,
     reference: &str,
