@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
+use erpsync_core::state::SyncStatus;
 use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
@@ -31,6 +32,7 @@ const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
 struct KillingInvoker {
     deps: Arc<order_sync::Deps>,
     killed: AtomicU64,
+    timed_out: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -46,19 +48,25 @@ impl Invoker for KillingInvoker {
             &self.deps,
             lambda_runtime::LambdaEvent::new(event, context),
         );
-        if rand::random::<f64>() < 0.01 {
-            let after = Duration::from_millis(rand::random_range(20..1500));
-            match tokio::time::timeout(after, run).await {
-                Ok(response) => Ok(response),
-                Err(_) => {
-                    // Dropped mid-flight like a killed process: whatever reached the ERP
-                    // stays there, the claim stays held until its lease runs out.
-                    self.killed.fetch_add(1, Ordering::Relaxed);
-                    anyhow::bail!("invocation killed after {after:?}")
-                }
-            }
+        // Lambda stops an invocation at its timeout; 1 % are killed earlier, part-way.
+        let killed = rand::random::<f64>() < 0.01;
+        let after = if killed {
+            Duration::from_millis(rand::random_range(20..1500))
         } else {
-            Ok(run.await)
+            FUNCTION_TIMEOUT
+        };
+        match tokio::time::timeout(after, run).await {
+            Ok(response) => Ok(response),
+            Err(_) => {
+                // Dropped mid-flight like a killed process: whatever reached the ERP stays
+                // there, the claim stays held until its lease (the deadline) runs out.
+                if killed {
+                    self.killed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.timed_out.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::bail!("invocation stopped after {after:?}")
+            }
         }
     }
 }
@@ -214,6 +222,7 @@ async fn chaos() {
     let invoker = Arc::new(KillingInvoker {
         deps: world.orders.clone(),
         killed: AtomicU64::new(0),
+        timed_out: AtomicU64::new(0),
     });
     let arn = world
         .resources
@@ -272,16 +281,33 @@ async fn chaos() {
         proxy.outage(Duration::from_secs(30));
     }
 
-    // Until the queue is empty: nothing visible, in flight or delayed.
+    // Until every order's sync state shows its latest version (the poison: needing a person)
+    // and the queue is empty.
     let limit = Duration::from_secs(60 * 40);
-    let mut quiet = 0;
-    while quiet < 3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    let latest = |order: &PlannedOrder| match order.fate {
+        Fate::Updated { .. } | Fate::Cancelled => time::macros::datetime!(2026-11-29 15:10 UTC),
+        Fate::Plain | Fate::Poison => time::macros::datetime!(2026-11-29 15:05 UTC),
+    };
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut waiting = 0;
+        for order in &plan {
+            let state = world.state("uk-shop", &order.id).await;
+            let settled = match order.fate {
+                Fate::Poison => state.is_some_and(|s| s.status == SyncStatus::NeedsAttention),
+                _ => state.is_some_and(|s| s.version == Some(latest(order))),
+            };
+            if !settled {
+                waiting += 1;
+            }
+        }
         let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
-        quiet = if depth == 0 { quiet + 1 } else { 0 };
+        if waiting == 0 && depth == 0 {
+            break;
+        }
         assert!(
             started.elapsed() < limit,
-            "the orders queue did not drain in {limit:?} ({depth} left)"
+            "not settled in {limit:?}: {waiting} order(s) short of their latest version, {depth} message(s) queued"
         );
     }
     let faults = proxy.counts();
@@ -454,8 +480,10 @@ async fn chaos() {
         faults.forwarded
     );
     println!(
-        "            {} order-sync invocations killed mid-batch",
-        invoker.killed.load(Ordering::Relaxed)
+        "            {} order-sync invocations killed mid-batch ({} more stopped at the {} s timeout)",
+        invoker.killed.load(Ordering::Relaxed),
+        invoker.timed_out.load(Ordering::Relaxed),
+        FUNCTION_TIMEOUT.as_secs()
     );
     println!(
         "  {:<18} {:>7} {:>18}",

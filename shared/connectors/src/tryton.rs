@@ -208,14 +208,18 @@ impl TrytonClient {
                 ),
             ),
             // Two transactions drawing the same sequence number (party codes, sale numbers)
-            // collide on a unique constraint; the retry draws a fresh one.
-            s if message.contains("must be unique") => SyncError::retryable(
-                "erp_conflict",
-                format!(
-                    "Tryton reported a concurrent write on {method} {path} (HTTP {}): {message}",
-                    s.as_u16()
-                ),
-            ),
+            // collide on a unique constraint; the retry draws a fresh one. A workflow step
+            // refused because the record moved on meanwhile ("You can not call quote on ...")
+            // is the same kind of race: the retry reads the state again.
+            s if message.contains("must be unique") || message.contains("You can not call") => {
+                SyncError::retryable(
+                    "erp_conflict",
+                    format!(
+                        "Tryton reported a concurrent write on {method} {path} (HTTP {}): {message}",
+                        s.as_u16()
+                    ),
+                )
+            }
             s => SyncError::permanent(
                 "erp_rejected",
                 format!(
