@@ -422,14 +422,23 @@ async fn chaos() {
     let redriven = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let mut quiet = 0;
-    while quiet < 3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut waiting = 0;
+        for order in &poison {
+            let state = world.state("uk-shop", &order.id).await;
+            if !state.is_some_and(|s| s.status != SyncStatus::NeedsAttention && s.erp_id.is_some())
+            {
+                waiting += 1;
+            }
+        }
         let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
-        quiet = if depth == 0 { quiet + 1 } else { 0 };
+        if waiting == 0 && depth == 0 {
+            break;
+        }
         assert!(
             started.elapsed() < limit,
-            "the redriven orders did not drain"
+            "the redriven orders did not settle ({waiting} waiting)"
         );
     }
     let _ = stop.send(true);
