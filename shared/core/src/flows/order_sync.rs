@@ -563,6 +563,18 @@ async fn cancel(
             )
             .await?
         }
+        // Done with every line at zero: an earlier attempt's amendment to zero went
+        // through (its answer was lost). The cancellation is made; nothing more to do.
+        ErpSaleState::Done
+            if erp
+                .sale_details(sale.id)
+                .await?
+                .lines
+                .iter()
+                .all(|l| l.quantity.is_zero()) =>
+        {
+            sale.clone()
+        }
         ErpSaleState::Done | ErpSaleState::Other(_) => {
             return Err(SyncError::permanent(
                 "cancelled_after_dispatch",
