@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
@@ -34,9 +33,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env::required("TABLE_NAME")?,
     );
-    let max_receives = env::required("MAX_RECEIVE_COUNT")?
-        .parse::<u32>()
-        .context("MAX_RECEIVE_COUNT is not a number")?;
     // Set when a channel keeps stock real-time: sales that move stock are announced there.
     let stock_refresh = std::env::var("STOCK_REFRESH_QUEUE_URL")
         .ok()
@@ -47,14 +43,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         availability: Some(Box::new(availability)),
         store: store.clone(),
         erp: Box::new(erp),
-        runner: BatchRunner {
-            flow: "order-sync",
-            source: Queue::new(sqs.clone(), env::required("ORDERS_QUEUE_URL")?),
-            dead_letter: Queue::new(sqs, env::required("ORDERS_DLQ_URL")?),
-            retry: config.retry.clone(),
-            max_receives: Some(max_receives),
-            state: Some(Arc::new(store)),
-        },
+        runner: BatchRunner::from_env(
+            "order-sync",
+            "ORDERS",
+            &sqs,
+            config.retry.clone(),
+            Arc::new(store),
+        )?,
         config,
     };
     let deps = &deps;

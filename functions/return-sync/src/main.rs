@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use aws_lambda_events::event::sqs::SqsEvent;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::sqs::Queue;
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -31,20 +29,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env::required("TABLE_NAME")?,
     );
-    let max_receives = env::required("MAX_RECEIVE_COUNT")?
-        .parse::<u32>()
-        .context("MAX_RECEIVE_COUNT is not a number")?;
     let deps = Deps {
         store: store.clone(),
         erp: Box::new(erp),
-        runner: BatchRunner {
-            flow: "return-sync",
-            source: Queue::new(sqs.clone(), env::required("RETURNS_QUEUE_URL")?),
-            dead_letter: Queue::new(sqs, env::required("RETURNS_DLQ_URL")?),
-            retry: config.retry.clone(),
-            max_receives: Some(max_receives),
-            state: Some(Arc::new(store)),
-        },
+        runner: BatchRunner::from_env(
+            "return-sync",
+            "RETURNS",
+            &sqs,
+            config.retry.clone(),
+            Arc::new(store),
+        )?,
         config,
     };
     let deps = &deps;

@@ -4,11 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::sqs::Queue;
 use erpsync_aws::{env, telemetry};
 use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::admin_clients;
@@ -38,21 +36,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env::required("TABLE_NAME")?,
     );
-    let max_receives = env::required("MAX_RECEIVE_COUNT")?
-        .parse::<u32>()
-        .context("MAX_RECEIVE_COUNT is not a number")?;
     let deps = Deps {
         store: store.clone(),
         erp: Box::new(erp),
         channels,
-        runner: BatchRunner {
-            flow: "shipment-sync",
-            source: Queue::new(sqs.clone(), env::required("SHIPMENTS_QUEUE_URL")?),
-            dead_letter: Queue::new(sqs, env::required("SHIPMENTS_DLQ_URL")?),
-            retry: config.retry.clone(),
-            max_receives: Some(max_receives),
-            state: Some(Arc::new(store)),
-        },
+        runner: BatchRunner::from_env(
+            "shipment-sync",
+            "SHIPMENTS",
+            &sqs,
+            config.retry.clone(),
+            Arc::new(store),
+        )?,
         config,
     };
     let deps = &deps;

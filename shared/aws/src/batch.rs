@@ -35,6 +35,35 @@ pub struct BatchRunner {
 }
 
 impl BatchRunner {
+    /// The runner of a queue-triggered function, from the environment the template gives
+    /// it: `<QUEUE>_QUEUE_URL`, `<QUEUE>_DLQ_URL` and `MAX_RECEIVE_COUNT`.
+    pub fn from_env(
+        flow: &'static str,
+        queue: &str,
+        sqs: &aws_sdk_sqs::Client,
+        retry: RetryPolicy,
+        state: Arc<dyn SyncStateStore>,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let max_receives = crate::env::required("MAX_RECEIVE_COUNT")?
+            .parse::<u32>()
+            .context("MAX_RECEIVE_COUNT is not a number")?;
+        Ok(Self {
+            flow,
+            source: Queue::new(
+                sqs.clone(),
+                crate::env::required(&format!("{queue}_QUEUE_URL"))?,
+            ),
+            dead_letter: Queue::new(
+                sqs.clone(),
+                crate::env::required(&format!("{queue}_DLQ_URL"))?,
+            ),
+            retry,
+            max_receives: Some(max_receives),
+            state: Some(state),
+        })
+    }
+
     pub async fn run(&self, event: SqsEvent, processor: &dyn MessageProcessor) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         // A failed group's (or a down dependency's) retry delay: what its held-back messages
