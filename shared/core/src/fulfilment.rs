@@ -13,8 +13,8 @@ use tracing::{info, warn};
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
-use crate::ports::{IdempotencyStore, SyncStateStore};
-use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::ports::{IdempotencyStore, Once, SyncStateStore, once};
+use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
 /// A shipment the ERP has marked done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,72 +249,51 @@ pub async fn sync_shipment(
         &format!("shipment-{}", shipment.id),
     );
     let hash = PayloadHash::of(&shipment.id);
-    match deps
-        .idempotency
-        .claim(&key, &hash, deps.lease_until)
-        .await?
-    {
-        Claim::AlreadyDone { .. } => return Ok(ShipmentOutcome::Replayed),
-        Claim::InProgress => {
-            return Err(SyncError::in_flight(format!(
-                "shipment {} is being synced by another run",
-                shipment.number
-            )));
-        }
-        Claim::Start => {}
-    }
-    let result = fulfil(deps, channel, shop, &order_id, shipment).await;
     let entity = EntityRef {
         flow: Flow::ShipmentSync,
         channel: channel_id.clone(),
         entity_id: order_id.clone(),
     };
-    match result {
-        Ok(outcome) => {
-            let note = match &outcome {
-                ShipmentOutcome::Fulfilled {
-                    quantity,
-                    back_order_pending,
-                    ..
-                } => format!(
-                    "shipment {}: {quantity} item(s) fulfilled{}",
-                    shipment.number,
-                    if *back_order_pending {
-                        "; backordered: the rest ships later"
-                    } else {
-                        ""
-                    }
-                ),
-                _ => format!("shipment {}: the shop already showed it", shipment.number),
-            };
-            let record = SyncRecord {
-                entity,
-                status: SyncStatus::Synced,
-                erp_id: Some(shipment.id),
-                erp_number: Some(shipment.number.clone()),
-                version: None,
-                note: Some(note),
-            };
-            let stored = serde_json::to_value(&outcome).unwrap_or_default();
-            deps.idempotency
-                .complete(&key, &hash, &stored, &record)
-                .await?;
-            if let ShipmentOutcome::Fulfilled {
-                back_order_pending, ..
-            } = &outcome
-            {
-                follow_back_order(deps, &channel_id, &order_id, shipment, *back_order_pending)
-                    .await;
-            }
-            Ok(outcome)
-        }
-        Err(error) => {
-            if let Err(release) = deps.idempotency.release(&key).await {
-                warn!(key = %key, error = %release, "could not release the shipment claim");
-            }
-            Err(error)
-        }
+    let work = async {
+        let outcome = fulfil(deps, channel, shop, &order_id, shipment).await?;
+        let note = match &outcome {
+            ShipmentOutcome::Fulfilled {
+                quantity,
+                back_order_pending,
+                ..
+            } => format!(
+                "shipment {}: {quantity} item(s) fulfilled{}",
+                shipment.number,
+                if *back_order_pending {
+                    "; backordered: the rest ships later"
+                } else {
+                    ""
+                }
+            ),
+            _ => format!("shipment {}: the shop already showed it", shipment.number),
+        };
+        let record = SyncRecord {
+            entity,
+            status: SyncStatus::Synced,
+            erp_id: Some(shipment.id),
+            erp_number: Some(shipment.number.clone()),
+            version: None,
+            note: Some(note),
+        };
+        Ok((outcome, record))
+    };
+    let what = format!("shipment {}", shipment.number);
+    let outcome = match once(deps.idempotency, &key, &hash, deps.lease_until, &what, work).await? {
+        Once::Ran(outcome) => outcome,
+        Once::Replayed => return Ok(ShipmentOutcome::Replayed),
+    };
+    if let ShipmentOutcome::Fulfilled {
+        back_order_pending, ..
+    } = &outcome
+    {
+        follow_back_order(deps, &channel_id, &order_id, shipment, *back_order_pending).await;
     }
+    Ok(outcome)
 }
 
 /// The order's status follows its dispatches: backordered while a back order waits,

@@ -41,6 +41,51 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError>;
 }
 
+/// What [`once`] did: ran the work (its result), or found it done already.
+pub enum Once<T> {
+    Ran(T),
+    Replayed,
+}
+
+/// Claim-or-replay around one operation: claims `key`, runs `work`, then completes the
+/// claim with the outcome and the sync state in one write, or releases it on failure so the
+/// retry runs again. Another holder of the claim is an in-flight error naming `what`.
+pub async fn once<T, F>(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    hash: &PayloadHash,
+    lease_until: OffsetDateTime,
+    what: &str,
+    work: F,
+) -> Result<Once<T>, SyncError>
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<(T, SyncRecord), SyncError>>,
+{
+    match store.claim(key, hash, lease_until).await? {
+        Claim::AlreadyDone { .. } => return Ok(Once::Replayed),
+        Claim::InProgress => {
+            return Err(SyncError::in_flight(format!(
+                "{what} is being handled by another worker"
+            )));
+        }
+        Claim::Start => {}
+    }
+    match work.await {
+        Ok((outcome, record)) => {
+            let stored = serde_json::to_value(&outcome).unwrap_or_default();
+            store.complete(key, hash, &stored, &record).await?;
+            Ok(Once::Ran(outcome))
+        }
+        Err(error) => {
+            if let Err(release) = store.release(key).await {
+                tracing::warn!(key = %key, error = %release, "could not release the claim");
+            }
+            Err(error)
+        }
+    }
+}
+
 #[async_trait]
 pub trait SyncStateStore: Send + Sync {
     /// Records an outcome that is not a completed claim (skipped, shadow, ...).

@@ -8,15 +8,17 @@ use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::flows::order_sync::confirm;
 use crate::ids::{ExternalOrderId, Sku};
 use crate::mapping::sale_reference;
-use crate::ports::{ErpSaleDetails, IdempotencyStore, SalesErp, SyncStateStore, note_failure};
-use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::ports::{
+    ErpSaleDetails, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure, once,
+};
+use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
 /// A refund as the shop reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,32 +249,20 @@ pub async fn sync_refund(
         &format!("refund-{}", refund.id),
     );
     let hash = PayloadHash::of(refund);
-    match deps
-        .idempotency
-        .claim(&key, &hash, deps.lease_until)
-        .await?
+    let what = format!("refund {}", refund.id);
+    match once(
+        deps.idempotency,
+        &key,
+        &hash,
+        deps.lease_until,
+        &what,
+        book(deps, channel, refund),
+    )
+    .await
     {
-        Claim::AlreadyDone { .. } => return Ok(ReturnOutcome::Replayed),
-        Claim::InProgress => {
-            return Err(SyncError::in_flight(format!(
-                "refund {} is being booked by another worker",
-                refund.id
-            )));
-        }
-        Claim::Start => {}
-    }
-    match book(deps, channel, refund).await {
-        Ok((outcome, record)) => {
-            let stored = serde_json::to_value(&outcome).unwrap_or_default();
-            deps.idempotency
-                .complete(&key, &hash, &stored, &record)
-                .await?;
-            Ok(outcome)
-        }
+        Ok(Once::Ran(outcome)) => Ok(outcome),
+        Ok(Once::Replayed) => Ok(ReturnOutcome::Replayed),
         Err(error) => {
-            if let Err(release) = deps.idempotency.release(&key).await {
-                warn!(key = %key, error = %release, "could not release the refund claim");
-            }
             note_failure(
                 deps.state,
                 &refund_entity(channel, refund),

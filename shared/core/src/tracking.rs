@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::error::{ParseError, SyncError};
 use crate::fulfilment::{FulfilmentChannels, FulfilmentEvent, FulfilmentRef, TrackingIndex};
 use crate::ids::ChannelId;
-use crate::ports::IdempotencyStore;
-use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::ports::{IdempotencyStore, Once, once};
+use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
 /// The one EasyPost event this flow acts on.
 pub const TRACKER_UPDATED: &str = "tracker.updated";
@@ -173,35 +173,20 @@ pub async fn apply_tracking(
     };
     let key = IdempotencyKey::new(Flow::Tracking, &found.channel, &update.event_id);
     let hash = PayloadHash::of(update);
-    match deps
-        .idempotency
-        .claim(&key, &hash, deps.lease_until)
-        .await?
-    {
-        Claim::AlreadyDone { .. } => return Ok(TrackingOutcome::Replayed),
-        Claim::InProgress => {
-            return Err(SyncError::in_flight(format!(
-                "tracking event {} is being applied",
-                update.event_id
-            )));
-        }
-        Claim::Start => {}
-    }
-    match apply(deps, update, &found).await {
-        Ok((outcome, record)) => {
-            let stored = serde_json::to_value(&outcome).unwrap_or_default();
-            deps.idempotency
-                .complete(&key, &hash, &stored, &record)
-                .await?;
-            Ok(outcome)
-        }
-        Err(error) => {
-            if let Err(release) = deps.idempotency.release(&key).await {
-                tracing::warn!(key = %key, error = %release, "could not release the tracking claim");
-            }
-            Err(error)
-        }
-    }
+    let what = format!("tracking event {}", update.event_id);
+    let ran = once(
+        deps.idempotency,
+        &key,
+        &hash,
+        deps.lease_until,
+        &what,
+        apply(deps, update, &found),
+    )
+    .await?;
+    Ok(match ran {
+        Once::Ran(outcome) => outcome,
+        Once::Replayed => TrackingOutcome::Replayed,
+    })
 }
 
 async fn apply(
