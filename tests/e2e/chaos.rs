@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
-use erpsync_core::state::SyncStatus;
+use erpsync_core::state::{Flow, SyncState, SyncStatus};
 use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
@@ -283,28 +283,48 @@ async fn chaos() {
 
     // Until every order's sync state shows its latest version (the poison: needing a person)
     // and the queue is empty.
-    let limit = Duration::from_secs(60 * 40);
+    // A guard against a hang, not a timing claim: generous, and growing with N.
+    let limit = Duration::from_secs((60 * 40).max(n as u64 * 6));
     let latest = |order: &PlannedOrder| match order.fate {
         Fate::Updated { .. } | Fate::Cancelled => time::macros::datetime!(2026-11-29 15:10 UTC),
         Fate::Plain | Fate::Poison => time::macros::datetime!(2026-11-29 15:05 UTC),
     };
+    let mut last_report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut waiting = 0;
-        for order in &plan {
-            let state = world.state("uk-shop", &order.id).await;
-            // Needing a person is final too (the ERP check below says whether it should be).
-            let settled = state.is_some_and(|s| {
-                s.status == SyncStatus::NeedsAttention
-                    || (order.fate != Fate::Poison && s.version == Some(latest(order)))
-            });
-            if !settled {
-                waiting += 1;
-            }
-        }
+        // One scan per round rather than a read per order: at N = 5,000 the reads would
+        // crowd out the run itself.
+        let states: HashMap<String, SyncState> = world
+            .orders
+            .store
+            .all_states()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.entity.flow == Flow::OrderSync)
+            .map(|s| (s.entity.entity_id.clone(), s))
+            .collect();
+        let waiting = plan
+            .iter()
+            .filter(|order| {
+                // Needing a person is final too (the ERP check below says whether it should be).
+                !states.get(&order.id).is_some_and(|s| {
+                    s.status == SyncStatus::NeedsAttention
+                        || (order.fate != Fate::Poison && s.version == Some(latest(order)))
+                })
+            })
+            .count();
         let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
         if waiting == 0 && depth == 0 {
             break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            println!(
+                "  {:>5.0} s: {} of {n} orders settled, {depth} message(s) queued",
+                started.elapsed().as_secs_f64(),
+                n - waiting
+            );
+            last_report = Instant::now();
         }
         assert!(
             started.elapsed() < limit,
