@@ -12,10 +12,10 @@ use erpsync_core::batch::MessageFailure;
 use erpsync_core::flows::order_sync::{OrderMessage, OrderSyncDeps, sync_order};
 use erpsync_core::ids::ChannelId;
 use erpsync_core::order::OrderTopic;
-use erpsync_core::ports::StockSignal;
+use erpsync_core::ports::{GatheredStockMoves, StockSignal};
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::Deps;
 
@@ -25,6 +25,7 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 struct OrderProcessor<'a> {
     deps: &'a Deps,
     lease_until: OffsetDateTime,
+    stock_moves: &'a GatheredStockMoves,
 }
 
 fn order_message(message: &SqsMessage) -> Result<OrderMessage, MessageFailure> {
@@ -62,7 +63,7 @@ impl MessageProcessor for OrderProcessor<'_> {
                 .deps
                 .stock_refresh
                 .as_ref()
-                .map(|q| q as &dyn StockSignal),
+                .map(|_| self.stock_moves as &dyn StockSignal),
             availability: self.deps.availability.as_deref(),
             archive: Some(&self.deps.store),
         };
@@ -81,9 +82,20 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> SqsBatchRespon
     } else {
         SystemTime::now() + DEFAULT_LEASE
     };
+    let stock_moves = GatheredStockMoves::default();
     let processor = OrderProcessor {
         deps,
         lease_until: OffsetDateTime::from(lease),
+        stock_moves: &stock_moves,
     };
-    deps.runner.run(event.payload, &processor).await
+    let response = deps.runner.run(event.payload, &processor).await;
+    // One stock refresh for the whole batch's sales.
+    let skus = stock_moves.take();
+    if let Some(queue) = &deps.stock_refresh
+        && !skus.is_empty()
+        && let Err(error) = queue.stock_moved(&skus).await
+    {
+        warn!(error = %error, "could not signal the stock change; the scheduled run will catch up");
+    }
+    response
 }

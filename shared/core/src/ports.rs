@@ -275,6 +275,34 @@ pub trait StockSignal: Send + Sync {
     async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
 }
 
+/// Stock moves gathered over a batch of messages, to be announced once at its end: one
+/// message per batch instead of one per order (the signal is best effort either way: the
+/// scheduled run catches up with any that is lost).
+#[derive(Debug, Default)]
+pub struct GatheredStockMoves {
+    skus: std::sync::Mutex<std::collections::BTreeSet<Sku>>,
+}
+
+impl GatheredStockMoves {
+    /// The SKUs gathered so far, emptying the set.
+    pub fn take(&self) -> Vec<Sku> {
+        self.skus
+            .lock()
+            .map(|mut skus| std::mem::take(&mut *skus).into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl StockSignal for GatheredStockMoves {
+    async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError> {
+        if let Ok(mut gathered) = self.skus.lock() {
+            gathered.extend(skus.iter().cloned());
+        }
+        Ok(())
+    }
+}
+
 /// Records a failure in sync state with the status its class leads to (retrying, or
 /// needs-attention); in-flight duplicates are not failures of the entity. A state store that
 /// fails too is only logged: the message's own retry or dead letter still carries the error.
@@ -320,5 +348,27 @@ pub async fn record_run(
                 .record_failure(entity, status, &ErrorReport::new(failure, now))
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stock_moves_of_a_batch_are_gathered_once_each_and_taken_once() {
+        let sku = |s: &str| Sku::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        let gathered = GatheredStockMoves::default();
+        for skus in [
+            vec![sku("IPOD2008RED"), sku("IPOD2008GREEN")],
+            vec![sku("IPOD2008RED")],
+        ] {
+            assert!(gathered.stock_moved(&skus).await.is_ok());
+        }
+        assert_eq!(
+            gathered.take(),
+            vec![sku("IPOD2008GREEN"), sku("IPOD2008RED")]
+        );
+        assert!(gathered.take().is_empty());
     }
 }

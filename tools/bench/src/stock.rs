@@ -92,23 +92,6 @@ fn channel(config: &Config, id: &str, url: String) -> anyhow::Result<ChannelConf
 }
 
 /// The hub's peak resident memory so far, from the kernel.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let skus: usize = std::env::args()
@@ -179,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         "throttle_bound_minimum_s": minimum.as_secs_f64(),
         "elapsed_s": elapsed.as_secs_f64(),
         "ratio_to_minimum": elapsed.as_secs_f64() / minimum.as_secs_f64().max(f64::EPSILON),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": erpsync_bench::peak_rss_mib(None).unwrap_or(0.0),
     });
     std::fs::write(
         out_dir.join("stock.json"),

@@ -2,7 +2,7 @@
 //! signed Shopify webhooks through the function URL, the emulated SQS trigger, a real
 //! Tryton; then a report of what happened, read back from the ERP, the table and the DLQ.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,15 +17,15 @@ use erpsync_core::ids::ChannelId;
 use erpsync_core::ports::SyncStateStore;
 use erpsync_core::state::EntityRef;
 use erpsync_tools::desk::ErpDesk;
-use erpsync_tools::esm::{EventSourceMapping, HttpInvoker};
+use erpsync_tools::esm::{EventSourceMapping, HttpInvoker, drain};
 use erpsync_tools::queues;
+use erpsync_tools::local::{COURIER_SECRET, LocalDeployment, SHOPS, SKUS};
 use erpsync_tools::stack::{
-    Moto, Service, Tryton, aws_environment, create_resources, free_port, project_root, put_secret,
-    sdk_config, stack_dir,
+    Moto, Service, Tryton, free_port, project_root, sdk_config, stack_dir,
 };
 use erpsync_tools::template::Template;
 use sandbox::webhooks;
-use sandbox::{Sandbox, ShopSetup};
+use sandbox::Sandbox;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -162,60 +162,30 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyhow::Result<()> {
-    let sdk = sdk_config(&moto.endpoint).await;
-    // The shops' Admin API is the sandbox's: the demo config is the example with its
-    // store URLs pointed there.
-    let sandbox = Sandbox::start("127.0.0.1:0").await?;
-    let mut config_text = std::fs::read_to_string(root.join("config/erpsync.example.toml"))?;
-    for (domain, location) in DEMO_SHOPS {
-        sandbox.shops.add(ShopSetup::with_skus(
-            domain, location, &DEMO_SKUS, 2000.0, 100.0,
-        ));
-        config_text = config_text.replace(&format!("https://{domain}"), &sandbox.admin_url(domain));
-    }
-    let config_path = run_dir.join("erpsync.toml");
-    std::fs::write(&config_path, &config_text)?;
-    let config = Config::from_toml(&config_text)?;
-    let template = Template::project()?;
-    let parameters = HashMap::from([
-        ("Stage".to_owned(), "demo".to_owned()),
-        ("ErpUrl".to_owned(), tryton.url.clone()),
-        ("ConfigPath".to_owned(), config_path.display().to_string()),
-    ]);
-    let resources = create_resources(&sdk, &template, parameters).await?;
-    put_secret(&sdk, &config.erp.api_key_secret, &tryton.api_key).await?;
-    let mut secrets = HashMap::new();
-    for channel in &config.channels {
-        let secret = format!("demo-webhook-secret-{}", channel.id);
-        put_secret(&sdk, &channel.webhook_secret, &secret).await?;
-        secrets.insert(channel.id.to_string(), secret);
-        if let Some(api) = &channel.admin_api {
-            let domain = DEMO_SHOPS
-                .iter()
-                .find(|(d, _)| api.url.ends_with(d))
-                .map(|(d, _)| *d)
-                .unwrap_or_default();
-            put_secret(&sdk, &api.access_token_secret, &format!("shpat_{domain}")).await?;
-        }
-    }
-    if let Some(courier) = &config.courier {
-        put_secret(&sdk, &courier.webhook_secret, DEMO_COURIER_SECRET).await?;
-    }
-
+    let deployment =
+        LocalDeployment::start(root, run_dir, sdk_config(&moto.endpoint).await, tryton, "demo")
+            .await?;
+    let LocalDeployment {
+        sdk,
+        sandbox,
+        config,
+        resources,
+        webhook_secrets: secrets,
+        ..
+    } = &deployment;
     // The functions get the environment the template gives them, pointed at the local stack.
-    let mut environment: BTreeMap<String, String> =
-        aws_environment(&moto.endpoint).into_iter().collect();
-    for function in [
-        "ShopWebhookFunction",
-        "OrderSyncFunction",
-        "StockSyncFunction",
-        "PriceSyncFunction",
-        "ShipmentSyncFunction",
-        "CourierWebhookFunction",
-        "ReturnSyncFunction",
-    ] {
-        environment.extend(template.function_environment(function, &resources.resolver)?);
-    }
+    let environment = deployment.environment(
+        &[
+            "ShopWebhookFunction",
+            "OrderSyncFunction",
+            "StockSyncFunction",
+            "PriceSyncFunction",
+            "ShipmentSyncFunction",
+            "CourierWebhookFunction",
+            "ReturnSyncFunction",
+        ],
+        &moto.endpoint,
+    )?;
     let port = free_port()?;
     let mut watch = Command::new("cargo");
     watch
@@ -243,10 +213,10 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
     )?;
     let base = format!("http://127.0.0.1:{port}");
     let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
-    let outcome = match drive(root, &sdk, &config, &resources, &secrets, &base, &sandbox).await {
-        Ok(()) => match catalogue(&base, &sandbox).await {
+    let outcome = match drive(root, sdk, config, resources, secrets, &base, sandbox).await {
+        Ok(()) => match catalogue(&base, sandbox).await {
             Ok(()) => {
-                close_the_loop(root, &sdk, &resources, &secrets, &base, &sandbox, &desk).await
+                close_the_loop(root, sdk, resources, secrets, &base, sandbox, &desk).await
             }
             Err(error) => Err(error),
         },
@@ -255,9 +225,6 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
     lambda.stop().await;
     outcome
 }
-
-/// The courier's webhook secret in the demo: accented, as EasyPost normalises it (NFKD).
-const DEMO_COURIER_SECRET: &str = "démo-easypost-secret";
 
 /// The rest of the order's life: the warehouse ships #1001 with a tracking number,
 /// shipment-sync's schedule makes the fulfilment, the courier reports delivery, the customer
@@ -276,7 +243,7 @@ async fn close_the_loop(
     let order = fixture(root, "shopify-orders-create-multiline-discount-tax.json")?;
     let order_id = order["id"].to_string();
     let reference = format!("uk-shop/{order_id}");
-    let (uk, _) = DEMO_SHOPS[0];
+    let (uk, _) = SHOPS[0];
     let shop = sandbox.shops.get(uk).context("the UK sandbox store")?;
     println!(
         "\nThe warehouse ships #1001 (tracking RM123456785GB); shipment-sync's schedule fires:"
@@ -306,17 +273,11 @@ async fn close_the_loop(
         &http,
         &courier_url,
         &event.to_string(),
-        &SecretString::from(DEMO_COURIER_SECRET.to_owned()),
+        &SecretString::from(COURIER_SECRET.to_owned()),
     )
     .await?;
     println!("  the courier (EasyPost simulator) reports delivery -> HTTP {status}");
-    drain(
-        &sqs,
-        resources,
-        "ShipmentsQueue",
-        HttpInvoker::new(base, "shipment-sync"),
-    )
-    .await?;
+    drain(&sqs, resources, "ShipmentsQueue", Arc::new(HttpInvoker::new(base, "shipment-sync")), Duration::from_secs(120)).await?;
     let order_number: u64 = order_id.parse()?;
     for fulfilment in shop.fulfillments(order_number) {
         let tracking = fulfilment.tracking.first();
@@ -356,13 +317,7 @@ async fn close_the_loop(
     )
     .await?;
     println!("  refund {} -> HTTP {status}", refund["id"]);
-    drain(
-        &sqs,
-        resources,
-        "ReturnsQueue",
-        HttpInvoker::new(base, "return-sync"),
-    )
-    .await?;
+    drain(&sqs, resources, "ReturnsQueue", Arc::new(HttpInvoker::new(base, "return-sync")), Duration::from_secs(120)).await?;
     let returns = desk
         .search(
             "sale.sale",
@@ -400,44 +355,6 @@ async fn close_the_loop(
     Ok(())
 }
 
-/// Runs a queue's emulated event source mapping until it is empty.
-async fn drain(
-    sqs: &aws_sdk_sqs::Client,
-    resources: &erpsync_tools::stack::LocalResources,
-    queue: &str,
-    invoker: HttpInvoker,
-) -> anyhow::Result<()> {
-    let esm = EventSourceMapping {
-        sqs: sqs.clone(),
-        queue_url: resources.queue_url(queue)?.to_owned(),
-        queue_arn: resources.queue_arn(queue)?.to_owned(),
-        batch_size: 10,
-        invoker: Arc::new(invoker),
-    };
-    let started = Instant::now();
-    while esm.poll_once(Duration::from_secs(1)).await? > 0
-        || queues::depth(sqs, resources.queue_url(queue)?).await? > 0
-    {
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("{queue} did not drain within 2 minutes");
-        }
-    }
-    Ok(())
-}
-
-/// The demo's two Shopify stores in the sandbox: their domains and the location each has.
-const DEMO_SHOPS: [(&str, &str); 2] = [
-    ("erpsync-uk.myshopify.com", "gid://shopify/Location/1"),
-    ("erpsync-eu.myshopify.com", "gid://shopify/Location/2"),
-];
-const DEMO_SKUS: [&str; 5] = [
-    "IPOD2008GREEN",
-    "IPOD2008RED",
-    "IPOD2008BLACK",
-    "WOOL-SOCKS",
-    "IPOD-TRIO",
-];
-
 /// Fires the stock and price schedules of infra/template.yaml once each (the full runs, then
 /// the minute's change polls), as EventBridge Scheduler would, and shows the stores.
 async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
@@ -470,8 +387,8 @@ async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
         "  {:<15} {:>10} {:>10} {:>12} {:>12}",
         "SKU", "UK stock", "EU stock", "UK GBP", "EU EUR"
     );
-    for sku in DEMO_SKUS {
-        let [(uk, uk_location), (eu, eu_location)] = DEMO_SHOPS;
+    for sku in SKUS {
+        let [(uk, uk_location), (eu, eu_location)] = SHOPS;
         let show = |domain: &str, location: &str| {
             let shop = sandbox.shops.get(domain);
             let stock = shop

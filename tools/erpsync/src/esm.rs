@@ -174,3 +174,34 @@ impl EventSourceMapping {
         record
     }
 }
+
+/// Runs the queue's event source mapping until the queue is empty (within `limit`): what the
+/// demo and the bench do after putting work on a queue. The number of messages handed over.
+pub async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    resources: &crate::stack::LocalResources,
+    queue: &str,
+    invoker: Arc<dyn Invoker>,
+    limit: Duration,
+) -> anyhow::Result<usize> {
+    let esm = EventSourceMapping {
+        sqs: sqs.clone(),
+        queue_url: resources.queue_url(queue)?.to_owned(),
+        queue_arn: resources.queue_arn(queue)?.to_owned(),
+        batch_size: 10,
+        invoker,
+    };
+    let started = std::time::Instant::now();
+    let mut handed = 0;
+    loop {
+        let batch = esm.poll_once(Duration::from_secs(1)).await?;
+        handed += batch;
+        if batch == 0 && crate::queues::depth(sqs, &esm.queue_url).await? == 0 {
+            return Ok(handed);
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "{queue} did not drain within {limit:?}"
+        );
+    }
+}

@@ -109,6 +109,22 @@ impl Template {
             .collect()
     }
 
+    /// A function's property as deployed: its own, else the one in `Globals.Function`.
+    pub fn function_property(&self, logical_id: &str, name: &str) -> Option<Value> {
+        let own = self
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == logical_id)
+            .and_then(|r| r.properties.get(name).cloned());
+        own.or_else(|| {
+            self.root
+                .get("Globals")
+                .and_then(|g| g.get("Function"))
+                .and_then(|f| f.get(name))
+                .cloned()
+        })
+    }
+
     /// The environment a function gets: Globals, then its own variables, resolved.
     pub fn function_environment(
         &self,

@@ -10,6 +10,7 @@
 
 pub mod courier;
 pub mod fulfilment;
+pub mod lambda;
 pub mod proxy;
 pub mod shopify;
 pub mod webhooks;

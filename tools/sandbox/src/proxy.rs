@@ -1,7 +1,10 @@
 //! A fault-injecting HTTP proxy to put in front of a real server (the ERP in the chaos run):
 //! server errors before the request reaches it, server errors after it did the work (the
 //! answer lost on the way back), answers held past the client's timeout, and outages.
+//! Without faults it is a counter: in front of moto it counts AWS requests per operation
+//! (`X-Amz-Target`), for the bench.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +36,9 @@ pub struct ProxyCounts {
     pub error_after: u64,
     pub timeouts: u64,
     pub refused_in_outage: u64,
+    /// Forwarded requests per `X-Amz-Target` (an AWS JSON-protocol operation), or method and
+    /// path for anything else.
+    pub by_operation: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -50,6 +56,7 @@ struct Shared {
     faults: Mutex<ProxyFaults>,
     outage_until: Mutex<Option<Instant>>,
     counters: Counters,
+    by_operation: Mutex<BTreeMap<String, u64>>,
 }
 
 pub struct FaultProxy {
@@ -67,6 +74,7 @@ impl FaultProxy {
             faults: Mutex::new(faults),
             outage_until: Mutex::new(None),
             counters: Counters::default(),
+            by_operation: Mutex::new(BTreeMap::new()),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -106,6 +114,12 @@ impl FaultProxy {
             error_after: c.error_after.load(Ordering::Relaxed),
             timeouts: c.timeouts.load(Ordering::Relaxed),
             refused_in_outage: c.refused_in_outage.load(Ordering::Relaxed),
+            by_operation: self
+                .shared
+                .by_operation
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -147,6 +161,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .map_or_else(|| format!("{} {}", parts.method, parts.uri.path()), str::to_owned);
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
@@ -161,6 +180,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         .send()
         .await;
     counters.forwarded.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut by_operation) = shared.by_operation.lock() {
+        *by_operation.entry(operation).or_default() += 1;
+    }
     let Ok(upstream) = upstream else {
         return (StatusCode::BAD_GATEWAY, "upstream unreachable").into_response();
     };

@@ -1,0 +1,128 @@
+//! A local deployment of the template on the local stack: the two demo stores in the Shopify
+//! sandbox, the example config pointed at them, the template's queues and table in moto, the
+//! secrets, and each function's environment as the template gives it. `make demo` and
+//! `make bench` run the real function binaries against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use aws_config::SdkConfig;
+use erpsync_core::config::Config;
+use sandbox::{Sandbox, ShopSetup};
+
+use crate::stack::{LocalResources, Tryton, aws_environment, create_resources, put_secret};
+use crate::template::Template;
+
+/// The demo's two Shopify stores in the sandbox: their domains and the location each has.
+pub const SHOPS: [(&str, &str); 2] = [
+    ("erpsync-uk.myshopify.com", "gid://shopify/Location/1"),
+    ("erpsync-eu.myshopify.com", "gid://shopify/Location/2"),
+];
+pub const SKUS: [&str; 5] = [
+    "IPOD2008GREEN",
+    "IPOD2008RED",
+    "IPOD2008BLACK",
+    "WOOL-SOCKS",
+    "IPOD-TRIO",
+];
+/// The courier's webhook secret: accented, as EasyPost normalises it (NFKD).
+pub const COURIER_SECRET: &str = "démo-easypost-secret";
+
+pub struct LocalDeployment {
+    pub sdk: SdkConfig,
+    pub sandbox: Sandbox,
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub template: Template,
+    pub resources: LocalResources,
+    /// Channel id -> its webhook secret.
+    pub webhook_secrets: HashMap<String, String>,
+}
+
+impl LocalDeployment {
+    /// Deploys stage `stage` on moto (through `sdk`) and `tryton`, with the example config
+    /// written to `run_dir`.
+    pub async fn start(
+        root: &Path,
+        run_dir: &Path,
+        sdk: SdkConfig,
+        tryton: &Tryton,
+        stage: &str,
+    ) -> anyhow::Result<Self> {
+        // The shops' Admin API is the sandbox's: the config is the example with its store
+        // URLs pointed there.
+        let sandbox = Sandbox::start("127.0.0.1:0").await?;
+        let mut config_text = std::fs::read_to_string(root.join("config/erpsync.example.toml"))?;
+        for (domain, location) in SHOPS {
+            sandbox
+                .shops
+                .add(ShopSetup::with_skus(domain, location, &SKUS, 2000.0, 100.0));
+            config_text =
+                config_text.replace(&format!("https://{domain}"), &sandbox.admin_url(domain));
+        }
+        let config_path = run_dir.join("erpsync.toml");
+        std::fs::write(&config_path, &config_text)?;
+        let config = Config::from_toml(&config_text)?;
+        let template = Template::project()?;
+        let parameters = HashMap::from([
+            ("Stage".to_owned(), stage.to_owned()),
+            ("ErpUrl".to_owned(), tryton.url.clone()),
+            ("ConfigPath".to_owned(), config_path.display().to_string()),
+        ]);
+        let resources = create_resources(&sdk, &template, parameters).await?;
+        put_secret(&sdk, &config.erp.api_key_secret, &tryton.api_key).await?;
+        let mut webhook_secrets = HashMap::new();
+        for channel in &config.channels {
+            let secret = format!("{stage}-webhook-secret-{}", channel.id);
+            put_secret(&sdk, &channel.webhook_secret, &secret).await?;
+            webhook_secrets.insert(channel.id.to_string(), secret);
+            if let Some(api) = &channel.admin_api {
+                let domain = SHOPS
+                    .iter()
+                    .find(|(d, _)| api.url.ends_with(d))
+                    .map(|(d, _)| *d)
+                    .unwrap_or_default();
+                put_secret(&sdk, &api.access_token_secret, &format!("shpat_{domain}")).await?;
+            }
+        }
+        if let Some(courier) = &config.courier {
+            put_secret(&sdk, &courier.webhook_secret, COURIER_SECRET).await?;
+        }
+        Ok(Self {
+            sdk,
+            sandbox,
+            config,
+            config_path,
+            template,
+            resources,
+            webhook_secrets,
+        })
+    }
+
+    /// The environment the template gives `functions` (logical ids), with AWS reached at
+    /// `aws_endpoint` through the standard chain.
+    pub fn environment(
+        &self,
+        functions: &[&str],
+        aws_endpoint: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut environment: BTreeMap<String, String> =
+            aws_environment(aws_endpoint).into_iter().collect();
+        for function in functions {
+            environment.extend(
+                self.template
+                    .function_environment(function, &self.resources.resolver)
+                    .with_context(|| format!("the environment of {function}"))?,
+            );
+        }
+        Ok(environment)
+    }
+
+    pub fn webhook_secret(&self, channel: &str) -> String {
+        self.webhook_secrets
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
