@@ -166,3 +166,45 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
     assert_eq!(state.status, SyncStatus::Synced);
     assert_eq!(state.attempts, 2, "the history of attempts is kept");
 }
+
+#[tokio::test]
+async fn a_batch_read_returns_each_entity_with_its_state_or_none() {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let synced = EntityRef::order(&channel(), "2001");
+    let failing = EntityRef::order(&channel(), "2002");
+    let unseen = EntityRef::order(&channel(), "2003");
+    assert_eq!(store.record(&record(&synced)).await, Ok(()));
+    let error = ErrorReport::new(
+        &SyncError::permanent("unknown_sku", "no product X"),
+        OffsetDateTime::now_utc(),
+    );
+    assert_eq!(
+        store
+            .record_failure(&failing, SyncStatus::NeedsAttention, &error)
+            .await,
+        Ok(())
+    );
+    // A batch names an entity once per message: duplicates are read once.
+    let read = store
+        .get_many(&[
+            synced.clone(),
+            failing.clone(),
+            unseen.clone(),
+            synced.clone(),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.len(), 3);
+    let synced_state = read.get(&synced).cloned().flatten();
+    assert_eq!(synced_state.as_ref().and_then(|s| s.erp_id), Some(41));
+    assert_eq!(
+        synced_state.and_then(|s| s.version),
+        Some(time::macros::datetime!(2026-11-29 10:00 UTC))
+    );
+    assert_eq!(
+        read.get(&failing).cloned().flatten().map(|s| s.status),
+        Some(SyncStatus::NeedsAttention)
+    );
+    assert_eq!(read.get(&unseen), Some(&None), "read, and has no state");
+}

@@ -1,18 +1,20 @@
 //! SQS batch of order messages -> the order flow, one message at a time, partial failures
 //! reported.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_aws::batch::MessageProcessor;
-use erpsync_aws::sqs::{attr, string_attribute};
+use erpsync_aws::sqs::{attr, order_of_group, string_attribute};
 use erpsync_core::SyncError;
 use erpsync_core::batch::MessageFailure;
 use erpsync_core::flows::order_sync::{OrderMessage, OrderSyncDeps, sync_order};
 use erpsync_core::ids::ChannelId;
 use erpsync_core::order::OrderTopic;
-use erpsync_core::ports::{GatheredStockMoves, StockSignal};
+use erpsync_core::ports::{GatheredStockMoves, PrefetchedStates, StockSignal};
+use erpsync_core::state::EntityRef;
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
@@ -26,6 +28,7 @@ struct OrderProcessor<'a> {
     deps: &'a Deps,
     lease_until: OffsetDateTime,
     stock_moves: &'a GatheredStockMoves,
+    states: &'a PrefetchedStates<'a>,
 }
 
 fn order_message(message: &SqsMessage) -> Result<OrderMessage, MessageFailure> {
@@ -57,7 +60,7 @@ impl MessageProcessor for OrderProcessor<'_> {
         let deps = OrderSyncDeps {
             config: &self.deps.config,
             idempotency: &self.deps.store,
-            state: &self.deps.store,
+            state: self.states,
             erp: self.deps.erp.as_ref(),
             stock: self
                 .deps
@@ -82,11 +85,29 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> SqsBatchRespon
     } else {
         SystemTime::now() + DEFAULT_LEASE
     };
+    // The batch's sync states in one read rather than one per message (a FIFO group's
+    // messages reach one consumer at a time, so they stay current within the batch).
+    let orders: Vec<EntityRef> = event
+        .payload
+        .records
+        .iter()
+        .filter_map(|m| m.attributes.get("MessageGroupId"))
+        .filter_map(|group| order_of_group(group))
+        .collect();
+    let ahead = match deps.store.get_many(&orders).await {
+        Ok(ahead) => ahead,
+        Err(error) => {
+            warn!(error = %error, "could not read the batch's states ahead; reading one by one");
+            HashMap::new()
+        }
+    };
+    let states = PrefetchedStates::new(&deps.store, ahead);
     let stock_moves = GatheredStockMoves::default();
     let processor = OrderProcessor {
         deps,
         lease_until: OffsetDateTime::from(lease),
         stock_moves: &stock_moves,
+        states: &states,
     };
     let response = deps.runner.run(event.payload, &processor).await;
     // One stock refresh for the whole batch's sales.

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update, WriteRequest,
+    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use erpsync_core::SyncError;
 use erpsync_core::changes::Cursors;
@@ -93,6 +93,69 @@ impl DynamoStore {
         status: SyncStatus,
     ) -> Result<Vec<SyncState>, SyncError> {
         self.scan_states(Some(status)).await
+    }
+
+    /// The states of `entities` in consistent batch reads (100 keys a request): each entity
+    /// read, with its state or `None` when it has none. Keys DynamoDB leaves unprocessed after
+    /// a retry are left out, for the caller to read one by one.
+    pub async fn get_many(
+        &self,
+        entities: &[EntityRef],
+    ) -> Result<HashMap<EntityRef, Option<SyncState>>, SyncError> {
+        let mut read = HashMap::new();
+        let mut unique: Vec<&EntityRef> = Vec::new();
+        for entity in entities {
+            if !unique.contains(&entity) {
+                unique.push(entity);
+            }
+        }
+        for chunk in unique.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|e| Self::key(state_pk(e), "STATE"))
+                .collect();
+            for _attempt in 0..2 {
+                if pending.is_empty() {
+                    break;
+                }
+                let keys = KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| SyncError::permanent("store_request", e.to_string()))?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                let unprocessed: Vec<HashMap<String, AttributeValue>> = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+                let found: Vec<SyncState> = output
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(state_from_item)
+                    .collect();
+                for key in &pending {
+                    if unprocessed.contains(key) {
+                        continue;
+                    }
+                    let pk = key.get("pk").and_then(|v| v.as_s().ok());
+                    if let Some(entity) = chunk.iter().find(|e| Some(&state_pk(e)) == pk) {
+                        let state = found.iter().find(|s| &s.entity == *entity).cloned();
+                        read.insert((*entity).clone(), state);
+                    }
+                }
+                pending = unprocessed;
+            }
+        }
+        Ok(read)
     }
 
     /// Every state row (a scan: for `erpsync status`, not for the hot path).

@@ -15,6 +15,7 @@ use erpsync_core::ids::{ChannelId, ExternalOrderId, Sku};
 use erpsync_core::order::OrderTopic;
 use erpsync_core::ports::StockSignal;
 use erpsync_core::reconcile::{FoundOrders, ShopOrderRef};
+use erpsync_core::state::EntityRef;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -47,6 +48,13 @@ pub mod attr {
 /// The FIFO group of an order's messages: one order's versions in order, orders in parallel.
 pub fn order_group_id(channel: &ChannelId, order_id: &ExternalOrderId) -> String {
     format!("{channel}:{order_id}")
+}
+
+/// The order a message group belongs to (the inverse of [`order_group_id`]).
+pub fn order_of_group(group: &str) -> Option<EntityRef> {
+    let (channel, order_id) = group.split_once(':')?;
+    let channel = ChannelId::parse(channel).ok()?;
+    (!order_id.is_empty()).then(|| EntityRef::order(&channel, order_id))
 }
 
 /// Stock refresh requests for real-time channels: `{"skus": [...]}` on a standard queue.
@@ -247,4 +255,21 @@ pub fn string_attribute<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a s
         .message_attributes
         .get(name)
         .and_then(|value| value.string_value.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_group_names_its_order() {
+        let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+        let id = ExternalOrderId::parse("450789469").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            order_of_group(&order_group_id(&channel, &id)),
+            Some(EntityRef::order(&channel, "450789469"))
+        );
+        assert_eq!(order_of_group("no-separator"), None);
+        assert_eq!(order_of_group("uk-shop:"), None);
+    }
 }

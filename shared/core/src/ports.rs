@@ -275,6 +275,61 @@ pub trait StockSignal: Send + Sync {
     async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
 }
 
+/// Sync state read ahead for a whole batch (one batch read instead of one read per
+/// message), in front of the store. Each prefetched entry answers its entity's first read
+/// only, and any write through here drops it, so a later message of the same entity in the
+/// batch reads the store again. Sound for queues that deliver an entity's messages to one
+/// consumer at a time (FIFO groups): nobody else moves the entity's version meanwhile.
+pub struct PrefetchedStates<'a> {
+    store: &'a dyn SyncStateStore,
+    ahead: std::sync::Mutex<HashMap<EntityRef, Option<SyncState>>>,
+}
+
+impl<'a> PrefetchedStates<'a> {
+    /// `ahead`: the entities read, each with its state or `None` when it has none yet.
+    pub fn new(
+        store: &'a dyn SyncStateStore,
+        ahead: HashMap<EntityRef, Option<SyncState>>,
+    ) -> Self {
+        Self {
+            store,
+            ahead: std::sync::Mutex::new(ahead),
+        }
+    }
+
+    fn take(&self, entity: &EntityRef) -> Option<Option<SyncState>> {
+        self.ahead
+            .lock()
+            .ok()
+            .and_then(|mut ahead| ahead.remove(entity))
+    }
+}
+
+#[async_trait]
+impl SyncStateStore for PrefetchedStates<'_> {
+    async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
+        self.take(&record.entity);
+        self.store.record(record).await
+    }
+
+    async fn record_failure(
+        &self,
+        entity: &EntityRef,
+        status: SyncStatus,
+        error: &ErrorReport,
+    ) -> Result<(), SyncError> {
+        self.take(entity);
+        self.store.record_failure(entity, status, error).await
+    }
+
+    async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
+        match self.take(entity) {
+            Some(state) => Ok(state),
+            None => self.store.get(entity).await,
+        }
+    }
+}
+
 /// Stock moves gathered over a batch of messages, to be announced once at its end: one
 /// message per batch instead of one per order (the signal is best effort either way: the
 /// scheduled run catches up with any that is lost).
@@ -370,5 +425,48 @@ mod tests {
             vec![sku("IPOD2008GREEN"), sku("IPOD2008RED")]
         );
         assert!(gathered.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_state_answers_the_first_read_only_and_writes_drop_it() {
+        let channel = crate::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+        let read = EntityRef::order(&channel, "1");
+        let written = EntityRef::order(&channel, "2");
+        let store = crate::fakes::FakeStore::default();
+        let record = |entity: &EntityRef| SyncRecord {
+            entity: entity.clone(),
+            status: SyncStatus::Synced,
+            erp_id: Some(7),
+            erp_number: None,
+            version: None,
+            note: None,
+        };
+        for entity in [&read, &written] {
+            assert!(store.record(&record(entity)).await.is_ok());
+        }
+        // Read ahead before the store changed: both entities had no state then.
+        let prefetched = PrefetchedStates::new(
+            &store,
+            HashMap::from([(read.clone(), None), (written.clone(), None)]),
+        );
+        let erp_id = |state: Result<Option<SyncState>, SyncError>| {
+            state.ok().flatten().and_then(|s| s.erp_id)
+        };
+        assert_eq!(
+            erp_id(prefetched.get(&read).await),
+            None,
+            "from the prefetch"
+        );
+        assert_eq!(
+            erp_id(prefetched.get(&read).await),
+            Some(7),
+            "then the store"
+        );
+        assert!(prefetched.record(&record(&written)).await.is_ok());
+        assert_eq!(
+            erp_id(prefetched.get(&written).await),
+            Some(7),
+            "dropped by the write"
+        );
     }
 }

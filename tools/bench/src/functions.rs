@@ -222,8 +222,12 @@ async fn main() -> anyhow::Result<()> {
     let run_dir = stack.join(format!("fn-bench-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
     let mut moto = Moto::start(&venv, &run_dir).await?;
-    let mut tryton =
-        Tryton::start(&venv, &stack.join("tryton-template"), &run_dir.join("tryton")).await?;
+    let mut tryton = Tryton::start(
+        &venv,
+        &stack.join("tryton-template"),
+        &run_dir.join("tryton"),
+    )
+    .await?;
     let outcome = bench(&args, &root, &run_dir, &moto, &tryton).await;
     tryton.stop().await;
     moto.stop().await;
@@ -248,13 +252,17 @@ async fn bench(
 ) -> anyhow::Result<()> {
     // The functions reach AWS through a counting proxy; the bench itself goes to moto directly.
     let counter = FaultProxy::start(&moto.endpoint, ProxyFaults::default()).await?;
-    let deployment =
-        LocalDeployment::start(root, run_dir, sdk_config(&moto.endpoint).await, tryton, "bench")
-            .await?;
+    let deployment = LocalDeployment::start(
+        root,
+        run_dir,
+        sdk_config(&moto.endpoint).await,
+        tryton,
+        "bench",
+    )
+    .await?;
     let functions = functions(&deployment.template)?;
-    let environment = |function: &Function| {
-        deployment.environment(&[function.logical_id.as_str()], &counter.url)
-    };
+    let environment =
+        |function: &Function| deployment.environment(&[function.logical_id.as_str()], &counter.url);
     let log = |name: &str| run_dir.join(format!("{name}.log"));
 
     // Cold starts: a new process each time, stopped once it asks for work.
@@ -263,8 +271,8 @@ async fn bench(
         let env = environment(function)?;
         let mut samples = Vec::new();
         for _ in 0..args.cold_starts {
-            let running = Running::start(&args.binaries, function, &env, &log(&function.binary))
-                .await?;
+            let running =
+                Running::start(&args.binaries, function, &env, &log(&function.binary)).await?;
             samples.push(running.init.as_secs_f64() * 1000.0);
             running.stop().await;
         }
@@ -303,7 +311,10 @@ async fn bench(
         .await?;
     peaks.insert(
         "shop-webhook".into(),
-        ("10 signed orders/create deliveries".into(), webhook.peak_mib()?),
+        (
+            "10 signed orders/create deliveries".into(),
+            webhook.peak_mib()?,
+        ),
     );
     let sqs = aws_sdk_sqs::Client::new(&deployment.sdk);
     let resources = &deployment.resources;
@@ -325,7 +336,9 @@ async fn bench(
         ),
     );
     for name in ["stock-sync", "price-sync", "reconcile"] {
-        let fired = chain.fire_schedules(name, &process(name)?.lambda.url).await?;
+        let fired = chain
+            .fire_schedules(name, &process(name)?.lambda.url)
+            .await?;
         peaks.insert(name.into(), (fired, process(name)?.peak_mib()?));
     }
     // The warehouse ships the ten; shipment-sync's schedule makes the fulfilments; the
@@ -341,7 +354,10 @@ async fn bench(
         .await?;
     peaks.insert(
         "courier-webhook".into(),
-        ("10 signed EasyPost tracker events".into(), courier.peak_mib()?),
+        (
+            "10 signed EasyPost tracker events".into(),
+            courier.peak_mib()?,
+        ),
     );
     let handed = drain(
         &sqs,
@@ -469,7 +485,12 @@ impl<'a> Chain<'a> {
     }
 
     /// Signed orders/create deliveries, `concurrency` at a time; every one must be accepted.
-    async fn deliver_orders(&self, url: &str, ids: &[u64], concurrency: usize) -> anyhow::Result<()> {
+    async fn deliver_orders(
+        &self,
+        url: &str,
+        ids: &[u64],
+        concurrency: usize,
+    ) -> anyhow::Result<()> {
         let (domain, _) = SHOPS[0];
         let shop = self.deployment.sandbox.shops.get(domain);
         let secret = SecretString::from(self.deployment.webhook_secret("uk-shop"));
@@ -624,7 +645,10 @@ impl<'a> Chain<'a> {
                 body: &text,
             };
             let status = webhooks::deliver(&self.http, url, &delivery, &secret).await?;
-            ensure!(status == 200, "refund for {id}: shop-webhook answered {status}");
+            ensure!(
+                status == 200,
+                "refund for {id}: shop-webhook answered {status}"
+            );
         }
         Ok(())
     }
@@ -635,7 +659,11 @@ impl<'a> Chain<'a> {
                 .desk
                 .search(
                     "sale.sale",
-                    json!([["reference", "=", format!("uk-shop/{id}/refund/{}", id + 1_000)]]),
+                    json!([[
+                        "reference",
+                        "=",
+                        format!("uk-shop/{id}/refund/{}", id + 1_000)
+                    ]]),
                     &["state"],
                 )
                 .await?;

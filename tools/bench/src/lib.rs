@@ -33,7 +33,7 @@ impl Spread {
         let last = sorted.len().checked_sub(1)?;
         // Nearest-rank on the sorted samples; the median of an even count is the mean of two.
         let at = |q: f64| sorted[((last as f64) * q).round() as usize];
-        let median = if sorted.len() % 2 == 0 {
+        let median = if sorted.len().is_multiple_of(2) {
             (sorted[last / 2] + sorted[last / 2 + 1]) / 2.0
         } else {
             sorted[last / 2]

@@ -18,14 +18,12 @@ use erpsync_core::ports::SyncStateStore;
 use erpsync_core::state::EntityRef;
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, HttpInvoker, drain};
-use erpsync_tools::queues;
 use erpsync_tools::local::{COURIER_SECRET, LocalDeployment, SHOPS, SKUS};
-use erpsync_tools::stack::{
-    Moto, Service, Tryton, free_port, project_root, sdk_config, stack_dir,
-};
+use erpsync_tools::queues;
+use erpsync_tools::stack::{Moto, Service, Tryton, free_port, project_root, sdk_config, stack_dir};
 use erpsync_tools::template::Template;
-use sandbox::webhooks;
 use sandbox::Sandbox;
+use sandbox::webhooks;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -162,9 +160,14 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyhow::Result<()> {
-    let deployment =
-        LocalDeployment::start(root, run_dir, sdk_config(&moto.endpoint).await, tryton, "demo")
-            .await?;
+    let deployment = LocalDeployment::start(
+        root,
+        run_dir,
+        sdk_config(&moto.endpoint).await,
+        tryton,
+        "demo",
+    )
+    .await?;
     let LocalDeployment {
         sdk,
         sandbox,
@@ -215,9 +218,7 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
     let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
     let outcome = match drive(root, sdk, config, resources, secrets, &base, sandbox).await {
         Ok(()) => match catalogue(&base, sandbox).await {
-            Ok(()) => {
-                close_the_loop(root, sdk, resources, secrets, &base, sandbox, &desk).await
-            }
+            Ok(()) => close_the_loop(root, sdk, resources, secrets, &base, sandbox, &desk).await,
             Err(error) => Err(error),
         },
         Err(error) => Err(error),
@@ -277,7 +278,14 @@ async fn close_the_loop(
     )
     .await?;
     println!("  the courier (EasyPost simulator) reports delivery -> HTTP {status}");
-    drain(&sqs, resources, "ShipmentsQueue", Arc::new(HttpInvoker::new(base, "shipment-sync")), Duration::from_secs(120)).await?;
+    drain(
+        &sqs,
+        resources,
+        "ShipmentsQueue",
+        Arc::new(HttpInvoker::new(base, "shipment-sync")),
+        Duration::from_secs(120),
+    )
+    .await?;
     let order_number: u64 = order_id.parse()?;
     for fulfilment in shop.fulfillments(order_number) {
         let tracking = fulfilment.tracking.first();
@@ -317,7 +325,14 @@ async fn close_the_loop(
     )
     .await?;
     println!("  refund {} -> HTTP {status}", refund["id"]);
-    drain(&sqs, resources, "ReturnsQueue", Arc::new(HttpInvoker::new(base, "return-sync")), Duration::from_secs(120)).await?;
+    drain(
+        &sqs,
+        resources,
+        "ReturnsQueue",
+        Arc::new(HttpInvoker::new(base, "return-sync")),
+        Duration::from_secs(120),
+    )
+    .await?;
     let returns = desk
         .search(
             "sale.sale",

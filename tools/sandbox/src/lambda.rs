@@ -256,9 +256,8 @@ async fn function_url(State(shared): State<Arc<Shared>>, request: Request) -> Re
         return (StatusCode::BAD_GATEWAY, "not a function URL response").into_response();
     };
     let mut response = Response::new(Body::from(answer.body.unwrap_or_default()));
-    *response.status_mut() =
-        StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     *response.headers_mut() = answer.headers;
     response
 }

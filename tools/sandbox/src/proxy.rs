@@ -165,7 +165,10 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         .headers
         .get("x-amz-target")
         .and_then(|t| t.to_str().ok())
-        .map_or_else(|| format!("{} {}", parts.method, parts.uri.path()), str::to_owned);
+        .map_or_else(
+            || format!("{} {}", parts.method, parts.uri.path()),
+            str::to_owned,
+        );
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
