@@ -94,8 +94,11 @@ pub struct Moto {
 impl Moto {
     pub async fn start(venv: &Path, log_dir: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let mut command = Command::new(venv.join("bin/moto_server"));
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // moto_server, with its transactions' rollback made proportional to what they touch.
+        let mut command = Command::new(venv.join("bin/python3"));
+        command
+            .arg(project_root().join("tools/erpsync/moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         let service = Service::spawn("moto", &mut command, &log_dir.join("moto.log"))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
