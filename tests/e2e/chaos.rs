@@ -27,8 +27,8 @@ const POISON_SKU: &str = "CHAOS-POISON";
 /// The function timeout the chaos run gives order-sync (its claims' lease); the queue's
 /// visibility is set to 6 x this, as the template does for the real timeout.
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries pause while the orders queue holds more than this.
-const MAX_BACKLOG: u64 = 300;
+/// Deliveries pause while the orders queue has more than this many messages ready.
+const MAX_BACKLOG: u64 = 200;
 
 /// order-sync behind the emulated event source mapping, 1 % of invocations killed part-way.
 struct KillingInvoker {
@@ -259,7 +259,8 @@ async fn chaos() {
     for chunk in deliveries.chunks(16) {
         // Webhooks arrive over time, not all at once: a backlog beyond a few hundred adds
         // nothing to the chaos, and moto's FIFO receive scans the whole queue each time.
-        while queues::depth(&sqs, &orders_url).await.unwrap_or(0) > MAX_BACKLOG {
+        // Messages waiting out a retry delay do not count: the consumers must stay busy.
+        while queues::visible(&sqs, &orders_url).await.unwrap_or(0) > MAX_BACKLOG {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if !outage_started && delivered.elapsed() >= outage_at {
                 proxy.outage(Duration::from_secs(30));

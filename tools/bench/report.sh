@@ -30,4 +30,40 @@ if os.path.exists(order):
     print(f"{o['messages_high']} and {o['messages_low']} messages, so start-up cost drops out.\n")
     print("| figure | value |\n|---|---|")
     print(f"| instructions per order message | {o['instructions_per_message']:,.0f} |")
+fns = os.path.join(d, "functions.json")
+if os.path.exists(fns):
+    f = json.load(open(fns))
+    mib = lambda b: f"{b / 1048576:.1f} MiB" if b else "-"
+    print("\n## Functions (issue 7)\n")
+    print("Each function's release binary (x86_64, this machine) run as Lambda runs it: its own process")
+    print("polling a local Runtime API (`sandbox::lambda`), on the local stack (moto, a real Tryton, the")
+    print("Shopify sandbox), with the environment the template gives it. **Init** is exec to the first")
+    print(f"poll for work, {f['cold_starts_per_function']} cold starts each (it includes reading the config, Secrets Manager on moto and,")
+    print("for the functions that warm up, their first ERP call). **Peak memory** is the process's VmHWM after")
+    print("its batch of 10, chained as in production. Sizes: the x86_64 binary measured here, and the arm64")
+    print("binary and zip that deploy (`cargo lambda build --release --arm64 --output-format zip`).\n")
+    print("| function | init median (p25-p75, min-max) | peak memory after the batch | the batch of 10 | binary x86_64 | arm64 zip |")
+    print("|---|---|---|---|---|---|")
+    for r in f["functions"]:
+        i = r["init_ms"]
+        print(f"| {r['function']} | {i['median']:.1f} ms ({i['p25']:.1f}-{i['p75']:.1f}, {i['min']:.1f}-{i['max']:.1f}) | "
+              f"{r['peak_rss_mib']:.1f} MiB of {r['memory_mb']} MB | {r['batch']} | {mib(r['binary_bytes'])} | {mib(r.get('arm64_zip_bytes'))} |")
+    o = f["order_path"]
+    e, h, a = o["erp_alone_orders_per_s"], o["hub_orders_per_s"], o["aws_requests_per_order"]
+    print("\n## Order path: the hub against the ERP's own throughput (issue 7)\n")
+    print(f"{o['orders_per_round']} new orders per round, {e['samples']} rounds each, alternating, at concurrency {o['concurrency']} (order-sync's")
+    print("MaximumConcurrency). **ERP alone**: order-sync's decisions and ERP calls for each order, straight to")
+    print("Tryton, sync state in memory. **Hub**: signed webhooks into shop-webhook, the FIFO queue, five order-sync")
+    print("processes fed by the event source mapping, DynamoDB and SQS on moto, timed from the first delivery to the")
+    print("empty queue. moto runs on the same two cores as Tryton, so the hub's figure is a floor.\n")
+    print("| figure | median | spread (min-max) |\n|---|---|---|")
+    print(f"| ERP alone, orders/s | {e['median']:.2f} | {e['min']:.2f}-{e['max']:.2f} |")
+    print(f"| hub, orders/s | {h['median']:.2f} | {h['min']:.2f}-{h['max']:.2f} |")
+    print(f"| hub / ERP alone | **{o['hub_to_erp']:.2f}** (goal >= 0.9) | |")
+    print(f"| AWS requests per order, webhook to ERP | **{a['median']:.2f}** (goal <= 4) | {a['min']:.2f}-{a['max']:.2f} |")
+    print("\nAWS requests per order by operation (all hub rounds; the event source mapping's receives and")
+    print("deletes included, as SQS bills them):\n")
+    print("| operation | per order |\n|---|---|")
+    for op, n in sorted(o["aws_requests_per_order_by_operation"].items(), key=lambda kv: -kv[1]):
+        print(f"| {op} | {n:.2f} |")
 PY

@@ -5,6 +5,24 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName
 
 /// Visible + in flight + delayed messages.
 pub async fn depth(sqs: &Client, url: &str) -> anyhow::Result<u64> {
+    count(
+        sqs,
+        url,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ],
+    )
+    .await
+}
+
+/// Messages a consumer could receive now (neither in flight nor delayed).
+pub async fn visible(sqs: &Client, url: &str) -> anyhow::Result<u64> {
+    count(sqs, url, &[QueueAttributeName::ApproximateNumberOfMessages]).await
+}
+
+async fn count(sqs: &Client, url: &str, names: &[QueueAttributeName]) -> anyhow::Result<u64> {
     let output = sqs
         .get_queue_attributes()
         .queue_url(url)
@@ -12,14 +30,10 @@ pub async fn depth(sqs: &Client, url: &str) -> anyhow::Result<u64> {
         .send()
         .await?;
     let attributes = output.attributes().cloned().unwrap_or_default();
-    Ok([
-        QueueAttributeName::ApproximateNumberOfMessages,
-        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-    ]
-    .iter()
-    .filter_map(|name| attributes.get(name)?.parse::<u64>().ok())
-    .sum())
+    Ok(names
+        .iter()
+        .filter_map(|name| attributes.get(name)?.parse::<u64>().ok())
+        .sum())
 }
 
 /// The messages currently visible, with all attributes, left on the queue (received with
