@@ -661,6 +661,9 @@ impl SalesErp for FaultyErp {
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.inner.confirm_sale(sale_id).await
     }
+    async fn process_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.inner.process_sale(sale_id).await
+    }
     async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError> {
         self.inner.sale_details(sale_id).await
     }

@@ -147,6 +147,36 @@ impl TrytonClient {
         body: Option<&Value>,
         context: Option<&str>,
     ) -> Result<Value, SyncError> {
+        // A read is safe to repeat: one refused or failed at once (not one that timed out:
+        // that already took its time) is tried again twice, briefly, before the message pays
+        // a whole retry. Writes are left to the flow, which checks what a lost answer did.
+        let mut pauses = [100u64, 300].into_iter();
+        loop {
+            match self
+                .call_once(method.clone(), path, query, body, context)
+                .await
+            {
+                Ok(value) => return Ok(value),
+                Err((error, quick_failure)) => match pauses.next() {
+                    Some(pause) if method == Method::GET && quick_failure => {
+                        debug!(%method, path, error = %error, "read failed; trying again");
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    _ => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// One request; on failure, the error and whether it failed quickly (refused, 5xx).
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        context: Option<&str>,
+    ) -> Result<Value, (SyncError, bool)> {
         let url = format!("{}/{path}", self.base);
         let mut request = self
             .http
@@ -160,29 +190,33 @@ impl TrytonClient {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| {
-            SyncError::dependency_down(
+            let error = SyncError::dependency_down(
                 "erp_unavailable",
                 format!(
                     "Tryton at {} did not answer {method} {path}: {e}",
                     self.base
                 ),
-            )
+            );
+            (error, !e.is_timeout())
         })?;
         let status = response.status();
         let delay = retry_after(response.headers());
         let text = response.text().await.map_err(|e| {
-            SyncError::dependency_down(
+            let error = SyncError::dependency_down(
                 "erp_unavailable",
                 format!("Tryton's answer to {method} {path} broke off: {e}"),
-            )
+            );
+            (error, false)
         })?;
         debug!(%method, path, status = status.as_u16(), "tryton call");
         if status.is_success() {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text).map_err(|_| unexpected("a body that is not JSON"));
+            return serde_json::from_str(&text)
+                .map_err(|_| (unexpected("a body that is not JSON"), false));
         }
+        let quick_failure = status.is_server_error() && delay.is_none();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| text_of(&v, "message"))
@@ -228,10 +262,11 @@ impl TrytonClient {
                 ),
             ),
         };
-        Err(match delay {
+        let error = match delay {
             Some(delay) => error.with_retry_after(delay),
             None => error,
-        })
+        };
+        Err((error, quick_failure))
     }
 
     async fn search(
@@ -765,6 +800,10 @@ impl SalesErp for TrytonClient {
 
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.sale_action(sale_id, "confirm").await
+    }
+
+    async fn process_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.sale_action(sale_id, "process").await
     }
 
     async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError> {

@@ -334,6 +334,10 @@ impl SalesErp for FakeErp {
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
         self.set_state(sale_id, ErpSaleState::Processing)
     }
+    async fn process_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.wrote()?;
+        self.set_state(sale_id, ErpSaleState::Processing)
+    }
     async fn sale_details(&self, sale_id: i64) -> Result<crate::ports::ErpSaleDetails, SyncError> {
         let sale = self
             .sales()
@@ -373,6 +377,19 @@ impl SalesErp for FakeErp {
         amendment: &crate::ports::SaleAmendment,
     ) -> Result<ErpSale, SyncError> {
         self.wrote()?;
+        // As Tryton's domain on sale.amendment.sale: only a sale processing or done.
+        let state = self
+            .sales()
+            .into_iter()
+            .map(|(_, s)| s)
+            .find(|s| s.id == sale_id)
+            .map(|s| s.state);
+        if !matches!(state, Some(ErpSaleState::Processing | ErpSaleState::Done)) {
+            return Err(SyncError::permanent(
+                "erp_rejected",
+                format!("sale {sale_id} in state {state:?} cannot be amended"),
+            ));
+        }
         let mut all = self.lines.lock().map_err(poisoned)?;
         let lines = all.entry(sale_id).or_default();
         for change in &amendment.lines {

@@ -237,6 +237,9 @@ pub trait SalesErp: Send + Sync {
 
     async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
 
+    /// Runs the ERP's processing of a confirmed sale (shipments, invoices) now: safe to repeat.
+    async fn process_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
+
     async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError>;
 
     /// Cancels a sale that is not yet processing (draft, quotation or confirmed).

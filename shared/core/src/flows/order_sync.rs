@@ -443,6 +443,12 @@ async fn apply(
     // A sale left by an interrupted attempt is moved on first, then brought up to date.
     let sale = keep_one_sale(erp, &draft.reference, sale).await?;
     let sale = confirm(erp, sale, &draft.reference).await?;
+    // Tryton processes a sale after its confirmation commits; when that did not run (the
+    // ERP failed between the two), the sale stays confirmed and cannot be amended: process it.
+    let sale = match sale.state {
+        ErpSaleState::Confirmed => erp.process_sale(sale.id).await?,
+        _ => sale,
+    };
     let details = erp.sale_details(sale.id).await?;
     let Some(plan) = edits::plan_edit(order_name, &details, draft, &products)? else {
         info!(entity = %entity, erp_id = sale.id, "sale already in the ERP and up to date");

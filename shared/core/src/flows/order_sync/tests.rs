@@ -343,6 +343,30 @@ async fn an_edit_before_dispatch_amends_the_sale() {
 }
 
 #[tokio::test]
+async fn an_edit_of_a_sale_left_confirmed_but_not_processed_processes_it_then_amends() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    let Ok(OrderOutcome::Synced { erp_id, .. }) = world.deliver(&create).await else {
+        panic!("expected the create to sync");
+    };
+    // The ERP failed after the confirmation, before processing the sale.
+    assert!(world.erp.set_state(erp_id, ErpSaleState::Confirmed).is_ok());
+    let amended = world.deliver_topic(OrderTopic::Updated, &edit).await;
+    assert!(
+        matches!(amended, Ok(OrderOutcome::Amended { .. })),
+        "{amended:?}"
+    );
+    let states: Vec<ErpSaleState> = world
+        .erp
+        .sales()
+        .into_iter()
+        .map(|(_, s)| s.state)
+        .collect();
+    assert_eq!(states, vec![ErpSaleState::Processing]);
+}
+
+#[tokio::test]
 async fn an_edit_after_dispatch_needs_attention_saying_what_to_do() {
     let world = World::new();
     let create = version_of("2026-11-29T10:00:00Z", |_| {});
