@@ -290,3 +290,50 @@ async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_a
         Some("retries_exhausted")
     );
 }
+
+#[tokio::test]
+async fn a_read_refused_at_once_is_tried_again_and_a_refused_write_is_not() {
+    use erpsync_core::ports::SalesErp;
+    use sandbox::proxy::{FaultProxy, ProxyFaults};
+
+    let world = World::start().await;
+    let proxy = FaultProxy::start(&world.erp_url, ProxyFaults::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let erp = erpsync_connectors::TrytonClient::new(
+        &proxy.url,
+        secrecy::SecretString::from(world.erp_key.clone()),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    erp.warm_up().await;
+
+    // Two 503s in a row: the read's own retries ride them out.
+    proxy.fail_next(2);
+    let found = erp.find_sale_by_reference("uk-shop/no-such-order").await;
+    assert_eq!(found.map(|s| s.is_none()), Ok(true));
+    assert_eq!(proxy.counts().error_before, 2);
+
+    // Three: the read gives up and says the ERP is unavailable.
+    proxy.fail_next(3);
+    let failed = erp.find_sale_by_reference("uk-shop/no-such-order").await;
+    assert_eq!(
+        failed.err().map(|e| e.kind),
+        Some("erp_unavailable".to_owned())
+    );
+
+    // A write is never repeated by the client: the flow checks what a lost answer did.
+    proxy.fail_next(1);
+    let before = proxy.counts();
+    let refused = erp.quote_sale(1).await;
+    assert_eq!(
+        refused.err().map(|e| e.kind),
+        Some("erp_unavailable".to_owned())
+    );
+    let after = proxy.counts();
+    assert_eq!(after.error_before - before.error_before, 1);
+    assert_eq!(
+        after.forwarded, before.forwarded,
+        "the write was not sent again"
+    );
+}

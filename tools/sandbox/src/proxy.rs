@@ -55,6 +55,8 @@ struct Shared {
     http: reqwest::Client,
     faults: Mutex<ProxyFaults>,
     outage_until: Mutex<Option<Instant>>,
+    /// Requests still to refuse with a 503, whatever the odds (for deterministic tests).
+    fail_next: AtomicU64,
     counters: Counters,
     by_operation: Mutex<BTreeMap<String, u64>>,
 }
@@ -73,6 +75,7 @@ impl FaultProxy {
             http: reqwest::Client::builder().build()?,
             faults: Mutex::new(faults),
             outage_until: Mutex::new(None),
+            fail_next: AtomicU64::new(0),
             counters: Counters::default(),
             by_operation: Mutex::new(BTreeMap::new()),
         });
@@ -98,6 +101,11 @@ impl FaultProxy {
         if let Ok(mut until) = self.shared.outage_until.lock() {
             *until = Some(Instant::now() + length);
         }
+    }
+
+    /// The next `count` requests get a 503 without reaching the upstream.
+    pub fn fail_next(&self, count: u64) {
+        self.shared.fail_next.store(count, Ordering::Relaxed);
     }
 
     pub fn set_faults(&self, faults: ProxyFaults) {
@@ -146,9 +154,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         counters.refused_in_outage.fetch_add(1, Ordering::Relaxed);
         return unavailable();
     }
+    let forced = shared
+        .fail_next
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
     let faults = shared.faults.lock().map(|f| *f).unwrap_or_default();
     let roll: f64 = rand::random();
-    if roll < faults.error_before {
+    if forced || roll < faults.error_before {
         counters.error_before.fetch_add(1, Ordering::Relaxed);
         return unavailable();
     }
