@@ -244,8 +244,12 @@ impl TrytonClient {
             // Two transactions drawing the same sequence number (party codes, sale numbers)
             // collide on a unique constraint; the retry draws a fresh one. A workflow step
             // refused because the record moved on meanwhile ("You can not call quote on ...")
-            // is the same kind of race: the retry reads the state again.
-            s if message.contains("must be unique") || message.contains("You can not call") => {
+            // is the same kind of race: the retry reads the state again, as for a record
+            // deleted meanwhile (a duplicate draft removed by another attempt).
+            s if message.contains("must be unique")
+                || message.contains("You can not call")
+                || message.contains("You are trying to read records") =>
+            {
                 SyncError::retryable(
                     "erp_conflict",
                     format!(
