@@ -245,27 +245,21 @@ async fn chaos() {
         pollers.push(tokio::spawn(esm.run(stopped.clone())));
     }
 
-    // The ERP misbehaves from now on; one 30 s outage a little way in.
+    // The ERP misbehaves from now on; one 30 s outage 20 s in.
     proxy.set_faults(ProxyFaults {
         error_before: 0.05,
         error_after: 0.05,
         timeout: 0.02,
         hold: Duration::from_secs(4),
     });
-    let outage_at = Duration::from_secs(20);
-    let delivered = Instant::now();
+    proxy.outage(Duration::from_secs(20), Duration::from_secs(30));
     let mut refused = 0;
-    let mut outage_started = false;
     for chunk in deliveries.chunks(16) {
         // Webhooks arrive over time, not all at once: a backlog beyond a few hundred adds
         // nothing to the chaos, and moto's FIFO receive scans the whole queue each time.
         // Messages waiting out a retry delay do not count: the consumers must stay busy.
         while queues::visible(&sqs, &orders_url).await.unwrap_or(0) > MAX_BACKLOG {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if !outage_started && delivered.elapsed() >= outage_at {
-                proxy.outage(Duration::from_secs(30));
-                outage_started = true;
-            }
         }
         // A burst of deliveries at once, as a busy shop sends them.
         let mut burst = tokio::task::JoinSet::new();
@@ -283,15 +277,8 @@ async fn chaos() {
                 refused += 1;
             }
         }
-        if !outage_started && delivered.elapsed() >= outage_at {
-            proxy.outage(Duration::from_secs(30));
-            outage_started = true;
-        }
     }
     assert_eq!(refused, 0, "shop-webhook accepted every delivery");
-    if !outage_started {
-        proxy.outage(Duration::from_secs(30));
-    }
 
     // Until every order's sync state shows its latest version (the poison: needing a person)
     // and the queue is empty.

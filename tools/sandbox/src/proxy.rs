@@ -54,7 +54,8 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     faults: Mutex<ProxyFaults>,
-    outage_until: Mutex<Option<Instant>>,
+    /// The window in which everything is refused.
+    outage: Mutex<Option<(Instant, Instant)>>,
     /// Requests still to refuse with a 503, whatever the odds (for deterministic tests).
     fail_next: AtomicU64,
     counters: Counters,
@@ -74,7 +75,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().build()?,
             faults: Mutex::new(faults),
-            outage_until: Mutex::new(None),
+            outage: Mutex::new(None),
             fail_next: AtomicU64::new(0),
             counters: Counters::default(),
             by_operation: Mutex::new(BTreeMap::new()),
@@ -96,10 +97,11 @@ impl FaultProxy {
         })
     }
 
-    /// Everything is refused for `length` from now.
-    pub fn outage(&self, length: Duration) {
-        if let Ok(mut until) = self.shared.outage_until.lock() {
-            *until = Some(Instant::now() + length);
+    /// Everything is refused for `length`, starting `after` from now.
+    pub fn outage(&self, after: Duration, length: Duration) {
+        let from = Instant::now() + after;
+        if let Ok(mut outage) = self.shared.outage.lock() {
+            *outage = Some((from, from + length));
         }
     }
 
@@ -144,12 +146,13 @@ fn unavailable() -> Response {
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let counters = &shared.counters;
+    let now = Instant::now();
     let in_outage = shared
-        .outage_until
+        .outage
         .lock()
         .ok()
-        .and_then(|until| *until)
-        .is_some_and(|until| Instant::now() < until);
+        .and_then(|outage| *outage)
+        .is_some_and(|(from, until)| from <= now && now < until);
     if in_outage {
         counters.refused_in_outage.fetch_add(1, Ordering::Relaxed);
         return unavailable();
