@@ -393,6 +393,28 @@ async fn skip(
     Ok(OrderOutcome::Skipped { reason })
 }
 
+/// A sale this attempt created (and kept): confirmed, and flagged if short of stock.
+async fn synced_new(
+    deps: &OrderSyncDeps<'_>,
+    sale: ErpSale,
+    reference: &str,
+    skus: &[Sku],
+    refused: Option<String>,
+) -> Result<OrderOutcome, SyncError> {
+    let sale = confirm(deps.erp, sale, reference).await?;
+    let backordered = match deps.availability {
+        Some(stock) => shortage(stock, &deps.config.erp.warehouse, skus).await,
+        None => None,
+    };
+    Ok(OrderOutcome::Synced {
+        erp_id: sale.id,
+        erp_number: sale.number,
+        created: true,
+        refused,
+        backordered,
+    })
+}
+
 async fn apply(
     deps: &OrderSyncDeps<'_>,
     channel: &ChannelConfig,
@@ -413,32 +435,30 @@ async fn apply(
             request: Box::new(draft.clone()),
         });
     }
-    let Some(sale) = existing else {
-        let customer =
-            ensure_customer(erp, &draft.customer, deps.config.ownership.customers).await?;
-        let sale = erp
-            .create_sale(&NewSale {
-                draft,
-                customer_id: customer.id,
-                invoice_address_id: customer.invoice_address_id,
-                shipment_address_id: customer.shipment_address_id,
-                products: &products,
-            })
-            .await?;
-        info!(entity = %entity, erp_id = sale.id, "sale created in the ERP");
-        let sale = keep_one_sale(erp, &draft.reference, sale).await?;
-        let sale = confirm(erp, sale, &draft.reference).await?;
-        let backordered = match deps.availability {
-            Some(stock) => shortage(stock, &deps.config.erp.warehouse, &skus).await,
-            None => None,
-        };
-        return Ok(OrderOutcome::Synced {
-            erp_id: sale.id,
-            erp_number: sale.number,
-            created: true,
-            refused: customer.refused,
-            backordered,
-        });
+    let sale = match existing {
+        Some(sale) => sale,
+        None => {
+            let customer =
+                ensure_customer(erp, &draft.customer, deps.config.ownership.customers).await?;
+            let created = erp
+                .create_sale(&NewSale {
+                    draft,
+                    customer_id: customer.id,
+                    invoice_address_id: customer.invoice_address_id,
+                    shipment_address_id: customer.shipment_address_id,
+                    products: &products,
+                })
+                .await?;
+            info!(entity = %entity, erp_id = created.id, "sale created in the ERP");
+            let kept = keep_one_sale(erp, &draft.reference, created.clone()).await?;
+            if kept.id != created.id {
+                // Another attempt's sale was kept, perhaps made from another version of the
+                // order: bring it up to this version below, as any existing sale.
+                kept
+            } else {
+                return synced_new(deps, kept, &draft.reference, &skus, customer.refused).await;
+            }
+        }
     };
     // A sale left by an interrupted attempt is moved on first, then brought up to date.
     let sale = keep_one_sale(erp, &draft.reference, sale).await?;
