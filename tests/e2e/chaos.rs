@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
+use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
+use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_core::reconcile::{ReconcileDeps, reconcile};
 use erpsync_core::state::{Flow, SyncState, SyncStatus};
 use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
 use erpsync_tools::desk::ErpDesk;
@@ -21,6 +24,8 @@ use erpsync_tools::ops::{self, Deployment, Selection};
 use erpsync_tools::queues;
 use erpsync_tools::template::Template;
 use sandbox::proxy::{FaultProxy, ProxyFaults};
+use sandbox::{Sandbox, ShopSetup};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const POISON_SKU: &str = "CHAOS-POISON";
@@ -105,6 +110,71 @@ fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) ->
         order["cancel_reason"] = json!("customer");
     }
     order
+}
+
+/// The order as the shop holds it at the end: its last version.
+fn latest_body(order: &PlannedOrder) -> Value {
+    let id: u64 = order.id.parse().unwrap_or_default();
+    match order.fate {
+        Fate::Updated { .. } => order_body(id, 2, 2, false, false),
+        Fate::Cancelled => order_body(id, 2, 1, false, true),
+        Fate::Plain => order_body(id, 1, 1, false, false),
+        Fate::Poison => order_body(id, 1, 1, true, false),
+    }
+}
+
+/// The scheduled reconciliation, as production runs it after the storm: the shop (the
+/// sandbox, holding every order at its last version) against sync state and the ERP.
+async fn reconcile_after(
+    world: &World,
+    plan: &[PlannedOrder],
+) -> anyhow::Result<erpsync_core::reconcile::ReconcileOutcome> {
+    let shop_domain = world.shop_domain("uk-shop");
+    let sandbox = Sandbox::start("127.0.0.1:0").await?;
+    sandbox.shops.add(ShopSetup::with_skus::<&str>(
+        &shop_domain,
+        "gid://shopify/Location/1",
+        &[],
+        2000.0,
+        100.0,
+    ));
+    let shop = sandbox
+        .shops
+        .get(&shop_domain)
+        .ok_or_else(|| anyhow::anyhow!("no sandbox shop {shop_domain}"))?;
+    for order in plan {
+        shop.place_order(latest_body(order));
+    }
+    let admin = ShopifyAdmin::new(
+        &sandbox.admin_url(&shop_domain),
+        "2026-07",
+        SecretString::from(format!("shpat_{shop_domain}")),
+    )?;
+    let queue = FoundOrdersQueue(Queue::new(
+        aws_sdk_sqs::Client::new(&world.sdk),
+        world.queue("OrdersQueue"),
+    ));
+    let deps = ReconcileDeps {
+        config: &world.config,
+        shop: &admin,
+        state: &world.orders.store,
+        archive: &world.orders.store,
+        queue: &queue,
+        erp: world.review(),
+        sales: &world.reviewer,
+    };
+    let channel = world
+        .config
+        .channels
+        .iter()
+        .find(|c| c.id.as_str() == "uk-shop")
+        .ok_or_else(|| anyhow::anyhow!("no uk-shop channel"))?;
+    Ok(reconcile(
+        &deps,
+        channel,
+        time::macros::datetime!(2026-11-29 00:00 UTC),
+    )
+    .await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -336,6 +406,11 @@ async fn chaos() {
     proxy.set_faults(ProxyFaults::default());
     let processed_in = started.elapsed();
 
+    // Production's scheduled reconciliation runs over what the storm left.
+    let reconciled = reconcile_after(&world, &plan)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
     // The ERP's own answer.
     let sales = desk
         .search(
@@ -367,7 +442,17 @@ async fn chaos() {
             .map(|l| l["quantity"].as_f64().unwrap_or_default())
             .sum()
     };
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = reconciled
+        .flagged
+        .iter()
+        .map(|flag| format!("reconciliation flagged: {flag}"))
+        .chain(
+            reconciled
+                .enqueued
+                .iter()
+                .map(|id| format!("reconciliation found {id} unknown at its last version")),
+        )
+        .collect();
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for order in &plan {
         let found = by_reference
@@ -522,6 +607,16 @@ async fn chaos() {
     );
     for (kind, (count, ok)) in &tally {
         println!("  {kind:<18} {count:>7} {ok:>18}");
+    }
+    println!(
+        "  reconciliation afterwards: {} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
+        reconciled.checked,
+        reconciled.enqueued.len(),
+        reconciled.flagged.len(),
+        reconciled.tidied.len()
+    );
+    for tidied in &reconciled.tidied {
+        println!("    {tidied}");
     }
     println!("  the functions' logs: {}", log_path.display());
     println!(

@@ -66,8 +66,10 @@ impl Reconciling {
             config: &world.config,
             shop: &self.admin,
             state: &world.orders.store,
+            archive: &world.orders.store,
             queue: &self.queue,
             erp: world.review(),
+            sales: &world.reviewer,
         }
     }
 }
@@ -195,4 +197,99 @@ async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
         state.last_error.map(|e| e.kind).as_deref(),
         Some("totals_disagree")
     );
+}
+
+#[tokio::test]
+async fn reconcile_deletes_an_orphan_draft_left_by_a_create_that_committed_late() {
+    let world = World::start().await;
+    let reconciling = Reconciling::start(&world).await;
+    let shop = reconciling
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let order = at_version(&order, &reconciling.stamp());
+    world
+        .deliver("uk-shop", "orders/create", "wh-1", &order)
+        .await;
+    shop.place_order(order);
+    let reference = format!("uk-shop/{id}");
+    let synced = world.erp_sales(&reference).await[0].clone();
+    // The create of an attempt stopped at its timeout commits only now, after its retry
+    // made and confirmed the sale above: a draft with the same reference.
+    let orphan = world
+        .erp_create(
+            "sale.sale",
+            json!({"party": synced["party"], "reference": reference,
+                   "invoice_address": synced["invoice_address"],
+                   "shipment_address": synced["shipment_address"]}),
+        )
+        .await;
+    assert_eq!(world.erp_sales(&reference).await.len(), 2);
+
+    let deps = reconciling.deps(&world);
+    let since = reconciling.now - Duration::hours(2);
+    let found = reconcile(&deps, &world.config.channels[0], since)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(found.flagged.is_empty(), "{found:?}");
+    assert_eq!(found.tidied.len(), 1, "{found:?}");
+    assert!(
+        found.tidied[0].contains(&orphan.to_string()),
+        "{}",
+        found.tidied[0]
+    );
+    let left = world.erp_sales(&reference).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], synced["id"], "the confirmed sale is kept");
+    assert_eq!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::Synced)
+    );
+}
+
+#[tokio::test]
+async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a_newer_one() {
+    let world = World::start().await;
+    let reconciling = Reconciling::start(&world).await;
+    let shop = reconciling
+        .sandbox
+        .shops
+        .get(UK)
+        .unwrap_or_else(|| panic!("no shop"));
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    order["line_items"][0]["sku"] = json!("NOT-IN-THE-ERP");
+    let parked = at_version(&order, &reconciling.stamp());
+    world
+        .deliver("uk-shop", "orders/create", "wh-1", &parked)
+        .await;
+    shop.place_order(parked);
+    let state = world.state("uk-shop", &id).await;
+    assert_eq!(
+        state.as_ref().map(|s| s.status),
+        Some(SyncStatus::NeedsAttention),
+        "{state:?}"
+    );
+
+    let deps = reconciling.deps(&world);
+    let since = reconciling.now - Duration::hours(2);
+    let found = reconcile(&deps, &world.config.channels[0], since)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        found.enqueued.is_empty(),
+        "parked at this version: enqueueing it again would only park it again: {found:?}"
+    );
+
+    // The shop changes the order later and that webhook is lost: the newer version is
+    // reconciliation's to enqueue.
+    let later = (reconciling.now + Duration::minutes(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    shop.place_order(at_version(&order, &later));
+    let found = reconcile(&deps, &world.config.channels[0], since)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.enqueued, vec![id], "{found:?}");
 }

@@ -28,8 +28,10 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
         let reconcile_deps = ReconcileDeps {
             config: &deps.config,
             erp: &deps.erp,
+            sales: &deps.erp,
             shop,
             state: &deps.store,
+            archive: &deps.store,
             queue: &deps.orders,
         };
         let result = reconcile(&reconcile_deps, channel, since).await;
@@ -40,10 +42,11 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
         };
         let summary = result.as_ref().map(|outcome| {
             format!(
-                "{} orders checked, {} enqueued, {} flagged",
+                "{} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
                 outcome.checked,
                 outcome.enqueued.len(),
-                outcome.flagged.len()
+                outcome.flagged.len(),
+                outcome.tidied.len()
             )
         });
         if let Err(state_error) = record_run(&deps.store, &entity, summary).await {

@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::ExternalOrderId;
-use crate::ports::SyncStateStore;
+use crate::ports::{PayloadArchive, SalesErp, SyncStateStore};
 use crate::shadow::SalesReview;
 use crate::state::{EntityRef, ErrorReport, SyncStatus};
 use crate::{inbound, mapping};
@@ -47,37 +47,84 @@ pub struct ReconcileOutcome {
     pub enqueued: Vec<String>,
     /// Synced orders whose ERP sale no longer adds up to what the shop sold.
     pub flagged: Vec<String>,
+    /// Orphan draft sales deleted: left by a create that committed after its retry had
+    /// made, and moved on, the sale sync state records.
+    #[serde(default)]
+    pub tidied: Vec<String>,
 }
 
 pub struct ReconcileDeps<'a> {
     pub config: &'a Config,
     pub shop: &'a dyn ChannelOrders,
     pub state: &'a dyn SyncStateStore,
+    /// The payloads kept of failed orders: says at which version an order was parked.
+    pub archive: &'a dyn PayloadArchive,
     pub queue: &'a dyn FoundOrders,
     pub erp: &'a dyn SalesReview,
+    /// Deletes orphan drafts (the same ERP client as `erp`).
+    pub sales: &'a dyn SalesErp,
+}
+
+/// What the ERP holds for an order sync state knows.
+#[derive(Debug, Default)]
+struct Review {
+    /// Why a person must look, if they must.
+    flag: Option<String>,
+    tidied: Option<String>,
 }
 
 /// The shop's net total for the order (as the mapping sends it) against the ERP sale's
-/// untaxed amount: a difference means someone changed one side by hand.
-async fn totals_disagree(
+/// untaxed amount: a difference means someone changed one side by hand. Beforehand, a draft
+/// beside the sale sync state records (moved on, so never what a retry would pick up) is an
+/// orphan from a create that committed late: it is deleted, and said so.
+async fn review_known(
     deps: &ReconcileDeps<'_>,
     channel: &ChannelConfig,
     order: &ShopOrderRef,
-) -> Result<Option<String>, SyncError> {
+    recorded_sale: Option<i64>,
+) -> Result<Review, SyncError> {
+    let mut review = Review::default();
     let body = deps.shop.order_body(&order.id).await?;
     let Ok(parsed) = inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
-        return Ok(None);
+        return Ok(review);
     };
-    if parsed.cancelled {
-        return Ok(None);
-    }
     let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
-        return Ok(None);
+        return Ok(review);
     };
-    let live: Vec<_> = deps
-        .erp
-        .sales_by_reference(&draft.reference)
-        .await?
+    let mut sales = deps.erp.sales_by_reference(&draft.reference).await?;
+    let recorded = recorded_sale.and_then(|id| sales.iter().find(|sale| sale.id == id));
+    if sales.len() > 1
+        && let Some(kept) = recorded.filter(|sale| {
+            matches!(
+                sale.state.as_str(),
+                "confirmed" | "processing" | "done" | "cancelled"
+            )
+        })
+    {
+        let kept_number = kept.number.clone().unwrap_or_else(|| kept.id.to_string());
+        let dropped = deps
+            .sales
+            .drop_duplicate_drafts(&draft.reference, kept.id)
+            .await?;
+        if !dropped.is_empty() {
+            warn!(reference = %draft.reference, kept = %kept_number, ?dropped, "orphan draft sales deleted");
+            review.tidied = Some(format!(
+                "{}: deleted {} orphan draft sale(s) (ids {}) beside {kept_number}",
+                parsed.name,
+                dropped.len(),
+                dropped
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            sales.retain(|sale| !dropped.contains(&sale.id));
+        }
+    }
+    if parsed.cancelled {
+        return Ok(review);
+    }
+    let live: Vec<_> = sales
         .into_iter()
         .filter(|sale| sale.state != "cancelled")
         .collect();
@@ -86,25 +133,27 @@ async fn totals_disagree(
             .iter()
             .map(|s| s.number.as_deref().unwrap_or("(draft)"))
             .collect();
-        return Ok(Some(format!(
+        review.flag = Some(format!(
             "{} has {} live ERP sales ({}): keep the one that was confirmed, cancel the others",
             parsed.name,
             live.len(),
             numbers.join(", ")
-        )));
+        ));
+        return Ok(review);
     }
     let Some(sale) = live.into_iter().next() else {
-        return Ok(None);
+        return Ok(review);
     };
     let shop_total = draft.total().round_dp(2);
     let erp_total = sale.untaxed_amount.round_dp(2);
-    Ok((shop_total != erp_total).then(|| {
+    review.flag = (shop_total != erp_total).then(|| {
         format!(
             "{} totals {shop_total} net in the shop but ERP sale {} totals {erp_total}: check which side was changed by hand and correct it",
             parsed.name,
             sale.number.as_deref().unwrap_or("?")
         )
-    }))
+    });
+    Ok(review)
 }
 
 pub async fn reconcile(
@@ -115,11 +164,13 @@ pub async fn reconcile(
     let mut outcome = ReconcileOutcome::default();
     for order in deps.shop.updated_since(since).await? {
         outcome.checked += 1;
-        let state = deps
-            .state
-            .get(&EntityRef::order(&channel.id, order.id.as_str()))
-            .await?;
-        let known = state.is_some_and(|s| {
+        let entity = EntityRef::order(&channel.id, order.id.as_str());
+        let state = deps.state.get(&entity).await?;
+        let recorded_sale = state.as_ref().and_then(|s| s.erp_id);
+        let parked = state
+            .as_ref()
+            .is_some_and(|s| s.status == SyncStatus::NeedsAttention);
+        let mut known = state.is_some_and(|s| {
             // A version already applied, skipped or parked for a person is accounted for;
             // so is an order a person closed (its message discarded, with a reason).
             s.status == SyncStatus::Resolved
@@ -133,9 +184,19 @@ pub async fn reconcile(
                             | SyncStatus::NeedsAttention
                     )
         });
+        if !known && parked {
+            // Parked at this version (its failed payload kept says which): enqueueing it
+            // again would only park it again, once per run, until a person acts.
+            known = deps
+                .archive
+                .latest(&entity)
+                .await?
+                .is_some_and(|kept| kept.version >= order.updated_at);
+        }
         if known {
-            if let Some(flag) = totals_disagree(deps, channel, &order).await? {
-                let entity = EntityRef::order(&channel.id, order.id.as_str());
+            let review = review_known(deps, channel, &order, recorded_sale).await?;
+            outcome.tidied.extend(review.tidied);
+            if let Some(flag) = review.flag {
                 let error = SyncError::permanent("totals_disagree", flag.clone());
                 deps.state
                     .record_failure(

@@ -540,3 +540,38 @@ async fn a_lost_create_that_commits_late_leaves_one_sale_not_two() {
     assert_eq!(sales.len(), 1, "the younger draft was deleted: {sales:?}");
     assert_eq!(sales[0].1.state, ErpSaleState::Processing);
 }
+
+#[tokio::test]
+async fn an_update_whose_new_sale_loses_to_the_creates_brings_that_sale_to_its_version() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    let Ok(OrderOutcome::Synced { erp_id, .. }) = world.deliver(&create).await else {
+        panic!("expected the create to sync");
+    };
+    // The update was attempted alongside the create: its look-up ran before the create's
+    // sale committed, so it made a sale of its own; the create's, further along, is kept.
+    world.erp.hide_sales_from_next_lookup();
+    let outcome = world.deliver_topic(OrderTopic::Updated, &edit).await;
+    match outcome {
+        Ok(OrderOutcome::Amended {
+            erp_id: amended,
+            changes,
+            ..
+        }) => {
+            assert_eq!(amended, erp_id, "the create's sale is the one kept");
+            assert_eq!(
+                changes,
+                vec!["IPOD2008GREEN: 1 x 195.66 -> 2 x 197.33".to_owned()]
+            );
+        }
+        other => panic!("expected the kept sale amended to the update, got {other:?}"),
+    }
+    let sales = world.erp.sales();
+    assert_eq!(
+        sales.len(),
+        1,
+        "the update's own draft was deleted: {sales:?}"
+    );
+    assert_eq!(sales[0].1.id, erp_id);
+}
