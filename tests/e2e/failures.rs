@@ -337,3 +337,36 @@ async fn a_read_refused_at_once_is_tried_again_and_a_refused_write_is_not() {
         "the write was not sent again"
     );
 }
+
+#[tokio::test]
+async fn a_read_of_a_sale_deleted_meanwhile_is_a_retryable_conflict_not_a_person_s_problem() {
+    use erpsync_core::error::ErrorClass;
+    use erpsync_core::ports::SalesErp;
+
+    let world = World::start().await;
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    world
+        .deliver("uk-shop", "orders/create", "wh-read", &order)
+        .await;
+    let reference = format!("uk-shop/{id}");
+    let synced = world.erp_sales(&reference).await[0].clone();
+    let kept = synced["id"].as_i64().unwrap_or_default();
+    // Another attempt's duplicate draft, deleted by that attempt while this one reads it.
+    let draft = world
+        .erp_create(
+            "sale.sale",
+            serde_json::json!({"party": synced["party"], "reference": reference}),
+        )
+        .await;
+    let dropped = world
+        .reviewer
+        .drop_duplicate_drafts(&reference, kept)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dropped, vec![draft]);
+
+    let read = world.reviewer.sale_details(draft).await;
+    let error = read.err().unwrap_or_else(|| panic!("the sale is gone"));
+    assert_eq!(error.kind, "erp_conflict", "{error}");
+    assert_eq!(error.class, ErrorClass::Retryable, "{error}");
+}

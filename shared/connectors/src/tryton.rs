@@ -65,6 +65,16 @@ fn text_of(value: &Value, field: &str) -> Option<String> {
     value.get(field).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// `model/<name>/<id>` (and its buttons): a path naming one record.
+fn names_a_record(path: &str) -> bool {
+    let mut parts = path.split('/');
+    parts.next() == Some("model")
+        && parts.next().is_some()
+        && parts
+            .next()
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn id_of(value: &Value, field: &str) -> Option<i64> {
     let field = value.get(field)?;
     field
@@ -258,6 +268,14 @@ impl TrytonClient {
                     ),
                 )
             }
+            // A record gone from under a read or a workflow step: another attempt deleted its
+            // duplicate draft meanwhile. The retry looks the sale up by reference again.
+            StatusCode::NOT_FOUND if names_a_record(path) => SyncError::retryable(
+                "erp_conflict",
+                format!(
+                    "Tryton has no record at {method} {path} (HTTP 404): deleted meanwhile, by another attempt or by hand"
+                ),
+            ),
             s => SyncError::permanent(
                 "erp_rejected",
                 format!(
@@ -1599,5 +1617,23 @@ impl ErpCatalogue for TrytonClient {
                 })
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_record;
+
+    #[test]
+    fn a_404_names_a_record_only_on_a_record_or_its_buttons() {
+        assert!(names_a_record("model/sale.sale/42"));
+        assert!(names_a_record("model/sale.sale/42/quote"));
+        assert!(
+            !names_a_record("model/sale.sale"),
+            "a missing model is config"
+        );
+        assert!(!names_a_record("model/sale.sale/"));
+        assert!(!names_a_record("model/sale.sale/x1"));
+        assert!(!names_a_record("user/application/42"));
     }
 }
