@@ -620,9 +620,9 @@ async fn chaos() {
     }
     println!("  the functions' logs: {}", log_path.display());
     println!(
-        "  dead-letter queue: {} message(s) for {} order(s), expected the {} poison: {}",
-        parked.len(),
+        "  dead-letter queue: {} order(s) parked ({} message(s) at the head of their FIFO group), expected the {} poison: {}",
         parked_entities.len(),
+        parked.len(),
         expected.len(),
         if parked_entities == expected && reasons_ok {
             "exactly"
@@ -631,7 +631,7 @@ async fn chaos() {
         }
     );
     println!(
-        "  after mapping {POISON_SKU} and redriving {}: {after_redrive}/{} booked exactly once",
+        "  after mapping {POISON_SKU} and redriving all {} parked message(s): {after_redrive}/{} booked exactly once",
         redriven.len(),
         poison.len()
     );

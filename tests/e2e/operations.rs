@@ -442,3 +442,60 @@ async fn a_discarded_order_is_replayed_from_its_kept_payload_once_fixed_and_only
         None
     );
 }
+
+#[tokio::test]
+async fn redrive_all_moves_every_parked_message_of_a_fifo_queue_beyond_the_first_ten_and_behind_group_heads()
+ {
+    let world = World::start().await;
+    let deployment = deployment(&world);
+    let sku = format!("NEW-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+    // Twelve orders for a product nobody has set up, each delivered under two topics: two
+    // parked messages per FIFO group, the second behind the first.
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        order["line_items"][1]["sku"] = json!(sku);
+        world
+            .deliver("uk-shop", "orders/create", &format!("wh-many-{i}"), &order)
+            .await;
+        world
+            .deliver(
+                "uk-shop",
+                "orders/paid",
+                &format!("wh-many-paid-{i}"),
+                &order,
+            )
+            .await;
+        ids.push(id);
+    }
+    let letters = ops::dead_letters(&deployment, Some("order-sync"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut entities: Vec<&str> = letters.iter().map(|l| l.entity.as_str()).collect();
+    entities.sort_unstable();
+    entities.dedup();
+    assert_eq!(
+        entities.len(),
+        12,
+        "every parked order listed, not only the first ten messages: {entities:?}"
+    );
+
+    create_product(&world, &sku).await;
+    let moved = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(moved.len(), 24, "both messages of every group: {moved:?}");
+    world.drain(std::time::Duration::from_secs(60)).await;
+    assert!(
+        world.dead_letters().await.is_empty(),
+        "{:?}",
+        erpsync_e2e::parked_reasons(&world).await
+    );
+    for id in &ids {
+        assert_eq!(
+            world.erp_sales(&format!("uk-shop/{id}")).await.len(),
+            1,
+            "order {id} once"
+        );
+    }
+}

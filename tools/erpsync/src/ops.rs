@@ -156,6 +156,9 @@ pub struct DeadLetter {
     /// The original message's attributes, to send it back as it was.
     pub source_attributes: BTreeMap<String, String>,
     pub body: String,
+    /// When it reached the dead-letter queue (the queue's own timestamp).
+    #[serde(skip)]
+    pub parked_at: Option<OffsetDateTime>,
 }
 
 impl DeadLetter {
@@ -176,11 +179,12 @@ impl DeadLetter {
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned()
         });
-        let sent = message
+        let parked_at = message
             .attributes()
             .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
             .and_then(|ms| ms.parse::<i128>().ok())
-            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok());
+        let sent = parked_at
             .and_then(|at| at.format(&Rfc3339).ok())
             .unwrap_or_default();
         let or = |value: String, fallback: &str| {
@@ -210,6 +214,7 @@ impl DeadLetter {
             group_id,
             source_attributes: source,
             body: message.body().unwrap_or_default().to_owned(),
+            parked_at,
         }
     }
 
@@ -243,50 +248,18 @@ pub async fn dead_letter(deployment: &Deployment, id: &str) -> anyhow::Result<Op
         .find(|l| l.id == id))
 }
 
-/// Receives the parked message `id` with a receipt handle (others seen on the way are left
-/// visible again). FIFO order holds within a group: a message behind another of its group
+/// Receives the parked message `id` with a receipt handle (the others seen on the way are
+/// left visible again). FIFO order holds within a group: a message behind another of its group
 /// is reachable only once that one is gone.
 async fn take(
     deployment: &Deployment,
     pair: &QueuePair,
     id: &str,
 ) -> anyhow::Result<Option<(Message, String)>> {
-    for _ in 0..20 {
-        let received = deployment
-            .sqs
-            .receive_message()
-            .queue_url(&pair.dead_letter_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(30)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await?;
-        let messages = received.messages();
-        if messages.is_empty() {
-            return Ok(None);
-        }
-        let mut target = None;
-        for message in messages {
-            let receipt = message.receipt_handle().unwrap_or_default().to_owned();
-            if message.message_id() == Some(id) {
-                target = Some((message.clone(), receipt));
-            } else {
-                deployment
-                    .sqs
-                    .change_message_visibility()
-                    .queue_url(&pair.dead_letter_url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await?;
-            }
-        }
-        if target.is_some() {
-            return Ok(target);
-        }
-    }
-    Ok(None)
+    queues::take(&deployment.sqs, &pair.dead_letter_url, |m| {
+        m.message_id() == Some(id)
+    })
+    .await
 }
 
 /// What to redrive.
@@ -298,68 +271,96 @@ pub enum Selection<'a> {
 /// Sends parked messages back to their source queue as they first came (body, attributes,
 /// FIFO group), then deletes them from the dead-letter queue. Idempotency keys make a
 /// redriven message take effect once, however often it is redriven. Answers the ids moved.
+///
+/// All of them: a FIFO dead-letter queue shows only each group's first message, and the next
+/// comes within reach once that one is gone, so passes repeat until nothing is left that was
+/// parked before the redrive began. What it sent back and failed again stays parked.
 pub async fn redrive(
     deployment: &Deployment,
     selection: Selection<'_>,
     progress: &dyn Fn(&DeadLetter),
 ) -> anyhow::Result<Vec<String>> {
-    let wanted: Vec<DeadLetter> = match selection {
-        Selection::One(id) => vec![
-            dead_letter(deployment, id)
-                .await?
-                .with_context(|| format!("no parked message {id}"))?,
-        ],
-        Selection::All { flow } => dead_letters(deployment, flow).await?,
-    };
+    let began = OffsetDateTime::now_utc();
     let mut moved = Vec::new();
-    for letter in &wanted {
-        let pair = pair_of(deployment, letter)?;
-        let Some((message, receipt)) = take(deployment, pair, &letter.id).await? else {
-            bail!(
-                "message {} could not be taken from {} (behind another message of its group?)",
-                letter.id,
-                pair.dead_letter
-            );
-        };
-        let fifo = pair.source_url.ends_with(".fifo");
-        let mut send = deployment
-            .sqs
-            .send_message()
-            .queue_url(&pair.source_url)
-            .message_body(message.body().unwrap_or_default());
-        for (name, value) in &letter.source_attributes {
-            send = send.message_attributes(
-                name,
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(value)
-                    .build()?,
-            );
+    match selection {
+        Selection::One(id) => {
+            let letter = dead_letter(deployment, id)
+                .await?
+                .with_context(|| format!("no parked message {id}"))?;
+            send_back(deployment, &letter).await?;
+            progress(&letter);
+            moved.push(letter.id);
         }
-        if fifo {
-            send = send
-                .message_group_id(
-                    letter
-                        .group_id
-                        .clone()
-                        .unwrap_or_else(|| letter.flow.clone()),
-                )
-                .message_deduplication_id(format!("redrive-{}", letter.id));
+        Selection::All { flow } => {
+            // Bounded by the messages a queue can hold per group, not by time.
+            for _pass in 0..REDRIVE_PASSES {
+                let wanted: Vec<DeadLetter> = dead_letters(deployment, flow)
+                    .await?
+                    .into_iter()
+                    .filter(|letter| letter.parked_at.is_none_or(|at| at < began))
+                    .collect();
+                if wanted.is_empty() {
+                    break;
+                }
+                for letter in wanted {
+                    send_back(deployment, &letter).await?;
+                    progress(&letter);
+                    moved.push(letter.id);
+                }
+            }
         }
-        send.send()
-            .await
-            .with_context(|| format!("sending {} back to {}", letter.id, pair.source))?;
-        deployment
-            .sqs
-            .delete_message()
-            .queue_url(&pair.dead_letter_url)
-            .receipt_handle(receipt)
-            .send()
-            .await?;
-        progress(letter);
-        moved.push(letter.id.clone());
     }
     Ok(moved)
+}
+
+/// Passes of `redrive --all`: as many as one FIFO group can have messages parked.
+const REDRIVE_PASSES: usize = 1000;
+
+async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Result<()> {
+    let pair = pair_of(deployment, letter)?;
+    let Some((message, receipt)) = take(deployment, pair, &letter.id).await? else {
+        bail!(
+            "message {} could not be taken from {} (behind another message of its group?)",
+            letter.id,
+            pair.dead_letter
+        );
+    };
+    let fifo = pair.source_url.ends_with(".fifo");
+    let mut send = deployment
+        .sqs
+        .send_message()
+        .queue_url(&pair.source_url)
+        .message_body(message.body().unwrap_or_default());
+    for (name, value) in &letter.source_attributes {
+        send = send.message_attributes(
+            name,
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()?,
+        );
+    }
+    if fifo {
+        send = send
+            .message_group_id(
+                letter
+                    .group_id
+                    .clone()
+                    .unwrap_or_else(|| letter.flow.clone()),
+            )
+            .message_deduplication_id(format!("redrive-{}", letter.id));
+    }
+    send.send()
+        .await
+        .with_context(|| format!("sending {} back to {}", letter.id, pair.source))?;
+    deployment
+        .sqs
+        .delete_message()
+        .queue_url(&pair.dead_letter_url)
+        .receipt_handle(receipt)
+        .send()
+        .await?;
+    Ok(())
 }
 
 fn pair_of<'a>(deployment: &'a Deployment, letter: &DeadLetter) -> anyhow::Result<&'a QueuePair> {

@@ -1,7 +1,10 @@
 //! Looking at queues without consuming them: depth and a peek at the messages.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 
 /// Visible + in flight + delayed messages.
 pub async fn depth(sqs: &Client, url: &str) -> anyhow::Result<u64> {
@@ -36,29 +39,94 @@ async fn count(sqs: &Client, url: &str, names: &[QueueAttributeName]) -> anyhow:
         .sum())
 }
 
-/// The messages currently visible, with all attributes, left on the queue (received with
-/// a zero visibility timeout, repeated until nothing new comes back).
+/// How long a walk over a queue hides what it has seen; released as soon as it ends.
+const WALK_HIDE_SECONDS: i32 = 60;
+/// A bound on a walk: 10 messages a receive.
+const WALK_RECEIVES: usize = 1000;
+
+/// The messages that can be received now, with all attributes, left on the queue. Each receive
+/// hides what it returned, so the next one returns others (a FIFO queue would otherwise answer
+/// with the same ten every time), and all of them are made visible again at the end. On a
+/// FIFO queue that is each group's first message: the rest come within reach as those go.
 pub async fn peek(sqs: &Client, url: &str) -> anyhow::Result<Vec<Message>> {
+    walk(sqs, url, |_| false).await.map(|(seen, _)| seen)
+}
+
+/// Walks the queue like `peek` until `wanted` matches a message, and answers that one still
+/// hidden (its receipt handle valid for the walk's hiding time) beside the ones seen.
+pub async fn take(
+    sqs: &Client,
+    url: &str,
+    wanted: impl Fn(&Message) -> bool,
+) -> anyhow::Result<Option<(Message, String)>> {
+    walk(sqs, url, wanted).await.map(|(_, taken)| taken)
+}
+
+async fn walk(
+    sqs: &Client,
+    url: &str,
+    wanted: impl Fn(&Message) -> bool,
+) -> anyhow::Result<(Vec<Message>, Option<(Message, String)>)> {
     let mut seen: Vec<Message> = Vec::new();
-    for _ in 0..100 {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await?;
-        let before = seen.len();
-        for message in received.messages() {
-            if !seen.iter().any(|m| m.message_id() == message.message_id()) {
-                seen.push(message.clone());
+    let mut receipts: Vec<String> = Vec::new();
+    let mut taken = None;
+    let walked: anyhow::Result<()> = async {
+        for _ in 0..WALK_RECEIVES {
+            let received = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(WALK_HIDE_SECONDS)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await?;
+            if received.messages().is_empty() {
+                return Ok(());
+            }
+            for message in received.messages() {
+                let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+                if taken.is_none() && wanted(message) {
+                    taken = Some((message.clone(), receipt));
+                    continue;
+                }
+                receipts.push(receipt);
+                if !seen.iter().any(|m| m.message_id() == message.message_id()) {
+                    seen.push(message.clone());
+                }
+            }
+            if taken.is_some() {
+                return Ok(());
             }
         }
-        if seen.len() == before {
-            break;
-        }
+        Ok(())
     }
-    Ok(seen)
+    .await;
+    let released = release(sqs, url, &receipts).await;
+    walked?;
+    released?;
+    Ok((seen, taken))
+}
+
+/// Makes hidden messages visible again, ten to a request.
+async fn release(sqs: &Client, url: &str, receipts: &[String]) -> anyhow::Result<()> {
+    for chunk in receipts.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sqs.change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    Ok(())
 }
