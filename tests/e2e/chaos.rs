@@ -608,13 +608,7 @@ async fn chaos() {
     for (kind, (count, ok)) in &tally {
         println!("  {kind:<18} {count:>7} {ok:>18}");
     }
-    println!(
-        "  reconciliation afterwards: {} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
-        reconciled.checked,
-        reconciled.enqueued.len(),
-        reconciled.flagged.len(),
-        reconciled.tidied.len()
-    );
+    println!("  reconciliation afterwards: {}", reconciled.summary());
     for tidied in &reconciled.tidied {
         println!("    {tidied}");
     }

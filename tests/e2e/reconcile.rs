@@ -55,6 +55,24 @@ impl Reconciling {
         }
     }
 
+    fn shop(&self) -> std::sync::Arc<sandbox::Shop> {
+        self.sandbox
+            .shops
+            .get(UK)
+            .unwrap_or_else(|| panic!("no shop"))
+    }
+
+    /// An order whose webhook arrived, placed in the shop too: synced and known.
+    async fn synced_order(&self, world: &World) -> String {
+        let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        let order = at_version(&order, &self.stamp());
+        world
+            .deliver("uk-shop", "orders/create", "wh-1", &order)
+            .await;
+        self.shop().place_order(order);
+        id
+    }
+
     fn stamp(&self) -> String {
         self.now
             .format(&time::format_description::well_known::Rfc3339)
@@ -78,11 +96,7 @@ impl Reconciling {
 async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exactly_once() {
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
-    let shop = reconciling
-        .sandbox
-        .shops
-        .get(UK)
-        .unwrap_or_else(|| panic!("no shop"));
+    let shop = reconciling.shop();
     // Placed in the shop; its orders/create webhook is lost.
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     let order = at_version(&order, &reconciling.stamp());
@@ -141,17 +155,7 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
 async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
-    let shop = reconciling
-        .sandbox
-        .shops
-        .get(UK)
-        .unwrap_or_else(|| panic!("no shop"));
-    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
-    let order = at_version(&order, &reconciling.stamp());
-    world
-        .deliver("uk-shop", "orders/create", "wh-1", &order)
-        .await;
-    shop.place_order(order);
+    let id = reconciling.synced_order(&world).await;
 
     // Someone changes the ERP sale by hand: one more red iPod.
     let sale = world.erp_sales(&format!("uk-shop/{id}")).await[0].clone();
@@ -203,17 +207,7 @@ async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
 async fn reconcile_deletes_an_orphan_draft_left_by_a_create_that_committed_late() {
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
-    let shop = reconciling
-        .sandbox
-        .shops
-        .get(UK)
-        .unwrap_or_else(|| panic!("no shop"));
-    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
-    let order = at_version(&order, &reconciling.stamp());
-    world
-        .deliver("uk-shop", "orders/create", "wh-1", &order)
-        .await;
-    shop.place_order(order);
+    let id = reconciling.synced_order(&world).await;
     let reference = format!("uk-shop/{id}");
     let synced = world.erp_sales(&reference).await[0].clone();
     // The create of an attempt stopped at its timeout commits only now, after its retry
@@ -253,11 +247,7 @@ async fn reconcile_deletes_an_orphan_draft_left_by_a_create_that_committed_late(
 async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a_newer_one() {
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
-    let shop = reconciling
-        .sandbox
-        .shops
-        .get(UK)
-        .unwrap_or_else(|| panic!("no shop"));
+    let shop = reconciling.shop();
     let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     order["line_items"][0]["sku"] = json!("NOT-IN-THE-ERP");
     let parked = at_version(&order, &reconciling.stamp());

@@ -40,15 +40,7 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
             channel: channel.id.clone(),
             entity_id: "run".to_owned(),
         };
-        let summary = result.as_ref().map(|outcome| {
-            format!(
-                "{} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
-                outcome.checked,
-                outcome.enqueued.len(),
-                outcome.flagged.len(),
-                outcome.tidied.len()
-            )
-        });
+        let summary = result.as_ref().map(ReconcileOutcome::summary);
         if let Err(state_error) = record_run(&deps.store, &entity, summary).await {
             error!(channel = %channel.id, error = %state_error, "could not record the reconciliation run");
         }

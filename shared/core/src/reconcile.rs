@@ -53,6 +53,19 @@ pub struct ReconcileOutcome {
     pub tidied: Vec<String>,
 }
 
+impl ReconcileOutcome {
+    /// One line for the run's sync-state note and for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
+            self.checked,
+            self.enqueued.len(),
+            self.flagged.len(),
+            self.tidied.len()
+        )
+    }
+}
+
 pub struct ReconcileDeps<'a> {
     pub config: &'a Config,
     pub shop: &'a dyn ChannelOrders,

@@ -316,6 +316,18 @@ pub async fn redrive(
 /// Passes of `redrive --all`: as many as one FIFO group can have messages parked.
 const REDRIVE_PASSES: usize = 1000;
 
+/// Deletes a taken message from its dead-letter queue.
+async fn remove(deployment: &Deployment, pair: &QueuePair, receipt: &str) -> anyhow::Result<()> {
+    deployment
+        .sqs
+        .delete_message()
+        .queue_url(&pair.dead_letter_url)
+        .receipt_handle(receipt)
+        .send()
+        .await?;
+    Ok(())
+}
+
 async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Result<()> {
     let pair = pair_of(deployment, letter)?;
     let Some((message, receipt)) = take(deployment, pair, &letter.id).await? else {
@@ -353,13 +365,7 @@ async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Resu
     send.send()
         .await
         .with_context(|| format!("sending {} back to {}", letter.id, pair.source))?;
-    deployment
-        .sqs
-        .delete_message()
-        .queue_url(&pair.dead_letter_url)
-        .receipt_handle(receipt)
-        .send()
-        .await?;
+    remove(deployment, pair, &receipt).await?;
     Ok(())
 }
 
@@ -405,13 +411,7 @@ pub async fn discard(
             })
             .await?;
     }
-    deployment
-        .sqs
-        .delete_message()
-        .queue_url(&pair.dead_letter_url)
-        .receipt_handle(receipt)
-        .send()
-        .await?;
+    remove(deployment, pair, &receipt).await?;
     Ok(letter)
 }
 
