@@ -614,7 +614,7 @@ async fn chaos() {
     }
     println!("  the functions' logs: {}", log_path.display());
     println!(
-        "  dead-letter queue: {} order(s) parked ({} message(s) at the head of their FIFO group), expected the {} poison: {}",
+        "  dead-letter queue: {} order(s) parked ({} message(s) listed), expected the {} poison: {}",
         parked_entities.len(),
         parked.len(),
         expected.len(),
