@@ -47,7 +47,8 @@ const WALK_RECEIVES: usize = 1000;
 /// The messages that can be received now, with all attributes, left on the queue. Each receive
 /// hides what it returned, so the next one returns others (a FIFO queue would otherwise answer
 /// with the same ten every time), and all of them are made visible again at the end. On a
-/// FIFO queue that is each group's first message: the rest come within reach as those go.
+/// FIFO queue a group's later messages stay out of reach while earlier ones are hidden: they
+/// come within reach as those go.
 pub async fn peek(sqs: &Client, url: &str) -> anyhow::Result<Vec<Message>> {
     walk(sqs, url, |_| false).await.map(|(seen, _)| seen)
 }
