@@ -10,6 +10,7 @@ mod lifecycle;
 mod mapping;
 mod modes;
 mod operations;
+mod queues;
 mod reconcile;
 mod returns;
 mod security;

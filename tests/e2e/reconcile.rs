@@ -2,10 +2,16 @@
 //! the ERP exactly once.
 
 use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
+use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
+use erpsync_core::flows::order_sync::{OrderMessage, OrderOutcome, OrderSyncDeps, sync_order};
+use erpsync_core::ids::ChannelId;
+use erpsync_core::order::OrderTopic;
+use erpsync_core::ports::PrefetchedStates;
 use erpsync_core::reconcile::{ReconcileDeps, reconcile};
+use erpsync_core::state::EntityRef;
 use erpsync_core::state::SyncStatus;
-use erpsync_e2e::{World, at_version, fresh_order};
+use erpsync_e2e::{Fault, FaultyErp, World, at_version, fresh_order, set_quantity};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
 use serde_json::json;
@@ -282,4 +288,104 @@ async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.enqueued, vec![id], "{found:?}");
+}
+
+/// Issue 20, as the N=500 chaos run met it: the orders/updated (15:10Z) is applied first; the
+/// late orders/create (15:05Z) was attempted by a worker that had read the order's sync
+/// state before the update committed (moto handed it out while its FIFO group was in
+/// flight), so it went on to the ERP, failed there once, and its retry was skipped as stale.
+/// The failure of the older version must not leave the order "retrying": reconciliation
+/// would re-enqueue it on every run.
+#[tokio::test]
+async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_version() {
+    let world = World::start().await;
+    let reconciling = Reconciling::start(&world).await;
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let latest = reconciling.now;
+    let stamp = |at: OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let create = at_version(&order, &stamp(latest - Duration::minutes(5)));
+    let mut update = at_version(&order, &stamp(latest));
+    set_quantity(&mut update, 1, 2);
+    world
+        .deliver("uk-shop", "orders/updated", "wh-update", &update)
+        .await;
+    reconciling.shop().place_order(update);
+
+    let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+    let entity = EntityRef::order(&channel, &id);
+    let read_before_the_update = PrefetchedStates::new(
+        &world.orders.store,
+        std::collections::HashMap::from([(entity.clone(), None)]),
+    );
+    let tryton = TrytonClient::new(
+        &world.erp_url,
+        SecretString::from(world.erp_key.clone()),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let failing_erp = FaultyErp::new(tryton, vec![Fault::LookupFails(format!("uk-shop/{id}"))]);
+    let message = OrderMessage {
+        channel: channel.clone(),
+        topic: OrderTopic::Create,
+        body: create.to_string().into_bytes(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let first = sync_order(
+        &OrderSyncDeps {
+            config: &world.config,
+            idempotency: &world.orders.store,
+            state: &read_before_the_update,
+            erp: &failing_erp,
+            stock: None,
+            availability: None,
+            archive: Some(&world.orders.store),
+        },
+        &message,
+        now,
+        now + Duration::seconds(60),
+    )
+    .await;
+    assert!(
+        first.is_err(),
+        "the first attempt fails at the ERP: {first:?}"
+    );
+    let retry = sync_order(
+        &OrderSyncDeps {
+            config: &world.config,
+            idempotency: &world.orders.store,
+            state: &world.orders.store,
+            erp: world.orders.erp.as_ref(),
+            stock: None,
+            availability: None,
+            archive: Some(&world.orders.store),
+        },
+        &message,
+        now,
+        now + Duration::seconds(60),
+    )
+    .await;
+    assert!(
+        matches!(retry, Ok(OrderOutcome::Skipped { .. })),
+        "the retry is skipped as stale: {retry:?}"
+    );
+
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no sync state"));
+    assert_eq!(state.status, SyncStatus::Synced, "{state:?}");
+    assert_eq!(state.version, Some(latest));
+    assert_eq!(world.erp_sales(&format!("uk-shop/{id}")).await.len(), 1);
+    let found = reconcile(
+        &reconciling.deps(&world),
+        &world.config.channels[0],
+        latest - Duration::hours(2),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(found.enqueued.is_empty(), "{found:?}");
+    assert!(found.flagged.is_empty(), "{found:?}");
 }

@@ -105,7 +105,7 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
     );
     assert_eq!(
         store
-            .record_failure(&entity, SyncStatus::Retrying, &outage)
+            .record_failure(&entity, SyncStatus::Retrying, &outage, None)
             .await,
         Ok(())
     );
@@ -115,7 +115,7 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
     );
     assert_eq!(
         store
-            .record_failure(&entity, SyncStatus::NeedsAttention, &sku)
+            .record_failure(&entity, SyncStatus::NeedsAttention, &sku, None)
             .await,
         Ok(())
     );
@@ -181,7 +181,7 @@ async fn a_batch_read_returns_each_entity_with_its_state_or_none() {
     );
     assert_eq!(
         store
-            .record_failure(&failing, SyncStatus::NeedsAttention, &error)
+            .record_failure(&failing, SyncStatus::NeedsAttention, &error, None)
             .await,
         Ok(())
     );
@@ -207,4 +207,92 @@ async fn a_batch_read_returns_each_entity_with_its_state_or_none() {
         Some(SyncStatus::NeedsAttention)
     );
     assert_eq!(read.get(&unseen), Some(&None), "read, and has no state");
+}
+
+#[tokio::test]
+async fn sync_state_never_moves_back_to_an_older_version() {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let entity = EntityRef::order(&channel(), "3001");
+    let older = time::macros::datetime!(2026-11-29 10:05 -05:00);
+    let newer = time::macros::datetime!(2026-11-29 15:10 UTC);
+    let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
+    let at = |version| SyncRecord {
+        version: Some(version),
+        ..record(&entity)
+    };
+    let read = || async {
+        store
+            .get(&entity)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no state"))
+    };
+
+    // The newer version's claim completes first, the older one's after it.
+    let newer_key = IdempotencyKey::new(Flow::OrderSync, &channel(), "3001@newer");
+    let older_key = IdempotencyKey::new(Flow::OrderSync, &channel(), "3001@older");
+    let hash = PayloadHash::of(&json!({"lines": 3}));
+    let outcome = json!({"outcome": "synced", "erp_id": 41});
+    for key in [&newer_key, &older_key] {
+        assert_eq!(store.claim(key, &hash, lease).await, Ok(Claim::Start));
+    }
+    assert_eq!(
+        store
+            .complete(&newer_key, &hash, &outcome, &at(newer))
+            .await,
+        Ok(())
+    );
+    let skipped = SyncRecord {
+        status: SyncStatus::Skipped,
+        note: Some("older".to_owned()),
+        ..at(older)
+    };
+    assert_eq!(
+        store.complete(&older_key, &hash, &outcome, &skipped).await,
+        Ok(()),
+        "the claim of the older version completes"
+    );
+    assert!(
+        matches!(
+            store.claim(&older_key, &hash, lease).await,
+            Ok(Claim::AlreadyDone { .. })
+        ),
+        "and is replayed"
+    );
+    // Neither an outcome nor a failure of the older version reaches the state.
+    assert_eq!(store.record(&skipped).await, Ok(()));
+    let outage = ErrorReport::new(
+        &SyncError::retryable("erp_unavailable", "connection refused"),
+        OffsetDateTime::now_utc(),
+    );
+    assert_eq!(
+        store
+            .record_failure(&entity, SyncStatus::Retrying, &outage, Some(older))
+            .await,
+        Ok(())
+    );
+    let state = read().await;
+    assert_eq!(
+        (state.status, state.version, state.attempts),
+        (SyncStatus::Synced, Some(newer), 0),
+        "{state:?}"
+    );
+    // A failure of the recorded version or a newer one is recorded; the version stays the
+    // last one applied.
+    let later = newer + Duration::minutes(5);
+    assert_eq!(
+        store
+            .record_failure(&entity, SyncStatus::Retrying, &outage, Some(later))
+            .await,
+        Ok(())
+    );
+    let state = read().await;
+    assert_eq!(
+        (state.status, state.version, state.attempts),
+        (SyncStatus::Retrying, Some(newer), 1)
+    );
+    assert_eq!(store.record(&at(later)).await, Ok(()));
+    assert_eq!(read().await.version, Some(later));
 }

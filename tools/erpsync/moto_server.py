@@ -1,4 +1,5 @@
-"""moto_server with two fixes of costs that grow with the data, semantics unchanged.
+"""moto_server with two fixes of costs that grow with the data, and SQS FIFO semantics
+and thread safety as AWS has them.
 
 1. TransactWriteItems backs up the items it touches, not the tables.
 
@@ -12,19 +13,32 @@ touched items are snapshotted first and put back if the transaction is cancelled
 not against a fresh computation of every queue attribute (which counts every message in
 the queue, three times) per message received.
 
+3. ReceiveMessage keeps a FIFO message group to one consumer at a time, as SQS does
+("messages that belong to the same message group are always processed one by one, in a
+strict order"; SQS Developer Guide, "FIFO queue delivery logic"). moto 5.2 takes the set of
+groups in flight once per call and keeps it through a long poll, and nothing serialises
+concurrent calls (moto_server serves requests on threads), so a receive that began before
+a group's message was handed out could hand out the next one: two workers on one order at
+once (found by `make chaos`). It also let a later message of a group go out before an
+earlier one whose visibility ran out a moment after. Here each pass over the queue runs
+under one lock, recomputes what is in flight, and stops a group at its first message that
+is not available. SendMessage, DeleteMessage and ChangeMessageVisibility take the same lock:
+moto's DeleteMessage rebuilds the message list, which could drop a message sent meanwhile.
+
 Run as `python moto_server.py -H HOST -p PORT` (the same arguments as moto_server).
 """
 
 import copy
 import sys
 import threading
+import time
 
 import moto.dynamodb.models as models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import unix_time
 from moto.server import main
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import SQSBackend, _filter_message_attributes
 
 _local = threading.local()
 _transact_write_items = DynamoDBBackend.transact_write_items
@@ -92,7 +106,100 @@ def is_message_valid_based_on_retention_period(self, queue_name, message):
     return retention_period + message.sent_timestamp / 1000 > unix_time()
 
 
+_sqs_lock = threading.RLock()
+
+
+def _serialised(method):
+    def locked(*args, **kwargs):
+        with _sqs_lock:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+def _receive_pass(backend, queue_name, queue, count, visibility_timeout, attribute_names):
+    """One pass over the queue, under the lock: what this receive hands out."""
+    fifo = queue.fifo_queue
+    # A message whose visibility ran out is no longer in flight.
+    for message in list(queue.pending_messages):
+        if message.visible:
+            queue.pending_messages.discard(message)
+    blocked = (
+        {m.group_id for m in queue.pending_messages if m.group_id is not None}
+        if fifo
+        else set()
+    )
+    result = []
+    to_dead_letter = []
+    for message in queue._messages:
+        group = message.group_id if fifo else None
+        if group is not None and group in blocked:
+            continue
+        if not message.visible or message.delayed:
+            # In flight or not yet due: the rest of its group waits behind it.
+            if group is not None:
+                blocked.add(group)
+            continue
+        if (
+            queue.dead_letter_queue is not None
+            and queue.redrive_policy
+            and message.approximate_receive_count
+            >= queue.redrive_policy["maxReceiveCount"]
+        ):
+            to_dead_letter.append(message)
+            continue
+        if not backend.is_message_valid_based_on_retention_period(queue_name, message):
+            continue
+        queue.pending_messages.add(message)
+        message.mark_received(visibility_timeout=visibility_timeout)
+        handed = copy.deepcopy(message)
+        _filter_message_attributes(handed, attribute_names)
+        result.append(handed)
+        if len(result) >= count:
+            break
+    for message in to_dead_letter:
+        queue._messages.remove(message)
+        queue.dead_letter_queue.add_message(message)
+    return result
+
+
+def receive_message(
+    self,
+    queue_name,
+    count,
+    wait_seconds_timeout,
+    visibility_timeout,
+    message_attribute_names=None,
+):
+    queue = self.get_queue(queue_name)
+    attribute_names = message_attribute_names or []
+    polling_end = unix_time() + wait_seconds_timeout
+    while True:
+        with _sqs_lock:
+            result = _receive_pass(
+                self, queue_name, queue, count, visibility_timeout, attribute_names
+            )
+        remaining = polling_end - unix_time()
+        if result or remaining <= 0:
+            return result
+        # Wakes on a send; visible messages of a group in flight do not count, so wait a
+        # little rather than spin on them.
+        queue.wait_for_messages(min(1, remaining))
+        time.sleep(min(0.05, max(remaining, 0)))
+
+
 models.copy = _CopyWithoutTables()
+SQSBackend.receive_message = receive_message
+for _name in (
+    "send_message",
+    "send_message_batch",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "purge_queue",
+):
+    setattr(SQSBackend, _name, _serialised(getattr(SQSBackend, _name)))
 SQSBackend.is_message_valid_based_on_retention_period = (
     is_message_valid_based_on_retention_period
 )

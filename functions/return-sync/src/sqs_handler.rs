@@ -52,10 +52,7 @@ impl MessageProcessor for RefundProcessor<'_> {
         };
         let outcome = sync_refund(&deps, channel, &refund)
             .await
-            .map_err(|error| MessageFailure {
-                error,
-                entity: Some(refund_entity(channel, &refund)),
-            })?;
+            .map_err(|error| MessageFailure::of(refund_entity(channel, &refund), error))?;
         info!(channel = %channel.id, refund = %refund.id, ?outcome, "refund done");
         Ok(())
     }

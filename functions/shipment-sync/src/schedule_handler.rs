@@ -75,7 +75,14 @@ pub async fn handle(deps: &Deps, deadline: Option<SystemTime>) -> ShipmentRun {
                         channel,
                         entity_id: order_id,
                     };
-                    note_failure(&deps.store, &entity, &failure, OffsetDateTime::now_utc()).await;
+                    note_failure(
+                        &deps.store,
+                        &entity,
+                        &failure,
+                        None,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await;
                 }
             }
             Err(failure) => {

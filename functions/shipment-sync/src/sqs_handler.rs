@@ -55,9 +55,20 @@ impl MessageProcessor for TrackingProcessor<'_> {
             Err(error) => {
                 // Filed under the parcel: people see it waiting (retrying), then stuck.
                 if let Some(entity) = &entity {
-                    note_failure(&self.deps.store, entity, &error, OffsetDateTime::now_utc()).await;
+                    note_failure(
+                        &self.deps.store,
+                        entity,
+                        &error,
+                        None,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await;
                 }
-                return Err(MessageFailure { error, entity });
+                return Err(MessageFailure {
+                    error,
+                    entity,
+                    version: None,
+                });
             }
         };
         info!(tracking_code = %update.tracking_code, ?outcome, "tracking event done");

@@ -105,6 +105,7 @@ impl BatchRunner {
                     let parked = MessageFailure {
                         error: reason,
                         entity: failure.entity.clone(),
+                        version: failure.version,
                     };
                     match self.park(message, &parked, receive_count).await {
                         Ok(()) => {
@@ -151,7 +152,7 @@ impl BatchRunner {
         };
         let report = ErrorReport::new(&parked.error, OffsetDateTime::now_utc());
         if let Err(error) = state
-            .record_failure(entity, SyncStatus::NeedsAttention, &report)
+            .record_failure(entity, SyncStatus::NeedsAttention, &report, parked.version)
             .await
         {
             span.in_scope(

@@ -9,6 +9,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update, WriteRequest,
@@ -339,14 +341,35 @@ impl IdempotencyStore for DynamoStore {
         let update = record_update(&self.table, record, now)
             .build()
             .map_err(|e| store_error("TransactWriteItems (build)", e))?;
-        self.client
+        let result = self
+            .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().put(put.clone()).build())
             .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
-            .await
-            .map_err(|e| store_error("TransactWriteItems (complete)", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.into_service_error() {
+                // Only the state's version guard refused: a newer version is recorded (an
+                // attempt at an older one finished late). The claim is still completed, so
+                // the work is never redone; the state is left as it is.
+                TransactWriteItemsError::TransactionCanceledException(cancelled)
+                    if refused_only_by_version_guard(&cancelled) =>
+                {
+                    tracing::info!(entity = %record.entity, "a newer version is recorded; the claim is completed without touching the state");
+                    self.client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(put.item().clone()))
+                        .send()
+                        .await
+                        .map_err(|e| store_error("PutItem (complete)", e))?;
+                    Ok(())
+                }
+                other => Err(store_error("TransactWriteItems (complete)", other)),
+            },
+        }
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
@@ -372,8 +395,37 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
+/// The transaction was cancelled by the state update's condition (item 1) alone, not by
+/// a conflict or a capacity error.
+fn refused_only_by_version_guard(
+    cancelled: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
+) -> bool {
+    let codes: Vec<Option<&str>> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|reason| reason.code())
+        .collect();
+    matches!(
+        codes.as_slice(),
+        [None | Some("None"), Some("ConditionalCheckFailed")]
+    )
+}
+
+/// The condition that keeps an entity's state from moving backwards: no version recorded
+/// yet, or one no newer than `version`. Rows written before `version_ns` existed compare
+/// by their RFC 3339 text (UTC, so it orders as the times do within a second).
+const VERSION_GUARD: &str = "attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text) \
+     OR version_ns <= :guard_ns";
+
+fn guard_values(version: OffsetDateTime) -> [(&'static str, AttributeValue); 2] {
+    [
+        (":guard_ns", n(version.unix_timestamp_nanos())),
+        (":guard_text", s(timestamp(version))),
+    ]
+}
+
 /// The update that writes an outcome into an entity's state row; attempts are kept, the
-/// attention index entry is removed.
+/// attention index entry is removed. With a version it is guarded by [`VERSION_GUARD`].
 fn record_update(
     table: &str,
     record: &SyncRecord,
@@ -400,6 +452,10 @@ fn record_update(
         ("erp_id", record.erp_id.map(n)),
         ("erp_number", record.erp_number.clone().map(s)),
         ("version", record.version.map(|v| s(timestamp(v)))),
+        (
+            "version_ns",
+            record.version.map(|v| n(v.unix_timestamp_nanos())),
+        ),
         ("note", record.note.clone().map(s)),
     ] {
         match value {
@@ -408,6 +464,7 @@ fn record_update(
                     "erp_id" => "erp_id = :erp_id",
                     "erp_number" => "erp_number = :erp_number",
                     "version" => "version = :version",
+                    "version_ns" => "version_ns = :version_ns",
                     _ => "note = :note",
                 });
                 builder = builder.expression_attribute_values(format!(":{name}"), value);
@@ -415,6 +472,12 @@ fn record_update(
             // A note from an earlier outcome would mislead; ids and versions are kept.
             None if name == "note" => removes.push("note"),
             None => {}
+        }
+    }
+    if let Some(version) = record.version {
+        builder = builder.condition_expression(VERSION_GUARD);
+        for (name, value) in guard_values(version) {
+            builder = builder.expression_attribute_values(name, value);
         }
     }
     builder.update_expression(format!(
@@ -428,17 +491,18 @@ fn record_update(
 impl SyncStateStore for DynamoStore {
     async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
         let update = record_update(&self.table, record, OffsetDateTime::now_utc());
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(update.get_key().clone())
             .set_update_expression(update.get_update_expression().clone())
+            .set_condition_expression(update.get_condition_expression().clone())
             .set_expression_attribute_names(update.get_expression_attribute_names().clone())
             .set_expression_attribute_values(update.get_expression_attribute_values().clone())
             .send()
-            .await
-            .map_err(|e| store_error("UpdateItem (record)", e))?;
-        Ok(())
+            .await;
+        guarded("UpdateItem (record)", &record.entity, result)
     }
 
     async fn record_failure(
@@ -446,6 +510,7 @@ impl SyncStateStore for DynamoStore {
         entity: &EntityRef,
         status: SyncStatus,
         error: &ErrorReport,
+        version: Option<OffsetDateTime>,
     ) -> Result<(), SyncError> {
         let now = timestamp(OffsetDateTime::now_utc());
         let sets = "#status = :status, flow = :flow, channel = :channel, entity_id = :entity_id, \
@@ -467,6 +532,12 @@ impl SyncStateStore for DynamoStore {
             .expression_attribute_values(":message", s(&error.message))
             .expression_attribute_values(":at", s(timestamp(error.at)))
             .expression_attribute_values(":one", n(1));
+        if let Some(version) = version {
+            request = request.condition_expression(VERSION_GUARD);
+            for (name, value) in guard_values(version) {
+                request = request.expression_attribute_values(name, value);
+            }
+        }
         request = if status == SyncStatus::NeedsAttention {
             request
                 .update_expression(format!(
@@ -478,11 +549,7 @@ impl SyncStateStore for DynamoStore {
                 "SET {sets} REMOVE gsi1pk, gsi1sk ADD attempts :one"
             ))
         };
-        request
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem (record_failure)", e))?;
-        Ok(())
+        guarded("UpdateItem (record_failure)", entity, request.send().await)
     }
 
     async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
@@ -496,6 +563,25 @@ impl SyncStateStore for DynamoStore {
             .await
             .map_err(|e| store_error("GetItem", e))?;
         Ok(output.item().and_then(state_from_item))
+    }
+}
+
+/// A state write refused by the version guard was about an older version than the one
+/// recorded: not made, and not an error.
+fn guarded<T>(
+    operation: &str,
+    entity: &EntityRef,
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError>>,
+) -> Result<(), SyncError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) => match error.into_service_error() {
+            UpdateItemError::ConditionalCheckFailedException(_) => {
+                tracing::info!(entity = %entity, "a newer version is recorded; the state write of an older one was not made");
+                Ok(())
+            }
+            other => Err(store_error(operation, other)),
+        },
     }
 }
 

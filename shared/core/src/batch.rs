@@ -7,11 +7,14 @@ use crate::config::RetryPolicy;
 use crate::error::{ErrorClass, SyncError};
 use crate::state::EntityRef;
 
-/// A failed message, with the entity it was about when that much could be read.
+/// A failed message, with the entity it was about when that much could be read, and the
+/// entity's version it carried (so that giving up on a stale message does not mark a newer
+/// state as needing attention).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageFailure {
     pub error: SyncError,
     pub entity: Option<EntityRef>,
+    pub version: Option<time::OffsetDateTime>,
 }
 
 impl MessageFailure {
@@ -19,6 +22,16 @@ impl MessageFailure {
         Self {
             error,
             entity: None,
+            version: None,
+        }
+    }
+
+    /// A failure about an entity that has no version (shipments, refunds).
+    pub fn of(entity: EntityRef, error: SyncError) -> Self {
+        Self {
+            error,
+            entity: Some(entity),
+            version: None,
         }
     }
 }

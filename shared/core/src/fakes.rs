@@ -28,24 +28,38 @@ pub fn poisoned<T>(_: T) -> SyncError {
     SyncError::retryable("lock", "poisoned")
 }
 
+/// The store's version guard: a write about `version` is made unless a newer one is stored.
+fn newer_stored(stored: Option<&SyncState>, version: Option<OffsetDateTime>) -> bool {
+    matches!(
+        (stored.and_then(|s| s.version), version),
+        (Some(stored), Some(version)) if stored > version
+    )
+}
+
 impl FakeStore {
+    /// Writes an outcome as the DynamoDB store does: guarded by version, ids and the
+    /// version kept when the record has none, attempts kept, the last error cleared.
     pub fn write_state(&self, record: &SyncRecord) -> Result<(), SyncError> {
         let mut states = self.states.lock().map_err(poisoned)?;
-        let attempts = states.get(&record.entity).map(|s| s.attempts).unwrap_or(0);
-        states.insert(
-            record.entity.clone(),
-            SyncState {
-                entity: record.entity.clone(),
-                status: record.status,
-                erp_id: record.erp_id,
-                erp_number: record.erp_number.clone(),
-                version: record.version,
-                note: record.note.clone(),
-                attempts,
-                last_error: None,
-                updated_at: OffsetDateTime::now_utc(),
-            },
-        );
+        let stored = states.get(&record.entity);
+        if newer_stored(stored, record.version) {
+            return Ok(());
+        }
+        let state = SyncState {
+            entity: record.entity.clone(),
+            status: record.status,
+            erp_id: record.erp_id.or(stored.and_then(|s| s.erp_id)),
+            erp_number: record
+                .erp_number
+                .clone()
+                .or_else(|| stored.and_then(|s| s.erp_number.clone())),
+            version: record.version.or(stored.and_then(|s| s.version)),
+            note: record.note.clone(),
+            attempts: stored.map(|s| s.attempts).unwrap_or(0),
+            last_error: stored.and_then(|s| s.last_error.clone()),
+            updated_at: OffsetDateTime::now_utc(),
+        };
+        states.insert(record.entity.clone(), state);
         Ok(())
     }
 }
@@ -109,7 +123,25 @@ impl SyncStateStore for FakeStore {
         entity: &EntityRef,
         status: SyncStatus,
         error: &ErrorReport,
+        version: Option<OffsetDateTime>,
     ) -> Result<(), SyncError> {
+        let mut states = self.states.lock().map_err(poisoned)?;
+        let stored = states.get(entity);
+        if newer_stored(stored, version) {
+            return Ok(());
+        }
+        let state = SyncState {
+            entity: entity.clone(),
+            status,
+            erp_id: stored.and_then(|s| s.erp_id),
+            erp_number: stored.and_then(|s| s.erp_number.clone()),
+            version: stored.and_then(|s| s.version),
+            note: stored.and_then(|s| s.note.clone()),
+            attempts: stored.map(|s| s.attempts).unwrap_or(0) + 1,
+            last_error: Some(error.clone()),
+            updated_at: OffsetDateTime::now_utc(),
+        };
+        states.insert(entity.clone(), state);
         self.failures
             .lock()
             .map_err(poisoned)?

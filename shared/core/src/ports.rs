@@ -87,16 +87,25 @@ where
 }
 
 #[async_trait]
+///
+/// Sync state never moves backwards: a write that carries a version older than the one
+/// stored is not made (and is not an error), so a late or concurrent attempt at an old
+/// version of an entity cannot undo what a newer one recorded.
 pub trait SyncStateStore: Send + Sync {
-    /// Records an outcome that is not a completed claim (skipped, shadow, ...).
+    /// Records an outcome that is not a completed claim (skipped, shadow, ...). With a
+    /// version, only when none newer is recorded; without one, the stored version is kept.
     async fn record(&self, record: &SyncRecord) -> Result<(), SyncError>;
 
     /// Records a failure: the status it leads to, the error, and one more attempt.
+    /// `version` is the entity's version the failed attempt was about, when it has one: a
+    /// failure of an older version than the one recorded is not recorded. The stored
+    /// version (the last applied) is never changed by a failure.
     async fn record_failure(
         &self,
         entity: &EntityRef,
         status: SyncStatus,
         error: &ErrorReport,
+        version: Option<OffsetDateTime>,
     ) -> Result<(), SyncError>;
 
     async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError>;
@@ -320,9 +329,12 @@ impl SyncStateStore for PrefetchedStates<'_> {
         entity: &EntityRef,
         status: SyncStatus,
         error: &ErrorReport,
+        version: Option<OffsetDateTime>,
     ) -> Result<(), SyncError> {
         self.take(entity);
-        self.store.record_failure(entity, status, error).await
+        self.store
+            .record_failure(entity, status, error, version)
+            .await
     }
 
     async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
@@ -368,13 +380,14 @@ pub async fn note_failure(
     state: &dyn SyncStateStore,
     entity: &EntityRef,
     error: &SyncError,
+    version: Option<OffsetDateTime>,
     at: OffsetDateTime,
 ) {
     let Some(status) = SyncStatus::after_failure(error.class) else {
         return;
     };
     let report = ErrorReport::new(error, at);
-    if let Err(state_error) = state.record_failure(entity, status, &report).await {
+    if let Err(state_error) = state.record_failure(entity, status, &report, version).await {
         tracing::warn!(entity = %entity, error = %state_error, "could not record the failure in sync state");
     }
 }
@@ -403,7 +416,7 @@ pub async fn record_run(
         Err(failure) => {
             let status = SyncStatus::after_failure(failure.class).unwrap_or(SyncStatus::Retrying);
             state
-                .record_failure(entity, status, &ErrorReport::new(failure, now))
+                .record_failure(entity, status, &ErrorReport::new(failure, now), None)
                 .await
         }
     }

@@ -216,6 +216,7 @@ pub async fn reconcile(
                         &entity,
                         SyncStatus::NeedsAttention,
                         &ErrorReport::new(&error, OffsetDateTime::now_utc()),
+                        Some(order.updated_at),
                     )
                     .await?;
                 outcome.flagged.push(flag);

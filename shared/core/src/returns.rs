@@ -267,6 +267,7 @@ pub async fn sync_refund(
                 deps.state,
                 &refund_entity(channel, refund),
                 &error,
+                None,
                 OffsetDateTime::now_utc(),
             )
             .await;

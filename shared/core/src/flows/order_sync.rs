@@ -16,12 +16,14 @@ use crate::error::SyncError;
 use crate::ids::{ChannelId, Sku};
 use crate::inbound;
 use crate::mapping::{self, CustomerDraft, SaleDraft};
-use crate::order::{Address, OrderTopic};
+use crate::order::{Address, ChannelOrder, OrderTopic};
 use crate::ports::{
     ArchivedPayload, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale,
     PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
 };
-use crate::state::{Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::state::{
+    Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+};
 use crate::stock::ErpStock;
 
 /// An order message as it comes off the orders queue.
@@ -99,14 +101,19 @@ pub async fn sync_order(
     let order_id =
         inbound::order_id(channel.platform, &message.body).map_err(|e| unattributed(e.into()))?;
     let entity = EntityRef::order(&channel.id, order_id.as_str());
-    match run(deps, channel, message, &entity, lease_until).await {
+    let order = inbound::parse_order(channel.platform, &channel.id, &message.body);
+    let version = order.as_ref().ok().map(|o| o.updated_at);
+    match run(deps, channel, message, &order, &entity, lease_until).await {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
-            note_failure(deps.state, &entity, &error, now).await;
-            keep_for_replay(deps, channel, message, &entity).await;
+            note_failure(deps.state, &entity, &error, version, now).await;
+            if let Ok(order) = &order {
+                keep_for_replay(deps, message, order, &entity).await;
+            }
             Err(MessageFailure {
                 error,
                 entity: Some(entity),
+                version,
             })
         }
     }
@@ -117,14 +124,11 @@ pub async fn sync_order(
 /// version that took effect has nothing to replay. Losing it must not hold the order up.
 async fn keep_for_replay(
     deps: &OrderSyncDeps<'_>,
-    channel: &ChannelConfig,
     message: &OrderMessage,
+    order: &ChannelOrder,
     entity: &EntityRef,
 ) {
     let Some(archive) = deps.archive else {
-        return;
-    };
-    let Ok(order) = inbound::parse_order(channel.platform, &channel.id, &message.body) else {
         return;
     };
     let payload = ArchivedPayload {
@@ -148,18 +152,19 @@ async fn run(
     deps: &OrderSyncDeps<'_>,
     channel: &ChannelConfig,
     message: &OrderMessage,
+    order: &Result<ChannelOrder, crate::error::ParseError>,
     entity: &EntityRef,
     lease_until: OffsetDateTime,
 ) -> Result<OrderOutcome, SyncError> {
     if channel.mode == Mode::Off {
         return skip(deps, entity, None, format!("channel {} is off", channel.id)).await;
     }
-    let order = inbound::parse_order(channel.platform, &channel.id, &message.body)?;
+    let order = order.as_ref().map_err(|e| SyncError::from(e.clone()))?;
     let version = order.updated_at;
     // Shopify neither orders nor guarantees deliveries: a version older than the one the
     // ERP reflects must never regress it.
-    if let Some(state) = deps.state.get(entity).await?
-        && let Some(applied) = state.version
+    let current = deps.state.get(entity).await?;
+    if let Some(applied) = current.as_ref().and_then(|state| state.version)
         && version < applied
     {
         let reason = format!(
@@ -177,7 +182,7 @@ async fn run(
         }
     } else {
         Wanted::Sale(Box::new(mapping::sale_draft(
-            &order,
+            order,
             channel,
             &deps.config.erp,
         )?))
@@ -201,6 +206,12 @@ async fn run(
                 )
             })?;
             info!(order = %order.name, "this version is already applied; replaying the stored outcome");
+            restore_lagging_state(
+                deps,
+                current.as_ref(),
+                &record_of(entity, &previous, version),
+            )
+            .await;
             Ok(OrderOutcome::Replayed {
                 previous: Box::new(previous),
             })
@@ -230,6 +241,35 @@ async fn run(
                     Err(error)
                 }
             }
+        }
+    }
+}
+
+/// A version already applied whose state row says otherwise (left behind by a write that
+/// lost a race, or by an older release that did not guard its writes) is put right, so
+/// status and reconciliation agree with the idempotency record. Best effort: the replay
+/// itself stands either way.
+async fn restore_lagging_state(
+    deps: &OrderSyncDeps<'_>,
+    current: Option<&SyncState>,
+    applied: &SyncRecord,
+) {
+    let lags = match current {
+        None => true,
+        Some(state) => {
+            state.version < applied.version
+                || (state.version == applied.version && state.status != applied.status)
+        }
+    };
+    if !lags {
+        return;
+    }
+    match deps.state.record(applied).await {
+        Ok(()) => {
+            info!(entity = %applied.entity, status = applied.status.as_str(), "sync state restored to the applied version")
+        }
+        Err(error) => {
+            warn!(entity = %applied.entity, error = %error, "could not restore the sync state of an applied version")
         }
     }
 }

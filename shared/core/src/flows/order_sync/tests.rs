@@ -575,3 +575,114 @@ async fn an_update_whose_new_sale_loses_to_the_creates_brings_that_sale_to_its_v
     );
     assert_eq!(sales[0].1.id, erp_id);
 }
+
+impl World {
+    /// A delivery whose sync state was read before the store changed (`seen`): an attempt
+    /// that overlapped a newer version's.
+    async fn deliver_having_read(
+        &self,
+        seen: Option<SyncState>,
+        topic: OrderTopic,
+        body: &str,
+    ) -> Result<OrderOutcome, MessageFailure> {
+        let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+        let entity = EntityRef::order(&channel, "450789469");
+        let states = crate::ports::PrefetchedStates::new(
+            &self.store,
+            std::collections::HashMap::from([(entity, seen)]),
+        );
+        let deps = OrderSyncDeps {
+            config: &self.config,
+            idempotency: &self.store,
+            state: &states,
+            erp: &self.erp,
+            stock: None,
+            availability: None,
+            archive: None,
+        };
+        let message = OrderMessage {
+            channel,
+            topic,
+            body: body.as_bytes().to_vec(),
+        };
+        let now = OffsetDateTime::now_utc();
+        sync_order(&deps, &message, now, now + Duration::seconds(60)).await
+    }
+
+    fn order_state(&self) -> Option<SyncState> {
+        let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+        let entity = EntityRef::order(&channel, "450789469");
+        self.store
+            .states
+            .lock()
+            .ok()
+            .and_then(|states| states.get(&entity).cloned())
+    }
+}
+
+#[tokio::test]
+async fn a_failure_of_an_older_version_never_moves_the_state_of_a_newer_one_back() {
+    let world = World::new();
+    let update = version_of("2026-11-29T15:10:00Z", |o| set_quantity(o, 1, 2));
+    let create = version_of("2026-11-29T10:05:00-05:00", |o| {
+        o["line_items"][2]["sku"] = serde_json::json!("IPOD-NOT-IN-ERP");
+    });
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Updated, &update).await,
+        Ok(OrderOutcome::Synced { created: true, .. })
+    ));
+    // The create's attempt read the state before the update committed, then failed.
+    let failed = world
+        .deliver_having_read(None, OrderTopic::Create, &create)
+        .await;
+    let failure = failed.err().unwrap_or_else(|| panic!("the create fails"));
+    assert_eq!(
+        failure.version,
+        Some(time::macros::datetime!(2026-11-29 15:05 UTC))
+    );
+    let state = world.order_state().unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::Synced, "{state:?}");
+    assert_eq!(
+        state.version,
+        Some(time::macros::datetime!(2026-11-29 15:10 UTC))
+    );
+    assert_eq!(state.last_error, None);
+}
+
+#[tokio::test]
+async fn a_replay_of_an_applied_version_restores_a_state_left_behind() {
+    let world = World::new();
+    assert!(matches!(
+        world.deliver(ORDER).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    let synced = world.order_state().unwrap_or_else(|| panic!("no state"));
+    // A failure written without a version (as an older release did) left it behind.
+    let error = crate::SyncError::retryable("erp_unavailable", "injected");
+    let entity = synced.entity.clone();
+    assert!(
+        world
+            .store
+            .record_failure(
+                &entity,
+                SyncStatus::Retrying,
+                &crate::state::ErrorReport::new(&error, OffsetDateTime::now_utc()),
+                None,
+            )
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        world.order_state().map(|s| s.status),
+        Some(SyncStatus::Retrying)
+    );
+    let replayed = world.deliver(ORDER).await;
+    assert!(
+        matches!(replayed, Ok(OrderOutcome::Replayed { .. })),
+        "{replayed:?}"
+    );
+    let restored = world.order_state().unwrap_or_else(|| panic!("no state"));
+    assert_eq!(restored.status, SyncStatus::Synced);
+    assert_eq!(restored.version, synced.version);
+    assert_eq!(restored.erp_id, synced.erp_id);
+}
