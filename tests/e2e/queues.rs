@@ -78,3 +78,118 @@ async fn a_fifo_group_in_flight_is_held_and_comes_back_in_the_order_it_was_sent(
         .collect();
     assert_eq!(again, ["first", "second"], "in the order sent");
 }
+
+#[tokio::test]
+async fn a_message_counts_its_attributes_and_a_queue_without_a_size_takes_aws_s_default() {
+    let world = World::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let url = world.queue("OrdersQueue");
+    let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value("x".repeat(100))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 1 MiB of body alone fits; with an attribute beside it, it does not.
+    let body = "y".repeat(erpsync_aws::sqs::MAX_MESSAGE_BYTES);
+    let send = |body: String, with_attribute: bool| {
+        let mut request = sqs
+            .send_message()
+            .queue_url(&url)
+            .message_group_id("g")
+            .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string())
+            .message_body(body);
+        if with_attribute {
+            request = request.message_attributes("channel", attribute.clone());
+        }
+        request.send()
+    };
+    assert!(send(body.clone(), false).await.is_ok());
+    let refused = send(body, true).await;
+    assert!(
+        format!("{:?}", refused.err()).contains("Message must be shorter than 1048576 bytes"),
+        "SQS's own refusal"
+    );
+
+    let plain = sqs
+        .create_queue()
+        .queue_name(format!("{}-plain", world.stage))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let plain = plain.queue_url().unwrap_or_default();
+    for (size, accepted) in [(262_144, true), (262_145, false)] {
+        let sent = sqs
+            .send_message()
+            .queue_url(plain)
+            .message_body("z".repeat(size))
+            .send()
+            .await;
+        assert_eq!(sent.is_ok(), accepted, "{size} bytes on a default queue");
+    }
+}
+
+/// Records the size of each invocation's event.
+struct Recording {
+    sizes: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+#[async_trait::async_trait]
+impl erpsync_tools::esm::Invoker for Recording {
+    async fn invoke(
+        &self,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+    ) -> anyhow::Result<aws_lambda_events::event::sqs::SqsBatchResponse> {
+        let size = serde_json::to_vec(&event)?.len();
+        if let Ok(mut sizes) = self.sizes.lock() {
+            sizes.push((event.records.len(), size));
+        }
+        Ok(Default::default())
+    }
+}
+
+#[tokio::test]
+async fn an_event_source_mapping_batch_stays_under_lambda_s_6_mb_payload() {
+    let world = World::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let url = world.queue("OrdersQueue");
+    let largest = "o".repeat(erpsync_aws::function_url::MAX_BODY_BYTES);
+    for order in 0..8 {
+        send(
+            &sqs,
+            &url,
+            &format!("uk-shop#{order}"),
+            &format!("{order}{largest}"),
+        )
+        .await;
+    }
+    let recording = std::sync::Arc::new(Recording {
+        sizes: std::sync::Mutex::new(Vec::new()),
+    });
+    let esm = erpsync_tools::esm::EventSourceMapping {
+        invoker: recording.clone(),
+        ..world.event_source()
+    };
+    let mut handed = 0;
+    while handed < 8 {
+        let batch = esm
+            .poll_once(Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(batch > 0, "the rest comes back at once");
+        handed += batch;
+    }
+    let sizes = recording
+        .sizes
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    assert_eq!(sizes.iter().map(|(n, _)| n).sum::<usize>(), 8);
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    for (records, size) in &sizes {
+        assert!(
+            *size <= erpsync_tools::esm::LAMBDA_SYNC_PAYLOAD_BYTES,
+            "{records} records in {size} bytes"
+        );
+    }
+    assert_eq!(world.queue_depth("OrdersQueue").await, 0);
+}

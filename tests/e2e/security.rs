@@ -223,3 +223,95 @@ async fn both_function_urls_refuse_unsigned_requests() {
     assert_eq!(answer.status_code, 401);
     assert_eq!(world.queue_depth("ShipmentsQueue").await, 0);
 }
+
+/// The order with a customer whose every personal detail is a marker to look for.
+fn with_personal_details(mut order: serde_json::Value) -> serde_json::Value {
+    order["email"] = json!("zebediah.quill@pii-marker.example");
+    order["phone"] = json!("+447700900123");
+    for person in ["customer", "billing_address", "shipping_address"] {
+        // Only what the order has: an address made up here would not parse.
+        let Some(details) = order[person].as_object_mut() else {
+            continue;
+        };
+        for (field, value) in [
+            ("email", "zebediah.quill@pii-marker.example"),
+            ("first_name", "Zebediah"),
+            ("last_name", "Quillfeather"),
+            ("name", "Zebediah Quillfeather"),
+            ("phone", "+447700900123"),
+            ("address1", "17 Larkspur Mews"),
+        ] {
+            if details.contains_key(field) {
+                details.insert(field.to_owned(), json!(value));
+            }
+        }
+    }
+    order
+}
+
+/// Logs carry ids and outcomes; never a customer's name, e-mail, phone or address — in live
+/// mode, in shadow mode (which records what it would send), when an order is amended to a
+/// new address, or parked.
+#[tokio::test]
+async fn no_personal_detail_of_a_customer_reaches_the_logs() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info",
+        ))
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let world = World::start().await;
+    let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let order = with_personal_details(order);
+    world
+        .deliver("uk-shop", "orders/create", "wh-pii-1", &order)
+        .await;
+    let mut moved = erpsync_e2e::at_version(&order, "2027-01-05T10:00:00Z");
+    moved["shipping_address"]["address1"] = json!("4 Wrenfield Close");
+    world
+        .deliver("uk-shop", "orders/updated", "wh-pii-2", &moved)
+        .await;
+    let (mut poison, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    poison["line_items"][1]["sku"] = json!("NO-SUCH-SKU");
+    world
+        .deliver(
+            "uk-shop",
+            "orders/create",
+            "wh-pii-3",
+            &with_personal_details(poison),
+        )
+        .await;
+    let shadow = World::start_configured(|config| {
+        config.channels[0].mode = erpsync_core::config::Mode::Shadow;
+    })
+    .await;
+    let (shadowed, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    shadow
+        .deliver(
+            "uk-shop",
+            "orders/create",
+            "wh-pii-4",
+            &with_personal_details(shadowed),
+        )
+        .await;
+
+    let logs = captured.text();
+    assert!(logs.lines().count() > 20, "the run was logged");
+    for detail in [
+        "zebediah",
+        "quillfeather",
+        "pii-marker",
+        "7700900123",
+        "larkspur",
+        "wrenfield",
+    ] {
+        let leaks: Vec<&str> = logs
+            .lines()
+            .filter(|line| line.to_lowercase().contains(detail))
+            .collect();
+        assert!(leaks.is_empty(), "{detail:?} is logged: {leaks:#?}");
+    }
+}

@@ -296,3 +296,28 @@ async fn sync_state_never_moves_back_to_an_older_version() {
     assert_eq!(store.record(&at(later)).await, Ok(()));
     assert_eq!(read().await.version, Some(later));
 }
+
+#[tokio::test]
+async fn a_payload_over_the_item_limit_even_compressed_is_refused_with_the_reason() {
+    use base64::Engine;
+    use erpsync_core::ports::{ArchivedPayload, PayloadArchive};
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let entity = EntityRef::order(&channel(), "4001");
+    // Random bytes as base64 hardly compress: 600 KB stays over 400 KB.
+    let noise: Vec<u8> = (0..450_000).map(|_| rand::random::<u8>()).collect();
+    let body = base64::engine::general_purpose::STANDARD.encode(noise);
+    let payload = ArchivedPayload {
+        topic: "orders/create".to_owned(),
+        version: OffsetDateTime::now_utc(),
+        body,
+    };
+    let refused = store
+        .keep(&entity, &payload)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("kept"));
+    assert_eq!(refused.kind, "payload_too_large_to_keep");
+    assert!(refused.message.contains("400 KB"), "{refused}");
+    assert_eq!(store.latest(&entity).await, Ok(None));
+}

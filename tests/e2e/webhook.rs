@@ -43,7 +43,21 @@ async fn forged_missing_or_unconfigured_signatures_and_unknown_shops_get_401_and
         "x-shopify-shop-domain",
         http::HeaderValue::from_static("someone-else.myshopify.com"),
     );
-    assert_eq!(world.post(unknown_shop).await, 401);
+    assert_eq!(world.post(unknown_shop.clone()).await, 401);
+
+    // One answer whatever the reason: a caller cannot tell a known shop from an unknown one.
+    let body_of = |request| async {
+        shop_webhook::http_handler::handle(&world.webhook, request)
+            .await
+            .body
+    };
+    let unknown_answer = body_of(unknown_shop).await;
+    let forged = world.shopify_request("uk-shop", "orders/create", "wh-6", &body, Some("x"));
+    assert_eq!(body_of(forged).await, unknown_answer);
+    assert_eq!(
+        unknown_answer.as_deref(),
+        Some(r#"{"message":"unauthorized"}"#)
+    );
 
     assert_eq!(world.queue_depth("OrdersQueue").await, 0);
     assert_eq!(world.queue_depth("OrdersDeadLetterQueue").await, 0);
@@ -74,16 +88,51 @@ async fn during_a_rotation_both_configured_secrets_are_accepted() {
     assert_eq!(world.post(with_neither).await, 401);
 }
 
+/// The order at exactly `size` bytes, by its note.
+fn padded_to(order: &serde_json::Value, size: usize) -> String {
+    let mut order = order.clone();
+    order["note"] = serde_json::json!("");
+    let bare = order.to_string().len();
+    order["note"] = serde_json::json!("x".repeat(size.saturating_sub(bare)));
+    order.to_string()
+}
+
 #[tokio::test]
-async fn a_body_over_one_mebibyte_is_refused_with_413() {
+async fn the_largest_body_accepted_is_queued_and_parked_whole_and_one_byte_more_is_413() {
+    use erpsync_aws::function_url::MAX_BODY_BYTES;
     let world = World::start().await;
-    let body = format!(
-        "{{\"id\": 1, \"padding\": \"{}\"}}",
-        "x".repeat(1024 * 1024)
-    );
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    // A SKU the ERP does not have, so the order is parked: the parked message is the
+    // largest erpsync sends (the body, the original attributes and the reason).
+    order["line_items"][0]["sku"] = serde_json::json!("NOT-IN-THE-ERP");
+    let largest = padded_to(&order, MAX_BODY_BYTES);
+    assert_eq!(largest.len(), MAX_BODY_BYTES);
     assert_eq!(
         world
-            .post(world.signed("uk-shop", "orders/create", "wh-big", &body))
+            .post(world.signed("uk-shop", "orders/create", "wh-largest", &largest))
+            .await,
+        200
+    );
+    world.drain(std::time::Duration::from_secs(60)).await;
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 1, "parked whole");
+    assert_eq!(parked[0].body().map(str::len), Some(MAX_BODY_BYTES));
+    assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "unknown_sku");
+    // Its payload is kept for a replay (compressed: over DynamoDB's item limit as text).
+    let entity = erpsync_core::state::EntityRef::order(
+        &erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+        &id,
+    );
+    let kept = erpsync_core::ports::PayloadArchive::latest(&world.orders.store, &entity)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("not kept"));
+    assert_eq!(kept.body, largest);
+
+    let too_large = padded_to(&order, MAX_BODY_BYTES + 1);
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-too-large", &too_large))
             .await,
         413
     );

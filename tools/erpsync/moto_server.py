@@ -25,6 +25,12 @@ under one lock, recomputes what is in flight, and stops a group at its first mes
 is not available. SendMessage, DeleteMessage and ChangeMessageVisibility take the same lock:
 moto's DeleteMessage rebuilds the message list, which could drop a message sent meanwhile.
 
+4. SQS sizes as AWS counts them. A queue created without `MaximumMessageSize` gets AWS's
+default, 262,144 bytes (moto 5.2 gives 1 MiB), and a message's size counts its attributes'
+names, types and values with the body ("SQS message attributes ... count towards the
+maximum message size"; SQS Developer Guide, "Amazon SQS message attributes"); moto checks the
+body alone. A message over the size is refused with SQS's own error.
+
 Run as `python moto_server.py -H HOST -p PORT` (the same arguments as moto_server).
 """
 
@@ -38,6 +44,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import unix_time
 from moto.server import main
+from moto.sqs.exceptions import InvalidParameterValue
 from moto.sqs.models import SQSBackend, _filter_message_attributes
 
 _local = threading.local()
@@ -188,7 +195,39 @@ def receive_message(
         time.sleep(min(0.05, max(remaining, 0)))
 
 
+AWS_DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144
+_create_queue = SQSBackend.create_queue
+_send_message = SQSBackend.send_message
+
+
+def create_queue(self, name, tags=None, **kwargs):
+    if name not in self.queues:
+        kwargs.setdefault("MaximumMessageSize", AWS_DEFAULT_MAXIMUM_MESSAGE_SIZE)
+    return _create_queue(self, name, tags, **kwargs)
+
+
+def _utf8_len(text):
+    return len(text.encode("utf-8")) if isinstance(text, str) else len(text or b"")
+
+
+def send_message(self, queue_name, message_body, message_attributes=None, *args, **kwargs):
+    queue = self.get_queue(queue_name)
+    size = _utf8_len(message_body)
+    for name, value in (message_attributes or {}).items():
+        size += _utf8_len(name) + _utf8_len(value.get("DataType", ""))
+        size += _utf8_len(value.get("StringValue") or value.get("BinaryValue") or "")
+    limit = int(queue.maximum_message_size)
+    if size > limit:
+        raise InvalidParameterValue(
+            "One or more parameters are invalid. Reason: Message must be shorter than "
+            f"{limit} bytes."
+        )
+    return _send_message(self, queue_name, message_body, message_attributes, *args, **kwargs)
+
+
 models.copy = _CopyWithoutTables()
+SQSBackend.create_queue = create_queue
+SQSBackend.send_message = send_message
 SQSBackend.receive_message = receive_message
 for _name in (
     "send_message",

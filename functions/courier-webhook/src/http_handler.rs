@@ -6,7 +6,7 @@ use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use erpsync_aws::function_url::{
-    Answer, header, is_deduplication_id, raw_body, require_post, respond,
+    Answer, UNAUTHORIZED, header, is_deduplication_id, raw_body, require_post, respond,
 };
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes};
 use erpsync_core::SyncError;
@@ -89,7 +89,7 @@ async fn verify(deps: &Deps, body: &[u8], signature: Option<&str>) -> Result<(),
     }
     result.map_err(|e| {
         warn!(reason = %e, "refused: signature");
-        respond(401, "invalid signature")
+        UNAUTHORIZED
     })
 }
 

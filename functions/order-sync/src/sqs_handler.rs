@@ -72,7 +72,7 @@ impl MessageProcessor for OrderProcessor<'_> {
         };
         let outcome =
             sync_order(&deps, &order, OffsetDateTime::now_utc(), self.lease_until).await?;
-        info!(channel = %order.channel, topic = order.topic.as_str(), outcome = ?outcome, "order message done");
+        info!(channel = %order.channel, topic = order.topic.as_str(), outcome = %outcome.summary(), "order message done");
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use aws_lambda_events::event::lambda_function_urls::{
 };
 pub use erpsync_aws::function_url::MAX_BODY_BYTES;
 use erpsync_aws::function_url::{
-    Answer, header, is_deduplication_id, raw_body, require_post, respond,
+    Answer, UNAUTHORIZED, header, is_deduplication_id, raw_body, require_post, respond,
 };
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes, order_group_id};
 use erpsync_core::batch::MessageFailure;
@@ -45,7 +45,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
         .filter(|channel| channel.platform == sender.platform)
     else {
         warn!(shop = sender.shop(headers).unwrap_or_default(), platform = ?sender.platform, "refused: unknown shop");
-        return respond(401, "unknown shop");
+        return UNAUTHORIZED;
     };
     span.record("shop", channel.id.as_str());
     if let Err(response) = verify(deps, channel, &body, header(headers, sender.signature)).await {
@@ -232,7 +232,7 @@ async fn verify(
     }
     result.map_err(|e| {
         warn!(reason = %e, "refused: signature");
-        respond(401, "invalid signature")
+        UNAUTHORIZED
     })
 }
 

@@ -2,6 +2,7 @@
 //! `attention` for what needs a person; TTL on `expires_at`).
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -625,6 +626,48 @@ fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> 
     })
 }
 
+/// DynamoDB's item limit, 400 KB with attribute names ("Service, account, and table
+/// quotas in Amazon DynamoDB"), less room for the item's other attributes.
+const MAX_ARCHIVED_BODY_BYTES: usize = 400 * 1024 - 2 * 1024;
+
+/// A body past this is kept gzip-compressed (orders are JSON and shrink tenfold or so).
+const COMPRESS_ABOVE_BYTES: usize = 64 * 1024;
+
+/// The attribute a payload's body is kept in: as text, or compressed when large; a body that
+/// does not fit one item even compressed is refused with the reason.
+fn archived_body(
+    entity: &EntityRef,
+    body: &str,
+) -> Result<(&'static str, AttributeValue), SyncError> {
+    if body.len() <= COMPRESS_ABOVE_BYTES {
+        return Ok(("body", s(body)));
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let compressed = encoder
+        .write_all(body.as_bytes())
+        .and_then(|()| encoder.finish())
+        .map_err(|e| {
+            SyncError::permanent(
+                "payload_not_kept",
+                format!("compressing the payload of {entity}: {e}"),
+            )
+        })?;
+    if compressed.len() > MAX_ARCHIVED_BODY_BYTES {
+        return Err(SyncError::permanent(
+            "payload_too_large_to_keep",
+            format!(
+                "the payload of {entity} is {} bytes ({} compressed), over DynamoDB's 400 KB item limit, so it is not kept for `erpsync replay`; reconciliation reads the order from the shop again",
+                body.len(),
+                compressed.len()
+            ),
+        ));
+    }
+    Ok((
+        "body_gz",
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(compressed)),
+    ))
+}
+
 /// The quantities stock-sync last wrote to a channel: one item per (SKU, location) under
 /// the channel's partition, so a run reads them back with one query.
 #[async_trait]
@@ -829,7 +872,8 @@ impl PayloadArchive for DynamoStore {
             n(payload.version.unix_timestamp_nanos()),
         );
         item.insert("version".to_owned(), s(timestamp(payload.version)));
-        item.insert("body".to_owned(), s(&payload.body));
+        let (name, body) = archived_body(entity, &payload.body)?;
+        item.insert(name.to_owned(), body);
         item.insert(
             "expires_at".to_owned(),
             n((OffsetDateTime::now_utc() + Duration::from_secs(35 * 86_400)).unix_timestamp()),
@@ -875,7 +919,15 @@ impl PayloadArchive for DynamoStore {
         };
         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         let version = text("version").and_then(|v| OffsetDateTime::parse(&v, &Rfc3339).ok());
-        Ok(match (text("topic"), version, text("body")) {
+        let body = text("body").or_else(|| {
+            let compressed = item.get("body_gz").and_then(|v| v.as_b().ok())?;
+            let mut body = String::new();
+            flate2::read::GzDecoder::new(compressed.as_ref())
+                .read_to_string(&mut body)
+                .ok()?;
+            Some(body)
+        });
+        Ok(match (text("topic"), version, body) {
             (Some(topic), Some(version), Some(body)) => Some(ArchivedPayload {
                 topic,
                 version,

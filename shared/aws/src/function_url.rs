@@ -8,8 +8,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 
-/// Webhook bodies are far smaller; anything above is refused before verifying.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest body accepted: what fits in one SQS message beside its attributes, parked or
+/// not (1,032,192 bytes). Orders are far smaller; a larger body is refused with 413 before
+/// it is verified, since it could not be queued.
+pub const MAX_BODY_BYTES: usize = crate::sqs::MAX_MESSAGE_BYTES - crate::sqs::ATTRIBUTES_BUDGET;
+
+/// The one answer to a request that is not authentic, whatever the reason (unknown shop,
+/// wrong or missing signature): the caller learns nothing about which it was.
+pub const UNAUTHORIZED: Answer = respond(401, "unauthorized");
 
 /// The HTTP answer to a delivery: what the sender acts on (2xx done, anything else retried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +69,7 @@ pub fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {
     let text = request.body.as_deref().unwrap_or("");
     // base64 is 4/3 of the raw size: refuse early without decoding a huge body.
     if text.len() > MAX_BODY_BYTES / 3 * 4 + 4 {
-        return Err(respond(413, "body over 1 MiB"));
+        return Err(respond(413, "body over 1,032,192 bytes"));
     }
     let body = if request.is_base64_encoded {
         STANDARD
@@ -73,7 +79,7 @@ pub fn raw_body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Answer> {
         text.as_bytes().to_vec()
     };
     if body.len() > MAX_BODY_BYTES {
-        return Err(respond(413, "body over 1 MiB"));
+        return Err(respond(413, "body over 1,032,192 bytes"));
     }
     Ok(body)
 }

@@ -20,6 +20,17 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Message attribute names, the same on every queue, so the CLI reads any of them.
+/// The largest message SQS takes (body and attributes), which every queue of the template is
+/// set to (`MaximumMessageSize`; SQS's default is 256 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
+
+/// What a message's attributes may take of [`MAX_MESSAGE_BYTES`], parked ones included:
+/// at most ten attributes (SQS's cap), the reason cut to [`MAX_REASON_BYTES`].
+pub const ATTRIBUTES_BUDGET: usize = 16 * 1024;
+
+/// A parking reason longer than this is cut (the full error is in sync state and the logs).
+pub const MAX_REASON_BYTES: usize = 4 * 1024;
+
 pub mod attr {
     pub const CHANNEL: &str = "channel";
     pub const TOPIC: &str = "topic";
@@ -214,7 +225,10 @@ pub fn dead_letter_attributes(
         .unwrap_or_default();
     BTreeMap::from([
         (attr::FIRST_FAILED_AT.to_owned(), now),
-        (attr::REASON.to_owned(), failure.error.message.clone()),
+        (
+            attr::REASON.to_owned(),
+            cut(&failure.error.message, MAX_REASON_BYTES),
+        ),
         (
             attr::ERROR_CLASS.to_owned(),
             failure.error.class.as_str().to_owned(),
@@ -234,6 +248,18 @@ pub fn dead_letter_attributes(
             serde_json::to_string(&source.iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
         ),
     ])
+}
+
+/// `text` cut to at most `limit` bytes, on a character boundary, marked as cut.
+fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A received message's string attributes, plus its FIFO group id under `group_id`.
@@ -260,6 +286,15 @@ pub fn string_attribute<'a>(message: &'a SqsMessage, name: &str) -> Option<&'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_on_a_character_boundary() {
+        let reason = "é".repeat(MAX_REASON_BYTES);
+        let kept = cut(&reason, MAX_REASON_BYTES);
+        assert!(kept.len() <= MAX_REASON_BYTES);
+        assert!(kept.ends_with('…'));
+        assert_eq!(cut("short", MAX_REASON_BYTES), "short");
+    }
 
     #[test]
     fn an_order_group_names_its_order() {

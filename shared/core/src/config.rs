@@ -319,6 +319,27 @@ impl ChannelConfig {
     }
 }
 
+/// Secret names follow one layout, `<prefix>/erp-api-key`, `<prefix>/<channel>/webhook`,
+/// `<prefix>/<channel>/admin-token`, `<prefix>/easypost-webhook`, because the template grants
+/// each function only the names it reads (infra/template.yaml): a secret named otherwise
+/// would be refused at run time.
+fn secret_layout(field: &str, name: &str, ends_with: &str) -> Result<(), ConfigError> {
+    let fits = name
+        .strip_suffix(ends_with)
+        .and_then(|prefix| prefix.strip_suffix('/'))
+        .is_some_and(|prefix| !prefix.is_empty() && !prefix.contains(char::is_whitespace));
+    if fits {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!(
+                "{name:?} must be named <prefix>/{ends_with} (the template grants each function only the secrets it reads, by name)"
+            ),
+        ))
+    }
+}
+
 impl Config {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Config =
@@ -355,8 +376,17 @@ impl Config {
         if self.erp.database.trim().is_empty() {
             return Err(invalid("erp.database", "must not be empty"));
         }
-        if self.erp.api_key_secret.trim().is_empty() {
-            return Err(invalid("erp.api_key_secret", "must name a secret"));
+        secret_layout(
+            "erp.api_key_secret",
+            &self.erp.api_key_secret,
+            "erp-api-key",
+        )?;
+        if let Some(courier) = &self.courier {
+            secret_layout(
+                "courier.webhook_secret",
+                &courier.webhook_secret,
+                "easypost-webhook",
+            )?;
         }
         if !(1..=300).contains(&self.erp.request_timeout_seconds) {
             return Err(invalid(
@@ -411,11 +441,17 @@ impl Config {
                     format!("{:?} belongs to another channel too", channel.shop_domain),
                 ));
             }
-            if channel.webhook_secret.trim().is_empty() {
-                return Err(invalid(
-                    format!("{key}.webhook_secret"),
-                    "must name a secret",
-                ));
+            secret_layout(
+                &format!("{key}.webhook_secret"),
+                &channel.webhook_secret,
+                &format!("{}/webhook", channel.id),
+            )?;
+            if let Some(api) = &channel.admin_api {
+                secret_layout(
+                    &format!("{key}.admin_api.access_token_secret"),
+                    &api.access_token_secret,
+                    &format!("{}/admin-token", channel.id),
+                )?;
             }
             for (bundle, definition) in &channel.bundles {
                 let key = format!("{key}.bundles.{bundle}");

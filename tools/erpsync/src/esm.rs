@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -85,6 +88,12 @@ impl EventSourceMapping {
         }
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| self.event_record(m)).collect();
+        let handed = within_payload_limit(&mut event);
+        let messages = &messages[..handed];
+        let returned = &received.messages()[handed..];
+        if !returned.is_empty() {
+            self.hand_back(returned).await?;
+        }
         let failed: Vec<String> = match self.invoker.invoke(event).await {
             Ok(response) => response
                 .batch_item_failures
@@ -118,6 +127,31 @@ impl EventSourceMapping {
                 .context("deleting the processed messages")?;
         }
         Ok(messages.len())
+    }
+
+    /// Messages received but not handed to the function go back to the queue at once, as
+    /// the poller leaves them for the next batch.
+    async fn hand_back(&self, messages: &[aws_sdk_sqs::types::Message]) -> anyhow::Result<()> {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .context("returning the messages over the payload limit")?;
+        Ok(())
     }
 
     /// Polls until `stop` turns true.
@@ -173,6 +207,22 @@ impl EventSourceMapping {
         record.aws_region = Some(REGION.to_owned());
         record
     }
+}
+
+/// Lambda's limit on a synchronous invocation's payload, which an event source mapping's batch
+/// must fit: "Invocation payload (request and response): 6 MB each for synchronous"
+/// (Lambda quotas). The mapping passes the batch "up to the payload limit for synchronous
+/// invocation (6 MB)" (Lambda API, BatchSize).
+pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// Keeps the longest head of the batch whose event fits [`LAMBDA_SYNC_PAYLOAD_BYTES`] (one
+/// message always does: SQS caps a message at 1 MiB); the number of records kept.
+pub fn within_payload_limit(event: &mut SqsEvent) -> usize {
+    let size = |event: &SqsEvent| serde_json::to_vec(event).map(|b| b.len()).unwrap_or(0);
+    while event.records.len() > 1 && size(event) > LAMBDA_SYNC_PAYLOAD_BYTES {
+        event.records.pop();
+    }
+    event.records.len()
 }
 
 /// Runs the queue's event source mapping until the queue is empty (within `limit`): what the

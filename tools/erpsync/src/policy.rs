@@ -5,9 +5,17 @@
 //! - every dead-letter queue has an alarm on its visible messages, with an action;
 //! - every SQS-triggered function reports batch item failures;
 //! - a queue's visibility timeout is at least 6 x the timeout of the function it feeds;
-//! - no IAM action with a wildcard, no resource `*`; the only wildcard allowed in a resource
-//!   is a Secrets Manager name under a fixed prefix (`secret:erpsync/*`), since secret ARNs
-//!   end in a random suffix.
+//! - no IAM action with a wildcard, no resource `*`; the only wildcards allowed in a resource
+//!   are in a Secrets Manager ARN naming its secret (`secret:erpsync/erp-api-key-??????`,
+//!   `secret:erpsync/*/webhook-??????`): secret ARNs end in a random six-character suffix,
+//!   and a channel's secrets sit under its id. A whole prefix (`secret:erpsync/*`) is refused;
+//! - every queue takes SQS's largest message (`MaximumMessageSize` 1 MiB; the default is
+//!   256 KiB, less than a webhook body erpsync accepts);
+//! - every function behind a public URL has reserved concurrency, so a flood cannot starve
+//!   the others;
+//! - every function logs to a log group of the template with a retention period;
+//! - the table and every dead-letter queue are kept when the stack is deleted or replaced
+//!   (`DeletionPolicy` and `UpdateReplacePolicy: Retain`).
 //!
 //! These relate resources to each other (and compare numbers), which is why they are here
 //! rather than in a generic linter; cfn-lint and `sam validate --lint` run beside them.
@@ -90,6 +98,68 @@ pub fn check(template: &Value) -> Vec<Violation> {
                 "queue-encrypted",
                 id,
                 "is not encrypted (SqsManagedSseEnabled or KmsMasterKeyId)".to_owned(),
+            );
+        }
+    }
+    for (id, queue) in &queues {
+        if queue["Properties"]["MaximumMessageSize"].as_u64() != Some(MAX_MESSAGE_BYTES) {
+            violation(
+                "queue-takes-the-largest-message",
+                id,
+                format!(
+                    "MaximumMessageSize is not {MAX_MESSAGE_BYTES}: SQS's default (262144) is less than the webhook bodies erpsync accepts"
+                ),
+            );
+        }
+    }
+    let retained = |resource: &Value| {
+        resource["DeletionPolicy"] == "Retain" && resource["UpdateReplacePolicy"] == "Retain"
+    };
+    let stateful = of_type(template, "AWS::DynamoDB::Table").into_iter().chain(
+        queues
+            .iter()
+            .filter(|(id, _)| dead_letter_queues.contains(id))
+            .copied(),
+    );
+    for (id, resource) in stateful {
+        if !retained(resource) {
+            violation(
+                "state-kept-when-the-stack-goes",
+                id,
+                "has no DeletionPolicy and UpdateReplacePolicy Retain: deleting or replacing the stack would lose sync state or parked messages".to_owned(),
+            );
+        }
+    }
+    let log_groups = of_type(template, "AWS::Logs::LogGroup");
+    for (id, function) in of_type(template, "AWS::Lambda::Function") {
+        let group = target(&function["Properties"]["LoggingConfig"]["LogGroup"])
+            .and_then(|g| log_groups.iter().find(|(gid, _)| *gid == g));
+        if !group.is_some_and(|(_, g)| {
+            g["Properties"]["RetentionInDays"].is_number()
+                || g["Properties"]["RetentionInDays"]["Ref"].is_string()
+        }) {
+            violation(
+                "function-logs-retained-for-a-period",
+                id,
+                "does not log to a log group of the template with RetentionInDays: Lambda's own group keeps logs forever".to_owned(),
+            );
+        }
+    }
+    for (id, url) in of_type(template, "AWS::Lambda::Url") {
+        let Some(function_id) = target(&url["Properties"]["TargetFunctionArn"]) else {
+            continue;
+        };
+        let reserved = resources(template)
+            .into_iter()
+            .find(|(fid, _)| *fid == function_id)
+            .is_some_and(|(_, f)| !f["Properties"]["ReservedConcurrentExecutions"].is_null());
+        if !reserved {
+            violation(
+                "public-function-has-reserved-concurrency",
+                function_id,
+                format!(
+                    "is public through {id} without ReservedConcurrentExecutions: a flood of requests could take the concurrency the queue consumers need"
+                ),
             );
         }
     }
@@ -190,15 +260,28 @@ pub fn check(template: &Value) -> Vec<Violation> {
     found
 }
 
-/// `...:secretsmanager:...:secret:<prefix>/*`: secrets under one named prefix.
+/// The size every queue is set to: SQS's maximum.
+const MAX_MESSAGE_BYTES: u64 = 1_048_576;
+
+/// `...:secret:<prefix>/<name>-??????` or `...:secret:<prefix>/*/<name>-??????`: secrets
+/// named, with Secrets Manager's random suffix, under one fixed prefix (the `*` standing for
+/// a channel id).
 fn scoped_secret(arn: &str) -> bool {
     let Some((service, name)) = arn.split_once(":secret:") else {
         return false;
     };
+    let Some(named) = name.strip_suffix("-??????") else {
+        return false;
+    };
+    let Some((path, last)) = named.rsplit_once('/') else {
+        return false;
+    };
+    let path = path.strip_suffix("/*").unwrap_or(path);
     service.contains(":secretsmanager:")
-        && name
-            .strip_suffix("/*")
-            .is_some_and(|prefix| !prefix.is_empty() && !prefix.contains('*'))
+        && !last.is_empty()
+        && !last.contains(['*', '?'])
+        && !path.is_empty()
+        && !path.contains(['*', '?'])
 }
 
 #[cfg(test)]
@@ -208,18 +291,23 @@ mod tests {
 
     fn good() -> Value {
         json!({"Resources": {
-            "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": true}},
-            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": true, "VisibilityTimeout": 360,
+            "Dlq": {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+                  "Properties": {"SqsManagedSseEnabled": true, "MaximumMessageSize": 1048576}},
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": true, "VisibilityTimeout": 360, "MaximumMessageSize": 1048576,
                   "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["Dlq", "Arn"]}, "maxReceiveCount": 5}}},
             "DlqAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "ApproximateNumberOfMessagesVisible",
                   "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["Dlq", "QueueName"]}}], "AlarmActions": [{"Ref": "Topic"}]}},
-            "F": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 60}},
+            "F": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 60, "ReservedConcurrentExecutions": 5,
+                  "LoggingConfig": {"LogFormat": "JSON", "LogGroup": {"Ref": "FLogs"}}}},
+            "FLogs": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 30}},
+            "FUrl": {"Type": "AWS::Lambda::Url", "Properties": {"AuthType": "NONE", "TargetFunctionArn": {"Ref": "F"}}},
             "FQ": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {"EventSourceArn": {"Fn::GetAtt": ["Q", "Arn"]},
                   "FunctionName": {"Ref": "F"}, "FunctionResponseTypes": ["ReportBatchItemFailures"]}},
             "FRole": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyDocument": {"Statement": [
                 {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": {"Fn::GetAtt": ["Dlq", "Arn"]}},
                 {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}/*"}}]}}]}}
+                 "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}/erp-api-key-??????"},
+                              {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}/*/webhook-??????"}]}]}}]}}
         }})
     }
 
@@ -272,13 +360,54 @@ mod tests {
     }
 
     #[test]
-    fn only_secrets_under_a_named_prefix_may_use_a_wildcard() {
-        assert!(scoped_secret(
-            "arn:aws:secretsmanager:eu-west-1:1:secret:erpsync/*"
-        ));
-        assert!(!scoped_secret(
-            "arn:aws:secretsmanager:eu-west-1:1:secret:*"
-        ));
-        assert!(!scoped_secret("arn:aws:sqs:eu-west-1:1:*"));
+    fn only_named_secrets_may_use_a_wildcard() {
+        for allowed in [
+            "arn:aws:secretsmanager:eu-west-1:1:secret:erpsync/erp-api-key-??????",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:erpsync/*/webhook-??????",
+        ] {
+            assert!(scoped_secret(allowed), "{allowed}");
+        }
+        for refused in [
+            "arn:aws:secretsmanager:eu-west-1:1:secret:erpsync/*",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:*",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:erpsync/*-??????",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:*/webhook-??????",
+            "arn:aws:sqs:eu-west-1:1:*",
+        ] {
+            assert!(!scoped_secret(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn the_hardening_rules_name_what_is_missing() {
+        let mut small = good();
+        small["Resources"]["Q"]["Properties"]
+            .as_object_mut()
+            .map(|p| p.remove("MaximumMessageSize"));
+        assert_eq!(rules(&small), ["queue-takes-the-largest-message"]);
+
+        let mut dropped = good();
+        dropped["Resources"]["Dlq"]
+            .as_object_mut()
+            .map(|d| d.remove("DeletionPolicy"));
+        assert_eq!(rules(&dropped), ["state-kept-when-the-stack-goes"]);
+
+        let mut forever = good();
+        forever["Resources"]["FLogs"]["Properties"]
+            .as_object_mut()
+            .map(|p| p.remove("RetentionInDays"));
+        assert_eq!(rules(&forever), ["function-logs-retained-for-a-period"]);
+
+        let mut open = good();
+        open["Resources"]["F"]["Properties"]
+            .as_object_mut()
+            .map(|p| p.remove("ReservedConcurrentExecutions"));
+        assert_eq!(rules(&open), ["public-function-has-reserved-concurrency"]);
+
+        let mut every_secret = good();
+        every_secret["Resources"]["FRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            [1]["Resource"] =
+            json!({"Fn::Sub": "arn:aws:secretsmanager:eu-west-1:1:secret:${SecretsPrefix}/*"});
+        assert_eq!(rules(&every_secret), ["no-wildcard-iam"]);
     }
 }

@@ -82,6 +82,33 @@ pub enum OrderOutcome {
     Replayed { previous: Box<OrderOutcome> },
 }
 
+impl OrderOutcome {
+    /// What happened, for a log line: the outcome's name and the ERP sale it concerns, never
+    /// the order's content (a shadow outcome holds the customer's name and addresses).
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Synced {
+                erp_id, created, ..
+            } => format!(
+                "synced: sale {erp_id} {}",
+                if *created { "created" } else { "found" }
+            ),
+            Self::Amended {
+                erp_id, changes, ..
+            } => {
+                format!("amended: sale {erp_id}, {} change(s)", changes.len())
+            }
+            Self::Cancelled { erp_id, .. } => match erp_id {
+                Some(id) => format!("cancelled: sale {id}"),
+                None => "cancelled before it reached the ERP".to_owned(),
+            },
+            Self::Shadow { request } => format!("shadow: would send {}", request.reference),
+            Self::Skipped { .. } => "skipped".to_owned(),
+            Self::Replayed { previous } => format!("replayed ({})", previous.summary()),
+        }
+    }
+}
+
 pub async fn sync_order(
     deps: &OrderSyncDeps<'_>,
     message: &OrderMessage,
