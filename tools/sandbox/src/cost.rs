@@ -14,11 +14,12 @@
 
 use std::collections::HashMap;
 
+pub use async_graphql::Variables;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Field, FragmentDefinition, OperationType, Selection,
     SelectionSet,
 };
-use async_graphql::{Name, Positioned, Value as GqlValue, Variables};
+use async_graphql::{Name, Positioned, Value as GqlValue};
 use serde_json::Value;
 
 /// The most a single query may request; above it Shopify refuses it whatever the bucket.
