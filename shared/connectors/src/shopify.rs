@@ -719,9 +719,11 @@ impl ChannelPrices for ShopifyAdmin {
     }
 }
 
-/// One order's fulfilment orders, a page of 5 with up to 50 lines each (more page with
-/// FULFILMENT_LINES), and the tracking numbers of its fulfilments:
-/// 1 (order) + [2 + 5 x (1 + (2 + 50 x (1 + 1)))] + 50 x (1 + 5 x 1) = 1 + 517 + 300 = 818.
+/// One order's fulfilment orders, a page of 5, each with up to 50 lines and 10 fulfilments
+/// (more of either page with the two queries below). A fulfilment's tracking numbers are
+/// listed up to 5: erpsync gives each of its fulfilments one.
+/// One fulfilment order: 1 + (2 + 50 x (1 + 1)) + (2 + 10 x (1 + 5 x 1)) = 1 + 102 + 62 = 165;
+/// the query: 1 (order) + 2 + 5 x 165 = 828 points.
 const FULFILMENT: &str = "query Fulfilment($id: ID!, $after: String) {
   order(id: $id) {
     displayFulfillmentStatus
@@ -733,13 +735,16 @@ const FULFILMENT: &str = "query Fulfilment($id: ID!, $after: String) {
           nodes { id sku remainingQuantity lineItem { sku } }
           pageInfo { hasNextPage endCursor }
         }
+        fulfillments(first: 10) {
+          nodes { trackingInfo(first: 5) { number } }
+          pageInfo { hasNextPage endCursor }
+        }
       }
       pageInfo { hasNextPage endCursor }
     }
-    fulfillments(first: 50) { trackingInfo(first: 5) { number } }
   }
 }";
-const FULFILMENT_COST: f64 = 818.0;
+const FULFILMENT_COST: f64 = 828.0;
 
 /// The rest of one fulfilment order's lines: 1 + 2 + 100 x (1 + 1) = 203 points.
 const FULFILMENT_LINES: &str = "query Lines($id: ID!, $after: String) {
@@ -751,6 +756,17 @@ const FULFILMENT_LINES: &str = "query Lines($id: ID!, $after: String) {
   }
 }";
 const FULFILMENT_LINES_COST: f64 = 203.0;
+
+/// The rest of one fulfilment order's fulfilments: 1 + 2 + 50 x (1 + 5 x 1) = 303 points.
+const FULFILMENTS_MADE: &str = "query Made($id: ID!, $after: String) {
+  fulfillmentOrder(id: $id) {
+    fulfillments(first: 50, after: $after) {
+      nodes { trackingInfo(first: 5) { number } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+const FULFILMENTS_MADE_COST: f64 = 303.0;
 
 /// Mutations: 10 points each.
 const FULFIL: &str = "mutation Fulfil($fulfillment: FulfillmentInput!) {
@@ -766,6 +782,19 @@ const EVENT: &str = "mutation Event($event: FulfillmentEventInput!) {
     userErrors { field message }
   }
 }";
+
+/// The tracking numbers of a page of fulfilments.
+fn tracking(fulfilments: &Value) -> impl Iterator<Item = String> + '_ {
+    nodes(fulfilments)
+        .iter()
+        .flat_map(|f| {
+            f["trackingInfo"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        })
+        .filter_map(|t| t["number"].as_str().map(str::to_owned))
+}
 
 fn open_line(fulfilment_order: &str, line: &Value) -> OpenLine {
     OpenLine {
@@ -798,6 +827,7 @@ impl ChannelFulfilment for ShopifyAdmin {
     async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
         let id = format!("gid://shopify/Order/{order_id}");
         let mut lines = Vec::new();
+        let mut tracking_numbers: Vec<String> = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let data = self
@@ -838,19 +868,29 @@ impl ChannelFulfilment for ShopifyAdmin {
                     );
                     more = next_page(connection);
                 }
+                let connection = &fulfilment_order["fulfillments"];
+                tracking_numbers.extend(tracking(connection));
+                let mut more = next_page(connection);
+                while let Some(cursor) = more {
+                    let data = self
+                        .graphql(
+                            FULFILMENTS_MADE,
+                            json!({"id": fulfilment_order_id, "after": cursor}),
+                            FULFILMENTS_MADE_COST,
+                        )
+                        .await?;
+                    let connection = &data["fulfillmentOrder"]["fulfillments"];
+                    tracking_numbers.extend(tracking(connection));
+                    more = next_page(connection);
+                }
             }
             if let Some(cursor) = next_page(&order["fulfillmentOrders"]) {
                 after = Some(cursor);
                 continue;
             }
-            let tracking_numbers = order["fulfillments"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|f| f["trackingInfo"].as_array().cloned().unwrap_or_default())
-                .filter_map(|t| t["number"].as_str().map(str::to_owned))
-                .collect();
+            // A fulfilment spanning two fulfilment orders is listed under both.
+            tracking_numbers.sort();
+            tracking_numbers.dedup();
             return Ok(Some(ShopFulfilment {
                 lines,
                 tracking_numbers,
@@ -955,6 +995,12 @@ mod tests {
                 FULFILMENT_LINES,
                 json!({}),
                 FULFILMENT_LINES_COST,
+            ),
+            (
+                "FULFILMENTS_MADE",
+                FULFILMENTS_MADE,
+                json!({}),
+                FULFILMENTS_MADE_COST,
             ),
             ("BULK_STATUS", BULK_STATUS, json!({}), 1.0),
             ("BULK_RUN", BULK_RUN, json!({}), 10.0),

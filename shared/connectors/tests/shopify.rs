@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::ErrorClass;
-use erpsync_core::fulfilment::ChannelFulfilment;
+use erpsync_core::fulfilment::{ChannelFulfilment, FulfilLine, Tracking};
 use erpsync_core::ids::Sku;
 use erpsync_core::prices::ChannelPrices;
 use erpsync_core::stock::ChannelInventory;
@@ -170,7 +170,7 @@ async fn a_full_read_waits_for_a_slot_while_the_shop_runs_five_bulk_operations()
 }
 
 #[tokio::test]
-async fn an_orders_fulfilment_lines_past_the_first_page_are_all_read() {
+async fn an_orders_fulfilment_lines_and_fulfilments_past_their_first_page_are_all_read() {
     let (sandbox, admin) = start(1, 1).await;
     let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
     let lines: Vec<serde_json::Value> = (0..130)
@@ -185,4 +185,37 @@ async fn an_orders_fulfilment_lines_past_the_first_page_are_all_read() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no order"));
     assert_eq!(fulfilment.lines.len(), 130);
+    // 25 dispatches of one line each: more fulfilments than the first page holds.
+    for line in fulfilment.lines.iter().take(25) {
+        let number = format!(
+            "TRACK{}",
+            line.line_item.rsplit('/').next().unwrap_or_default()
+        );
+        admin
+            .fulfil(
+                &[FulfilLine {
+                    fulfilment_order: line.fulfilment_order.clone(),
+                    line_item: line.line_item.clone(),
+                    quantity: 1,
+                }],
+                Some(&Tracking {
+                    company: None,
+                    number,
+                    url: None,
+                }),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let after = admin
+        .fulfilment("42")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no order"));
+    assert_eq!(
+        after.tracking_numbers.len(),
+        25,
+        "every fulfilment's tracking"
+    );
+    assert_eq!(after.lines.iter().filter(|l| l.remaining == 0).count(), 25);
 }

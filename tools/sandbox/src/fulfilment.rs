@@ -206,6 +206,29 @@ pub fn fulfillment_order(store: &Store, id: &str) -> Option<FulfillmentOrderNode
 
 #[ComplexObject]
 impl FulfillmentOrderNode {
+    /// The fulfilments that shipped lines of this fulfilment order (a connection, unlike the
+    /// order's `fulfillments` list).
+    async fn fulfillments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<FulfillmentConnection> {
+        let store = lock(ctx)?;
+        let fulfillments: Vec<FulfillmentNode> = store
+            .fulfillments
+            .iter()
+            .filter(|f| {
+                f.line_items
+                    .iter()
+                    .any(|(line, _)| self.lines.iter().any(|l| l.id == *line))
+            })
+            .map(FulfillmentNode::from)
+            .collect();
+        let (nodes, page_info) = page(ctx, &fulfillments, first, after.as_deref())?;
+        Ok(FulfillmentConnection { nodes, page_info })
+    }
+
     async fn line_items(
         &self,
         ctx: &Context<'_>,
@@ -221,6 +244,13 @@ impl FulfillmentOrderNode {
 #[graphql(name = "FulfillmentOrderConnection")]
 struct FulfillmentOrderConnection {
     nodes: Vec<FulfillmentOrderNode>,
+    page_info: PageInfo,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "FulfillmentConnection")]
+struct FulfillmentConnection {
+    nodes: Vec<FulfillmentNode>,
     page_info: PageInfo,
 }
 
