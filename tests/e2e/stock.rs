@@ -337,9 +337,10 @@ async fn a_server_error_mid_run_resumes_without_resending_what_succeeded() {
         .shops
         .get(UK)
         .unwrap_or_else(|| panic!("no shop"));
-    // The catalogue read and two mutations pass, then Shopify fails.
+    // The catalogue read (a bulk operation and one look at its status: the sandbox's
+    // completes at once) and two mutations pass, then Shopify fails.
     shop.inject(Faults {
-        pass_first: 3,
+        pass_first: 4,
         server_errors: 1,
         ..Faults::default()
     });
@@ -476,8 +477,9 @@ async fn a_dropped_connection_mid_run_is_retryable_and_the_next_run_completes() 
         .shops
         .get(UK)
         .unwrap_or_else(|| panic!("no shop"));
+    // The catalogue read (bulk operation and status) and one mutation pass.
     shop.inject(Faults {
-        pass_first: 2,
+        pass_first: 3,
         drop_connections: 1,
         ..Faults::default()
     });

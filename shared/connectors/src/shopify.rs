@@ -1,6 +1,12 @@
-//! Shopify's Admin GraphQL API for the stock flow: the catalogue with what each location
-//! shows, and `inventorySetQuantities`. Rate-limit aware: it reads
+//! Shopify's Admin GraphQL API: the catalogue with what each location shows,
+//! `inventorySetQuantities`, prices, orders and fulfilments. Rate-limit aware: it reads
 //! `extensions.cost.throttleStatus` and waits for the bucket to refill instead of failing.
+//!
+//! Every query fits Shopify's 1,000-point single-query limit under the documented cost
+//! rules (connection = 2 + first x one node, object 1, scalar 0, mutation 10); each constant
+//! below carries its requested cost worked out. Catalogue-wide reads are bulk operations,
+//! which have no cost limit; nested connections of targeted reads page with their own
+//! cursors, so nothing is skipped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,6 +34,10 @@ use crate::http::retry_after;
 /// How long one call may wait for the bucket in all before the run gives up (and resumes
 /// at the next run).
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(120);
+
+/// How long a bulk read may wait, for a free slot and for its operation, before the run
+/// gives up (retryable: the next run starts another).
+const MAX_BULK_WAIT: Duration = Duration::from_secs(240);
 
 pub struct ShopifyAdmin {
     http: reqwest::Client,
@@ -63,15 +73,54 @@ where
     Ok(clients)
 }
 
-const ITEMS: &str = "query Items($first: Int!, $after: String, $query: String) {
+/// SKUs per search: the targeted read's page holds one search's worth.
+const SKUS_PER_SEARCH: usize = 50;
+
+/// Levels read with each item; an item stocked at more locations pages the rest (LEVELS).
+const LEVELS_PER_ITEM: u32 = 5;
+
+/// Targeted read (real-time SKUs): one inventory level is 1 (itself) + 1 (location) + 1
+/// (quantities); one item 1 + (2 + 5 x 3) = 18; the page 2 + 50 x 18 = 902 points.
+const ITEMS: &str = "query Items($first: Int!, $after: String, $query: String, $levels: Int!) {
   inventoryItems(first: $first, after: $after, query: $query) {
     nodes {
       id
       sku
-      inventoryLevels(first: 50) { nodes { location { id } quantities(names: [\"available\"]) { name quantity } } }
+      inventoryLevels(first: $levels) {
+        nodes { location { id } quantities(names: [\"available\"]) { name quantity } }
+        pageInfo { hasNextPage endCursor }
+      }
     }
     pageInfo { hasNextPage endCursor }
   }
+}";
+const ITEMS_COST: f64 = 902.0;
+
+/// The rest of one item's levels: 1 (item) + 2 + 50 x 3 = 153 points.
+const LEVELS: &str = "query Levels($id: ID!, $after: String) {
+  inventoryItem(id: $id) {
+    inventoryLevels(first: 50, after: $after) {
+      nodes { location { id } quantities(names: [\"available\"]) { name quantity } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+const LEVELS_COST: f64 = 153.0;
+
+/// Full read of every item and its levels at every location, as a bulk operation.
+const ITEMS_BULK: &str = "{ inventoryItems { edges { node { id sku inventoryLevels { edges { node { location { id } quantities(names: [\"available\"]) { name quantity } } } } } } } }";
+
+/// Starts a bulk query: a mutation, 10 points.
+const BULK_RUN: &str = "mutation Bulk($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}";
+
+/// A bulk operation's status: one object, 1 point (`bulkOperation(id:)`, API 2026-01 on).
+const BULK_STATUS: &str = "query BulkStatus($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount url }
 }";
 
 const SET: &str = "mutation Set($input: InventorySetQuantitiesInput!, $key: String!) {
@@ -207,6 +256,19 @@ impl ShopifyAdmin {
                 waited += pause;
                 continue;
             }
+            if let Some(cost) = body["errors"].as_array().and_then(|errors| {
+                errors
+                    .iter()
+                    .find(|e| e["extensions"]["code"] == "MAX_COST_EXCEEDED")
+            }) {
+                return Err(SyncError::permanent(
+                    "channel_query_too_costly",
+                    format!(
+                        "Shopify refused a query costing {} points (the limit is {})",
+                        cost["extensions"]["cost"], cost["extensions"]["maxCost"]
+                    ),
+                ));
+            }
             if let Some(errors) = body["errors"].as_array() {
                 let messages: Vec<&str> = errors
                     .iter()
@@ -222,74 +284,238 @@ impl ShopifyAdmin {
     }
 }
 
+/// An inventory level's location and available quantity.
+fn level(level: &Value) -> Option<(String, i64)> {
+    let location = level["location"]["id"].as_str()?.to_owned();
+    let available = level["quantities"]
+        .as_array()?
+        .iter()
+        .find(|q| q["name"] == "available")?["quantity"]
+        .as_i64()?;
+    Some((location, available))
+}
+
+fn nodes(connection: &Value) -> &[Value] {
+    connection["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The cursor to read the next page from, if there is one.
+fn next_page(connection: &Value) -> Option<String> {
+    (connection["pageInfo"]["hasNextPage"] == true)
+        .then(|| {
+            connection["pageInfo"]["endCursor"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .flatten()
+}
+
 impl ShopifyAdmin {
-    /// Every inventory item with its levels, or those matching a search `query`.
-    async fn inventory_items(&self, query: Option<String>) -> Result<Vec<ChannelItem>, SyncError> {
+    /// The inventory items matching a search `query`, each with all its levels.
+    async fn inventory_items(&self, query: String) -> Result<Vec<ChannelItem>, SyncError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
-        let first = 100;
         loop {
-            let data = self
-                .graphql(
-                    ITEMS,
-                    json!({"first": first, "after": after, "query": query}),
-                    1.0 + 150.0 * 1.0,
-                )
-                .await?;
+            let variables = json!({"first": SKUS_PER_SEARCH, "after": after, "query": query,
+                                   "levels": LEVELS_PER_ITEM});
+            let data = self.graphql(ITEMS, variables, ITEMS_COST).await?;
             let page = &data["inventoryItems"];
-            for node in page["nodes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+            for node in nodes(page) {
                 let Some(sku) = node["sku"].as_str().and_then(|s| Sku::parse(s).ok()) else {
                     continue;
                 };
-                let levels: HashMap<String, i64> = node["inventoryLevels"]["nodes"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
+                let id = node["id"].as_str().unwrap_or_default().to_owned();
+                let mut levels: HashMap<String, i64> = nodes(&node["inventoryLevels"])
                     .iter()
-                    .filter_map(|level| {
-                        let location = level["location"]["id"].as_str()?.to_owned();
-                        let available = level["quantities"]
-                            .as_array()?
-                            .iter()
-                            .find(|q| q["name"] == "available")?["quantity"]
-                            .as_i64()?;
-                        Some((location, available))
-                    })
+                    .filter_map(level)
                     .collect();
+                let mut more = next_page(&node["inventoryLevels"]);
+                while let Some(cursor) = more {
+                    let data = self
+                        .graphql(LEVELS, json!({"id": id, "after": cursor}), LEVELS_COST)
+                        .await?;
+                    let connection = &data["inventoryItem"]["inventoryLevels"];
+                    levels.extend(nodes(connection).iter().filter_map(level));
+                    more = next_page(connection);
+                }
                 items.push(ChannelItem {
                     sku,
-                    inventory_item: node["id"].as_str().unwrap_or_default().to_owned(),
+                    inventory_item: id,
                     levels,
                 });
             }
-            if page["pageInfo"]["hasNextPage"] != true {
-                return Ok(items);
+            match next_page(page) {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(items),
             }
-            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
         }
     }
+
+    /// Runs a bulk query and answers its JSONL lines, waiting while the shop already runs
+    /// as many as it may.
+    async fn bulk_read(&self, query: &str) -> Result<Vec<Value>, SyncError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let id = loop {
+            let data = self
+                .graphql(BULK_RUN, json!({"query": query}), 10.0)
+                .await?;
+            let payload = &data["bulkOperationRunQuery"];
+            let errors = payload["userErrors"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if let Some(id) = payload["bulkOperation"]["id"].as_str()
+                && errors.is_empty()
+            {
+                break id.to_owned();
+            }
+            let busy = errors
+                .iter()
+                .any(|e| e["code"] == "LIMIT_REACHED" || e["code"] == "OPERATION_IN_PROGRESS");
+            let messages = errors
+                .iter()
+                .map(|e| e["message"].as_str().unwrap_or("(no message)"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !busy {
+                return Err(SyncError::permanent(
+                    "channel_rejected",
+                    format!("Shopify refused the bulk query: {messages}"),
+                ));
+            }
+            if started.elapsed() + pause > MAX_BULK_WAIT {
+                return Err(SyncError::retryable(
+                    "channel_bulk_busy",
+                    format!("the shop kept running other bulk operations: {messages}"),
+                ));
+            }
+            debug!(
+                pause_ms = pause.as_millis() as u64,
+                "bulk operations busy; waiting for a slot"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        };
+        let mut pause = Duration::from_millis(50);
+        let url = loop {
+            tokio::time::sleep(pause).await;
+            let data = self.graphql(BULK_STATUS, json!({"id": id}), 1.0).await?;
+            let operation = &data["bulkOperation"];
+            match operation["status"].as_str().unwrap_or_default() {
+                // No objects: Shopify gives no file.
+                "COMPLETED" => break operation["url"].as_str().map(str::to_owned),
+                "CREATED" | "RUNNING" | "CANCELING" => {}
+                status => {
+                    return Err(SyncError::retryable(
+                        "channel_bulk_failed",
+                        format!(
+                            "bulk operation {id} ended {status} (errorCode {})",
+                            operation["errorCode"].as_str().unwrap_or("none")
+                        ),
+                    ));
+                }
+            }
+            if started.elapsed() + pause > MAX_BULK_WAIT {
+                return Err(SyncError::retryable(
+                    "channel_bulk_slow",
+                    format!("bulk operation {id} was still running after {MAX_BULK_WAIT:?}"),
+                ));
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        };
+        let Some(url) = url else {
+            return Ok(Vec::new());
+        };
+        // The url is a signed download: the Admin API token is not sent with it.
+        let response = self.http.get(&url).send().await.map_err(|e| {
+            SyncError::dependency_down(
+                "channel_unavailable",
+                format!("the result of bulk operation {id} did not download: {e}"),
+            )
+        })?;
+        if !response.status().is_success() {
+            return Err(SyncError::retryable(
+                "channel_bulk_failed",
+                format!(
+                    "the result of bulk operation {id} answered HTTP {}",
+                    response.status().as_u16()
+                ),
+            ));
+        }
+        let text = response.text().await.map_err(|e| {
+            SyncError::retryable(
+                "channel_bulk_failed",
+                format!("the result of bulk operation {id} broke off: {e}"),
+            )
+        })?;
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| {
+                    SyncError::retryable(
+                        "channel_unexpected",
+                        format!("a line of bulk operation {id} is not JSON: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Bulk lines: the top-level objects in file order, and each one's children by `__parentId`
+/// (Shopify does not promise children follow their parent).
+fn by_parent(lines: Vec<Value>) -> (Vec<Value>, HashMap<String, Vec<Value>>) {
+    let mut roots = Vec::new();
+    let mut children: HashMap<String, Vec<Value>> = HashMap::new();
+    for line in lines {
+        match line["__parentId"].as_str() {
+            Some(parent) => children.entry(parent.to_owned()).or_default().push(line),
+            None => roots.push(line),
+        }
+    }
+    (roots, children)
 }
 
 #[async_trait]
 impl ChannelInventory for ShopifyAdmin {
+    /// The whole catalogue: a bulk operation, whatever its size.
     async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
-        self.inventory_items(None).await
+        let (roots, children) = by_parent(self.bulk_read(ITEMS_BULK).await?);
+        Ok(roots
+            .iter()
+            .filter_map(|item| {
+                let sku = Sku::parse(item["sku"].as_str()?).ok()?;
+                let id = item["id"].as_str()?.to_owned();
+                let levels = children
+                    .get(&id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(level)
+                    .collect();
+                Some(ChannelItem {
+                    sku,
+                    inventory_item: id,
+                    levels,
+                })
+            })
+            .collect())
     }
 
     async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError> {
         let mut items = Vec::new();
         // Shopify's search syntax; a page of terms per query keeps the query string short.
-        for chunk in skus.chunks(50) {
+        for chunk in skus.chunks(SKUS_PER_SEARCH) {
             let query = chunk
                 .iter()
                 .map(|sku| format!("sku:'{}'", sku.as_str().replace('\'', "\\'")))
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            items.extend(self.inventory_items(Some(query)).await?);
+            items.extend(self.inventory_items(query).await?);
         }
         // The search matches loosely (prefixes, case): keep the exact SKUs asked for.
         items.retain(|item| skus.contains(&item.sku));
@@ -314,11 +540,7 @@ impl ChannelInventory for ShopifyAdmin {
         let input = json!({"name": "available", "reason": "correction",
                            "referenceDocumentUri": format!("erpsync://stock-sync/{idempotency_key}"), "quantities": quantities});
         let data = self
-            .graphql(
-                SET,
-                json!({"input": input, "key": idempotency_key}),
-                10.0 + changes.len() as f64,
-            )
+            .graphql(SET, json!({"input": input, "key": idempotency_key}), 10.0)
             .await?;
         let errors = data["inventorySetQuantities"]["userErrors"]
             .as_array()
@@ -347,6 +569,7 @@ impl ChannelInventory for ShopifyAdmin {
     }
 }
 
+/// 2 + 100 x 1 = 102 points.
 const ORDERS: &str = "query Orders($first: Int!, $after: String, $query: String) {
   orders(first: $first, after: $after, query: $query) {
     nodes { legacyResourceId updatedAt }
@@ -366,7 +589,7 @@ impl ChannelOrders for ShopifyAdmin {
         loop {
             let variables =
                 json!({"first": 100, "after": after, "query": format!("updated_at:>'{since}'")});
-            let data = self.graphql(ORDERS, variables, 101.0).await?;
+            let data = self.graphql(ORDERS, variables, 102.0).await?;
             let page = &data["orders"];
             for node in page["nodes"]
                 .as_array()
@@ -421,13 +644,11 @@ impl ChannelOrders for ShopifyAdmin {
     }
 }
 
-const VARIANTS: &str = "query Variants($first: Int!, $after: String) {
-  products(first: $first, after: $after) {
-    nodes { id variants(first: 100) { nodes { id sku price } } }
-    pageInfo { hasNextPage endCursor }
-  }
-}";
+/// Every product's variants (all of them: up to 2,048 a product), as a bulk operation.
+const VARIANTS_BULK: &str =
+    "{ products { edges { node { id variants { edges { node { id sku price } } } } } } }";
 
+/// A mutation: 10 points.
 const UPDATE_PRICES: &str =
     "mutation Prices($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
   productVariantsBulkUpdate(productId: $productId, variants: $variants) {
@@ -439,47 +660,30 @@ const UPDATE_PRICES: &str =
 #[async_trait]
 impl ChannelPrices for ShopifyAdmin {
     async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError> {
+        let (products, children) = by_parent(self.bulk_read(VARIANTS_BULK).await?);
         let mut variants = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let data = self
-                .graphql(
-                    VARIANTS,
-                    json!({"first": 50, "after": after}),
-                    1.0 + 50.0 + 100.0,
-                )
-                .await?;
-            let page = &data["products"];
-            for product in page["nodes"]
-                .as_array()
+        for product in &products {
+            let product_id = product["id"].as_str().unwrap_or_default();
+            for variant in children
+                .get(product_id)
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
-                let product_id = product["id"].as_str().unwrap_or_default();
-                for variant in product["variants"]["nodes"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
-                    let sku = variant["sku"].as_str().and_then(|s| Sku::parse(s).ok());
-                    let price = variant["price"]
-                        .as_str()
-                        .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
-                    if let (Some(sku), Some(price)) = (sku, price) {
-                        variants.push(ChannelVariant {
-                            product_id: product_id.to_owned(),
-                            variant_id: variant["id"].as_str().unwrap_or_default().to_owned(),
-                            sku,
-                            price,
-                        });
-                    }
+                let sku = variant["sku"].as_str().and_then(|s| Sku::parse(s).ok());
+                let price = variant["price"]
+                    .as_str()
+                    .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
+                if let (Some(sku), Some(price)) = (sku, price) {
+                    variants.push(ChannelVariant {
+                        product_id: product_id.to_owned(),
+                        variant_id: variant["id"].as_str().unwrap_or_default().to_owned(),
+                        sku,
+                        price,
+                    });
                 }
             }
-            if page["pageInfo"]["hasNextPage"] != true {
-                return Ok(variants);
-            }
-            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
         }
+        Ok(variants)
     }
 
     async fn update_prices(
@@ -515,16 +719,56 @@ impl ChannelPrices for ShopifyAdmin {
     }
 }
 
-const FULFILMENT: &str = "query Fulfilment($id: ID!) {
+/// One order's fulfilment orders, a page of 5, each with up to 50 lines and 10 fulfilments
+/// (more of either page with the two queries below). A fulfilment's tracking numbers are
+/// listed up to 5: erpsync gives each of its fulfilments one.
+/// One fulfilment order: 1 + (2 + 50 x (1 + 1)) + (2 + 10 x (1 + 5 x 1)) = 1 + 102 + 62 = 165;
+/// the query: 1 (order) + 2 + 5 x 165 = 828 points.
+const FULFILMENT: &str = "query Fulfilment($id: ID!, $after: String) {
   order(id: $id) {
     displayFulfillmentStatus
-    fulfillmentOrders(first: 5) {
-      nodes { id status lineItems(first: 50) { nodes { id sku remainingQuantity lineItem { sku } } } }
+    fulfillmentOrders(first: 5, after: $after) {
+      nodes {
+        id
+        status
+        lineItems(first: 50) {
+          nodes { id sku remainingQuantity lineItem { sku } }
+          pageInfo { hasNextPage endCursor }
+        }
+        fulfillments(first: 10) {
+          nodes { trackingInfo(first: 5) { number } }
+          pageInfo { hasNextPage endCursor }
+        }
+      }
+      pageInfo { hasNextPage endCursor }
     }
-    fulfillments(first: 20) { trackingInfo(first: 3) { number } }
   }
 }";
+const FULFILMENT_COST: f64 = 828.0;
 
+/// The rest of one fulfilment order's lines: 1 + 2 + 100 x (1 + 1) = 203 points.
+const FULFILMENT_LINES: &str = "query Lines($id: ID!, $after: String) {
+  fulfillmentOrder(id: $id) {
+    lineItems(first: 100, after: $after) {
+      nodes { id sku remainingQuantity lineItem { sku } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+const FULFILMENT_LINES_COST: f64 = 203.0;
+
+/// The rest of one fulfilment order's fulfilments: 1 + 2 + 50 x (1 + 5 x 1) = 303 points.
+const FULFILMENTS_MADE: &str = "query Made($id: ID!, $after: String) {
+  fulfillmentOrder(id: $id) {
+    fulfillments(first: 50, after: $after) {
+      nodes { trackingInfo(first: 5) { number } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+const FULFILMENTS_MADE_COST: f64 = 303.0;
+
+/// Mutations: 10 points each.
 const FULFIL: &str = "mutation Fulfil($fulfillment: FulfillmentInput!) {
   fulfillmentCreate(fulfillment: $fulfillment) {
     fulfillment { id status }
@@ -538,6 +782,34 @@ const EVENT: &str = "mutation Event($event: FulfillmentEventInput!) {
     userErrors { field message }
   }
 }";
+
+/// The tracking numbers of a page of fulfilments.
+fn tracking(fulfilments: &Value) -> impl Iterator<Item = String> + '_ {
+    nodes(fulfilments)
+        .iter()
+        .flat_map(|f| {
+            f["trackingInfo"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        })
+        .filter_map(|t| t["number"].as_str().map(str::to_owned))
+}
+
+fn open_line(fulfilment_order: &str, line: &Value) -> OpenLine {
+    OpenLine {
+        fulfilment_order: fulfilment_order.to_owned(),
+        line_item: line["id"].as_str().unwrap_or_default().to_owned(),
+        sku: line["sku"]
+            .as_str()
+            .or_else(|| line["lineItem"]["sku"].as_str())
+            .and_then(|s| Sku::parse(s).ok()),
+        remaining: line["remainingQuantity"]
+            .as_u64()
+            .and_then(|q| u32::try_from(q).ok())
+            .unwrap_or(0),
+    }
+}
 
 fn user_errors(payload: &Value) -> Option<String> {
     let errors = payload["userErrors"].as_array()?;
@@ -553,63 +825,81 @@ fn user_errors(payload: &Value) -> Option<String> {
 #[async_trait]
 impl ChannelFulfilment for ShopifyAdmin {
     async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
-        let data = self
-            .graphql(
-                FULFILMENT,
-                json!({"id": format!("gid://shopify/Order/{order_id}")}),
-                // Shopify's estimate multiplies nested connections' sizes.
-                1.0 + 5.0 + 5.0 * 50.0 + 20.0 + 20.0 * 3.0,
-            )
-            .await?;
-        let order = &data["order"];
-        if order.is_null() {
-            return Ok(None);
-        }
+        let id = format!("gid://shopify/Order/{order_id}");
         let mut lines = Vec::new();
-        for fulfilment_order in order["fulfillmentOrders"]["nodes"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let Some(fulfilment_order_id) = fulfilment_order["id"].as_str() else {
-                continue;
-            };
-            for line in fulfilment_order["lineItems"]["nodes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let sku = line["sku"]
-                    .as_str()
-                    .or_else(|| line["lineItem"]["sku"].as_str())
-                    .and_then(|s| Sku::parse(s).ok());
-                lines.push(OpenLine {
-                    fulfilment_order: fulfilment_order_id.to_owned(),
-                    line_item: line["id"].as_str().unwrap_or_default().to_owned(),
-                    sku,
-                    remaining: line["remainingQuantity"]
-                        .as_u64()
-                        .and_then(|q| u32::try_from(q).ok())
-                        .unwrap_or(0),
-                });
+        let mut tracking_numbers: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let data = self
+                .graphql(
+                    FULFILMENT,
+                    json!({"id": id, "after": after}),
+                    FULFILMENT_COST,
+                )
+                .await?;
+            let order = &data["order"];
+            if order.is_null() {
+                return Ok(None);
             }
+            for fulfilment_order in nodes(&order["fulfillmentOrders"]) {
+                let Some(fulfilment_order_id) = fulfilment_order["id"].as_str() else {
+                    continue;
+                };
+                let connection = &fulfilment_order["lineItems"];
+                lines.extend(
+                    nodes(connection)
+                        .iter()
+                        .map(|l| open_line(fulfilment_order_id, l)),
+                );
+                let mut more = next_page(connection);
+                while let Some(cursor) = more {
+                    let data = self
+                        .graphql(
+                            FULFILMENT_LINES,
+                            json!({"id": fulfilment_order_id, "after": cursor}),
+                            FULFILMENT_LINES_COST,
+                        )
+                        .await?;
+                    let connection = &data["fulfillmentOrder"]["lineItems"];
+                    lines.extend(
+                        nodes(connection)
+                            .iter()
+                            .map(|l| open_line(fulfilment_order_id, l)),
+                    );
+                    more = next_page(connection);
+                }
+                let connection = &fulfilment_order["fulfillments"];
+                tracking_numbers.extend(tracking(connection));
+                let mut more = next_page(connection);
+                while let Some(cursor) = more {
+                    let data = self
+                        .graphql(
+                            FULFILMENTS_MADE,
+                            json!({"id": fulfilment_order_id, "after": cursor}),
+                            FULFILMENTS_MADE_COST,
+                        )
+                        .await?;
+                    let connection = &data["fulfillmentOrder"]["fulfillments"];
+                    tracking_numbers.extend(tracking(connection));
+                    more = next_page(connection);
+                }
+            }
+            if let Some(cursor) = next_page(&order["fulfillmentOrders"]) {
+                after = Some(cursor);
+                continue;
+            }
+            // A fulfilment spanning two fulfilment orders is listed under both.
+            tracking_numbers.sort();
+            tracking_numbers.dedup();
+            return Ok(Some(ShopFulfilment {
+                lines,
+                tracking_numbers,
+                status: order["displayFulfillmentStatus"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }));
         }
-        let tracking_numbers = order["fulfillments"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|f| f["trackingInfo"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t["number"].as_str().map(str::to_owned))
-            .collect();
-        Ok(Some(ShopFulfilment {
-            lines,
-            tracking_numbers,
-            status: order["displayFulfillmentStatus"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        }))
     }
 
     async fn fulfil(
@@ -678,5 +968,58 @@ impl ChannelFulfilment for ShopifyAdmin {
             )),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox::cost::{Costing, MAX_QUERY_COST};
+
+    /// Every query and mutation sent, with the variables that size it: the requested cost
+    /// under Shopify's documented rules is the one stated beside it, and within the limit.
+    #[test]
+    fn every_query_fits_the_single_query_limit_at_its_stated_cost() {
+        let table: &[(&str, &str, Value, f64)] = &[
+            (
+                "ITEMS",
+                ITEMS,
+                json!({"first": SKUS_PER_SEARCH, "levels": LEVELS_PER_ITEM}),
+                ITEMS_COST,
+            ),
+            ("LEVELS", LEVELS, json!({}), LEVELS_COST),
+            ("ORDERS", ORDERS, json!({"first": 100}), 102.0),
+            ("FULFILMENT", FULFILMENT, json!({}), FULFILMENT_COST),
+            (
+                "FULFILMENT_LINES",
+                FULFILMENT_LINES,
+                json!({}),
+                FULFILMENT_LINES_COST,
+            ),
+            (
+                "FULFILMENTS_MADE",
+                FULFILMENTS_MADE,
+                json!({}),
+                FULFILMENTS_MADE_COST,
+            ),
+            ("BULK_STATUS", BULK_STATUS, json!({}), 1.0),
+            ("BULK_RUN", BULK_RUN, json!({}), 10.0),
+            ("SET", SET, json!({}), 10.0),
+            ("UPDATE_PRICES", UPDATE_PRICES, json!({}), 10.0),
+            ("FULFIL", FULFIL, json!({}), 10.0),
+            ("EVENT", EVENT, json!({}), 10.0),
+        ];
+        for (name, query, variables, stated) in table {
+            let requested =
+                Costing::parse(query, None, &async_graphql_variables(variables.clone()))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .requested();
+            assert_eq!(requested as f64, *stated, "{name}");
+            assert!(requested <= MAX_QUERY_COST, "{name} costs {requested}");
+        }
+    }
+
+    fn async_graphql_variables(value: Value) -> sandbox::cost::Variables {
+        sandbox::cost::Variables::from_json(value)
     }
 }

@@ -34,6 +34,8 @@ pub trait ErpPrices: Send + Sync {
 
 #[async_trait]
 pub trait ChannelPrices: Send + Sync {
+    /// Every variant of every product (on Shopify a bulk operation: a product has up to
+    /// 2,048 variants).
     async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError>;
     /// New prices for some variants of one product.
     async fn update_prices(

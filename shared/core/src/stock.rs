@@ -45,8 +45,11 @@ pub trait ErpStock: Send + Sync {
 
 #[async_trait]
 pub trait ChannelInventory: Send + Sync {
+    /// Every item with its levels at every location, however large the catalogue (a full
+    /// run: on Shopify a bulk operation).
     async fn items(&self) -> Result<Vec<ChannelItem>, SyncError>;
-    /// The items with these SKUs only (a real-time refresh of a few among many).
+    /// The items with these SKUs only (a real-time refresh of a few among many: paged
+    /// queries), each with all its levels.
     async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError>;
     /// Sets absolute quantities; answers the indexes whose `change_from` was stale.
     async fn set_available(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use aws_config::SdkConfig;
 use erpsync_core::config::Config;
-use sandbox::{Sandbox, ShopSetup};
+use sandbox::{Plan, Sandbox, ShopSetup};
 
 use crate::stack::{LocalResources, Tryton, aws_environment, create_resources, put_secret};
 use crate::template::Template;
@@ -55,9 +55,13 @@ impl LocalDeployment {
         let sandbox = Sandbox::start("127.0.0.1:0").await?;
         let mut config_text = std::fs::read_to_string(root.join("config/erpsync.example.toml"))?;
         for (domain, location) in SHOPS {
-            sandbox
-                .shops
-                .add(ShopSetup::with_skus(domain, location, &SKUS, 2000.0, 100.0));
+            sandbox.shops.add(ShopSetup::with_skus(
+                domain,
+                location,
+                &SKUS,
+                Plan::Standard.bucket_size(),
+                Plan::Standard.restore_rate(),
+            ));
             config_text =
                 config_text.replace(&format!("https://{domain}"), &sandbox.admin_url(domain));
         }

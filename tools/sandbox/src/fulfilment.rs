@@ -155,21 +155,87 @@ struct FulfillmentOrderLineConnection {
 
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "FulfillmentOrder", complex)]
-struct FulfillmentOrderNode {
+pub struct FulfillmentOrderNode {
     id: String,
     status: String,
     #[graphql(skip)]
     lines: Vec<FulfillmentOrderLineNode>,
 }
 
+impl FulfillmentOrderNode {
+    fn of(fo: &FulfillmentOrder) -> Self {
+        FulfillmentOrderNode {
+            id: fo.id.clone(),
+            status: if fo.line_items.iter().all(|l| l.remaining_quantity == 0) {
+                "CLOSED".to_owned()
+            } else if fo
+                .line_items
+                .iter()
+                .any(|l| l.remaining_quantity < l.total_quantity)
+            {
+                "IN_PROGRESS".to_owned()
+            } else {
+                "OPEN".to_owned()
+            },
+            lines: fo
+                .line_items
+                .iter()
+                .map(|l| FulfillmentOrderLineNode {
+                    id: l.id.clone(),
+                    sku: l.sku.clone(),
+                    total_quantity: i32::try_from(l.total_quantity).unwrap_or(i32::MAX),
+                    remaining_quantity: i32::try_from(l.remaining_quantity).unwrap_or(i32::MAX),
+                    line_item: LineItemRef {
+                        id: format!("gid://shopify/LineItem/{}", l.line_item_id),
+                        sku: l.sku.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `fulfillmentOrder(id:)`.
+pub fn fulfillment_order(store: &Store, id: &str) -> Option<FulfillmentOrderNode> {
+    store
+        .fulfillment_orders
+        .iter()
+        .find(|fo| fo.id == id)
+        .map(FulfillmentOrderNode::of)
+}
+
 #[ComplexObject]
 impl FulfillmentOrderNode {
+    /// The fulfilments that shipped lines of this fulfilment order (a connection, unlike the
+    /// order's `fulfillments` list).
+    async fn fulfillments(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<FulfillmentConnection> {
+        let store = lock(ctx)?;
+        let fulfillments: Vec<FulfillmentNode> = store
+            .fulfillments
+            .iter()
+            .filter(|f| {
+                f.line_items
+                    .iter()
+                    .any(|(line, _)| self.lines.iter().any(|l| l.id == *line))
+            })
+            .map(FulfillmentNode::from)
+            .collect();
+        let (nodes, page_info) = page(ctx, &fulfillments, first, after.as_deref())?;
+        Ok(FulfillmentConnection { nodes, page_info })
+    }
+
     async fn line_items(
         &self,
-        first: i32,
+        ctx: &Context<'_>,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<FulfillmentOrderLineConnection> {
-        let (nodes, page_info) = page(&self.lines, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &self.lines, first, after.as_deref())?;
         Ok(FulfillmentOrderLineConnection { nodes, page_info })
     }
 }
@@ -178,6 +244,13 @@ impl FulfillmentOrderNode {
 #[graphql(name = "FulfillmentOrderConnection")]
 struct FulfillmentOrderConnection {
     nodes: Vec<FulfillmentOrderNode>,
+    page_info: PageInfo,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "FulfillmentConnection")]
+struct FulfillmentConnection {
+    nodes: Vec<FulfillmentNode>,
     page_info: PageInfo,
 }
 
@@ -210,10 +283,11 @@ impl FulfillmentNode {
     }
     async fn events(
         &self,
-        first: i32,
+        ctx: &Context<'_>,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<FulfillmentEventConnection> {
-        let (nodes, page_info) = page(&self.events, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &self.events, first, after.as_deref())?;
         Ok(FulfillmentEventConnection { nodes, page_info })
     }
 }
@@ -245,7 +319,7 @@ impl OrderNode {
     async fn fulfillment_orders(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<FulfillmentOrderConnection> {
         let store = lock(ctx)?;
@@ -253,36 +327,9 @@ impl OrderNode {
             .fulfillment_orders
             .iter()
             .filter(|fo| fo.order_id == self.order_id())
-            .map(|fo| FulfillmentOrderNode {
-                id: fo.id.clone(),
-                status: if fo.line_items.iter().all(|l| l.remaining_quantity == 0) {
-                    "CLOSED".to_owned()
-                } else if fo
-                    .line_items
-                    .iter()
-                    .any(|l| l.remaining_quantity < l.total_quantity)
-                {
-                    "IN_PROGRESS".to_owned()
-                } else {
-                    "OPEN".to_owned()
-                },
-                lines: fo
-                    .line_items
-                    .iter()
-                    .map(|l| FulfillmentOrderLineNode {
-                        id: l.id.clone(),
-                        sku: l.sku.clone(),
-                        total_quantity: i32::try_from(l.total_quantity).unwrap_or(i32::MAX),
-                        remaining_quantity: i32::try_from(l.remaining_quantity).unwrap_or(i32::MAX),
-                        line_item: LineItemRef {
-                            id: format!("gid://shopify/LineItem/{}", l.line_item_id),
-                            sku: l.sku.clone(),
-                        },
-                    })
-                    .collect(),
-            })
+            .map(FulfillmentOrderNode::of)
             .collect();
-        let (nodes, page_info) = page(&orders, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &orders, first, after.as_deref())?;
         Ok(FulfillmentOrderConnection { nodes, page_info })
     }
 

@@ -4,10 +4,12 @@
 //! exactly as to Shopify), the shop's signed webhooks, and the courier's signed EasyPost
 //! tracking events.
 //!
-//! Cost model (the sandbox's, stated so benchmarks can derive their minimum): a query costs
-//! 1 plus the `first` of every connection it asks for; a mutation costs 10 per root field,
-//! and `inventorySetQuantities` 10 plus one point per item.
+//! Cost model: Shopify's documented one (`cost`): requested cost up front, refunded down to
+//! the actual cost, 1,000 points at most per query, 10 per mutation; catalogue-wide reads
+//! go through bulk operations (`bulk`), whose JSONL the sandbox serves itself.
 
+pub mod bulk;
+pub mod cost;
 pub mod courier;
 pub mod fulfilment;
 pub mod lambda;
@@ -20,10 +22,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::parser::types::{
-    DocumentOperations, Field, OperationType, Selection, SelectionSet,
-};
-use async_graphql::{Name, Value as GqlValue, Variables};
+use async_graphql::Variables;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +31,40 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::cost::{Costing, MAX_QUERY_COST};
 use crate::shopify::{Location, Product, SharedStore, ShopSchema, Store};
+
+/// A store's plan, as "GraphQL Admin API rate limits" lists them
+/// (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits): the restore rate in
+/// points per second. The page gives no bucket sizes; a bucket holds 20 seconds of restore,
+/// as the documented 1,000-point bucket did at the former 50 points/s (and as stores answer
+/// `maximumAvailable: 2000` at 100 points/s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Standard,
+    Advanced,
+    Plus,
+    Enterprise,
+}
+
+/// Seconds of restore a bucket holds.
+const BUCKET_SECONDS: f64 = 20.0;
+
+impl Plan {
+    pub fn restore_rate(self) -> f64 {
+        match self {
+            Plan::Standard => 100.0,
+            Plan::Advanced => 200.0,
+            Plan::Plus => 1000.0,
+            Plan::Enterprise => 2000.0,
+        }
+    }
+
+    pub fn bucket_size(self) -> f64 {
+        self.restore_rate() * BUCKET_SECONDS
+    }
+}
 
 /// The leaky bucket a store's API budget drains from.
 #[derive(Debug, Clone)]
@@ -57,6 +89,17 @@ impl Bucket {
         let elapsed = self.updated.elapsed().as_secs_f64();
         self.available = (self.available + elapsed * self.restore_rate).min(self.maximum);
         self.updated = Instant::now();
+    }
+
+    pub fn of(plan: Plan) -> Self {
+        Self::new(plan.bucket_size(), plan.restore_rate())
+    }
+
+    /// Gives back what a query was charged above its actual cost.
+    fn refund(&mut self, points: f64) -> f64 {
+        self.refill();
+        self.available = (self.available + points).min(self.maximum);
+        self.available
     }
 
     /// Takes `cost` if the bucket holds it; either way, what is left.
@@ -167,6 +210,24 @@ impl Shop {
             .unwrap_or_default()
     }
 
+    /// Fault hooks for bulk operations: fail or expire the next, hold them running.
+    pub fn bulk_faults(&self, change: impl FnOnce(&mut bulk::BulkFaults)) {
+        if let Ok(mut store) = self.store.lock() {
+            change(store.bulk_faults());
+        }
+    }
+
+    /// What the bucket holds now.
+    pub fn points_available(&self) -> f64 {
+        self.bucket
+            .lock()
+            .map(|mut b| {
+                b.refill();
+                b.available
+            })
+            .unwrap_or_default()
+    }
+
     pub fn inject(&self, faults: Faults) {
         if let Ok(mut current) = self.faults.lock() {
             *current = faults;
@@ -226,17 +287,25 @@ impl ShopSetup {
 }
 
 fn default_maximum() -> f64 {
-    2000.0
+    Plan::Standard.bucket_size()
 }
 
 fn default_restore_rate() -> f64 {
-    100.0
+    Plan::Standard.restore_rate()
 }
 
 #[derive(Default)]
-pub struct Shops(Mutex<HashMap<String, Arc<Shop>>>);
+pub struct Shops {
+    shops: Mutex<HashMap<String, Arc<Shop>>>,
+    /// Where the sandbox serves, for the URLs it hands out (bulk operation results).
+    base_url: Mutex<String>,
+}
 
 impl Shops {
+    fn base_url(&self) -> String {
+        self.base_url.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
     pub fn add(&self, setup: ShopSetup) {
         let store: SharedStore = Arc::new(Mutex::new(Store {
             products: setup.products,
@@ -251,13 +320,13 @@ impl Shops {
             faults: Mutex::new(Faults::default()),
             throttled: Mutex::new(0),
         };
-        if let Ok(mut shops) = self.0.lock() {
+        if let Ok(mut shops) = self.shops.lock() {
             shops.insert(setup.domain, Arc::new(shop));
         }
     }
 
     pub fn get(&self, domain: &str) -> Option<Arc<Shop>> {
-        self.0.lock().ok()?.get(domain).cloned()
+        self.shops.lock().ok()?.get(domain).cloned()
     }
 }
 
@@ -271,16 +340,20 @@ pub struct Sandbox {
 impl Sandbox {
     /// Serves on `bind` (`127.0.0.1:0` for a free port).
     pub async fn start(bind: &str) -> anyhow::Result<Self> {
-        let shops = Arc::new(Shops::default());
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let address = listener.local_addr()?;
+        let shops = Arc::new(Shops {
+            base_url: Mutex::new(format!("http://{address}")),
+            ..Shops::default()
+        });
         let app = Router::new()
             .route("/{shop}/admin/api/{version}/graphql.json", post(graphql))
             .route(
                 "/{shop}/admin/api/{version}/orders/{id}",
                 axum::routing::get(rest_order),
             )
+            .route("/bulk/{shop}/{file}", axum::routing::get(bulk_result))
             .with_state(shops.clone());
-        let listener = tokio::net::TcpListener::bind(bind).await?;
-        let address = listener.local_addr()?;
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(error = %error, "sandbox server stopped");
@@ -324,11 +397,11 @@ fn error_response(status: StatusCode, message: &str) -> Response {
 
 async fn graphql(
     State(shops): State<Arc<Shops>>,
-    Path((shop, _version)): Path<(String, String)>,
+    Path((domain, version)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<GraphqlBody>,
 ) -> Response {
-    let Some(shop) = shops.get(&shop) else {
+    let Some(shop) = shops.get(&domain) else {
         return error_response(StatusCode::NOT_FOUND, "Not Found");
     };
     let token = headers
@@ -392,8 +465,8 @@ async fn graphql(
         return response;
     }
     let variables = Variables::from_json(body.variables.clone().unwrap_or(Value::Null));
-    let cost = match query_cost(&body.query, body.operation_name.as_deref(), &variables) {
-        Ok(cost) => cost,
+    let costing = match Costing::parse(&body.query, body.operation_name.as_deref(), &variables) {
+        Ok(costing) => costing,
         Err(message) => {
             return (
                 StatusCode::OK,
@@ -402,34 +475,75 @@ async fn graphql(
                 .into_response();
         }
     };
+    let requested = costing.requested();
+    if requested > MAX_QUERY_COST {
+        // Refused before it runs and before the bucket is touched, in the shape Shopify
+        // answers (message, extensions.code/cost/maxCost); the rate-limits page's
+        // "Single query limit".
+        return Json(json!({"errors": [{
+            "message": format!("Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\nSee https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\ncost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk operations should be used instead.\nSee https://shopify.dev/api/usage/bulk-operations/queries for usage details.\n"),
+            "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST,
+                           "documentation": "https://shopify.dev/api/usage/rate-limits"}
+        }]}))
+        .into_response();
+    }
     let (maximum, restore_rate, taken) = match shop.bucket.lock() {
-        Ok(mut bucket) => (bucket.maximum, bucket.restore_rate, bucket.take(cost)),
+        Ok(mut bucket) => (
+            bucket.maximum,
+            bucket.restore_rate,
+            bucket.take(requested as f64),
+        ),
         Err(_) => {
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "sandbox state poisoned");
         }
     };
     let throttle_status = |available: f64| json!({"maximumAvailable": maximum, "currentlyAvailable": available.floor(), "restoreRate": restore_rate});
-    let available = match taken {
-        Ok(available) => available,
-        Err(available) => {
-            if let Ok(mut throttled) = shop.throttled.lock() {
-                *throttled += 1;
-            }
-            return Json(json!({
-                "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
-                "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": null, "throttleStatus": throttle_status(available)}}
-            }))
-            .into_response();
+    if let Err(available) = taken {
+        if let Ok(mut throttled) = shop.throttled.lock() {
+            *throttled += 1;
         }
-    };
-    let mut request = async_graphql::Request::new(body.query).variables(variables);
+        return Json(json!({
+            "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+            "extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": null, "throttleStatus": throttle_status(available)}}
+        }))
+        .into_response();
+    }
+    let mut request = async_graphql::Request::new(body.query)
+        .variables(variables)
+        .data(bulk::ApiVersion(version));
     if let Some(name) = body.operation_name {
         request = request.operation_name(name);
     }
     let response = shop.schema.execute(request).await;
     let mut answer = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-    answer["extensions"] = json!({"cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": throttle_status(available)}});
+    // Charged the requested cost up front, refunded down to what was returned.
+    let actual = costing.actual(&answer["data"]).min(requested);
+    let available = match shop.bucket.lock() {
+        Ok(mut bucket) => bucket.refund((requested - actual) as f64),
+        Err(_) => 0.0,
+    };
+    bulk::run_pending(&shop.store, &shop.schema, &shops.base_url(), &domain).await;
+    answer["extensions"] = json!({"cost": {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle_status(available)}});
     Json(answer).into_response()
+}
+
+/// A bulk operation's JSONL, at the `url` the operation gave (no token: Shopify's is a
+/// signed storage URL).
+async fn bulk_result(
+    State(shops): State<Arc<Shops>>,
+    Path((shop, file)): Path<(String, String)>,
+) -> Response {
+    let Some(shop) = shops.get(&shop) else {
+        return error_response(StatusCode::NOT_FOUND, "Not Found");
+    };
+    match bulk::result(&shop.store, file.trim_end_matches(".jsonl")) {
+        Some(jsonl) => (
+            [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
+            jsonl,
+        )
+            .into_response(),
+        None => error_response(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// REST `GET /orders/{id}.json`: the order resource, the same shape the webhooks carry.
@@ -463,81 +577,4 @@ async fn rest_order(
         Some(body) => Json(json!({"order": body})).into_response(),
         None => error_response(StatusCode::NOT_FOUND, "Not Found"),
     }
-}
-
-/// The cost model stated at the top of this file.
-fn query_cost(
-    query: &str,
-    operation_name: Option<&str>,
-    variables: &Variables,
-) -> Result<f64, String> {
-    let document = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => operation,
-        (DocumentOperations::Multiple(operations), Some(name)) => operations
-            .get(&Name::new(name))
-            .ok_or_else(|| format!("no operation named {name}"))?,
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
-            .values()
-            .next()
-            .ok_or_else(|| "no operation".to_owned())?,
-        (DocumentOperations::Multiple(_), None) => {
-            return Err("operationName is required".to_owned());
-        }
-    };
-    let selection = &operation.node.selection_set.node;
-    Ok(match operation.node.ty {
-        OperationType::Mutation => selection
-            .items
-            .iter()
-            .map(|item| match &item.node {
-                Selection::Field(field)
-                    if field.node.name.node.as_str() == "inventorySetQuantities" =>
-                {
-                    let items = argument(&field.node, "input", variables)
-                        .and_then(|input| match input {
-                            GqlValue::Object(map) => map.get(&Name::new("quantities")).cloned(),
-                            _ => None,
-                        })
-                        .map(|q| match q {
-                            GqlValue::List(items) => items.len(),
-                            _ => 0,
-                        })
-                        .unwrap_or(0);
-                    10.0 + items as f64
-                }
-                _ => 10.0,
-            })
-            .sum(),
-        _ => 1.0 + connection_cost(selection, variables),
-    })
-}
-
-/// A field's argument, literal or variable, resolved.
-fn argument(field: &Field, name: &str, variables: &Variables) -> Option<GqlValue> {
-    field
-        .get_argument(name)?
-        .node
-        .clone()
-        .into_const_with(|variable| variables.get(&variable).cloned().ok_or(()))
-        .ok()
-}
-
-fn connection_cost(selection: &SelectionSet, variables: &Variables) -> f64 {
-    selection
-        .items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(field) => {
-                let first = argument(&field.node, "first", variables)
-                    .and_then(|v| match v {
-                        GqlValue::Number(n) => n.as_f64(),
-                        _ => None,
-                    })
-                    .unwrap_or(0.0);
-                first + connection_cost(&field.node.selection_set.node, variables)
-            }
-            _ => 0.0,
-        })
-        .sum()
 }

@@ -3,7 +3,7 @@
 //! locations, bucket size and restore rate).
 
 use clap::Parser;
-use sandbox::{Sandbox, ShopSetup};
+use sandbox::{Plan, Sandbox, ShopSetup};
 
 #[derive(Parser)]
 #[command(about = "Simulated Shopify Admin GraphQL API for erpsync's demo and tests")]
@@ -13,16 +13,25 @@ struct Args {
     /// A file with a list of store set-ups.
     #[arg(long)]
     shops: Option<std::path::PathBuf>,
-    /// A generated store, `domain:skus:bucket:restore_rate` (SKUs `SKU-000000`...), one
-    /// location `gid://shopify/Location/1`, token `shpat_<domain>`: for benchmarks.
+    /// A generated store, `domain:skus:bucket:restore_rate` or `domain:skus:plan` (plan:
+    /// standard, advanced, plus, enterprise), SKUs `SKU-000000`..., one location
+    /// `gid://shopify/Location/1`, token `shpat_<domain>`: for benchmarks.
     #[arg(long)]
     synthetic: Vec<String>,
 }
 
 fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
     let parts: Vec<&str> = spec.split(':').collect();
-    let [domain, skus, maximum, rate] = parts.as_slice() else {
-        anyhow::bail!("--synthetic takes domain:skus:bucket:restore_rate, got {spec:?}");
+    let (domain, skus, maximum, rate) = match parts.as_slice() {
+        [domain, skus, maximum, rate] => (*domain, *skus, maximum.parse()?, rate.parse()?),
+        [domain, skus, plan] => {
+            let plan = <Plan as clap::ValueEnum>::from_str(plan, true)
+                .map_err(|e| anyhow::anyhow!("plan {plan:?}: {e}"))?;
+            (*domain, *skus, plan.bucket_size(), plan.restore_rate())
+        }
+        _ => anyhow::bail!(
+            "--synthetic takes domain:skus:bucket:restore_rate or domain:skus:plan, got {spec:?}"
+        ),
     };
     let skus: Vec<String> = (0..skus.parse::<usize>()?)
         .map(|n| format!("SKU-{n:06}"))
@@ -31,8 +40,8 @@ fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
         domain,
         "gid://shopify/Location/1",
         &skus,
-        maximum.parse()?,
-        rate.parse()?,
+        maximum,
+        rate,
     ))
 }
 

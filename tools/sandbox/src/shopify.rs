@@ -65,6 +65,8 @@ pub struct Store {
     pub fulfillments: Vec<crate::fulfilment::Fulfillment>,
     /// The last id handed out to a fulfilment object.
     pub next_id: u64,
+    #[serde(skip)]
+    pub bulk: crate::bulk::BulkState,
 }
 
 impl Store {
@@ -111,17 +113,55 @@ pub(crate) fn lock<'a>(
 pub(crate) struct PageInfo {
     has_next_page: bool,
     end_cursor: Option<String>,
+    /// Where the page starts: the cursor of its first edge.
+    #[graphql(skip)]
+    start: usize,
 }
 
-/// Cursor paging over a list the way Shopify's connections page: `first` and `after`.
+/// `edges { cursor node }` beside `nodes`: Shopify's connections answer both.
+macro_rules! edges {
+    ($connection:ident, $edge:ident, $node:ty, $name:literal) => {
+        #[derive(SimpleObject, Clone)]
+        #[graphql(name = $name)]
+        struct $edge {
+            cursor: String,
+            node: $node,
+        }
+
+        #[async_graphql::ComplexObject]
+        impl $connection {
+            async fn edges(&self) -> Vec<$edge> {
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, node)| $edge {
+                        cursor: (self.page_info.start + i).to_string(),
+                        node: node.clone(),
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+/// Cursor paging over a list the way Shopify's connections page: `first` and `after`; a
+/// bulk operation reads whole connections without `first`.
 pub(crate) fn page<T: Clone>(
+    ctx: &Context<'_>,
     items: &[T],
-    first: i32,
+    first: Option<i32>,
     after: Option<&str>,
 ) -> async_graphql::Result<(Vec<T>, PageInfo)> {
-    if !(1..=250).contains(&first) {
-        return Err(async_graphql::Error::new("first must be between 1 and 250"));
-    }
+    let first = match first {
+        Some(first) if (1..=250).contains(&first) => first as usize,
+        Some(_) => return Err(async_graphql::Error::new("first must be between 1 and 250")),
+        None if ctx.data_opt::<crate::bulk::BulkMode>().is_some() => usize::MAX,
+        None => {
+            return Err(async_graphql::Error::new(
+                "you must provide one of first or last",
+            ));
+        }
+    };
     let start = match after {
         Some(cursor) => {
             cursor
@@ -131,13 +171,14 @@ pub(crate) fn page<T: Clone>(
         }
         None => 0,
     };
-    let end = (start + first as usize).min(items.len());
+    let end = start.saturating_add(first).min(items.len());
     let slice = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
     Ok((
         slice,
         PageInfo {
             has_next_page: end < items.len(),
             end_cursor: (end > start).then(|| (end - 1).to_string()),
+            start,
         },
     ))
 }
@@ -172,11 +213,18 @@ impl VariantNode {
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "ProductVariantConnection")]
+#[graphql(name = "ProductVariantConnection", complex)]
 struct VariantConnection {
     nodes: Vec<VariantNode>,
     page_info: PageInfo,
 }
+
+edges!(
+    VariantConnection,
+    VariantEdge,
+    VariantNode,
+    "ProductVariantEdge"
+);
 
 #[derive(Clone)]
 struct ProductNode(Product);
@@ -191,21 +239,24 @@ impl ProductNode {
     }
     async fn variants(
         &self,
-        first: i32,
+        ctx: &Context<'_>,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<VariantConnection> {
         let variants: Vec<VariantNode> = self.0.variants.iter().cloned().map(VariantNode).collect();
-        let (nodes, page_info) = page(&variants, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &variants, first, after.as_deref())?;
         Ok(VariantConnection { nodes, page_info })
     }
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "ProductConnection")]
+#[graphql(name = "ProductConnection", complex)]
 struct ProductConnection {
     nodes: Vec<ProductNode>,
     page_info: PageInfo,
 }
+
+edges!(ProductConnection, ProductEdge, ProductNode, "ProductEdge");
 
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "Location")]
@@ -215,11 +266,18 @@ struct LocationNode {
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "LocationConnection")]
+#[graphql(name = "LocationConnection", complex)]
 struct LocationConnection {
     nodes: Vec<LocationNode>,
     page_info: PageInfo,
 }
+
+edges!(
+    LocationConnection,
+    LocationEdge,
+    LocationNode,
+    "LocationEdge"
+);
 
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "InventoryQuantity")]
@@ -256,11 +314,13 @@ impl LevelNode {
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "InventoryLevelConnection")]
+#[graphql(name = "InventoryLevelConnection", complex)]
 struct LevelConnection {
     nodes: Vec<LevelNode>,
     page_info: PageInfo,
 }
+
+edges!(LevelConnection, LevelEdge, LevelNode, "InventoryLevelEdge");
 
 #[derive(Clone)]
 struct InventoryItemNode {
@@ -280,7 +340,7 @@ impl InventoryItemNode {
     async fn inventory_levels(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<LevelConnection> {
         let store = lock(ctx)?;
@@ -300,17 +360,24 @@ impl InventoryItemNode {
                 })
             })
             .collect();
-        let (nodes, page_info) = page(&levels, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &levels, first, after.as_deref())?;
         Ok(LevelConnection { nodes, page_info })
     }
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "InventoryItemConnection")]
+#[graphql(name = "InventoryItemConnection", complex)]
 struct InventoryItemConnection {
     nodes: Vec<InventoryItemNode>,
     page_info: PageInfo,
 }
+
+edges!(
+    InventoryItemConnection,
+    InventoryItemEdge,
+    InventoryItemNode,
+    "InventoryItemEdge"
+);
 
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "Order", complex)]
@@ -337,11 +404,13 @@ impl OrderNode {
 }
 
 #[derive(SimpleObject, Clone)]
-#[graphql(name = "OrderConnection")]
+#[graphql(name = "OrderConnection", complex)]
 struct OrderConnection {
     nodes: Vec<OrderNode>,
     page_info: PageInfo,
 }
+
+edges!(OrderConnection, OrderEdge, OrderNode, "OrderEdge");
 
 pub struct QueryRoot;
 
@@ -350,19 +419,19 @@ impl QueryRoot {
     async fn products(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<ProductConnection> {
         let store = lock(ctx)?;
         let products: Vec<ProductNode> = store.products.iter().cloned().map(ProductNode).collect();
-        let (nodes, page_info) = page(&products, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &products, first, after.as_deref())?;
         Ok(ProductConnection { nodes, page_info })
     }
 
     async fn locations(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<LocationConnection> {
         let store = lock(ctx)?;
@@ -374,7 +443,7 @@ impl QueryRoot {
                 name: l.name.clone(),
             })
             .collect();
-        let (nodes, page_info) = page(&locations, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &locations, first, after.as_deref())?;
         Ok(LocationConnection { nodes, page_info })
     }
 
@@ -383,7 +452,7 @@ impl QueryRoot {
     async fn inventory_items(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
         query: Option<String>,
     ) -> async_graphql::Result<InventoryItemConnection> {
@@ -399,8 +468,53 @@ impl QueryRoot {
                 sku: v.sku.clone(),
             })
             .collect();
-        let (nodes, page_info) = page(&items, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &items, first, after.as_deref())?;
         Ok(InventoryItemConnection { nodes, page_info })
+    }
+
+    /// One inventory item by its GraphQL id.
+    async fn inventory_item(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<InventoryItemNode>> {
+        let store = lock(ctx)?;
+        Ok(store
+            .products
+            .iter()
+            .flat_map(|p| &p.variants)
+            .find(|v| v.inventory_item_id == id)
+            .map(|v| InventoryItemNode {
+                id: v.inventory_item_id.clone(),
+                sku: v.sku.clone(),
+            }))
+    }
+
+    async fn fulfillment_order(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<crate::fulfilment::FulfillmentOrderNode>> {
+        let store = lock(ctx)?;
+        Ok(crate::fulfilment::fulfillment_order(&store, &id))
+    }
+
+    async fn bulk_operation(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<crate::bulk::BulkOperationNode>> {
+        crate::bulk::by_id(ctx, &id)
+    }
+
+    /// The app's most recent bulk query (`type` QUERY, the default, is all the sandbox runs).
+    async fn current_bulk_operation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "type")] kind: Option<String>,
+    ) -> async_graphql::Result<Option<crate::bulk::BulkOperationNode>> {
+        let _ = kind;
+        crate::bulk::current(ctx)
     }
 
     /// One order by its GraphQL id (`gid://shopify/Order/N`).
@@ -422,7 +536,7 @@ impl QueryRoot {
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        first: i32,
+        first: Option<i32>,
         after: Option<String>,
         query: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
@@ -443,7 +557,7 @@ impl QueryRoot {
             .collect();
         orders.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
         let nodes: Vec<OrderNode> = orders.iter().map(|o| OrderNode::of(o)).collect();
-        let (nodes, page_info) = page(&nodes, first, after.as_deref())?;
+        let (nodes, page_info) = page(ctx, &nodes, first, after.as_deref())?;
         Ok(OrderConnection { nodes, page_info })
     }
 }
@@ -708,6 +822,17 @@ impl MutationRoot {
             store.idempotency.insert(key, payload_to_json(&payload));
         }
         Ok(payload)
+    }
+
+    /// Starts a bulk query; `groupObjects` only changes line order in Shopify's file.
+    async fn bulk_operation_run_query(
+        &self,
+        ctx: &Context<'_>,
+        query: String,
+        group_objects: Option<bool>,
+    ) -> async_graphql::Result<crate::bulk::RunQueryPayload> {
+        let _ = group_objects;
+        crate::bulk::run_query(ctx, query)
     }
 
     async fn fulfillment_create(

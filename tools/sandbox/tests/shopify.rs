@@ -33,9 +33,13 @@ fn setup(maximum: f64, restore_rate: f64) -> ShopSetup {
 }
 
 async fn call(sandbox: &Sandbox, query: &str, variables: Value) -> (u16, Value) {
+    call_at(sandbox, "2026-07", query, variables).await
+}
+
+async fn call_at(sandbox: &Sandbox, version: &str, query: &str, variables: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(
-            "{}/admin/api/2026-07/graphql.json",
+            "{}/admin/api/{version}/graphql.json",
             sandbox.admin_url(SHOP)
         ))
         .header("X-Shopify-Access-Token", "shpat_test")
@@ -78,8 +82,17 @@ async fn queries_return_the_documented_shapes_with_their_cost() {
         "IPOD2008BLACK"
     );
     assert_eq!(
-        body["extensions"]["cost"]["requestedQueryCost"], 16.0,
-        "1 + 5 + 10"
+        body["extensions"]["cost"]["requestedQueryCost"], 117,
+        "2 + 5 x (1 + 2 + 10 x (1 + 1))"
+    );
+    assert_eq!(
+        body["extensions"]["cost"]["actualQueryCost"], 9,
+        "one product of two variants: 2 + (1 + 2 + 2 x 2)"
+    );
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    assert!(
+        shop.points_available() >= 2000.0 - 9.0,
+        "charged 117 up front, refunded down to 9"
     );
     assert_eq!(
         body["extensions"]["cost"]["throttleStatus"]["restoreRate"],
@@ -186,7 +199,7 @@ async fn an_empty_bucket_answers_throttled_until_it_refills() {
                 body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
                     .as_f64()
                     .unwrap_or(99.0)
-                    < 11.0
+                    < 10.0
             );
             throttled = true;
             break;
@@ -194,7 +207,7 @@ async fn an_empty_bucket_answers_throttled_until_it_refills() {
     }
     assert!(
         throttled,
-        "a 50-point bucket cannot take ten 11-point mutations at once"
+        "a 50-point bucket cannot take ten 10-point mutations at once"
     );
 }
 
@@ -419,4 +432,176 @@ async fn fulfilment_orders_take_partial_fulfilments_and_refuse_what_is_not_open(
     );
     let (_, unknown) = call(&sandbox, ORDER, json!({"id": "gid://shopify/Order/78"})).await;
     assert!(unknown["data"]["order"].is_null());
+}
+
+#[tokio::test]
+async fn a_query_over_1000_points_is_refused_before_it_runs_and_changes_nothing() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(20_000.0, 1000.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    // 2 + 100 x (1 + 2 + 50 x 3): the stock read erpsync used to send.
+    let (status, body) = call(
+        &sandbox,
+        "{ inventoryItems(first: 100) { nodes { id sku inventoryLevels(first: 50) { nodes { location { id } quantities(names: [\"available\"]) { name quantity } } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "MAX_COST_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["cost"], 15302);
+    assert_eq!(body["errors"][0]["extensions"]["maxCost"], 1000);
+    assert!(body["data"].is_null(), "{body}");
+    // 101 mutations in one document: 1,010 points, so none of them runs.
+    let fields: String = (0..101)
+        .map(|n| format!("m{n}: inventorySetQuantities(input: $input) @idempotent(key: \"k{n}\") {{ userErrors {{ message }} }} "))
+        .collect();
+    let (_, body) = call(
+        &sandbox,
+        &format!("mutation($input: InventorySetQuantitiesInput!) {{ {fields} }}"),
+        json!({"input": set_input(5, None)}),
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "MAX_COST_EXCEEDED",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["cost"], 1010);
+    assert_eq!(shop.inventory_mutations(), 0);
+    assert_eq!(
+        shop.available("IPOD2008RED", "gid://shopify/Location/1"),
+        None
+    );
+    assert!(
+        shop.points_available() >= 20_000.0 - 0.5,
+        "the bucket was not charged"
+    );
+}
+
+const BULK: &str = "mutation($query: String!) { bulkOperationRunQuery(query: $query) { bulkOperation { id status } userErrors { code field message } } }";
+const STATUS: &str = "query($id: ID!) { bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount url } }";
+const CATALOGUE: &str =
+    "{ products { edges { node { id variants { edges { node { id sku price } } } } } } }";
+
+async fn start_bulk(sandbox: &Sandbox, version: &str) -> Value {
+    call_at(sandbox, version, BULK, json!({"query": CATALOGUE}))
+        .await
+        .1["data"]["bulkOperationRunQuery"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_bulk_query_completes_with_its_jsonl_at_the_url_children_under_their_parent() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let (_, body) = call(&sandbox, BULK, json!({"query": CATALOGUE})).await;
+    assert_eq!(
+        body["extensions"]["cost"]["requestedQueryCost"], 10,
+        "a mutation"
+    );
+    let created = &body["data"]["bulkOperationRunQuery"]["bulkOperation"];
+    assert_eq!(created["status"], "CREATED");
+    let (_, status) = call(&sandbox, STATUS, json!({"id": created["id"]})).await;
+    let operation = &status["data"]["bulkOperation"];
+    assert_eq!(operation["status"], "COMPLETED", "{status}");
+    assert_eq!(operation["objectCount"], "3");
+    assert_eq!(operation["rootObjectCount"], "1");
+    let url = operation["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no url: {status}"));
+    let jsonl = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines[0], json!({"id": "gid://shopify/Product/1"}));
+    assert_eq!(
+        lines[2],
+        json!({"id": "gid://shopify/ProductVariant/2", "sku": "IPOD2008BLACK", "price": "199.00",
+               "__parentId": "gid://shopify/Product/1"})
+    );
+    let (_, current) = call(
+        &sandbox,
+        "{ currentBulkOperation { id status } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(current["data"]["currentBulkOperation"]["id"], created["id"]);
+}
+
+#[tokio::test]
+async fn five_bulk_queries_run_at_once_from_2026_01_and_one_before() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    shop.bulk_faults(|f| f.hold = true);
+    for _ in 0..5 {
+        let started = start_bulk(&sandbox, "2026-07").await;
+        assert!(
+            started["userErrors"].as_array().is_some_and(Vec::is_empty),
+            "{started}"
+        );
+    }
+    let sixth = start_bulk(&sandbox, "2026-07").await;
+    assert_eq!(sixth["userErrors"][0]["code"], "LIMIT_REACHED", "{sixth}");
+    assert!(sixth["bulkOperation"].is_null());
+    let older = start_bulk(&sandbox, "2025-10").await;
+    assert_eq!(
+        older["userErrors"][0]["code"], "OPERATION_IN_PROGRESS",
+        "{older}"
+    );
+    shop.bulk_faults(|f| f.hold = false);
+    let again = start_bulk(&sandbox, "2026-07").await;
+    assert!(
+        again["userErrors"].as_array().is_some_and(Vec::is_empty),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn an_injected_bulk_failure_or_expiry_shows_in_the_operation_status() {
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sandbox.shops.add(setup(2000.0, 100.0));
+    let shop = sandbox.shops.get(SHOP).unwrap_or_else(|| panic!("no shop"));
+    shop.bulk_faults(|f| f.fail_next = Some(sandbox::bulk::BulkErrorCode::Timeout));
+    let failed = start_bulk(&sandbox, "2026-07").await;
+    let (_, status) = call(
+        &sandbox,
+        STATUS,
+        json!({"id": failed["bulkOperation"]["id"]}),
+    )
+    .await;
+    assert_eq!(status["data"]["bulkOperation"]["status"], "FAILED");
+    assert_eq!(status["data"]["bulkOperation"]["errorCode"], "TIMEOUT");
+    assert!(status["data"]["bulkOperation"]["url"].is_null());
+    shop.bulk_faults(|f| f.expire_next = true);
+    let expired = start_bulk(&sandbox, "2026-07").await;
+    let (_, status) = call(
+        &sandbox,
+        STATUS,
+        json!({"id": expired["bulkOperation"]["id"]}),
+    )
+    .await;
+    assert_eq!(status["data"]["bulkOperation"]["status"], "EXPIRED");
+    assert!(status["data"]["bulkOperation"]["url"].is_null());
+    let (_, refused) = call(&sandbox, BULK, json!({"query": "{ shop { id } }"})).await;
+    assert_eq!(
+        refused["data"]["bulkOperationRunQuery"]["userErrors"][0]["code"], "INVALID",
+        "a bulk query needs a connection"
+    );
 }
