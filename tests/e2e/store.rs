@@ -3,7 +3,7 @@
 use erpsync_core::ErrorClass;
 use erpsync_core::SyncError;
 use erpsync_core::ids::ChannelId;
-use erpsync_core::ports::{IdempotencyStore, SyncStateStore};
+use erpsync_core::ports::{Completion, IdempotencyStore, SyncStateStore};
 use erpsync_core::state::{
     Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
 };
@@ -43,7 +43,7 @@ async fn a_claim_is_held_then_replayed_and_a_different_payload_is_told_apart() {
         store
             .complete(&key, &hash, &outcome, &record(&entity))
             .await,
-        Ok(())
+        Ok(Completion::Recorded)
     );
     assert_eq!(
         store.claim(&key, &hash, lease).await,
@@ -147,7 +147,7 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
         store
             .complete(&key, &hash, &json!({}), &record(&entity))
             .await,
-        Ok(())
+        Ok(Completion::Recorded)
     );
     let listed = store
         .needing_attention(Flow::OrderSync)
@@ -242,7 +242,7 @@ async fn sync_state_never_moves_back_to_an_older_version() {
         store
             .complete(&newer_key, &hash, &outcome, &at(newer))
             .await,
-        Ok(())
+        Ok(Completion::Recorded)
     );
     let skipped = SyncRecord {
         status: SyncStatus::Skipped,
@@ -251,7 +251,7 @@ async fn sync_state_never_moves_back_to_an_older_version() {
     };
     assert_eq!(
         store.complete(&older_key, &hash, &outcome, &skipped).await,
-        Ok(()),
+        Ok(Completion::StateNewer),
         "the claim of the older version completes"
     );
     assert!(
@@ -293,8 +293,15 @@ async fn sync_state_never_moves_back_to_an_older_version() {
         (state.status, state.version, state.attempts),
         (SyncStatus::Retrying, Some(newer), 1)
     );
+    // An outcome of an older version (a replay) cannot clear the newer one's failure.
+    assert_eq!(store.record(&at(newer)).await, Ok(()));
+    assert_eq!(read().await.status, SyncStatus::Retrying);
     assert_eq!(store.record(&at(later)).await, Ok(()));
-    assert_eq!(read().await.version, Some(later));
+    let state = read().await;
+    assert_eq!(
+        (state.status, state.version),
+        (SyncStatus::Synced, Some(later))
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,9 @@ use erpsync_core::SyncError;
 use erpsync_core::changes::Cursors;
 use erpsync_core::fulfilment::{FulfilmentRef, TrackingIndex};
 use erpsync_core::ids::{ChannelId, Sku};
-use erpsync_core::ports::{ArchivedPayload, IdempotencyStore, PayloadArchive, SyncStateStore};
+use erpsync_core::ports::{
+    ArchivedPayload, Completion, IdempotencyStore, PayloadArchive, SyncStateStore,
+};
 use erpsync_core::state::{
     Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
 };
@@ -324,7 +326,7 @@ impl IdempotencyStore for DynamoStore {
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Completion, SyncError> {
         let now = OffsetDateTime::now_utc();
         let mut item = Self::key(idempotency_pk(key), "IDEMPOTENCY");
         item.insert("status".to_owned(), s(COMPLETED));
@@ -350,7 +352,7 @@ impl IdempotencyStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Completion::Recorded),
             Err(error) => match error.into_service_error() {
                 // Only the state's version guard refused: a newer version is recorded (an
                 // attempt at an older one finished late). The claim is still completed, so
@@ -366,7 +368,7 @@ impl IdempotencyStore for DynamoStore {
                         .send()
                         .await
                         .map_err(|e| store_error("PutItem (complete)", e))?;
-                    Ok(())
+                    Ok(Completion::StateNewer)
                 }
                 other => Err(store_error("TransactWriteItems (complete)", other)),
             },
@@ -415,8 +417,14 @@ fn refused_only_by_version_guard(
 /// The condition that keeps an entity's state from moving backwards: no version recorded
 /// yet, or one no newer than `version`. Rows written before `version_ns` existed compare
 /// by their RFC 3339 text (UTC, so it orders as the times do within a second).
-const VERSION_GUARD: &str = "attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text) \
-     OR version_ns <= :guard_ns";
+const VERSION_GUARD: &str = "((attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text)) \
+     OR version_ns <= :guard_ns)";
+
+/// An outcome's guard: [`VERSION_GUARD`], and no failure of a newer version recorded, so a
+/// replay of an older version cannot mark an order synced while its latest version is
+/// parked or retrying.
+const OUTCOME_GUARD: &str = "((attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text)) \
+     OR version_ns <= :guard_ns) AND (attribute_not_exists(failed_version_ns) OR failed_version_ns <= :guard_ns)";
 
 fn guard_values(version: OffsetDateTime) -> [(&'static str, AttributeValue); 2] {
     [
@@ -476,10 +484,12 @@ fn record_update(
         }
     }
     if let Some(version) = record.version {
-        builder = builder.condition_expression(VERSION_GUARD);
+        builder = builder.condition_expression(OUTCOME_GUARD);
         for (name, value) in guard_values(version) {
             builder = builder.expression_attribute_values(name, value);
         }
+        // The version that failed is applied now, or superseded.
+        removes.push("failed_version_ns");
     }
     builder.update_expression(format!(
         "SET {} REMOVE {}",
@@ -533,11 +543,15 @@ impl SyncStateStore for DynamoStore {
             .expression_attribute_values(":message", s(&error.message))
             .expression_attribute_values(":at", s(timestamp(error.at)))
             .expression_attribute_values(":one", n(1));
+        let mut sets = sets.to_owned();
         if let Some(version) = version {
             request = request.condition_expression(VERSION_GUARD);
             for (name, value) in guard_values(version) {
                 request = request.expression_attribute_values(name, value);
             }
+            // Which version failed: until one at least as new is applied, an older one's
+            // outcome may not clear the failure.
+            sets.push_str(", failed_version_ns = :guard_ns");
         }
         request = if status == SyncStatus::NeedsAttention {
             request

@@ -39,6 +39,9 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(120);
 /// gives up (retryable: the next run starts another).
 const MAX_BULK_WAIT: Duration = Duration::from_secs(240);
 
+/// How long a bulk operation's file may take to download (a full run has 300 s in all).
+const BULK_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(180);
+
 pub struct ShopifyAdmin {
     http: reqwest::Client,
     endpoint: String,
@@ -354,9 +357,14 @@ impl ShopifyAdmin {
         }
     }
 
-    /// Runs a bulk query and answers its JSONL lines, waiting while the shop already runs
-    /// as many as it may.
-    async fn bulk_read(&self, query: &str) -> Result<Vec<Value>, SyncError> {
+    /// Runs a bulk query and hands `each` its JSONL lines as they download (a catalogue's
+    /// file is tens of MB: it is never held whole), waiting while the shop already runs as
+    /// many bulk operations as it may.
+    async fn bulk_read(
+        &self,
+        query: &str,
+        mut each: impl FnMut(Value) + Send,
+    ) -> Result<(), SyncError> {
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(100);
         let id = loop {
@@ -409,6 +417,15 @@ impl ShopifyAdmin {
                 // No objects: Shopify gives no file.
                 "COMPLETED" => break operation["url"].as_str().map(str::to_owned),
                 "CREATED" | "RUNNING" | "CANCELING" => {}
+                // The app lacks a scope the query needs: retrying cannot help.
+                "FAILED" if operation["errorCode"] == "ACCESS_DENIED" => {
+                    return Err(SyncError::permanent(
+                        "channel_access_denied",
+                        format!(
+                            "bulk operation {id} was denied access: grant the app the scopes the stock and price reads need (read_inventory, read_products)"
+                        ),
+                    ));
+                }
                 status => {
                     return Err(SyncError::retryable(
                         "channel_bulk_failed",
@@ -428,15 +445,22 @@ impl ShopifyAdmin {
             pause = (pause * 2).min(Duration::from_secs(2));
         };
         let Some(url) = url else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        // The url is a signed download: the Admin API token is not sent with it.
-        let response = self.http.get(&url).send().await.map_err(|e| {
-            SyncError::dependency_down(
-                "channel_unavailable",
-                format!("the result of bulk operation {id} did not download: {e}"),
-            )
-        })?;
+        // The url is a signed download: the Admin API token is not sent with it. The client's
+        // 30 s covers a whole answer; a large file gets what is left of the function's time.
+        let response = self
+            .http
+            .get(&url)
+            .timeout(BULK_DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                SyncError::dependency_down(
+                    "channel_unavailable",
+                    format!("the result of bulk operation {id} did not download: {e}"),
+                )
+            })?;
         if !response.status().is_success() {
             return Err(SyncError::retryable(
                 "channel_bulk_failed",
@@ -446,62 +470,69 @@ impl ShopifyAdmin {
                 ),
             ));
         }
-        let text = response.text().await.map_err(|e| {
-            SyncError::retryable(
-                "channel_bulk_failed",
-                format!("the result of bulk operation {id} broke off: {e}"),
-            )
-        })?;
-        text.lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| {
-                serde_json::from_str(line).map_err(|e| {
-                    SyncError::retryable(
-                        "channel_unexpected",
-                        format!("a line of bulk operation {id} is not JSON: {e}"),
-                    )
-                })
-            })
-            .collect()
-    }
-}
-
-/// Bulk lines: the top-level objects in file order, and each one's children by `__parentId`
-/// (Shopify does not promise children follow their parent).
-fn by_parent(lines: Vec<Value>) -> (Vec<Value>, HashMap<String, Vec<Value>>) {
-    let mut roots = Vec::new();
-    let mut children: HashMap<String, Vec<Value>> = HashMap::new();
-    for line in lines {
-        match line["__parentId"].as_str() {
-            Some(parent) => children.entry(parent.to_owned()).or_default().push(line),
-            None => roots.push(line),
+        let mut response = response;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut hand_over = |line: &[u8]| -> Result<(), SyncError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let value = serde_json::from_slice(line).map_err(|e| {
+                SyncError::retryable(
+                    "channel_unexpected",
+                    format!("a line of bulk operation {id} is not JSON: {e}"),
+                )
+            })?;
+            each(value);
+            Ok(())
+        };
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                SyncError::retryable(
+                    "channel_bulk_failed",
+                    format!("the result of bulk operation {id} broke off: {e}"),
+                )
+            })?;
+            let Some(chunk) = chunk else { break };
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                hand_over(&pending[start..start + end])?;
+                start += end + 1;
+            }
+            pending.drain(..start);
         }
+        hand_over(&pending)
     }
-    (roots, children)
 }
 
 #[async_trait]
 impl ChannelInventory for ShopifyAdmin {
     /// The whole catalogue: a bulk operation, whatever its size.
     async fn items(&self) -> Result<Vec<ChannelItem>, SyncError> {
-        let (roots, children) = by_parent(self.bulk_read(ITEMS_BULK).await?);
+        // Items, then each one's levels by `__parentId` (Shopify does not promise children
+        // follow their parent), kept as they arrive in their compact form.
+        let mut roots: Vec<(Sku, String)> = Vec::new();
+        let mut levels: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        self.bulk_read(ITEMS_BULK, |line| match line["__parentId"].as_str() {
+            Some(parent) => {
+                if let Some(level) = level(&line) {
+                    levels.entry(parent.to_owned()).or_default().extend([level]);
+                }
+            }
+            None => {
+                let sku = line["sku"].as_str().and_then(|s| Sku::parse(s).ok());
+                if let (Some(sku), Some(id)) = (sku, line["id"].as_str()) {
+                    roots.push((sku, id.to_owned()));
+                }
+            }
+        })
+        .await?;
         Ok(roots
-            .iter()
-            .filter_map(|item| {
-                let sku = Sku::parse(item["sku"].as_str()?).ok()?;
-                let id = item["id"].as_str()?.to_owned();
-                let levels = children
-                    .get(&id)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(level)
-                    .collect();
-                Some(ChannelItem {
-                    sku,
-                    inventory_item: id,
-                    levels,
-                })
+            .into_iter()
+            .map(|(sku, id)| ChannelItem {
+                sku,
+                levels: levels.remove(&id).unwrap_or_default(),
+                inventory_item: id,
             })
             .collect())
     }
@@ -660,29 +691,26 @@ const UPDATE_PRICES: &str =
 #[async_trait]
 impl ChannelPrices for ShopifyAdmin {
     async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError> {
-        let (products, children) = by_parent(self.bulk_read(VARIANTS_BULK).await?);
+        // Variants are the lines with a parent (their product); products add nothing more.
         let mut variants = Vec::new();
-        for product in &products {
-            let product_id = product["id"].as_str().unwrap_or_default();
-            for variant in children
-                .get(product_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let sku = variant["sku"].as_str().and_then(|s| Sku::parse(s).ok());
-                let price = variant["price"]
-                    .as_str()
-                    .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
-                if let (Some(sku), Some(price)) = (sku, price) {
-                    variants.push(ChannelVariant {
-                        product_id: product_id.to_owned(),
-                        variant_id: variant["id"].as_str().unwrap_or_default().to_owned(),
-                        sku,
-                        price,
-                    });
-                }
+        self.bulk_read(VARIANTS_BULK, |line| {
+            let Some(product_id) = line["__parentId"].as_str() else {
+                return;
+            };
+            let sku = line["sku"].as_str().and_then(|s| Sku::parse(s).ok());
+            let price = line["price"]
+                .as_str()
+                .and_then(|p| p.parse::<rust_decimal::Decimal>().ok());
+            if let (Some(sku), Some(price), Some(variant_id)) = (sku, price, line["id"].as_str()) {
+                variants.push(ChannelVariant {
+                    product_id: product_id.to_owned(),
+                    variant_id: variant_id.to_owned(),
+                    sku,
+                    price,
+                });
             }
-        }
+        })
+        .await?;
         Ok(variants)
     }
 

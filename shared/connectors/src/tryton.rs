@@ -199,6 +199,16 @@ impl TrytonClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        // A write whose answer is lost may still be at work in Tryton and commit later: its
+        // retry waits until it must have finished (the request timeout), so the look-up by
+        // reference then finds what it made instead of making a second one.
+        let settle = |error: SyncError, delivered: bool| {
+            if method != Method::GET && delivered {
+                error.with_retry_after(Duration::from_secs(self.erp.request_timeout_seconds.into()))
+            } else {
+                error
+            }
+        };
         let response = request.send().await.map_err(|e| {
             let error = SyncError::dependency_down(
                 "erp_unavailable",
@@ -207,7 +217,8 @@ impl TrytonClient {
                     self.base
                 ),
             );
-            (error, !e.is_timeout())
+            // A refused connection sent nothing; anything later may have been delivered.
+            (settle(error, !e.is_connect()), !e.is_timeout())
         })?;
         let status = response.status();
         let delay = retry_after(response.headers());
@@ -216,7 +227,7 @@ impl TrytonClient {
                 "erp_unavailable",
                 format!("Tryton's answer to {method} {path} broke off: {e}"),
             );
-            (error, false)
+            (settle(error, true), false)
         })?;
         debug!(%method, path, status = status.as_u16(), "tryton call");
         if status.is_success() {
@@ -286,6 +297,8 @@ impl TrytonClient {
         };
         let error = match delay {
             Some(delay) => error.with_retry_after(delay),
+            // A 5xx may come from a gateway after Tryton did the work.
+            None if status.is_server_error() => settle(error, true),
             None => error,
         };
         Err((error, quick_failure))

@@ -319,6 +319,9 @@ impl ChannelConfig {
     }
 }
 
+/// The oldest Shopify Admin API version erpsync speaks (bulk operations by id).
+pub const MIN_ADMIN_API_VERSION: &str = "2026-01";
+
 /// Secret names follow one layout, `<prefix>/erp-api-key`, `<prefix>/<channel>/webhook`,
 /// `<prefix>/<channel>/admin-token`, `<prefix>/easypost-webhook`, because the template grants
 /// each function only the names it reads (infra/template.yaml): a secret named otherwise
@@ -504,6 +507,22 @@ impl Config {
                     format!("{key}.admin_api.url"),
                     "must be an http(s) URL",
                 ));
+            }
+            // Full reads follow a bulk operation by `bulkOperation(id:)`, which Shopify added
+            // in 2026-01 (versions are YYYY-MM, so they compare as text).
+            if let Some(api) = &channel.admin_api {
+                let dated = api.version.len() == 7
+                    && api.version.as_bytes()[4] == b'-'
+                    && api.version.bytes().filter(u8::is_ascii_digit).count() == 6;
+                if !dated || api.version.as_str() < MIN_ADMIN_API_VERSION {
+                    return Err(invalid(
+                        format!("{key}.admin_api.version"),
+                        format!(
+                            "{:?} must be a Shopify API version (YYYY-MM) of {MIN_ADMIN_API_VERSION} or later",
+                            api.version
+                        ),
+                    ));
+                }
             }
             if let Some(stock) = &channel.stock {
                 if !(1..=250).contains(&stock.batch_size) {

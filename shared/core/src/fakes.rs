@@ -22,6 +22,8 @@ pub struct FakeStore {
     pub states: Mutex<HashMap<EntityRef, SyncState>>,
     pub completed: Mutex<Vec<SyncRecord>>,
     pub failures: Mutex<Vec<(EntityRef, SyncStatus, ErrorReport)>>,
+    /// The version whose failure is recorded, until one at least as new is applied.
+    pub failed_versions: Mutex<HashMap<EntityRef, OffsetDateTime>>,
 }
 
 pub fn poisoned<T>(_: T) -> SyncError {
@@ -38,12 +40,19 @@ fn newer_stored(stored: Option<&SyncState>, version: Option<OffsetDateTime>) -> 
 
 impl FakeStore {
     /// Writes an outcome as the DynamoDB store does: guarded by version, ids and the
-    /// version kept when the record has none, attempts kept, the last error cleared.
-    pub fn write_state(&self, record: &SyncRecord) -> Result<(), SyncError> {
+    /// version kept when the record has none, attempts kept. Whether it was written.
+    pub fn write_state(&self, record: &SyncRecord) -> Result<bool, SyncError> {
         let mut states = self.states.lock().map_err(poisoned)?;
         let stored = states.get(&record.entity);
         if newer_stored(stored, record.version) {
-            return Ok(());
+            return Ok(false);
+        }
+        if let Some(version) = record.version {
+            let mut failed = self.failed_versions.lock().map_err(poisoned)?;
+            if failed.get(&record.entity).is_some_and(|f| *f > version) {
+                return Ok(false);
+            }
+            failed.remove(&record.entity);
         }
         let state = SyncState {
             entity: record.entity.clone(),
@@ -60,7 +69,7 @@ impl FakeStore {
             updated_at: OffsetDateTime::now_utc(),
         };
         states.insert(record.entity.clone(), state);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -95,7 +104,7 @@ impl IdempotencyStore for FakeStore {
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Completion, SyncError> {
         self.records.lock().map_err(poisoned)?.insert(
             key.as_str().to_owned(),
             (true, hash.as_str().to_owned(), outcome.clone()),
@@ -104,7 +113,11 @@ impl IdempotencyStore for FakeStore {
             .lock()
             .map_err(poisoned)?
             .push(record.clone());
-        self.write_state(record)
+        Ok(if self.write_state(record)? {
+            Completion::Recorded
+        } else {
+            Completion::StateNewer
+        })
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
@@ -116,7 +129,7 @@ impl IdempotencyStore for FakeStore {
 #[async_trait]
 impl SyncStateStore for FakeStore {
     async fn record(&self, record: &SyncRecord) -> Result<(), SyncError> {
-        self.write_state(record)
+        self.write_state(record).map(|_| ())
     }
     async fn record_failure(
         &self,
@@ -129,6 +142,12 @@ impl SyncStateStore for FakeStore {
         let stored = states.get(entity);
         if newer_stored(stored, version) {
             return Ok(());
+        }
+        if let Some(version) = version {
+            self.failed_versions
+                .lock()
+                .map_err(poisoned)?
+                .insert(entity.clone(), version);
         }
         let state = SyncState {
             entity: entity.clone(),

@@ -29,16 +29,28 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// Marks the claim completed with its outcome and writes the entity's sync state in the
     /// same transaction: there is never a completed claim without its state, or the reverse.
+    /// When the state holds a newer version (or a newer version's failure), the claim is
+    /// completed alone and the state left as it is: [`Completion::StateNewer`].
     async fn complete(
         &self,
         key: &IdempotencyKey,
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
-    ) -> Result<(), SyncError>;
+    ) -> Result<Completion, SyncError>;
 
     /// Gives the claim up after a failure, so that the retry runs again.
     async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError>;
+}
+
+/// How a completed claim left the entity's sync state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The outcome is the entity's state now.
+    Recorded,
+    /// The state already holds a newer version, or a newer version's failure: it was left
+    /// as it is.
+    StateNewer,
 }
 
 /// What [`once`] did: ran the work (its result), or found it done already.

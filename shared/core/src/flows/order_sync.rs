@@ -18,8 +18,8 @@ use crate::inbound;
 use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, ChannelOrder, OrderTopic};
 use crate::ports::{
-    ArchivedPayload, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale,
-    PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
+    ArchivedPayload, Completion, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore,
+    NewSale, PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
 };
 use crate::state::{
     Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
@@ -252,13 +252,19 @@ async fn run(
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
                     let record = record_of(entity, &outcome, version);
-                    if let Err(error) = deps
+                    match deps
                         .idempotency
                         .complete(&key, &hash, &stored, &record)
                         .await
                     {
-                        release(deps, &key).await;
-                        return Err(error);
+                        Ok(Completion::Recorded) => {}
+                        Ok(Completion::StateNewer) => {
+                            superseded(deps, entity, &order.name, &outcome, version).await;
+                        }
+                        Err(error) => {
+                            release(deps, &key).await;
+                            return Err(error);
+                        }
                     }
                     signal_stock(deps, &wanted, &outcome).await;
                     Ok(outcome)
@@ -270,6 +276,49 @@ async fn run(
             }
         }
     }
+}
+
+/// This version was applied while a newer one was already recorded: only possible when two
+/// attempts at one order overlap (FIFO groups prevent it; a replay beside the queue does not).
+/// If this attempt changed the ERP it may have put an older version over the newer one: a
+/// person checks, never silence. A newer version's failure recorded instead is left to it.
+async fn superseded(
+    deps: &OrderSyncDeps<'_>,
+    entity: &EntityRef,
+    order_name: &str,
+    outcome: &OrderOutcome,
+    version: OffsetDateTime,
+) {
+    let changed_the_erp = matches!(
+        outcome,
+        OrderOutcome::Synced { created: true, .. }
+            | OrderOutcome::Amended { .. }
+            | OrderOutcome::Cancelled {
+                erp_id: Some(_),
+                ..
+            }
+    );
+    let recorded = match deps.state.get(entity).await {
+        Ok(state) => state.and_then(|s| s.version),
+        Err(error) => {
+            warn!(entity = %entity, error = %error, "could not read the state of a superseded version");
+            None
+        }
+    };
+    let Some(newer) = recorded.filter(|newer| *newer > version && changed_the_erp) else {
+        return;
+    };
+    let error = SyncError::permanent(
+        "superseded_while_applied",
+        format!(
+            "{order_name} {} was applied to the ERP ({}) after the newer {} was: the ERP sale may hold the older version; compare it with the shop and replay the latest version (erpsync replay)",
+            rfc3339(version),
+            outcome.summary(),
+            rfc3339(newer)
+        ),
+    );
+    warn!(entity = %entity, kind = %error.kind, "an older version was applied after a newer one");
+    note_failure(deps.state, entity, &error, None, OffsetDateTime::now_utc()).await;
 }
 
 /// A version already applied whose state row says otherwise (left behind by a write that

@@ -686,3 +686,63 @@ async fn a_replay_of_an_applied_version_restores_a_state_left_behind() {
     assert_eq!(restored.version, synced.version);
     assert_eq!(restored.erp_id, synced.erp_id);
 }
+
+#[tokio::test]
+async fn a_replay_of_an_older_version_never_hides_a_newer_one_that_is_parked() {
+    let world = World::new();
+    let first = version_of("2026-11-29T10:00:00Z", |_| {});
+    let parked = version_of("2026-11-29T10:05:00Z", |o| {
+        o["line_items"][2]["sku"] = serde_json::json!("IPOD-NOT-IN-ERP");
+    });
+    assert!(matches!(
+        world.deliver(&first).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    assert!(
+        world
+            .deliver_topic(OrderTopic::Updated, &parked)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        world.order_state().map(|s| s.status),
+        Some(SyncStatus::NeedsAttention)
+    );
+    // Shopify delivers the first version again (or a person replays it).
+    assert!(matches!(
+        world.deliver(&first).await,
+        Ok(OrderOutcome::Replayed { .. })
+    ));
+    assert_eq!(
+        world.order_state().map(|s| s.status),
+        Some(SyncStatus::NeedsAttention),
+        "the parked version still needs a person"
+    );
+}
+
+#[tokio::test]
+async fn an_older_version_applied_over_a_newer_one_needs_a_person() {
+    let world = World::new();
+    let newer = version_of("2026-11-29T15:10:00Z", |o| set_quantity(o, 1, 2));
+    let older = version_of("2026-11-29T15:05:00Z", |_| {});
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Updated, &newer).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    // An attempt at the older version that read the state before the newer one committed
+    // (two attempts overlapping) amends the sale back.
+    let late = world
+        .deliver_having_read(None, OrderTopic::Create, &older)
+        .await;
+    assert!(matches!(late, Ok(OrderOutcome::Amended { .. })), "{late:?}");
+    let state = world.order_state().unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert_eq!(
+        state.last_error.map(|e| e.kind),
+        Some("superseded_while_applied".to_owned())
+    );
+    assert_eq!(
+        state.version,
+        Some(time::macros::datetime!(2026-11-29 15:10 UTC))
+    );
+}
