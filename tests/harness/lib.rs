@@ -32,6 +32,7 @@ use erpsync_core::state::{EntityRef, SyncState};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
 use erpsync_tools::queues;
+use erpsync_tools::roles::{OPERATOR, StageRoles, create_roles};
 use erpsync_tools::stack::{LocalResources, create_resources, put_secret, sdk_config};
 use erpsync_tools::template::Template;
 use secrecy::SecretString;
@@ -110,8 +111,14 @@ impl Invoker for InProcess {
 
 pub struct World {
     pub stage: String,
+    /// The stack's own identity: creates things and reads them back for assertions. What a
+    /// function or the operator CLI does runs under its role ([`World::sdk_of`]).
     pub sdk: SdkConfig,
+    pub aws_endpoint: String,
     pub resources: LocalResources,
+    /// The stage's IAM roles, as the template declares them, assumed.
+    pub roles: StageRoles,
+    role_sdks: HashMap<String, SdkConfig>,
     pub config: Config,
     /// The webhook signing secret each channel is configured with.
     pub webhook_secrets: HashMap<String, String>,
@@ -216,6 +223,20 @@ impl World {
         parameters.insert("Stage".to_owned(), stage.clone());
         parameters.insert("ErpUrl".to_owned(), erp_url.to_owned());
         let resources = create_resources(&sdk, &template, parameters).await?;
+        let roles = create_roles(&sdk, &resources).await?;
+        let mut role_sdks = HashMap::new();
+        for (name, credentials) in &roles.by_name {
+            role_sdks.insert(
+                name.clone(),
+                credentials.sdk_config(&stack.aws_endpoint).await,
+            );
+        }
+        let role_sdk = |name: &str| {
+            role_sdks
+                .get(name)
+                .cloned()
+                .with_context(|| format!("the template declares no role for {name}"))
+        };
         let mut config = Config::from_toml(&std::fs::read_to_string(
             erpsync_tools::project_root().join("config/erpsync.example.toml"),
         )?)?;
@@ -231,13 +252,14 @@ impl World {
             put_secret(&sdk, &channel.webhook_secret, &secret).await?;
             webhook_secrets.insert(channel.id.to_string(), secret);
         }
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let webhook_sdk = role_sdk("ShopWebhookFunction")?;
+        let sqs = aws_sdk_sqs::Client::new(&webhook_sdk);
         let orders_url = resources.queue_url("OrdersQueue")?.to_owned();
         let dlq_url = resources.queue_url("OrdersDeadLetterQueue")?.to_owned();
         let webhook = Arc::new(shop_webhook::Deps {
             config: config.clone(),
             secrets: SecretCache::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
+                aws_sdk_secretsmanager::Client::new(&webhook_sdk),
                 Duration::from_secs(60),
             ),
             orders: Queue::new(sqs.clone(), &orders_url),
@@ -253,7 +275,9 @@ impl World {
             SecretString::from(erp_key.to_owned()),
             config.erp.clone(),
         )?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table);
+        let orders_sdk = role_sdk("OrderSyncFunction")?;
+        let sqs = aws_sdk_sqs::Client::new(&orders_sdk);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&orders_sdk), &resources.table);
         let environment =
             template.function_environment("OrderSyncFunction", &resources.resolver)?;
         let max_receives = environment
@@ -289,7 +313,10 @@ impl World {
         Ok(Self {
             stage,
             sdk,
+            aws_endpoint: stack.aws_endpoint.clone(),
             resources,
+            roles,
+            role_sdks,
             config,
             webhook_secrets,
             webhook,
@@ -300,6 +327,33 @@ impl World {
             http: reqwest::Client::new(),
             reviewer,
         })
+    }
+
+    /// SDK configuration as `role` (a function's logical id, or `OPERATOR`) of this stage.
+    pub fn sdk_of(&self, role: &str) -> &SdkConfig {
+        self.role_sdks
+            .get(role)
+            .unwrap_or_else(|| panic!("the template declares no role for {role}"))
+    }
+
+    /// The sync table as `role` sees it.
+    pub fn store_of(&self, role: &str) -> DynamoStore {
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(self.sdk_of(role)),
+            &self.resources.table,
+        )
+    }
+
+    /// SQS as `role`.
+    pub fn sqs_of(&self, role: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(self.sdk_of(role))
+    }
+
+    /// The operator CLI's view of this stage, under the operator's role.
+    pub fn operator(&self) -> erpsync_tools::ops::Deployment {
+        let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+        erpsync_tools::ops::Deployment::local(self.sdk_of(OPERATOR), &template, &self.resources)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn review(&self) -> &dyn erpsync_core::shadow::SalesReview {
@@ -406,7 +460,8 @@ impl World {
 
     pub fn event_source(&self) -> EventSourceMapping {
         EventSourceMapping {
-            sqs: aws_sdk_sqs::Client::new(&self.sdk),
+            // On AWS the event source mapping polls with the function's role.
+            sqs: self.sqs_of("OrderSyncFunction"),
             queue_url: self.queue("OrdersQueue"),
             queue_arn: self
                 .resources

@@ -98,7 +98,12 @@ impl Moto {
         let mut command = Command::new(venv.join("bin/python3"));
         command
             .arg(project_root().join("tools/erpsync/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // IAM enforced from the first request: every call is signed by a known identity
+            // and allowed by its policies (moto_server.py creates the stack's own identity),
+            // with the AWS managed policies SAM attaches to the functions' roles known.
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
         let service = Service::spawn("moto", &mut command, &log_dir.join("moto.log"))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -120,18 +125,34 @@ impl Moto {
     }
 }
 
-/// SDK configuration that reaches moto: fixed test credentials, loopback endpoint.
+/// The stack's own identity in moto (moto_server.py creates it, allowed everything): what
+/// creates the resources and the roles; the functions and the operator CLI never use it.
+pub const STACK_ACCESS_KEY: &str = "local";
+
+/// SDK configuration that reaches moto as the stack itself: loopback endpoint, its fixed key.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "local",
-            "local",
+    sdk_config_as(
+        endpoint,
+        aws_sdk_sqs::config::Credentials::new(
+            STACK_ACCESS_KEY,
+            STACK_ACCESS_KEY,
             None,
             None,
             "erpsync-local",
-        ))
+        ),
+    )
+    .await
+}
+
+/// SDK configuration that reaches moto with `credentials` (e.g. an assumed role's).
+pub async fn sdk_config_as(
+    endpoint: &str,
+    credentials: aws_sdk_sqs::config::Credentials,
+) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(credentials)
         .load()
         .await
 }
@@ -142,8 +163,8 @@ pub fn aws_environment(endpoint: &str) -> Vec<(String, String)> {
         ("AWS_ENDPOINT_URL", endpoint),
         ("AWS_REGION", REGION),
         ("AWS_DEFAULT_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", "local"),
-        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_ACCESS_KEY_ID", STACK_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", STACK_ACCESS_KEY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
