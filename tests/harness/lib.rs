@@ -109,6 +109,46 @@ impl Invoker for InProcess {
     }
 }
 
+/// order-sync's dependencies as its main.rs wires them, with AWS reached through `sdk`.
+fn order_sync_deps(
+    sdk: &SdkConfig,
+    template: &Template,
+    resources: &LocalResources,
+    config: &Config,
+    erp: Box<dyn SalesErp>,
+    erp_url: &str,
+    erp_key: &str,
+) -> anyhow::Result<order_sync::Deps> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &resources.table);
+    let environment = template.function_environment("OrderSyncFunction", &resources.resolver)?;
+    let max_receives = environment
+        .get("MAX_RECEIVE_COUNT")
+        .and_then(|m| m.parse().ok());
+    Ok(order_sync::Deps {
+        config: config.clone(),
+        store: store.clone(),
+        erp,
+        runner: BatchRunner {
+            flow: "order-sync",
+            source: Queue::new(sqs.clone(), resources.queue_url("OrdersQueue")?),
+            dead_letter: Queue::new(sqs.clone(), resources.queue_url("OrdersDeadLetterQueue")?),
+            retry: config.retry.clone(),
+            max_receives,
+            state: Some(Arc::new(store)),
+        },
+        stock_refresh: resources
+            .queue_url("StockRefreshQueue")
+            .ok()
+            .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
+        availability: Some(Box::new(TrytonClient::new(
+            erp_url,
+            SecretString::from(erp_key.to_owned()),
+            config.erp.clone(),
+        )?)),
+    })
+}
+
 pub struct World {
     pub stage: String,
     /// The stack's own identity: creates things and reads them back for assertions. What a
@@ -275,36 +315,15 @@ impl World {
             SecretString::from(erp_key.to_owned()),
             config.erp.clone(),
         )?;
-        let orders_sdk = role_sdk("OrderSyncFunction")?;
-        let sqs = aws_sdk_sqs::Client::new(&orders_sdk);
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&orders_sdk), &resources.table);
-        let environment =
-            template.function_environment("OrderSyncFunction", &resources.resolver)?;
-        let max_receives = environment
-            .get("MAX_RECEIVE_COUNT")
-            .and_then(|m| m.parse().ok());
-        let orders = Arc::new(order_sync::Deps {
-            config: config.clone(),
-            store: store.clone(),
-            erp: wrap(erp),
-            runner: BatchRunner {
-                flow: "order-sync",
-                source: Queue::new(sqs.clone(), &orders_url),
-                dead_letter: Queue::new(sqs.clone(), &dlq_url),
-                retry: config.retry.clone(),
-                max_receives,
-                state: Some(Arc::new(store)),
-            },
-            stock_refresh: resources
-                .queue_url("StockRefreshQueue")
-                .ok()
-                .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
-            availability: Some(Box::new(TrytonClient::new(
-                erp_url,
-                SecretString::from(erp_key.to_owned()),
-                config.erp.clone(),
-            )?)),
-        });
+        let orders = Arc::new(order_sync_deps(
+            &role_sdk("OrderSyncFunction")?,
+            &template,
+            &resources,
+            &config,
+            wrap(erp),
+            erp_url,
+            erp_key,
+        )?);
         let reviewer = TrytonClient::new(
             erp_url,
             SecretString::from(erp_key.to_owned()),
@@ -334,6 +353,49 @@ impl World {
         self.role_sdks
             .get(role)
             .unwrap_or_else(|| panic!("the template declares no role for {role}"))
+    }
+
+    /// The orders queue's event source mapping into an order-sync whose role is the
+    /// template's without `action`: what a deployment missing that grant does.
+    pub async fn order_sync_without(&self, action: &str) -> EventSourceMapping {
+        let built: anyhow::Result<EventSourceMapping> = async {
+            let declared = erpsync_tools::roles::declared_roles(
+                erpsync_tools::roles::transformed_template()?,
+            )?
+            .into_iter()
+            .find(|r| r.name == "OrderSyncFunction")
+            .context("the template declares no order-sync role")?
+            .without_action(action);
+            let credentials = erpsync_tools::roles::create_role(
+                &self.sdk,
+                &self.resources,
+                &declared,
+                "OrderSyncFunction-narrowed",
+            )
+            .await?;
+            let sdk = credentials.sdk_config(&self.aws_endpoint).await;
+            let erp = TrytonClient::new(
+                &self.erp_url,
+                SecretString::from(self.erp_key.clone()),
+                self.config.erp.clone(),
+            )?;
+            let deps = order_sync_deps(
+                &sdk,
+                &Template::project()?,
+                &self.resources,
+                &self.config,
+                Box::new(erp),
+                &self.erp_url,
+                &self.erp_key,
+            )?;
+            Ok(EventSourceMapping {
+                sqs: aws_sdk_sqs::Client::new(&sdk),
+                invoker: Arc::new(InProcess(Arc::new(deps))),
+                ..self.event_source()
+            })
+        }
+        .await;
+        built.unwrap_or_else(|e| panic!("an order-sync without {action}: {e:#}"))
     }
 
     /// The sync table as `role` sees it.

@@ -242,6 +242,8 @@ def _authorize_as_aws(self, resource="*"):
             f"{denied.message} on resource: {resource} because no identity-based policy "
             f"allows the {action} action"
         )
+        # In moto.log, so that a denial a caller swallowed is still seen.
+        print(f"IAM denied: {message}", file=sys.stderr, flush=True)
         content_type = self.headers.get("Content-Type") or ""
         if "json" in content_type:
             raise JsonRESTError("AccessDeniedException", message)
@@ -294,6 +296,21 @@ _SQS_BATCH_ACTIONS = {
 }
 
 
+_sqs_resource = SQSResponse._determine_resource
+
+
+def _sqs_queue_resource(self):
+    """The queue's ARN, also for a queue named (GetQueueUrl) or not there: AWS evaluates the
+    ARN the request names, existing or not."""
+    name = self._get_param("QueueName") or self._get_queue_name()
+    try:
+        return self.sqs_backend.get_queue(name).queue_arn
+    except Exception:
+        if not name:
+            return _sqs_resource(self)
+        return f"arn:aws:sqs:{self.region}:{self.current_account}:{name}"
+
+
 def _sqs_authorize(self, resource="*"):
     action = self._get_action()
     if action in _SQS_BATCH_ACTIONS:
@@ -341,6 +358,7 @@ BaseResponse._authenticate_and_authorize_normal_action = _authorize_as_aws
 DynamoHandler._authenticate_and_authorize_normal_action = _dynamodb_authorize
 SecretsManagerResponse._determine_resource = _secret_resource
 SQSResponse._authenticate_and_authorize_normal_action = _sqs_authorize
+SQSResponse._determine_resource = _sqs_queue_resource
 
 if __name__ == "__main__":
     if os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT") is not None:

@@ -157,17 +157,20 @@ pub async fn sdk_config_as(
         .await
 }
 
-/// The environment a process needs to reach moto through the standard chain.
-pub fn aws_environment(endpoint: &str) -> Vec<(String, String)> {
+/// The environment a process needs to reach moto through the standard chain, with
+/// `credentials` (e.g. [`crate::roles::RoleCredentials::environment`]).
+pub fn aws_environment(
+    endpoint: &str,
+    credentials: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL", endpoint),
         ("AWS_REGION", REGION),
         ("AWS_DEFAULT_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", STACK_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", STACK_ACCESS_KEY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(credentials)
     .collect()
 }
 
