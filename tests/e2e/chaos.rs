@@ -305,9 +305,11 @@ async fn chaos() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // The template's MaximumConcurrency for order-sync.
     let mut pollers = Vec::new();
+    // Polling with order-sync's role, as AWS's event source mapping does.
+    let poller_sqs = world.sqs_of("OrderSyncFunction");
     for _ in 0..5 {
         let esm = EventSourceMapping {
-            sqs: sqs.clone(),
+            sqs: poller_sqs.clone(),
             queue_url: orders_url.clone(),
             queue_arn: arn.clone(),
             batch_size: 10,

@@ -21,6 +21,8 @@ const STACK_USER_ARN: &str = "arn:aws:iam::123456789012:user/erpsync-local";
 
 /// The name under which the operator CLI's role is kept.
 pub const OPERATOR: &str = "Operator";
+/// The template's managed policy for operators (README "Operating it").
+const OPERATOR_POLICY: &str = "OperatorPolicy";
 
 /// A role as the transformed template declares it (intrinsics not yet resolved).
 #[derive(Debug, Clone)]
@@ -112,7 +114,7 @@ pub fn declared_roles(transformed: &Json) -> anyhow::Result<Vec<DeclaredRole>> {
                     managed,
                 });
             }
-            Some("AWS::IAM::ManagedPolicy") if id == "OperatorPolicy" => {
+            Some("AWS::IAM::ManagedPolicy") if id == OPERATOR_POLICY => {
                 roles.push(DeclaredRole {
                     name: OPERATOR.to_owned(),
                     inline: vec![(id.clone(), resource["Properties"]["PolicyDocument"].clone())],
