@@ -27,14 +27,16 @@ moto's DeleteMessage rebuilds the message list, which could drop a message sent 
 
 4. IAM, when `INITIAL_NO_AUTH_ACTION_COUNT` is set (the local stack sets 0): moto then checks
 every request's signature and its caller's identity policies, but it authorizes DynamoDB and
-Secrets Manager calls against the resource "*", which no resource-scoped statement matches.
-Here those calls name their table (index) and secret ARNs as AWS evaluates them, each table
-of a batch or transaction checked, and calls IAM has no action for are checked as AWS does:
-a transaction's items as PutItem, UpdateItem, DeleteItem, ConditionCheckItem or GetItem, an
-SQS batch as the action it batches. A refusal is worded as AWS words it (action and resource
-named) and, on the JSON protocols, typed `AccessDeniedException` as the SDKs expect. The stack's own identity (access key `local`, the
-`erpsync-local` user, allowed everything) exists before the first request, so the stack can
-create resources and the functions' roles; everything else runs under a role it assumed.
+Secrets Manager calls against the resource "*" (and SQS calls that name a queue rather than
+its URL), which no resource-scoped statement matches. Here those calls name the table (or
+index), secret and queue ARNs AWS evaluates, each table of a batch or transaction checked,
+and calls IAM has no action for are checked as AWS checks them: a transaction's items as
+PutItem, UpdateItem, DeleteItem, ConditionCheckItem or GetItem, an SQS batch as the action
+it batches. A refusal is worded as AWS words it (action and resource named), typed
+`AccessDeniedException` on the JSON protocols as the SDKs expect, and logged. The stack's own
+identity (access key `local`, the `erpsync-local` user, allowed everything) exists before the
+first request, so the stack can create resources and roles; the functions and the operator
+CLI run under roles it assumed.
 
 Run as `python moto_server.py -H HOST -p PORT` (the same arguments as moto_server).
 """

@@ -1,6 +1,7 @@
 //! The local stack's parts: moto server and a seeded Tryton as child processes on free
 //! loopback ports (stopped by PID, and killed if the owner drops them), and the AWS
-//! resources of infra/template.yaml created in moto.
+//! resources of infra/template.yaml created in moto. moto enforces IAM: the stack acts as its
+//! own identity; functions and operators as the roles of roles.rs.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
