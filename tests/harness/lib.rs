@@ -155,6 +155,8 @@ pub struct World {
     /// function or the operator CLI does runs under its role ([`World::sdk_of`]).
     pub sdk: SdkConfig,
     pub aws_endpoint: String,
+    /// Where the shared moto keeps its logs (and the IAM refusals).
+    moto_log_dir: PathBuf,
     pub resources: LocalResources,
     /// The stage's IAM roles, as the template declares them, assumed.
     pub roles: StageRoles,
@@ -333,6 +335,7 @@ impl World {
             stage,
             sdk,
             aws_endpoint: stack.aws_endpoint.clone(),
+            moto_log_dir: stack.run_dir.clone(),
             resources,
             roles,
             role_sdks,
@@ -346,6 +349,11 @@ impl World {
             http: reqwest::Client::new(),
             reviewer,
         })
+    }
+
+    /// Every call of this stage's roles that moto's IAM refused so far.
+    pub fn iam_denials(&self) -> Vec<String> {
+        erpsync_tools::stack::iam_denials(&self.moto_log_dir, &self.stage)
     }
 
     /// SDK configuration as `role` (a function's logical id, or `OPERATOR`) of this stage.
@@ -557,6 +565,12 @@ impl World {
         loop {
             let handled = esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0);
             if handled == 0 && self.queue_depth("OrdersQueue").await == 0 {
+                // A refusal a flow swallowed (a fallback, a warning) fails the test too.
+                let refused = self.iam_denials();
+                assert!(
+                    refused.is_empty(),
+                    "IAM refused calls of this stage: {refused:#?}"
+                );
                 return;
             }
             assert!(

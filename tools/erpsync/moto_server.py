@@ -231,6 +231,7 @@ STACK_KEY = "local"
 
 
 _authorize = BaseResponse._authenticate_and_authorize_normal_action
+_denials_lock = threading.Lock()
 
 
 def _authorize_as_aws(self, resource="*"):
@@ -244,8 +245,13 @@ def _authorize_as_aws(self, resource="*"):
             f"{denied.message} on resource: {resource} because no identity-based policy "
             f"allows the {action} action"
         )
-        # In moto.log, so that a denial a caller swallowed is still seen.
+        # Kept apart, so that a denial a caller swallowed (a fallback, a warning) is still
+        # seen: the tests and the demo fail on any they did not ask for.
         print(f"IAM denied: {message}", file=sys.stderr, flush=True)
+        denials = os.environ.get("ERPSYNC_IAM_DENIALS")
+        if denials:
+            with _denials_lock, open(denials, "a", encoding="utf-8") as log:
+                log.write(message + "\n")
         content_type = self.headers.get("Content-Type") or ""
         if "json" in content_type:
             raise JsonRESTError("AccessDeniedException", message)

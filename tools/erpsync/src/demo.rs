@@ -246,7 +246,17 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         Err(error) => Err(error),
     };
     lambda.stop().await;
-    outcome
+    outcome?;
+    // A refusal a function swallowed (a fallback, a warning) would not show above.
+    let refused = erpsync_tools::stack::iam_denials(run_dir, "demo");
+    if !refused.is_empty() {
+        bail!(
+            "IAM refused calls the template should grant:\n  {}",
+            refused.join("\n  ")
+        );
+    }
+    println!("\nIAM: every call ran under its function's role from the template; none refused.");
+    Ok(())
 }
 
 /// The rest of the order's life: the warehouse ships #1001 with a tracking number,

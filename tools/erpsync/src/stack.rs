@@ -87,6 +87,20 @@ where
     bail!("{what} was not ready within {timeout:?}")
 }
 
+/// Every call moto's IAM refused, one a line (in the log directory given to [`Moto::start`]).
+pub const DENIALS_LOG: &str = "iam-denials.log";
+
+/// The refusals in `log_dir`'s [`DENIALS_LOG`] that concern `stage`'s roles.
+pub fn iam_denials(log_dir: &Path, stage: &str) -> Vec<String> {
+    let role = format!("/erpsync-{stage}-");
+    std::fs::read_to_string(log_dir.join(DENIALS_LOG))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&role))
+        .map(str::to_owned)
+        .collect()
+}
+
 pub struct Moto {
     pub endpoint: String,
     service: Service,
@@ -104,7 +118,8 @@ impl Moto {
             // and allowed by its policies (moto_server.py creates the stack's own identity),
             // with the AWS managed policies SAM attaches to the functions' roles known.
             .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("ERPSYNC_IAM_DENIALS", log_dir.join(DENIALS_LOG));
         let service = Service::spawn("moto", &mut command, &log_dir.join("moto.log"))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
