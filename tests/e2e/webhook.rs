@@ -129,6 +129,8 @@ async fn a_validly_signed_body_that_is_not_an_order_is_accepted_and_parked_with_
 #[tokio::test]
 async fn when_the_queue_cannot_take_a_delivery_shopify_is_told_to_retry_with_503() {
     let world = World::start().await;
+    // A queue that is not there is one the role may not send to either.
+    world.expect_refusals();
     let sqs = world.sqs_of("ShopWebhookFunction");
     let missing = format!(
         "{}-gone.fifo",

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,15 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// Every test ends with nothing refused by IAM but what it asked for.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_nothing_refused();
+        }
+    }
+}
+
 /// A documented order with a fresh id, so that tests sharing one ERP never collide.
 pub fn fresh_order(name: &str) -> (Value, String) {
     let mut order = fixture(name);
@@ -157,6 +167,7 @@ pub struct World {
     pub aws_endpoint: String,
     /// Where the shared moto keeps its logs (and the IAM refusals).
     moto_log_dir: PathBuf,
+    refusals_expected: AtomicBool,
     pub resources: LocalResources,
     /// The stage's IAM roles, as the template declares them, assumed.
     pub roles: StageRoles,
@@ -336,6 +347,7 @@ impl World {
             sdk,
             aws_endpoint: stack.aws_endpoint.clone(),
             moto_log_dir: stack.run_dir.clone(),
+            refusals_expected: AtomicBool::new(false),
             resources,
             roles,
             role_sdks,
@@ -356,6 +368,23 @@ impl World {
         erpsync_tools::stack::iam_denials(&self.moto_log_dir, &self.stage)
     }
 
+    /// This test makes IAM refuse calls on purpose: no check that nothing was refused.
+    pub fn expect_refusals(&self) {
+        self.refusals_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// A refusal a flow swallowed (a fallback, a warning) fails the test too.
+    pub fn assert_nothing_refused(&self) {
+        if self.refusals_expected.load(Ordering::Relaxed) {
+            return;
+        }
+        let refused = self.iam_denials();
+        assert!(
+            refused.is_empty(),
+            "IAM refused calls the template should grant: {refused:#?}"
+        );
+    }
+
     /// SDK configuration as `role` (a function's logical id, or `OPERATOR`) of this stage.
     pub fn sdk_of(&self, role: &str) -> &SdkConfig {
         self.role_sdks
@@ -366,6 +395,7 @@ impl World {
     /// The orders queue's event source mapping into an order-sync whose role is the
     /// template's without `action`: what a deployment missing that grant does.
     pub async fn order_sync_without(&self, action: &str) -> EventSourceMapping {
+        self.expect_refusals();
         let built: anyhow::Result<EventSourceMapping> = async {
             let declared = erpsync_tools::roles::declared_roles(
                 erpsync_tools::roles::transformed_template()?,
@@ -565,12 +595,7 @@ impl World {
         loop {
             let handled = esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0);
             if handled == 0 && self.queue_depth("OrdersQueue").await == 0 {
-                // A refusal a flow swallowed (a fallback, a warning) fails the test too.
-                let refused = self.iam_denials();
-                assert!(
-                    refused.is_empty(),
-                    "IAM refused calls of this stage: {refused:#?}"
-                );
+                self.assert_nothing_refused();
                 return;
             }
             assert!(
