@@ -30,3 +30,36 @@ pub fn access_denied(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use erpsync_core::ErrorClass;
+
+    #[test]
+    fn an_access_denied_is_permanent_and_names_what_was_refused() {
+        let refused = ErrorMetadata::builder()
+            .code("AccessDeniedException")
+            .message("User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: dynamodb:BatchGetItem on resource: arn:aws:dynamodb:eu-west-1:1:table/t")
+            .build();
+        let error = access_denied("DynamoDB", "BatchGetItem", &refused)
+            .unwrap_or_else(|| panic!("not recognised as a refusal"));
+        assert_eq!(error.class, ErrorClass::Permanent);
+        assert_eq!(error.kind, ACCESS_DENIED);
+        assert!(!error.dependency_down);
+        assert!(
+            error.message.contains("dynamodb:BatchGetItem") && error.message.contains("table/t")
+        );
+        let query_protocol = ErrorMetadata::builder().code("AccessDenied").build();
+        assert!(is_access_denied(&query_protocol));
+    }
+
+    #[test]
+    fn other_errors_are_left_to_their_own_class() {
+        let throttled = ErrorMetadata::builder()
+            .code("ProvisionedThroughputExceededException")
+            .build();
+        assert!(access_denied("DynamoDB", "GetItem", &throttled).is_none());
+    }
+}
