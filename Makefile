@@ -35,10 +35,13 @@ demo: setup $(ERPSYNC)
 
 test: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) --workspace --all-targets
+	# The tests' own status is the target's: the timing and the count are printed either way.
 	set -o pipefail; start=$$(date +%s); \
 	  $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) --workspace -- --test-threads $(TEST_THREADS) 2>&1 | tee $(STACK)/test.log; \
-	  echo "tests (stack up, run, down) took $$(( $$(date +%s) - start ))s"
-	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(STACK)/test.log
+	  status=$$?; \
+	  echo "tests (stack up, run, down) took $$(( $$(date +%s) - start ))s"; \
+	  awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' $(STACK)/test.log; \
+	  exit $$status
 
 lint: $(VENV)/.installed
 	cargo fmt --all -- --check

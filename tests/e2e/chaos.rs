@@ -20,9 +20,8 @@ use erpsync_core::state::{Flow, SyncState, SyncStatus};
 use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
-use erpsync_tools::ops::{self, Deployment, Selection};
+use erpsync_tools::ops::{self, Selection};
 use erpsync_tools::queues;
-use erpsync_tools::template::Template;
 use sandbox::proxy::{FaultProxy, ProxyFaults};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -150,15 +149,17 @@ async fn reconcile_after(
         "2026-07",
         SecretString::from(format!("shpat_{shop_domain}")),
     )?;
+    // reconcile under its role.
     let queue = FoundOrdersQueue(Queue::new(
-        aws_sdk_sqs::Client::new(&world.sdk),
+        world.sqs_of("ReconcileFunction"),
         world.queue("OrdersQueue"),
     ));
+    let store = world.store_of("ReconcileFunction");
     let deps = ReconcileDeps {
         config: &world.config,
         shop: &admin,
-        state: &world.orders.store,
-        archive: &world.orders.store,
+        state: &store,
+        archive: &store,
         queue: &queue,
         erp: world.review(),
         sales: &world.reviewer,
@@ -304,9 +305,11 @@ async fn chaos() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // The template's MaximumConcurrency for order-sync.
     let mut pollers = Vec::new();
+    // Polling with order-sync's role, as AWS's event source mapping does.
+    let poller_sqs = world.sqs_of("OrderSyncFunction");
     for _ in 0..5 {
         let esm = EventSourceMapping {
-            sqs: sqs.clone(),
+            sqs: poller_sqs.clone(),
             queue_url: orders_url.clone(),
             queue_arn: arn.clone(),
             batch_size: 10,
@@ -358,6 +361,8 @@ async fn chaos() {
         Fate::Updated { .. } | Fate::Cancelled => time::macros::datetime!(2026-11-29 15:10 UTC),
         Fate::Plain | Fate::Poison => time::macros::datetime!(2026-11-29 15:05 UTC),
     };
+    // Watched as an operator would (`erpsync status` scans the table; the functions may not).
+    let observer = world.store_of(erpsync_tools::roles::OPERATOR);
     let mut last_report = Instant::now();
     // The scan costs moto (whose CPU the run shares) in proportion to N: look less often.
     let every = Duration::from_secs((n as u64 / 500).clamp(3, 15));
@@ -365,9 +370,7 @@ async fn chaos() {
         tokio::time::sleep(every).await;
         // One scan per round rather than a read per order: at N = 5,000 the reads would
         // crowd out the run itself.
-        let states: HashMap<String, SyncState> = world
-            .orders
-            .store
+        let states: HashMap<String, SyncState> = observer
             .all_states()
             .await
             .unwrap_or_default()
@@ -494,9 +497,7 @@ async fn chaos() {
     }
 
     // The dead-letter queue: exactly the poison, each with its reason.
-    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
-    let deployment = Deployment::local(&world.sdk, &template, &world.resources)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let deployment = world.operator();
     let parked = ops::dead_letters(&deployment, None)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));

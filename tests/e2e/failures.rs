@@ -9,6 +9,56 @@ use erpsync_e2e::{Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order
 
 const DRAIN: Duration = Duration::from_secs(60);
 
+/// A call the deployment's IAM does not grant is a clear, permanent error: parked at once
+/// with a reason naming the action and the resource, never a retry loop.
+#[tokio::test]
+async fn a_call_the_role_is_not_granted_parks_the_order_as_access_denied_at_once() {
+    let world = World::start().await;
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let body = order.to_string();
+    assert_eq!(
+        world
+            .post(world.signed("uk-shop", "orders/create", "wh-denied", &body))
+            .await,
+        200
+    );
+    // order-sync's role as the template declares it, less the claim's PutItem.
+    let esm = world.order_sync_without("dynamodb:PutItem").await;
+    assert_eq!(
+        esm.poll_once(Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}")),
+        1
+    );
+    assert_eq!(
+        world.queue_depth("OrdersQueue").await,
+        0,
+        "handled on its first receive, not left to retry"
+    );
+
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "access_denied");
+    assert_eq!(attribute(&parked[0], attr::ERROR_CLASS), "permanent");
+    assert_eq!(attribute(&parked[0], attr::ATTEMPTS), "1");
+    let reason = attribute(&parked[0], attr::REASON);
+    let table = format!("table/{}", world.resources.table);
+    assert!(
+        reason.contains("dynamodb:PutItem") && reason.contains(&table),
+        "names the action and the resource: {reason}"
+    );
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no sync state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
+    assert_eq!(
+        state.last_error.map(|e| e.kind).as_deref(),
+        Some("access_denied")
+    );
+    assert!(world.erp_sales(&format!("uk-shop/{id}")).await.is_empty());
+}
+
 #[tokio::test]
 async fn an_unknown_sku_is_dead_lettered_with_a_reason_naming_it_and_needs_attention() {
     let world = World::start().await;

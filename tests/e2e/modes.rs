@@ -98,7 +98,9 @@ async fn a_shadow_channel_writes_nothing_and_its_report_finds_a_difference_in_th
         .await;
     world.erp_action("sale.sale", sale, "quote").await;
 
-    let comparisons = erpsync_tools::shadow::report(&world.orders.store, world.review(), None)
+    // `erpsync shadow report`: the operator's command, under the operator's role.
+    let operator = world.store_of(erpsync_tools::roles::OPERATOR);
+    let comparisons = erpsync_tools::shadow::report(&operator, world.review(), None)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let mine = comparisons

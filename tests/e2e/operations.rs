@@ -6,12 +6,11 @@ use erpsync_core::ports::SyncStateStore;
 use erpsync_core::state::{EntityRef, SyncStatus};
 use erpsync_e2e::{Stack, World, fresh_order};
 use erpsync_tools::ops::{self, Deployment, Selection};
-use erpsync_tools::template::Template;
 use serde_json::{Value, json};
 
+/// The operator's tools under the operator's role (the template's OperatorPolicy).
 fn deployment(world: &World) -> Deployment {
-    let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
-    Deployment::local(&world.sdk, &template, &world.resources).unwrap_or_else(|e| panic!("{e:#}"))
+    world.operator()
 }
 
 /// An order for a SKU nobody has set up yet: parked by order-sync, needing a person.
@@ -211,11 +210,20 @@ async fn the_cli_binary_reports_with_exit_codes_a_script_can_use() {
     let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
     order_for_a_new_product(&world, "wh-cli-bin").await;
     let binary = erpsync_tools::project_root().join("target/debug/erpsync");
+    // The binary as an operator runs it: the operator role's credentials, no more.
+    let environment = erpsync_tools::stack::aws_environment(
+        &stack.aws_endpoint,
+        world
+            .roles
+            .get(erpsync_tools::roles::OPERATOR)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .environment(),
+    );
     let run = |args: &[&str]| {
         let output = std::process::Command::new(&binary)
             .args(["--stage", &world.stage])
             .args(args)
-            .envs(erpsync_tools::stack::aws_environment(&stack.aws_endpoint))
+            .envs(environment.clone())
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
         (
@@ -250,9 +258,11 @@ async fn the_cli_binary_reports_with_exit_codes_a_script_can_use() {
     assert_eq!(code, Some(0), "{err}");
     let (code, out, _) = run(&["exceptions"]);
     assert_eq!((code, out.trim()), (Some(0), "nothing needs attention"));
+    // Another stage's queues are not the operator's to read.
+    world.expect_refusals();
     let output = std::process::Command::new(&binary)
         .args(["--stage", "no-such-stage", "status"])
-        .envs(erpsync_tools::stack::aws_environment(&stack.aws_endpoint))
+        .envs(environment)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = String::from_utf8_lossy(&output.stderr);

@@ -25,6 +25,8 @@ struct Reconciling {
     sandbox: Sandbox,
     admin: ShopifyAdmin,
     queue: FoundOrdersQueue,
+    /// The sync table as reconcile's role sees it.
+    store: erpsync_aws::dynamo::DynamoStore,
     now: OffsetDateTime,
 }
 
@@ -47,9 +49,10 @@ impl Reconciling {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let queue = FoundOrdersQueue(Queue::new(
-            aws_sdk_sqs::Client::new(&world.sdk),
+            world.sqs_of("ReconcileFunction"),
             world.queue("OrdersQueue"),
         ));
+        let store = world.store_of("ReconcileFunction");
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -57,6 +60,7 @@ impl Reconciling {
             sandbox,
             admin,
             queue,
+            store,
             now,
         }
     }
@@ -89,8 +93,8 @@ impl Reconciling {
         ReconcileDeps {
             config: &world.config,
             shop: &self.admin,
-            state: &world.orders.store,
-            archive: &world.orders.store,
+            state: &self.store,
+            archive: &self.store,
             queue: &self.queue,
             erp: world.review(),
             sales: &world.reviewer,

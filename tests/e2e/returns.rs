@@ -45,13 +45,13 @@ impl ReturnWorld {
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         let world = World::start_custom(&tryton.url, &tryton.api_key, |_| {}).await;
-        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+        let sqs = world.sqs_of("ReturnSyncFunction");
         let environment = Template::project()
             .and_then(|t| t.function_environment("ReturnSyncFunction", &world.resources.resolver))
             .unwrap_or_else(|e| panic!("{e:#}"));
         let deps = Arc::new(return_sync::Deps {
             config: world.config.clone(),
-            store: world.orders.store.clone(),
+            store: world.store_of("ReturnSyncFunction"),
             erp: Box::new(ReturnWorld::erp(&tryton, &world)),
             runner: BatchRunner {
                 flow: "return-sync",
@@ -61,7 +61,7 @@ impl ReturnWorld {
                 max_receives: environment
                     .get("MAX_RECEIVE_COUNT")
                     .and_then(|m| m.parse().ok()),
-                state: Some(Arc::new(world.orders.store.clone())),
+                state: Some(Arc::new(world.store_of("ReturnSyncFunction"))),
             },
         });
         Self {
@@ -101,7 +101,7 @@ impl ReturnWorld {
             .await;
         assert_eq!(status, 200);
         let esm = EventSourceMapping {
-            sqs: aws_sdk_sqs::Client::new(&self.world.sdk),
+            sqs: self.world.sqs_of("ReturnSyncFunction"),
             queue_url: self.world.queue("ReturnsQueue"),
             queue_arn: self
                 .world

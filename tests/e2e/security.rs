@@ -114,8 +114,7 @@ async fn the_secret_values_of_a_run_never_appear_in_logs_errors_dead_letters_or_
     let state_text = format!(
         "{:?}",
         world
-            .orders
-            .store
+            .store_of(erpsync_tools::roles::OPERATOR)
             .all_states()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -145,7 +144,7 @@ async fn after_a_rotation_only_the_new_secret_is_accepted() {
     let fresh = |world: &World| shop_webhook::Deps {
         config: world.config.clone(),
         secrets: SecretCache::new(
-            aws_sdk_secretsmanager::Client::new(&world.sdk),
+            aws_sdk_secretsmanager::Client::new(world.sdk_of("ShopWebhookFunction")),
             Duration::ZERO,
         ),
         orders: world.webhook.orders.clone(),
@@ -193,15 +192,15 @@ async fn both_function_urls_refuse_unsigned_requests() {
     assert_eq!(world.post(unsigned).await, 401);
     assert_eq!(world.queue_depth("OrdersQueue").await, 0);
 
-    let secret_name = format!("erpsync/{}/easypost", world.stage);
+    let secret_name = format!("erpsync/{}/easypost-webhook", world.stage);
     put_secret(&world.sdk, &secret_name, "courier-secret")
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let sqs = world.sqs_of("CourierWebhookFunction");
     let courier = courier_webhook::Deps {
         secret_name,
         secrets: SecretCache::new(
-            aws_sdk_secretsmanager::Client::new(&world.sdk),
+            aws_sdk_secretsmanager::Client::new(world.sdk_of("CourierWebhookFunction")),
             Duration::from_secs(60),
         ),
         shipments: erpsync_aws::sqs::Queue::new(sqs.clone(), world.queue("ShipmentsQueue")),

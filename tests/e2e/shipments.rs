@@ -73,10 +73,10 @@ impl ShipWorld {
             }
         })
         .await;
-        let sqs = aws_sdk_sqs::Client::new(&world.sdk);
-        let queue = |id: &str| {
+        // shipment-sync and courier-webhook each under their own role.
+        let queue_as = |role: &str, id: &str| {
             Queue::new(
-                sqs.clone(),
+                world.sqs_of(role),
                 world
                     .resources
                     .queue_url(id)
@@ -94,7 +94,7 @@ impl ShipWorld {
         .unwrap_or_else(|e| panic!("{e}"));
         let deps = Arc::new(shipment_sync::Deps {
             config: world.config.clone(),
-            store: world.orders.store.clone(),
+            store: world.store_of("ShipmentSyncFunction"),
             erp: Box::new(
                 TrytonClient::new(
                     &tryton.url,
@@ -106,27 +106,27 @@ impl ShipWorld {
             channels: HashMap::from([("uk-shop".to_owned(), admin)]),
             runner: BatchRunner {
                 flow: "shipment-sync",
-                source: queue("ShipmentsQueue"),
-                dead_letter: queue("ShipmentsDeadLetterQueue"),
+                source: queue_as("ShipmentSyncFunction", "ShipmentsQueue"),
+                dead_letter: queue_as("ShipmentSyncFunction", "ShipmentsDeadLetterQueue"),
                 retry: world.config.retry.clone(),
                 max_receives: environment
                     .get("MAX_RECEIVE_COUNT")
                     .and_then(|m| m.parse().ok()),
-                state: Some(Arc::new(world.orders.store.clone())),
+                state: Some(Arc::new(world.store_of("ShipmentSyncFunction"))),
             },
         });
-        let secret_name = format!("erpsync/{}/easypost", world.stage);
+        let secret_name = format!("erpsync/{}/easypost-webhook", world.stage);
         put_secret(&world.sdk, &secret_name, COURIER_SECRET)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         let courier = courier_webhook::Deps {
             secret_name,
             secrets: SecretCache::new(
-                aws_sdk_secretsmanager::Client::new(&world.sdk),
+                aws_sdk_secretsmanager::Client::new(world.sdk_of("CourierWebhookFunction")),
                 Duration::from_secs(60),
             ),
-            shipments: queue("ShipmentsQueue"),
-            shipments_dead_letter: queue("ShipmentsDeadLetterQueue"),
+            shipments: queue_as("CourierWebhookFunction", "ShipmentsQueue"),
+            shipments_dead_letter: queue_as("CourierWebhookFunction", "ShipmentsDeadLetterQueue"),
         };
         Self {
             world,
@@ -201,7 +201,7 @@ impl ShipWorld {
     /// One round of the shipments queue's event source mapping; messages handed over.
     async fn poll_tracking(&self) -> usize {
         let esm = EventSourceMapping {
-            sqs: aws_sdk_sqs::Client::new(&self.world.sdk),
+            sqs: self.world.sqs_of("ShipmentSyncFunction"),
             queue_url: self.world.queue("ShipmentsQueue"),
             queue_arn: self
                 .world
@@ -293,8 +293,7 @@ async fn two_partial_dispatches_are_two_fulfilments_and_the_back_order_clears() 
     );
     let backordered = ship
         .world
-        .orders
-        .store
+        .store_of(erpsync_tools::roles::OPERATOR)
         .states_with_status(SyncStatus::Backordered)
         .await
         .unwrap_or_default();

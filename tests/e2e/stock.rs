@@ -82,7 +82,8 @@ impl StockWorld {
             world.config.erp.clone(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let store = world.orders.store.clone();
+        // What stock-sync does runs under its role.
+        let store = world.store_of("StockSyncFunction");
         Self {
             world,
             tryton,
@@ -558,7 +559,7 @@ async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
     .unwrap_or_else(|e| panic!("{e}"));
     let deps = std::sync::Arc::new(stock_sync::Deps {
         config: world.config.clone(),
-        store: world.orders.store.clone(),
+        store: world.store_of("StockSyncFunction"),
         erp: Box::new(erp),
         channels: std::collections::HashMap::from([("uk-shop".to_owned(), admin)]),
     });
@@ -580,7 +581,7 @@ async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
         .deliver("uk-shop", "orders/create", "wh-rt", &order)
         .await;
     let refresh = erpsync_tools::esm::EventSourceMapping {
-        sqs: aws_sdk_sqs::Client::new(&world.sdk),
+        sqs: world.sqs_of("StockSyncFunction"),
         queue_url: world.queue("StockRefreshQueue"),
         queue_arn: world
             .resources
@@ -650,7 +651,7 @@ async fn a_price_change_in_the_erp_reaches_realtime_channels_at_the_next_changes
     let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
     let deps = price_sync::Deps {
         config: stock.world.config.clone(),
-        store: stock.store.clone(),
+        store: stock.world.store_of("PriceSyncFunction"),
         erp: Box::new(stock.erp_client()),
         channels: ["uk-shop", "eu-shop"]
             .map(|id| (id.to_owned(), stock.admin(id)))

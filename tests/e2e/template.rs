@@ -1,9 +1,77 @@
-//! The local stack's queues and table are the ones infra/template.yaml declares.
+//! The local stack's queues, table and IAM roles are the ones infra/template.yaml declares.
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use erpsync_e2e::World;
 use erpsync_tools::template::Template;
 use serde_json::Value;
+
+/// Each function's role in moto carries exactly the inline policies SAM makes of the template
+/// for it (resolved to this stage's resources) and the managed policies SAM attaches.
+#[tokio::test]
+async fn every_function_runs_under_a_role_with_exactly_the_templates_policies() {
+    let world = World::start().await;
+    let iam = aws_sdk_iam::Client::new(&world.sdk);
+    let declared = erpsync_tools::roles::transformed_template()
+        .and_then(erpsync_tools::roles::declared_roles)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let functions = Template::project()
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .resources_of("AWS::Serverless::Function");
+    assert_eq!(
+        declared.len(),
+        functions.len() + 1,
+        "one role per function, and the operator's"
+    );
+    for role in &declared {
+        let name = format!("erpsync-{}-{}", world.stage, role.name);
+        let inline = iam
+            .list_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(inline.policy_names().len(), role.inline.len(), "{name}");
+        for (policy, document) in &role.inline {
+            let held = iam
+                .get_role_policy()
+                .role_name(&name)
+                .policy_name(policy)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{name} {policy}: {e}"));
+            // IAM answers policy documents URL-encoded.
+            let held = percent_encoding::percent_decode_str(held.policy_document())
+                .decode_utf8_lossy()
+                .into_owned();
+            let held: Value = serde_json::from_str(&held).unwrap_or_else(|e| panic!("{e}"));
+            let expected = world
+                .resources
+                .resolver
+                .resolve_json(document)
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(held, expected, "{name} {policy}");
+        }
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut attached: Vec<String> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect();
+        let mut managed: Vec<String> = role
+            .managed
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect();
+        attached.sort();
+        managed.sort();
+        assert_eq!(attached, managed, "{name}");
+    }
+}
 
 #[tokio::test]
 async fn the_local_queues_and_table_are_the_ones_the_template_declares() {

@@ -178,7 +178,9 @@ async fn a_validly_signed_body_that_is_not_an_order_is_accepted_and_parked_with_
 #[tokio::test]
 async fn when_the_queue_cannot_take_a_delivery_shopify_is_told_to_retry_with_503() {
     let world = World::start().await;
-    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    // A queue that is not there is one the role may not send to either.
+    world.expect_refusals();
+    let sqs = world.sqs_of("ShopWebhookFunction");
     let missing = format!(
         "{}-gone.fifo",
         world.queue("OrdersQueue").trim_end_matches(".fifo")
@@ -186,7 +188,7 @@ async fn when_the_queue_cannot_take_a_delivery_shopify_is_told_to_retry_with_503
     let deps = shop_webhook::Deps {
         config: world.config.clone(),
         secrets: erpsync_aws::secrets::SecretCache::new(
-            aws_sdk_secretsmanager::Client::new(&world.sdk),
+            aws_sdk_secretsmanager::Client::new(world.sdk_of("ShopWebhookFunction")),
             std::time::Duration::from_secs(60),
         ),
         orders: erpsync_aws::sqs::Queue::new(sqs.clone(), missing),

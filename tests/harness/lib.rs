@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use erpsync_core::state::{EntityRef, SyncState};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
 use erpsync_tools::queues;
+use erpsync_tools::roles::{OPERATOR, StageRoles, create_roles};
 use erpsync_tools::stack::{LocalResources, create_resources, put_secret, sdk_config};
 use erpsync_tools::template::Template;
 use secrecy::SecretString;
@@ -86,6 +88,15 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// Every test ends with nothing refused by IAM but what it asked for.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_nothing_refused();
+        }
+    }
+}
+
 /// A documented order with a fresh id, so that tests sharing one ERP never collide.
 pub fn fresh_order(name: &str) -> (Value, String) {
     let mut order = fixture(name);
@@ -108,10 +119,59 @@ impl Invoker for InProcess {
     }
 }
 
+/// order-sync's dependencies as its main.rs wires them, with AWS reached through `sdk`.
+fn order_sync_deps(
+    sdk: &SdkConfig,
+    template: &Template,
+    resources: &LocalResources,
+    config: &Config,
+    erp: Box<dyn SalesErp>,
+    erp_url: &str,
+    erp_key: &str,
+) -> anyhow::Result<order_sync::Deps> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &resources.table);
+    let environment = template.function_environment("OrderSyncFunction", &resources.resolver)?;
+    let max_receives = environment
+        .get("MAX_RECEIVE_COUNT")
+        .and_then(|m| m.parse().ok());
+    Ok(order_sync::Deps {
+        config: config.clone(),
+        store: store.clone(),
+        erp,
+        runner: BatchRunner {
+            flow: "order-sync",
+            source: Queue::new(sqs.clone(), resources.queue_url("OrdersQueue")?),
+            dead_letter: Queue::new(sqs.clone(), resources.queue_url("OrdersDeadLetterQueue")?),
+            retry: config.retry.clone(),
+            max_receives,
+            state: Some(Arc::new(store)),
+        },
+        stock_refresh: resources
+            .queue_url("StockRefreshQueue")
+            .ok()
+            .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
+        availability: Some(Box::new(TrytonClient::new(
+            erp_url,
+            SecretString::from(erp_key.to_owned()),
+            config.erp.clone(),
+        )?)),
+    })
+}
+
 pub struct World {
     pub stage: String,
+    /// The stack's own identity: creates things and reads them back for assertions. What a
+    /// function or the operator CLI does runs under its role ([`World::sdk_of`]).
     pub sdk: SdkConfig,
+    pub aws_endpoint: String,
+    /// Where the shared moto keeps its logs (and the IAM refusals).
+    moto_log_dir: PathBuf,
+    refusals_expected: AtomicBool,
     pub resources: LocalResources,
+    /// The stage's IAM roles, as the template declares them, assumed.
+    pub roles: StageRoles,
+    role_sdks: HashMap<String, SdkConfig>,
     pub config: Config,
     /// The webhook signing secret each channel is configured with.
     pub webhook_secrets: HashMap<String, String>,
@@ -215,7 +275,23 @@ impl World {
             .collect();
         parameters.insert("Stage".to_owned(), stage.clone());
         parameters.insert("ErpUrl".to_owned(), erp_url.to_owned());
+        // Each test's secrets under its own prefix, as the template grants them by name.
+        parameters.insert("SecretsPrefix".to_owned(), format!("erpsync/{stage}"));
         let resources = create_resources(&sdk, &template, parameters).await?;
+        let roles = create_roles(&sdk, &resources).await?;
+        let mut role_sdks = HashMap::new();
+        for (name, credentials) in &roles.by_name {
+            role_sdks.insert(
+                name.clone(),
+                credentials.sdk_config(&stack.aws_endpoint).await,
+            );
+        }
+        let role_sdk = |name: &str| {
+            role_sdks
+                .get(name)
+                .cloned()
+                .with_context(|| format!("the template declares no role for {name}"))
+        };
         let mut config = Config::from_toml(&std::fs::read_to_string(
             erpsync_tools::project_root().join("config/erpsync.example.toml"),
         )?)?;
@@ -231,13 +307,14 @@ impl World {
             put_secret(&sdk, &channel.webhook_secret, &secret).await?;
             webhook_secrets.insert(channel.id.to_string(), secret);
         }
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let webhook_sdk = role_sdk("ShopWebhookFunction")?;
+        let sqs = aws_sdk_sqs::Client::new(&webhook_sdk);
         let orders_url = resources.queue_url("OrdersQueue")?.to_owned();
         let dlq_url = resources.queue_url("OrdersDeadLetterQueue")?.to_owned();
         let webhook = Arc::new(shop_webhook::Deps {
             config: config.clone(),
             secrets: SecretCache::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
+                aws_sdk_secretsmanager::Client::new(&webhook_sdk),
                 Duration::from_secs(60),
             ),
             orders: Queue::new(sqs.clone(), &orders_url),
@@ -253,34 +330,15 @@ impl World {
             SecretString::from(erp_key.to_owned()),
             config.erp.clone(),
         )?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &resources.table);
-        let environment =
-            template.function_environment("OrderSyncFunction", &resources.resolver)?;
-        let max_receives = environment
-            .get("MAX_RECEIVE_COUNT")
-            .and_then(|m| m.parse().ok());
-        let orders = Arc::new(order_sync::Deps {
-            config: config.clone(),
-            store: store.clone(),
-            erp: wrap(erp),
-            runner: BatchRunner {
-                flow: "order-sync",
-                source: Queue::new(sqs.clone(), &orders_url),
-                dead_letter: Queue::new(sqs.clone(), &dlq_url),
-                retry: config.retry.clone(),
-                max_receives,
-                state: Some(Arc::new(store)),
-            },
-            stock_refresh: resources
-                .queue_url("StockRefreshQueue")
-                .ok()
-                .map(|url| StockRefreshQueue(Queue::new(sqs.clone(), url))),
-            availability: Some(Box::new(TrytonClient::new(
-                erp_url,
-                SecretString::from(erp_key.to_owned()),
-                config.erp.clone(),
-            )?)),
-        });
+        let orders = Arc::new(order_sync_deps(
+            &role_sdk("OrderSyncFunction")?,
+            &template,
+            &resources,
+            &config,
+            wrap(erp),
+            erp_url,
+            erp_key,
+        )?);
         let reviewer = TrytonClient::new(
             erp_url,
             SecretString::from(erp_key.to_owned()),
@@ -289,7 +347,12 @@ impl World {
         Ok(Self {
             stage,
             sdk,
+            aws_endpoint: stack.aws_endpoint.clone(),
+            moto_log_dir: stack.run_dir.clone(),
+            refusals_expected: AtomicBool::new(false),
             resources,
+            roles,
+            role_sdks,
             config,
             webhook_secrets,
             webhook,
@@ -300,6 +363,99 @@ impl World {
             http: reqwest::Client::new(),
             reviewer,
         })
+    }
+
+    /// Every call of this stage's roles that moto's IAM refused so far.
+    pub fn iam_denials(&self) -> Vec<String> {
+        erpsync_tools::stack::iam_denials(&self.moto_log_dir, &self.stage)
+    }
+
+    /// This test makes IAM refuse calls on purpose: no check that nothing was refused.
+    pub fn expect_refusals(&self) {
+        self.refusals_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// A refusal a flow swallowed (a fallback, a warning) fails the test too.
+    pub fn assert_nothing_refused(&self) {
+        if self.refusals_expected.load(Ordering::Relaxed) {
+            return;
+        }
+        let refused = self.iam_denials();
+        assert!(
+            refused.is_empty(),
+            "IAM refused calls the template should grant: {refused:#?}"
+        );
+    }
+
+    /// SDK configuration as `role` (a function's logical id, or `OPERATOR`) of this stage.
+    pub fn sdk_of(&self, role: &str) -> &SdkConfig {
+        self.role_sdks
+            .get(role)
+            .unwrap_or_else(|| panic!("the template declares no role for {role}"))
+    }
+
+    /// The orders queue's event source mapping into an order-sync whose role is the
+    /// template's without `action`: what a deployment missing that grant does.
+    pub async fn order_sync_without(&self, action: &str) -> EventSourceMapping {
+        self.expect_refusals();
+        let built: anyhow::Result<EventSourceMapping> = async {
+            let declared = erpsync_tools::roles::declared_roles(
+                erpsync_tools::roles::transformed_template()?,
+            )?
+            .into_iter()
+            .find(|r| r.name == "OrderSyncFunction")
+            .context("the template declares no order-sync role")?
+            .without_action(action);
+            let credentials = erpsync_tools::roles::create_role(
+                &self.sdk,
+                &self.resources,
+                &declared,
+                "OrderSyncFunction-narrowed",
+            )
+            .await?;
+            let sdk = credentials.sdk_config(&self.aws_endpoint).await;
+            let erp = TrytonClient::new(
+                &self.erp_url,
+                SecretString::from(self.erp_key.clone()),
+                self.config.erp.clone(),
+            )?;
+            let deps = order_sync_deps(
+                &sdk,
+                &Template::project()?,
+                &self.resources,
+                &self.config,
+                Box::new(erp),
+                &self.erp_url,
+                &self.erp_key,
+            )?;
+            Ok(EventSourceMapping {
+                sqs: aws_sdk_sqs::Client::new(&sdk),
+                invoker: Arc::new(InProcess(Arc::new(deps))),
+                ..self.event_source()
+            })
+        }
+        .await;
+        built.unwrap_or_else(|e| panic!("an order-sync without {action}: {e:#}"))
+    }
+
+    /// The sync table as `role` sees it.
+    pub fn store_of(&self, role: &str) -> DynamoStore {
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(self.sdk_of(role)),
+            &self.resources.table,
+        )
+    }
+
+    /// SQS as `role`.
+    pub fn sqs_of(&self, role: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(self.sdk_of(role))
+    }
+
+    /// The operator CLI's view of this stage, under the operator's role.
+    pub fn operator(&self) -> erpsync_tools::ops::Deployment {
+        let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+        erpsync_tools::ops::Deployment::local(self.sdk_of(OPERATOR), &template, &self.resources)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn review(&self) -> &dyn erpsync_core::shadow::SalesReview {
@@ -406,7 +562,8 @@ impl World {
 
     pub fn event_source(&self) -> EventSourceMapping {
         EventSourceMapping {
-            sqs: aws_sdk_sqs::Client::new(&self.sdk),
+            // On AWS the event source mapping polls with the function's role.
+            sqs: self.sqs_of("OrderSyncFunction"),
             queue_url: self.queue("OrdersQueue"),
             queue_arn: self
                 .resources
@@ -440,6 +597,7 @@ impl World {
         loop {
             let handled = esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0);
             if handled == 0 && self.queue_depth("OrdersQueue").await == 0 {
+                self.assert_nothing_refused();
                 return;
             }
             assert!(

@@ -31,10 +31,32 @@ names, types and values with the body ("SQS message attributes ... count towards
 maximum message size"; SQS Developer Guide, "Amazon SQS message attributes"); moto checks the
 body alone. A message over the size is refused with SQS's own error.
 
+5. IAM, when `INITIAL_NO_AUTH_ACTION_COUNT` is set (the local stack sets 0): moto then checks
+every request's signature and its caller's identity policies, but it authorizes DynamoDB and
+Secrets Manager calls against the resource "*" (and SQS calls that name a queue rather than
+its URL), which no resource-scoped statement matches. Here those calls name the table (or
+index), secret and queue ARNs AWS evaluates, each table of a batch or transaction checked,
+and calls IAM has no action for are checked as AWS checks them: a transaction's items as
+PutItem, UpdateItem, DeleteItem, ConditionCheckItem or GetItem, an SQS batch as the action
+it batches. A refusal is worded as AWS words it (action and resource named), typed
+`AccessDeniedException` on the JSON protocols as the SDKs expect, and logged. The stack's own
+identity (access key `local`, the `erpsync-local` user, allowed everything) exists before the
+first request, so the stack can create resources and roles; the functions and the operator
+CLI run under roles it assumed.
+
+6. IAM wildcards as IAM reads them: `*` any run of characters, `?` exactly one, everything
+else literal ("IAM JSON policy elements: Resource"; a Secrets Manager ARN ends in `-??????`,
+six random characters). moto 5.2 turns the pattern into a regular expression with only `*`
+replaced, so `?` and `.` act as regex operators: `secret:erpsync/erp-api-key-??????` never
+matched the secret it names.
+
 Run as `python moto_server.py -H HOST -p PORT` (the same arguments as moto_server).
 """
 
 import copy
+import json
+import re
+import os
 import sys
 import threading
 import time
@@ -43,6 +65,12 @@ import moto.dynamodb.models as models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import unix_time
+from moto.core.exceptions import AccessDeniedError, JsonRESTError
+from moto.core.responses import BaseResponse
+from moto.dynamodb.responses import DynamoHandler
+from moto.secretsmanager.responses import SecretsManagerResponse
+from moto.sqs.responses import SQSResponse
+from moto.iam.access_control import IAMPolicyStatement
 from moto.server import main
 from moto.sqs.exceptions import InvalidParameterValue
 from moto.sqs.models import SQSBackend, _filter_message_attributes
@@ -225,6 +253,14 @@ def send_message(self, queue_name, message_body, message_attributes=None, *args,
     return _send_message(self, queue_name, message_body, message_attributes, *args, **kwargs)
 
 
+def _iam_match(pattern, string):
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
+    )
+    return re.match(f"^{regex}$", string, flags=re.DOTALL)
+
+
+IAMPolicyStatement._match = staticmethod(_iam_match)
 models.copy = _CopyWithoutTables()
 SQSBackend.create_queue = create_queue
 SQSBackend.send_message = send_message
@@ -244,5 +280,150 @@ SQSBackend.is_message_valid_based_on_retention_period = (
 )
 DynamoDBBackend.transact_write_items = transact_write_items
 
+ACCOUNT = "123456789012"
+STACK_USER = "erpsync-local"
+STACK_KEY = "local"
+
+
+_authorize = BaseResponse._authenticate_and_authorize_normal_action
+_denials_lock = threading.Lock()
+
+
+def _authorize_as_aws(self, resource="*"):
+    """moto's check, its refusal worded and shaped as AWS's: the action and the resource
+    named, and for the JSON protocols the `__type` the SDKs read the error code from."""
+    try:
+        _authorize(self, resource)
+    except AccessDeniedError as denied:
+        action = denied.message.rsplit(" ", 1)[-1]
+        message = (
+            f"{denied.message} on resource: {resource} because no identity-based policy "
+            f"allows the {action} action"
+        )
+        # Kept apart, so that a denial a caller swallowed (a fallback, a warning) is still
+        # seen: the tests and the demo fail on any they did not ask for.
+        print(f"IAM denied: {message}", file=sys.stderr, flush=True)
+        denials = os.environ.get("ERPSYNC_IAM_DENIALS")
+        if denials:
+            with _denials_lock, open(denials, "a", encoding="utf-8") as log:
+                log.write(message + "\n")
+        content_type = self.headers.get("Content-Type") or ""
+        if "json" in content_type:
+            raise JsonRESTError("AccessDeniedException", message)
+        raise
+
+
+# IAM has no TransactWriteItems or TransactGetItems action: AWS authorizes each item's own.
+_TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def _dynamodb_checks(handler):
+    """(action, resource ARN) pairs a DynamoDB request needs, as IAM evaluates them."""
+    params = getattr(handler, "params", None) or {}
+    prefix = f"arn:aws:dynamodb:{handler.region}:{handler.current_account}:table/"
+    action = handler._get_action()
+    checks = []
+    if params.get("TableName"):
+        name = params["TableName"]
+        index = params.get("IndexName")
+        checks.append((action, prefix + (f"{name}/index/{index}" if index else name)))
+    for name in (params.get("RequestItems") or {}).keys():
+        checks.append((action, prefix + name))
+    for item in params.get("TransactItems") or []:
+        for op_type, op in item.items():
+            if isinstance(op, dict) and op.get("TableName"):
+                checks.append((_TRANSACT_ACTIONS.get(op_type, action), prefix + op["TableName"]))
+    return list(dict.fromkeys(checks)) or [(action, "*")]
+
+
+def _dynamodb_authorize(self, resource="*"):
+    for action, arn in _dynamodb_checks(self):
+        self._get_action = lambda action=action: action
+        try:
+            BaseResponse._authenticate_and_authorize_normal_action(self, arn)
+        finally:
+            self.__dict__.pop("_get_action", None)
+
+
+# SQS authorizes a batch call as the action it batches (there is no sqs:DeleteMessageBatch).
+_SQS_BATCH_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+_sqs_resource = SQSResponse._determine_resource
+
+
+def _sqs_queue_resource(self):
+    """The queue's ARN, also for a queue named (GetQueueUrl) or not there: AWS evaluates the
+    ARN the request names, existing or not."""
+    name = self._get_param("QueueName") or self._get_queue_name()
+    try:
+        return self.sqs_backend.get_queue(name).queue_arn
+    except Exception:
+        if not name:
+            return _sqs_resource(self)
+        return f"arn:aws:sqs:{self.region}:{self.current_account}:{name}"
+
+
+def _sqs_authorize(self, resource="*"):
+    action = self._get_action()
+    if action in _SQS_BATCH_ACTIONS:
+        self._get_action = lambda: _SQS_BATCH_ACTIONS[action]
+    try:
+        BaseResponse._authenticate_and_authorize_normal_action(self, resource)
+    finally:
+        self.__dict__.pop("_get_action", None)
+
+
+def _secret_resource(self):
+    secret_id = self._get_param("SecretId") or self._get_param("Name")
+    if not secret_id:
+        return "*"
+    if secret_id.startswith("arn:"):
+        return secret_id
+    try:
+        return self.backend.describe_secret(secret_id).arn
+    except Exception:
+        return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+
+
+def _create_stack_identity():
+    """The stack's own user, allowed everything, with the fixed key the stack signs with."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[ACCOUNT]["aws"]
+    iam.create_user(region_name="us-east-1", user_name=STACK_USER)
+    iam.put_user_policy(
+        STACK_USER,
+        "everything",
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.get_user(STACK_USER).create_access_key(prefix="AKIA")
+    key.access_key_id = STACK_KEY
+    key.secret_access_key = STACK_KEY
+
+
+BaseResponse._authenticate_and_authorize_normal_action = _authorize_as_aws
+DynamoHandler._authenticate_and_authorize_normal_action = _dynamodb_authorize
+SecretsManagerResponse._determine_resource = _secret_resource
+SQSResponse._authenticate_and_authorize_normal_action = _sqs_authorize
+SQSResponse._determine_resource = _sqs_queue_resource
+
 if __name__ == "__main__":
+    if os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT") is not None:
+        _create_stack_identity()
     sys.exit(main())

@@ -45,7 +45,18 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn store_error(operation: &str, error: impl std::error::Error) -> SyncError {
+fn store_error<E>(operation: &str, error: E) -> SyncError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    if let Some(denied) = crate::error::access_denied("DynamoDB", operation, &error) {
+        return denied;
+    }
+    build_error(operation, error)
+}
+
+/// A request the SDK could not build (or another failure without AWS error metadata).
+fn build_error(operation: &str, error: impl std::error::Error) -> SyncError {
     SyncError::dependency_down(
         "state_store_unavailable",
         format!("DynamoDB {operation}: {}", DisplayErrorContext(error)),
@@ -340,10 +351,10 @@ impl IdempotencyStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .build()
-            .map_err(|e| store_error("TransactWriteItems (build)", e))?;
+            .map_err(|e| build_error("TransactWriteItems (build)", e))?;
         let update = record_update(&self.table, record, now)
             .build()
-            .map_err(|e| store_error("TransactWriteItems (build)", e))?;
+            .map_err(|e| build_error("TransactWriteItems (build)", e))?;
         let result = self
             .client
             .transact_write_items()
@@ -736,7 +747,7 @@ impl StockLedger for DynamoStore {
                 let put = PutRequest::builder()
                     .set_item(Some(item))
                     .build()
-                    .map_err(|e| store_error("BatchWriteItem (build)", e))?;
+                    .map_err(|e| build_error("BatchWriteItem (build)", e))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
             // DynamoDB may hand some writes back under load; they are sent again.

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod dynamo;
 pub mod env;
+pub mod error;
 pub mod function_url;
 pub mod secrets;
 pub mod sqs;

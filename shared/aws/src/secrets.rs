@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use secrecy::SecretString;
 use tokio::sync::RwLock;
 
@@ -15,6 +15,9 @@ use tokio::sync::RwLock;
 pub enum SecretError {
     #[error("secret {name:?} could not be read: {detail}")]
     Unavailable { name: String, detail: String },
+    /// IAM refused the read: the role lacks `secretsmanager:GetSecretValue` on it.
+    #[error("secret {name:?} may not be read by this function: {detail}")]
+    AccessDenied { name: String, detail: String },
     #[error("secret {name:?} is empty or not a string / JSON array of strings")]
     Malformed { name: String },
 }
@@ -75,9 +78,15 @@ impl SecretCache {
             .secret_id(name)
             .send()
             .await
-            .map_err(|e| SecretError::Unavailable {
-                name: name.to_owned(),
-                detail: DisplayErrorContext(e).to_string(),
+            .map_err(|e| {
+                let name = name.to_owned();
+                if crate::error::is_access_denied(&e) {
+                    let detail = e.message().unwrap_or("access denied").to_owned();
+                    SecretError::AccessDenied { name, detail }
+                } else {
+                    let detail = DisplayErrorContext(e).to_string();
+                    SecretError::Unavailable { name, detail }
+                }
             })?;
         let values = Arc::new(parse_secret_values(
             name,

@@ -138,7 +138,13 @@ pub struct Queue {
     url: String,
 }
 
-fn queue_error(operation: &str, url: &str, error: impl std::error::Error) -> SyncError {
+fn queue_error<E>(operation: &str, url: &str, error: E) -> SyncError
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata,
+{
+    if let Some(denied) = crate::error::access_denied("SQS", operation, &error) {
+        return denied;
+    }
     SyncError::dependency_down(
         "queue_unavailable",
         format!("SQS {operation} on {url}: {}", DisplayErrorContext(error)),
@@ -180,7 +186,12 @@ impl Queue {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| queue_error("SendMessage (attribute)", &self.url, e))?;
+                .map_err(|e| {
+                    SyncError::dependency_down(
+                        "queue_unavailable",
+                        format!("SQS SendMessage (attribute) on {}: {e}", self.url),
+                    )
+                })?;
             request = request.message_attributes(name, value);
         }
         let output = request

@@ -173,6 +173,7 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
         sandbox,
         config,
         resources,
+        roles,
         webhook_secrets: secrets,
         ..
     } = &deployment;
@@ -202,6 +203,11 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
             &port.to_string(),
             "--ignore-changes",
         ])
+        // Only the functions' own roles: nothing inherited from whoever runs the demo.
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
         .envs(&environment);
     // cargo-lambda comes from the stack's venv (`make setup`), not from the user's PATH.
     let venv_bin = stack_dir().join("venv/bin");
@@ -216,23 +222,59 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
     )?;
     let base = format!("http://127.0.0.1:{port}");
     let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
-    let outcome = match drive(root, sdk, config, resources, secrets, &base, sandbox).await {
+    // Each queue's event source mapping polls with its function's role, as on AWS.
+    let mut pollers = Pollers::new();
+    for (function, binary) in [
+        ("OrderSyncFunction", "order-sync"),
+        ("ShipmentSyncFunction", "shipment-sync"),
+        ("ReturnSyncFunction", "return-sync"),
+    ] {
+        let sdk = roles.get(function)?.sdk_config(&moto.endpoint).await;
+        pollers.insert(binary, aws_sdk_sqs::Client::new(&sdk));
+    }
+    let outcome = match drive(
+        root, sdk, &pollers, config, resources, secrets, &base, sandbox,
+    )
+    .await
+    {
         Ok(()) => match catalogue(&base, sandbox).await {
-            Ok(()) => close_the_loop(root, sdk, resources, secrets, &base, sandbox, &desk).await,
+            Ok(()) => {
+                close_the_loop(root, &pollers, resources, secrets, &base, sandbox, &desk).await
+            }
             Err(error) => Err(error),
         },
         Err(error) => Err(error),
     };
     lambda.stop().await;
-    outcome
+    outcome?;
+    // A refusal a function swallowed (a fallback, a warning) would not show above.
+    let refused = erpsync_tools::stack::iam_denials(run_dir, "demo");
+    if !refused.is_empty() {
+        bail!(
+            "IAM refused calls the template should grant:\n  {}",
+            refused.join("\n  ")
+        );
+    }
+    println!("\nIAM: every call ran under its function's role from the template; none refused.");
+    Ok(())
 }
 
 /// The rest of the order's life: the warehouse ships #1001 with a tracking number,
 /// shipment-sync's schedule makes the fulfilment, the courier reports delivery, the customer
 /// sends the item back and Shopify's refund becomes a return and a credit note.
+/// SQS clients of the functions fed by a queue, by binary: what their event source mappings
+/// poll with.
+type Pollers = HashMap<&'static str, aws_sdk_sqs::Client>;
+
+fn poller<'a>(pollers: &'a Pollers, binary: &str) -> anyhow::Result<&'a aws_sdk_sqs::Client> {
+    pollers
+        .get(binary)
+        .with_context(|| format!("no event source mapping for {binary}"))
+}
+
 async fn close_the_loop(
     root: &Path,
-    sdk: &aws_config::SdkConfig,
+    pollers: &Pollers,
     resources: &erpsync_tools::stack::LocalResources,
     secrets: &HashMap<String, String>,
     base: &str,
@@ -240,7 +282,6 @@ async fn close_the_loop(
     desk: &ErpDesk,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let sqs = aws_sdk_sqs::Client::new(sdk);
     let order = fixture(root, "shopify-orders-create-multiline-discount-tax.json")?;
     let order_id = order["id"].to_string();
     let reference = format!("uk-shop/{order_id}");
@@ -279,7 +320,7 @@ async fn close_the_loop(
     .await?;
     println!("  the courier (EasyPost simulator) reports delivery -> HTTP {status}");
     drain(
-        &sqs,
+        poller(pollers, "shipment-sync")?,
         resources,
         "ShipmentsQueue",
         Arc::new(HttpInvoker::new(base, "shipment-sync")),
@@ -326,7 +367,7 @@ async fn close_the_loop(
     .await?;
     println!("  refund {} -> HTTP {status}", refund["id"]);
     drain(
-        &sqs,
+        poller(pollers, "return-sync")?,
         resources,
         "ReturnsQueue",
         Arc::new(HttpInvoker::new(base, "return-sync")),
@@ -432,9 +473,11 @@ async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     root: &Path,
     sdk: &aws_config::SdkConfig,
+    pollers: &Pollers,
     config: &Config,
     resources: &erpsync_tools::stack::LocalResources,
     secrets: &HashMap<String, String>,
@@ -452,7 +495,7 @@ async fn drive(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let esm = EventSourceMapping {
-        sqs: sqs.clone(),
+        sqs: poller(pollers, "order-sync")?.clone(),
         queue_url: resources.queue_url("OrdersQueue")?.to_owned(),
         queue_arn: resources.queue_arn("OrdersQueue")?.to_owned(),
         batch_size: 10,

@@ -9,6 +9,7 @@ pub mod local;
 pub mod ops;
 pub mod policy;
 pub mod queues;
+pub mod roles;
 pub mod schedules;
 pub mod shadow;
 pub mod stack;

@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use erpsync_core::config::Config;
 use sandbox::{Plan, Sandbox, ShopSetup};
 
+use crate::roles::{StageRoles, create_roles};
 use crate::stack::{LocalResources, Tryton, aws_environment, create_resources, put_secret};
 use crate::template::Template;
 
@@ -36,6 +37,9 @@ pub struct LocalDeployment {
     pub config_path: PathBuf,
     pub template: Template,
     pub resources: LocalResources,
+    /// Each function's role (and the operator's), as the template declares them, assumed.
+    pub roles: StageRoles,
+    run_dir: PathBuf,
     /// Channel id -> its webhook secret.
     pub webhook_secrets: HashMap<String, String>,
 }
@@ -75,6 +79,7 @@ impl LocalDeployment {
             ("ConfigPath".to_owned(), config_path.display().to_string()),
         ]);
         let resources = create_resources(&sdk, &template, parameters).await?;
+        let roles = create_roles(&sdk, &resources).await?;
         put_secret(&sdk, &config.erp.api_key_secret, &tryton.api_key).await?;
         let mut webhook_secrets = HashMap::new();
         for channel in &config.channels {
@@ -100,19 +105,31 @@ impl LocalDeployment {
             config_path,
             template,
             resources,
+            roles,
+            run_dir: run_dir.to_owned(),
             webhook_secrets,
         })
     }
 
     /// The environment the template gives `functions` (logical ids), with AWS reached at
-    /// `aws_endpoint` through the standard chain.
+    /// `aws_endpoint` through the standard chain, each function as its own role. One function
+    /// gets its role's credentials as the standard variables. Several served by one process
+    /// (cargo lambda watch, whose functions share its environment) get a profile whose
+    /// `credential_process` prints the role of the function it runs in: cargo lambda sets
+    /// `AWS_LAMBDA_FUNCTION_NAME` to the function's binary, and a credentials file per
+    /// binary is written under the run directory.
     pub fn environment(
         &self,
         functions: &[&str],
         aws_endpoint: &str,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut environment: BTreeMap<String, String> =
-            aws_environment(aws_endpoint).into_iter().collect();
+        let credentials = match functions {
+            [function] => self.roles.get(function)?.environment(),
+            _ => self.credential_process(functions)?,
+        };
+        let mut environment: BTreeMap<String, String> = aws_environment(aws_endpoint, credentials)
+            .into_iter()
+            .collect();
         for function in functions {
             environment.extend(
                 self.template
@@ -121,6 +138,49 @@ impl LocalDeployment {
             );
         }
         Ok(environment)
+    }
+
+    /// The shared AWS config of `functions` served together (see [`Self::environment`]).
+    fn credential_process(&self, functions: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
+        let directory = self.run_dir.join("credentials");
+        std::fs::create_dir_all(&directory)?;
+        for function in functions {
+            let binary = self
+                .template
+                .resources()
+                .into_iter()
+                .find(|r| r.logical_id == *function)
+                .and_then(|r| {
+                    r.metadata
+                        .get("BuildProperties")?
+                        .get("Binary")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .with_context(|| format!("{function} names no Binary in its Metadata"))?;
+            std::fs::write(
+                directory.join(format!("{binary}.json")),
+                self.roles.get(function)?.process_output(),
+            )?;
+        }
+        let config = self.run_dir.join("aws-config");
+        // A function not written above finds no file: its SDK calls fail, loudly.
+        std::fs::write(
+            &config,
+            format!(
+                "[default]\ncredential_process = cat \"{}/$AWS_LAMBDA_FUNCTION_NAME.json\"\n",
+                directory.display()
+            ),
+        )?;
+        let empty = self.run_dir.join("aws-credentials");
+        std::fs::write(&empty, "")?;
+        Ok(vec![
+            ("AWS_CONFIG_FILE".to_owned(), config.display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
+                empty.display().to_string(),
+            ),
+        ])
     }
 
     pub fn webhook_secret(&self, channel: &str) -> String {

@@ -1,6 +1,7 @@
 //! The local stack's parts: moto server and a seeded Tryton as child processes on free
 //! loopback ports (stopped by PID, and killed if the owner drops them), and the AWS
-//! resources of infra/template.yaml created in moto.
+//! resources of infra/template.yaml created in moto. moto enforces IAM: the stack acts as its
+//! own identity; functions and operators as the roles of roles.rs.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -86,6 +87,20 @@ where
     bail!("{what} was not ready within {timeout:?}")
 }
 
+/// Every call moto's IAM refused, one a line (in the log directory given to [`Moto::start`]).
+pub const DENIALS_LOG: &str = "iam-denials.log";
+
+/// The refusals in `log_dir`'s [`DENIALS_LOG`] that concern `stage`'s roles.
+pub fn iam_denials(log_dir: &Path, stage: &str) -> Vec<String> {
+    let role = format!("/erpsync-{stage}-");
+    std::fs::read_to_string(log_dir.join(DENIALS_LOG))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&role))
+        .map(str::to_owned)
+        .collect()
+}
+
 pub struct Moto {
     pub endpoint: String,
     service: Service,
@@ -98,7 +113,13 @@ impl Moto {
         let mut command = Command::new(venv.join("bin/python3"));
         command
             .arg(project_root().join("tools/erpsync/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // IAM enforced from the first request: every call is signed by a known identity
+            // and allowed by its policies (moto_server.py creates the stack's own identity),
+            // with the AWS managed policies SAM attaches to the functions' roles known.
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("ERPSYNC_IAM_DENIALS", log_dir.join(DENIALS_LOG));
         let service = Service::spawn("moto", &mut command, &log_dir.join("moto.log"))?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
@@ -120,33 +141,52 @@ impl Moto {
     }
 }
 
-/// SDK configuration that reaches moto: fixed test credentials, loopback endpoint.
+/// The stack's own identity in moto (moto_server.py creates it, allowed everything): what
+/// creates the resources and the roles; the functions and the operator CLI never use it.
+pub const STACK_ACCESS_KEY: &str = "local";
+
+/// SDK configuration that reaches moto as the stack itself: loopback endpoint, its fixed key.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "local",
-            "local",
+    sdk_config_as(
+        endpoint,
+        aws_sdk_sqs::config::Credentials::new(
+            STACK_ACCESS_KEY,
+            STACK_ACCESS_KEY,
             None,
             None,
             "erpsync-local",
-        ))
+        ),
+    )
+    .await
+}
+
+/// SDK configuration that reaches moto with `credentials` (e.g. an assumed role's).
+pub async fn sdk_config_as(
+    endpoint: &str,
+    credentials: aws_sdk_sqs::config::Credentials,
+) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(credentials)
         .load()
         .await
 }
 
-/// The environment a process needs to reach moto through the standard chain.
-pub fn aws_environment(endpoint: &str) -> Vec<(String, String)> {
+/// The environment a process needs to reach moto through the standard chain, with
+/// `credentials` (e.g. [`crate::roles::RoleCredentials::environment`]).
+pub fn aws_environment(
+    endpoint: &str,
+    credentials: Vec<(String, String)>,
+) -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL", endpoint),
         ("AWS_REGION", REGION),
         ("AWS_DEFAULT_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", "local"),
-        ("AWS_SECRET_ACCESS_KEY", "local"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(credentials)
     .collect()
 }
 

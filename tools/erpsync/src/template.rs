@@ -222,6 +222,52 @@ impl Resolver {
         })
     }
 
+    /// The same for CloudFormation's JSON form (`{"Ref": ..}`, `{"Fn::GetAtt": [..]}`,
+    /// `{"Fn::Sub": ".."}`), as SAM's transform writes it.
+    pub fn resolve_json(&self, value: &Json) -> anyhow::Result<Json> {
+        Ok(match value {
+            Json::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.resolve_json(i))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            Json::Object(map) if map.len() == 1 => {
+                let (key, argument) = map.iter().next().ok_or_else(|| anyhow!("empty"))?;
+                match (key.as_str(), argument) {
+                    ("Ref", Json::String(name)) => Json::String(self.reference(name)?),
+                    ("Fn::GetAtt", Json::Array(parts)) => {
+                        let parts: Vec<_> = parts.iter().filter_map(Json::as_str).collect();
+                        let name = parts.join(".");
+                        Json::String(
+                            self.attributes
+                                .get(&name)
+                                .cloned()
+                                .ok_or_else(|| anyhow!("Fn::GetAtt {name} is not known (yet)"))?,
+                        )
+                    }
+                    ("Fn::Sub", Json::String(text)) => Json::String(self.substitute(text)?),
+                    (intrinsic, _) if intrinsic == "Ref" || intrinsic.starts_with("Fn::") => {
+                        bail!(
+                            "intrinsic {intrinsic} (in this form) is not supported by the local stack"
+                        )
+                    }
+                    (key, inner) => Json::Object(
+                        [(key.to_owned(), self.resolve_json(inner)?)]
+                            .into_iter()
+                            .collect(),
+                    ),
+                }
+            }
+            Json::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.resolve_json(v)?)))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
     fn reference(&self, name: &str) -> anyhow::Result<String> {
         self.parameters
             .get(name)

@@ -184,9 +184,16 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             || format!("{} {}", parts.method, parts.uri.path()),
             str::to_owned,
         );
+    // A SigV4-signed request (to moto, which checks signatures) keeps the Host it was
+    // signed with; anything else gets the upstream's.
+    let signed = parts
+        .headers
+        .get("authorization")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256"));
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
+        if (name != "host" || signed) && name != "content-length" {
             headers.insert(name.clone(), value.clone());
         }
     }
