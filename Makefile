@@ -66,12 +66,13 @@ fuzz:
 
 # Figures, never timed assertions: writes bench/report.md and bench/*.json.
 BENCH_SKUS ?= 50000
-# The store's plan for the stock bench: standard, advanced or plus.
-BENCH_PLAN ?= plus
+# The stores' plans the stock bench runs at (standard, advanced, plus): one run each.
+BENCH_PLANS ?= standard plus
 FUNCTIONS := shop-webhook order-sync stock-sync price-sync reconcile shipment-sync courier-webhook return-sync
 bench: setup $(ERPSYNC)
 	cargo build --release $(CARGO_FLAGS) -p sandbox -p erpsync-bench $(addprefix -p ,$(FUNCTIONS))
-	SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench $(BENCH_PLAN)
+	for plan in $(BENCH_PLANS); do mkdir -p bench/$$plan && \
+	  SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench/$$plan $$plan || exit 1; done
 	tools/bench/callgrind.sh bench
 	# The deployable arm64 packages, for their sizes (cargo lambda from the stack's venv).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
