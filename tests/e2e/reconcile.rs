@@ -336,39 +336,35 @@ async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_v
         topic: OrderTopic::Create,
         body: create.to_string().into_bytes(),
     };
-    let now = OffsetDateTime::now_utc();
-    let first = sync_order(
-        &OrderSyncDeps {
+    // One attempt at the create, with the state and ERP it sees.
+    async fn attempt(
+        world: &World,
+        message: &OrderMessage,
+        state: &dyn erpsync_core::ports::SyncStateStore,
+        erp: &dyn erpsync_core::ports::SalesErp,
+    ) -> Result<OrderOutcome, erpsync_core::batch::MessageFailure> {
+        let deps = OrderSyncDeps {
             config: &world.config,
             idempotency: &world.orders.store,
-            state: &read_before_the_update,
-            erp: &failing_erp,
+            state,
+            erp,
             stock: None,
             availability: None,
             archive: Some(&world.orders.store),
-        },
-        &message,
-        now,
-        now + Duration::seconds(60),
-    )
-    .await;
+        };
+        let now = OffsetDateTime::now_utc();
+        sync_order(&deps, message, now, now + Duration::seconds(60)).await
+    }
+    let first = attempt(&world, &message, &read_before_the_update, &failing_erp).await;
     assert!(
         first.is_err(),
         "the first attempt fails at the ERP: {first:?}"
     );
-    let retry = sync_order(
-        &OrderSyncDeps {
-            config: &world.config,
-            idempotency: &world.orders.store,
-            state: &world.orders.store,
-            erp: world.orders.erp.as_ref(),
-            stock: None,
-            availability: None,
-            archive: Some(&world.orders.store),
-        },
+    let retry = attempt(
+        &world,
         &message,
-        now,
-        now + Duration::seconds(60),
+        &world.orders.store,
+        world.orders.erp.as_ref(),
     )
     .await;
     assert!(

@@ -48,19 +48,24 @@ impl Captured {
     }
 }
 
-/// The test runtime is single-threaded, so this subscriber sees every task of the test.
-#[tokio::test]
-async fn the_secret_values_of_a_run_never_appear_in_logs_errors_dead_letters_or_state() {
+/// Every log line of the test from here on, as the functions write them (JSON): our crates at
+/// debug, more than production's info; the HTTP stacks at info. The test runtime is
+/// single-threaded, so the subscriber sees every task of the test while the guard lives.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        // Our crates at debug, more than production's info; the HTTP stacks at info.
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info",
         ))
         .with_writer(captured.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn the_secret_values_of_a_run_never_appear_in_logs_errors_dead_letters_or_state() {
+    let (captured, _guard) = capture_logs();
 
     let world = World::start().await;
     // A good order, a forged one, one that fails (unknown SKU, parked), one by WooCommerce.
@@ -253,15 +258,7 @@ fn with_personal_details(mut order: serde_json::Value) -> serde_json::Value {
 /// new address, or parked.
 #[tokio::test]
 async fn no_personal_detail_of_a_customer_reaches_the_logs() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info",
-        ))
-        .with_writer(captured.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs();
     let world = World::start().await;
     let (order, _) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     let order = with_personal_details(order);

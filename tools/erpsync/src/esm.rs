@@ -218,11 +218,27 @@ pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Keeps the longest head of the batch whose event fits [`LAMBDA_SYNC_PAYLOAD_BYTES`] (one
 /// message always does: SQS caps a message at 1 MiB); the number of records kept.
 pub fn within_payload_limit(event: &mut SqsEvent) -> usize {
-    let size = |event: &SqsEvent| serde_json::to_vec(event).map(|b| b.len()).unwrap_or(0);
-    while event.records.len() > 1 && size(event) > LAMBDA_SYNC_PAYLOAD_BYTES {
-        event.records.pop();
+    // The event is `{"Records":[r1,r2,...]}`: the empty event, each record once, a comma
+    // between records.
+    let mut total = json_len(&SqsEvent::default());
+    let mut kept = 0;
+    for record in &event.records {
+        let with = total + json_len(record) + usize::from(kept > 0);
+        if kept > 0 && with > LAMBDA_SYNC_PAYLOAD_BYTES {
+            break;
+        }
+        total = with;
+        kept += 1;
     }
-    event.records.len()
+    event.records.truncate(kept);
+    kept
+}
+
+/// The length of a value's JSON, as the event source mapping sends it.
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value)
+        .map(|bytes| bytes.len())
+        .unwrap_or(0)
 }
 
 /// Runs the queue's event source mapping until the queue is empty (within `limit`): what the
@@ -253,5 +269,39 @@ pub async fn drain(
             started.elapsed() < limit,
             "{queue} did not drain within {limit:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body_bytes: usize) -> SqsMessage {
+        let mut message = SqsMessage::default();
+        message.body = Some("x".repeat(body_bytes));
+        message.message_id = Some("id".to_owned());
+        message
+    }
+
+    #[test]
+    fn a_batch_keeps_the_records_that_fit_the_payload_and_at_least_one() {
+        let mut event = SqsEvent::default();
+        event.records = (0..8).map(|_| record(1_000_000)).collect();
+        let kept = within_payload_limit(&mut event);
+        assert_eq!(kept, 6);
+        let size = json_len(&event);
+        assert!(size <= LAMBDA_SYNC_PAYLOAD_BYTES, "{size}");
+        event.records.push(record(1_000_000));
+        assert!(
+            json_len(&event) > LAMBDA_SYNC_PAYLOAD_BYTES,
+            "a seventh would not fit"
+        );
+
+        let mut small = SqsEvent::default();
+        small.records = (0..3).map(|_| record(10)).collect();
+        assert_eq!(within_payload_limit(&mut small), 3);
+        let mut huge = SqsEvent::default();
+        huge.records = vec![record(7_000_000)];
+        assert_eq!(within_payload_limit(&mut huge), 1, "one record always goes");
     }
 }

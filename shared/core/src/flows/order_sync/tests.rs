@@ -43,10 +43,20 @@ impl World {
         topic: OrderTopic,
         body: &str,
     ) -> Result<OrderOutcome, MessageFailure> {
+        self.deliver_through(&self.store, topic, body).await
+    }
+
+    /// A delivery whose sync state is read through `state`.
+    async fn deliver_through(
+        &self,
+        state: &dyn crate::ports::SyncStateStore,
+        topic: OrderTopic,
+        body: &str,
+    ) -> Result<OrderOutcome, MessageFailure> {
         let deps = OrderSyncDeps {
             config: &self.config,
             idempotency: &self.store,
-            state: &self.store,
+            state,
             erp: &self.erp,
             stock: None,
             availability: None,
@@ -591,22 +601,7 @@ impl World {
             &self.store,
             std::collections::HashMap::from([(entity, seen)]),
         );
-        let deps = OrderSyncDeps {
-            config: &self.config,
-            idempotency: &self.store,
-            state: &states,
-            erp: &self.erp,
-            stock: None,
-            availability: None,
-            archive: None,
-        };
-        let message = OrderMessage {
-            channel,
-            topic,
-            body: body.as_bytes().to_vec(),
-        };
-        let now = OffsetDateTime::now_utc();
-        sync_order(&deps, &message, now, now + Duration::seconds(60)).await
+        self.deliver_through(&states, topic, body).await
     }
 
     fn order_state(&self) -> Option<SyncState> {
