@@ -97,9 +97,9 @@ async fn an_unknown_sku_is_dead_lettered_with_a_reason_naming_it_and_needs_atten
     let error = state.last_error.unwrap_or_else(|| panic!("no last error"));
     assert_eq!(error.kind, "unknown_sku");
     assert!(error.message.contains("IPOD2099GOLD"));
+    // What `erpsync exceptions` lists, read as the operator (order-sync may not query).
     let attention = world
-        .orders
-        .store
+        .store_of(erpsync_tools::roles::OPERATOR)
         .needing_attention(Flow::OrderSync)
         .await
         .unwrap_or_default();

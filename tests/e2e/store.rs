@@ -133,7 +133,9 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
         (last.class, last.kind.as_str()),
         (ErrorClass::Permanent, "unknown_sku")
     );
-    let listed = store
+    // What `erpsync exceptions` lists, read as the operator (order-sync may not query).
+    let listed = world
+        .store_of(erpsync_tools::roles::OPERATOR)
         .needing_attention(Flow::OrderSync)
         .await
         .unwrap_or_default();
@@ -149,10 +151,11 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
             .await,
         Ok(Completion::Recorded)
     );
-    let listed = store
+    let listed = world
+        .store_of(erpsync_tools::roles::OPERATOR)
         .needing_attention(Flow::OrderSync)
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         !listed.iter().any(|s| s.entity == entity),
         "resolved entities leave the attention list"

@@ -36,11 +36,12 @@ use crate::http::retry_after;
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(120);
 
 /// How long a bulk read may wait, for a free slot and for its operation, before the run
-/// gives up (retryable: the next run starts another).
-const MAX_BULK_WAIT: Duration = Duration::from_secs(240);
+/// gives up (retryable: the next run starts another). With the download's time it stays
+/// inside stock-sync's and price-sync's 300 s timeout, leaving a minute for the writes.
+const MAX_BULK_WAIT: Duration = Duration::from_secs(150);
 
-/// How long a bulk operation's file may take to download (a full run has 300 s in all).
-const BULK_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a bulk operation's file may take to download.
+const BULK_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct ShopifyAdmin {
     http: reqwest::Client,

@@ -161,6 +161,18 @@ impl CurrencyCode {
             ))
         }
     }
+
+    /// The digits after the decimal point of the currency's minor unit (ISO 4217's list of
+    /// codes, "Minor unit" column): 0 for JPY, 3 for KWD, 2 for most.
+    pub fn minor_units(&self) -> u32 {
+        match self.0.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
 }
 
 /// ISO 3166-1 alpha-2 country code, upper case.

@@ -53,6 +53,9 @@ pub struct PriceOutcome {
     pub not_priced: Vec<Sku>,
 }
 
+/// Shopify caps a mutation's input arrays at 250 items ("Shopify API limits").
+pub const MAX_VARIANTS_PER_UPDATE: usize = 250;
+
 pub async fn sync_prices(
     erp: &dyn ErpPrices,
     shop: &dyn ChannelPrices,
@@ -83,7 +86,11 @@ pub async fn sync_prices(
             outcome.not_priced.push(variant.sku.clone());
             continue;
         };
-        let price = price.round_dp(2);
+        // To the currency's minor unit, half away from zero as prices are quoted.
+        let price = price.round_dp_with_strategy(
+            channel.currency.minor_units(),
+            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+        );
         if price == variant.price {
             outcome.unchanged += 1;
             continue;
@@ -96,9 +103,115 @@ pub async fn sync_prices(
             .or_default()
             .push((variant.variant_id.clone(), price));
     }
+    // A product has up to 2,048 variants and Shopify takes at most 250 in one input array.
     for (product, prices) in changes {
-        shop.update_prices(product, &prices).await?;
+        for chunk in prices.chunks(MAX_VARIANTS_PER_UPDATE) {
+            shop.update_prices(product, chunk).await?;
+        }
     }
     info!(channel = %channel.id, updated = outcome.updated.len(), unchanged = outcome.unchanged, "prices synced");
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// One product with `count` variants, every one priced 1 in the shop.
+    struct Shop {
+        count: usize,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    fn sku(n: usize) -> Sku {
+        Sku::parse(&format!("SKU-{n}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[async_trait]
+    impl ChannelPrices for Shop {
+        async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError> {
+            Ok((0..self.count)
+                .map(|n| ChannelVariant {
+                    product_id: "gid://shopify/Product/1".to_owned(),
+                    variant_id: format!("gid://shopify/ProductVariant/{n}"),
+                    sku: sku(n),
+                    price: Decimal::ONE,
+                })
+                .collect())
+        }
+        async fn update_prices(
+            &self,
+            _product_id: &str,
+            prices: &[(String, Decimal)],
+        ) -> Result<(), SyncError> {
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push(prices.len());
+            }
+            Ok(())
+        }
+    }
+
+    /// Every SKU at one price.
+    struct Erp(Decimal);
+
+    #[async_trait]
+    impl ErpPrices for Erp {
+        async fn prices(
+            &self,
+            skus: &[Sku],
+            _currency: &CurrencyCode,
+            _price_list: Option<&str>,
+        ) -> Result<HashMap<Sku, Decimal>, SyncError> {
+            Ok(skus.iter().map(|s| (s.clone(), self.0)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_product_s_new_prices_go_250_variants_at_a_time() {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut channel = config.channels[0].clone();
+        channel.bundles.clear();
+        channel.sku_aliases.clear();
+        let shop = Shop {
+            count: 600,
+            calls: Mutex::new(Vec::new()),
+        };
+        let outcome = sync_prices(&Erp(Decimal::TWO), &shop, &channel)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.updated.len(), 600);
+        assert_eq!(
+            shop.calls.lock().map(|c| c.clone()).unwrap_or_default(),
+            [250, 250, 100]
+        );
+    }
+
+    #[tokio::test]
+    async fn prices_round_to_their_currency_s_minor_unit() {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut channel = config.channels[0].clone();
+        channel.bundles.clear();
+        channel.sku_aliases.clear();
+        // 1234.5625 in the ERP (a price list's factor): yen have no minor unit, dinars three.
+        for (currency, sent) in [
+            ("JPY", "SKU-0: 1 -> 1235"),
+            ("KWD", "SKU-0: 1 -> 1234.563"),
+            ("GBP", "SKU-0: 1 -> 1234.56"),
+        ] {
+            channel.currency = CurrencyCode::parse(currency).unwrap_or_else(|e| panic!("{e}"));
+            let shop = Shop {
+                count: 1,
+                calls: Mutex::new(Vec::new()),
+            };
+            let outcome = sync_prices(&Erp(Decimal::new(12_345_625, 4)), &shop, &channel)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(outcome.updated, [sent], "{currency}");
+        }
+    }
 }

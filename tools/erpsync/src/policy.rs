@@ -261,7 +261,7 @@ pub fn check(template: &Value) -> Vec<Violation> {
 }
 
 /// The size every queue is set to: SQS's maximum.
-const MAX_MESSAGE_BYTES: u64 = 1_048_576;
+const MAX_MESSAGE_BYTES: u64 = erpsync_aws::sqs::MAX_MESSAGE_BYTES as u64;
 
 /// `...:secret:<prefix>/<name>-??????` or `...:secret:<prefix>/*/<name>-??????`: secrets
 /// named, with Secrets Manager's random suffix, under one fixed prefix (the `*` standing for

@@ -12,7 +12,7 @@ use async_graphql::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The most items one inventory mutation takes, as Shopify caps input arrays.
+/// The most items one mutation takes: Shopify caps input arrays ("Shopify API limits").
 pub const MAX_INPUT_ITEMS: usize = 250;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -861,6 +861,13 @@ impl MutationRoot {
         product_id: String,
         variants: Vec<VariantInput>,
     ) -> async_graphql::Result<VariantsBulkUpdatePayload> {
+        // Input arrays are capped at 250 ("Shopify API limits", shopify.dev), this one too.
+        if variants.len() > MAX_INPUT_ITEMS {
+            return Err(async_graphql::Error::new(format!(
+                "The input array size of {} is greater than the maximum allowed of {MAX_INPUT_ITEMS}.",
+                variants.len()
+            )));
+        }
         let mut store = lock(ctx)?;
         let Some(product) = store.products.iter_mut().find(|p| p.id == product_id) else {
             return Ok(VariantsBulkUpdatePayload {
