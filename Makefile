@@ -68,11 +68,15 @@ fuzz:
 BENCH_SKUS ?= 50000
 # The stores' plans the stock bench runs at (standard, advanced, plus): one run each.
 BENCH_PLANS ?= standard plus
+# Variants per product in the price bench's catalogue (prices are written a product at a time).
+BENCH_VARIANTS ?= 10
 FUNCTIONS := shop-webhook order-sync stock-sync price-sync reconcile shipment-sync courier-webhook return-sync
 bench: setup $(ERPSYNC)
 	cargo build --release $(CARGO_FLAGS) -p sandbox -p erpsync-bench $(addprefix -p ,$(FUNCTIONS))
 	for plan in $(BENCH_PLANS); do mkdir -p bench/$$plan && \
-	  SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench/$$plan $$plan || exit 1; done
+	  SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench/$$plan $$plan && \
+	  SANDBOX_BIN=target/release/sandbox target/release/price-bench $(BENCH_SKUS) bench/$$plan $$plan $(BENCH_VARIANTS) \
+	  || exit 1; done
 	tools/bench/callgrind.sh bench
 	# The deployable arm64 packages, for their sizes (cargo lambda from the stack's venv).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \

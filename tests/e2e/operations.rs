@@ -306,6 +306,14 @@ async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_cu
         if let Some(api) = config.channels[0].admin_api.as_mut() {
             api.url = admin_url.clone();
         }
+        // Mapped at a rate its ERP tax does not charge (the ERP's UK VAT is 20 %).
+        if let Some(vat) = config.channels[0]
+            .tax_codes
+            .iter_mut()
+            .find(|t| t.shop_tax == "GB VAT")
+        {
+            vat.rate_percent = rust_decimal::Decimal::from(21);
+        }
     })
     .await;
     // A second product whose code differs from an existing one only by case, and two
@@ -399,7 +407,12 @@ async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_cu
         uk.unmapped.taxes.keys().any(|k| k.starts_with("Moon Tax")),
         "{rendered}"
     );
-    assert!(report.findings() >= 6, "{rendered}");
+    assert_eq!(
+        uk.tax_rates,
+        [r#""GB VAT" (GB, 21%) -> "UK VAT 20%": the ERP tax charges 20%"#],
+        "{rendered}"
+    );
+    assert!(report.findings() >= 7, "{rendered}");
     assert!(
         rendered.contains("[channels.delivery_methods]"),
         "says what to do: {rendered}"

@@ -412,10 +412,10 @@ async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_writ
     let price =
         |domain: &str, sku: &str| stock.sandbox.shops.get(domain).and_then(|s| s.price(sku));
 
-    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"))
+    sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // 199.00 USD list: the UK retail list (+10 %) in GBP at 0.79; the EU store's list price in EUR at 0.92.
@@ -426,7 +426,7 @@ async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_writ
         "bundles are priced by the shop"
     );
 
-    let again = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+    let again = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(again.updated.is_empty(), "{again:?}");
@@ -454,10 +454,10 @@ async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_writ
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(response.status().is_success(), "{}", response.status());
-    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"))
+    let uk = sync_prices(&stock.erp, &uk_admin, stock.channel("uk-shop"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let eu = sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"))
+    let eu = sync_prices(&stock.erp, &eu_admin, stock.channel("eu-shop"), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -659,9 +659,9 @@ async fn a_price_change_in_the_erp_reaches_realtime_channels_at_the_next_changes
     };
     let price =
         |domain: &str, sku: &str| stock.sandbox.shops.get(domain).and_then(|s| s.price(sku));
-    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("full")).await;
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("full"), None).await;
     assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
-    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes")).await;
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
     assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
     assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("172.93"));
 
@@ -688,7 +688,7 @@ async fn a_price_change_in_the_erp_reaches_realtime_channels_at_the_next_changes
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(response.status().is_success(), "{}", response.status());
 
-    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes")).await;
+    let runs = price_sync::schedule_handler::handle(&deps, schedule_event("changes"), None).await;
     assert_eq!(runs.len(), 1, "only the real-time channel: {runs:?}");
     assert_eq!(runs[0].channel, "uk-shop");
     assert_eq!(price(UK, "IPOD2008RED").as_deref(), Some("181.62"));

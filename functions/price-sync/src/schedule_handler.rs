@@ -11,6 +11,7 @@ use erpsync_core::ports::record_run;
 use erpsync_core::prices::{PriceOutcome, sync_prices};
 use erpsync_core::state::{EntityRef, Flow};
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::{error, info, instrument};
 
@@ -48,8 +49,14 @@ impl ChannelRun {
     }
 }
 
+/// `deadline`: when the invocation times out; runs stop cleanly before it and the next one
+/// resumes.
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
+pub async fn handle(
+    deps: &Deps,
+    event: EventBridgeEvent<serde_json::Value>,
+    deadline: Option<Instant>,
+) -> Vec<ChannelRun> {
     let request: PriceRequest = match event.detail {
         serde_json::Value::Null => PriceRequest::default(),
         detail => match serde_json::from_value(detail) {
@@ -66,35 +73,38 @@ pub async fn handle(deps: &Deps, event: EventBridgeEvent<serde_json::Value>) -> 
             run(
                 deps,
                 deps.config.channels.iter().filter(|c| c.prices.is_some()),
+                deadline,
             )
             .await
         }
-        RunMode::Changes => changes_run(deps).await,
+        RunMode::Changes => changes_run(deps, deadline).await,
     }
 }
 
+/// Channels run side by side: each store has its own API budget, and one channel's long run
+/// must not leave the next to start at the deadline.
 async fn run<'a>(
     deps: &Deps,
     channels: impl Iterator<Item = &'a ChannelConfig>,
+    deadline: Option<Instant>,
 ) -> Vec<ChannelRun> {
-    let mut runs = Vec::new();
-    for channel in channels {
-        let Some(shop) = deps.channels.get(channel.id.as_str()) else {
-            continue;
-        };
-        let result = sync_prices(deps.erp.as_ref(), shop, channel).await;
-        record(deps, &channel.id, &result).await;
-        runs.push(ChannelRun {
-            channel: channel.id.to_string(),
-            error: result.as_ref().err().map(ToString::to_string),
-            outcome: result.ok(),
-        });
-    }
-    runs
+    let runs = channels.filter_map(|channel| {
+        let shop = deps.channels.get(channel.id.as_str())?;
+        Some(async move {
+            let result = sync_prices(deps.erp.as_ref(), shop, channel, deadline).await;
+            record(deps, &channel.id, &result).await;
+            ChannelRun {
+                channel: channel.id.to_string(),
+                error: result.as_ref().err().map(ToString::to_string),
+                outcome: result.ok(),
+            }
+        })
+    });
+    futures::future::join_all(runs).await
 }
 
-/// The cursor moves only when every real-time channel took the new prices.
-async fn changes_run(deps: &Deps) -> Vec<ChannelRun> {
+/// The cursor moves only when every real-time channel took all the new prices.
+async fn changes_run(deps: &Deps, deadline: Option<Instant>) -> Vec<ChannelRun> {
     let realtime = || {
         deps.config
             .channels
@@ -116,9 +126,11 @@ async fn changes_run(deps: &Deps) -> Vec<ChannelRun> {
     let mut runs = Vec::new();
     if latest.is_some() {
         info!(?latest, "the ERP changed prices since the last poll");
-        runs = run(deps, realtime()).await;
+        runs = run(deps, realtime(), deadline).await;
     }
-    if runs.iter().all(|r| r.error.is_none())
+    if runs
+        .iter()
+        .all(|r| r.error.is_none() && r.outcome.as_ref().is_none_or(|o| o.complete))
         && let Err(error) = deps
             .store
             .set_cursor(PRICE_CURSOR, next_cursor(cursor, latest, start))
@@ -141,9 +153,14 @@ async fn record(
     };
     let summary = result.as_ref().map(|outcome| {
         format!(
-            "{} prices updated, {} unchanged",
+            "{} prices updated, {} unchanged{}",
             outcome.updated.len(),
-            outcome.unchanged
+            outcome.unchanged,
+            if outcome.complete {
+                ""
+            } else {
+                "; stopped before the function's timeout, the next run writes the rest"
+            }
         )
     });
     if let Err(state_error) = record_run(&deps.store, &entity, summary).await {

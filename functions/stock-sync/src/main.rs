@@ -40,13 +40,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
-        // The runtime's deadline as a monotonic instant: runs stop before it.
-        let left = event
-            .context
-            .deadline()
-            .duration_since(std::time::SystemTime::now())
-            .ok();
-        let deadline = left.map(|left| std::time::Instant::now() + left);
+        // Runs stop before the invocation times out.
+        let deadline = erpsync_core::deadline::monotonic(event.context.deadline());
         let answer = match event.payload {
             Trigger::Queue(batch) => {
                 serde_json::to_value(sqs_handler::handle(deps, batch, deadline).await)?

@@ -1631,6 +1631,21 @@ impl ErpCatalogue for TrytonClient {
             })
             .collect())
     }
+
+    async fn tax_rates(&self) -> Result<HashMap<String, Option<rust_decimal::Decimal>>, SyncError> {
+        // Tryton's `rate` is a fraction (0.2 for 20 %), set only on percentage taxes.
+        Ok(self
+            .search_all("account.tax", json!([]), &["name", "type", "rate"])
+            .await?
+            .iter()
+            .filter_map(|row| {
+                let rate = (row["type"] == "percentage")
+                    .then(|| decimal_of(&row["rate"]))
+                    .flatten();
+                Some((text_of(row, "name")?, rate))
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::ChannelConfig;
@@ -27,6 +28,42 @@ pub trait ErpCatalogue: Send + Sync {
     async fn product_codes(&self) -> Result<Vec<String>, SyncError>;
     /// Every customer e-mail, with its party.
     async fn customer_emails(&self) -> Result<Vec<ErpContact>, SyncError>;
+    /// Every tax by name, with its rate as a fraction (none: not a percentage tax).
+    async fn tax_rates(&self) -> Result<HashMap<String, Option<Decimal>>, SyncError>;
+}
+
+/// The channel's tax entries whose ERP tax is missing or charges another rate than the shop
+/// tax it is mapped from: each would book a different tax than the customer paid.
+pub fn tax_rate_mismatches(
+    channel: &ChannelConfig,
+    erp: &HashMap<String, Option<Decimal>>,
+) -> Vec<String> {
+    channel
+        .tax_codes
+        .iter()
+        .filter_map(|code| {
+            let entry = format!(
+                "{:?} ({}, {}%) -> {:?}",
+                code.shop_tax,
+                code.country
+                    .as_ref()
+                    .map_or("any destination", |c| c.as_str()),
+                code.rate_percent.normalize(),
+                code.erp_tax
+            );
+            match erp.get(&code.erp_tax) {
+                None => Some(format!("{entry}: the ERP has no tax of that name")),
+                Some(None) => Some(format!("{entry}: the ERP tax is not a percentage")),
+                Some(Some(rate)) if *rate * Decimal::ONE_HUNDRED != code.rate_percent => {
+                    Some(format!(
+                        "{entry}: the ERP tax charges {}%",
+                        (*rate * Decimal::ONE_HUNDRED).normalize()
+                    ))
+                }
+                Some(Some(_)) => None,
+            }
+        })
+        .collect()
 }
 
 /// A SKU held more than once, and how it is spelled each time.
@@ -150,10 +187,19 @@ pub fn unmapped(channel: &ChannelConfig, orders: &[ChannelOrder]) -> Unmapped {
                 .chain(order.shipping_lines.iter().flat_map(|s| &s.taxes));
             let mut seen: HashMap<String, ()> = HashMap::new();
             for tax in taxes {
-                if channel.erp_tax_for(&tax.title, destination).is_none() {
+                if channel
+                    .erp_tax_for(&tax.title, tax.rate, destination)
+                    .is_err()
+                {
                     let key = format!(
-                        "{} ({})",
+                        "{}{} ({})",
                         tax.title,
+                        tax.rate
+                            .map(|r| format!(
+                                " at {}%",
+                                (r * rust_decimal::Decimal::ONE_HUNDRED).normalize()
+                            ))
+                            .unwrap_or_default(),
                         destination.map_or("unknown destination", |c| c.as_str())
                     );
                     if seen.insert(key.clone(), ()).is_none() {
@@ -174,6 +220,27 @@ mod tests {
     fn config() -> Config {
         Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn tax_entries_are_checked_against_the_erp_tax_s_rate() {
+        let config = config();
+        let uk = &config.channels[0];
+        let dec = |d: &str| d.parse::<Decimal>().unwrap_or_else(|e| panic!("{e}"));
+        let mut erp: HashMap<String, Option<Decimal>> = HashMap::from([
+            ("UK VAT 20%".to_owned(), Some(dec("0.2"))),
+            ("US Sales Tax 6%".to_owned(), Some(dec("0.06"))),
+        ]);
+        assert!(tax_rate_mismatches(uk, &erp).is_empty());
+        erp.insert("UK VAT 20%".to_owned(), Some(dec("0.175")));
+        erp.remove("US Sales Tax 6%");
+        assert_eq!(
+            tax_rate_mismatches(uk, &erp),
+            [
+                r#""GB VAT" (GB, 20%) -> "UK VAT 20%": the ERP tax charges 17.5%"#,
+                r#""State Tax" (US, 6%) -> "US Sales Tax 6%": the ERP has no tax of that name"#,
+            ]
+        );
     }
 
     fn contact(id: i64, email: &str) -> ErpContact {

@@ -193,6 +193,13 @@ pub struct ChannelConfig {
     /// tax-inclusive prices are refused). Otherwise every tax must be mapped.
     #[serde(default)]
     pub tax_codes: Vec<TaxCode>,
+    /// The customer an order with no address is booked to (a point-of-sale sale, digital
+    /// goods, some draft orders). None: such an order waits for a person.
+    pub default_customer: Option<FallbackCustomer>,
+    /// Per point-of-sale location (Shopify's `location_id`): its own fallback customer,
+    /// before `default_customer`.
+    #[serde(default)]
+    pub pos_customers: BTreeMap<String, FallbackCustomer>,
     /// The store's Admin API, which the stock, price and reconciliation flows call.
     pub admin_api: Option<AdminApi>,
     /// Which ERP warehouse feeds which shop location. None: stock is not synced here.
@@ -285,9 +292,35 @@ pub struct TaxCode {
     pub shop_tax: String,
     /// Destination country this applies to; none: any destination.
     pub country: Option<CountryCode>,
+    /// The rate the shop charges under this title, in percent (8.875 for 8.875 %): the same
+    /// title at another rate (New York's 8.875 % against a 6 % state, a 7 % book against 19 %)
+    /// is another tax, and an order carrying it needs a person, not the wrong ERP tax.
+    pub rate_percent: rust_decimal::Decimal,
     /// Name of the tax in the ERP.
     pub erp_tax: String,
 }
+
+/// Who an order without an address is invoiced and shipped to: the shop's own walk-in
+/// customer, say. The order's own e-mail and name, when it has them, still come first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackCustomer {
+    pub email: Option<crate::ids::Email>,
+    pub address: crate::order::Address,
+}
+
+/// Why a shop tax has no ERP tax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaxMiss {
+    /// No entry has its title for that destination.
+    Unmapped,
+    /// Entries have its title for that destination, at these other rates (percent).
+    OtherRate(Vec<rust_decimal::Decimal>),
+}
+
+/// How far two rates (percent) may differ and still be one: shops send rates as floats.
+const RATE_TOLERANCE_PERCENT: rust_decimal::Decimal =
+    rust_decimal::Decimal::from_parts(1, 0, 0, false, 4);
 
 impl ChannelConfig {
     /// The ERP SKU for a channel SKU: its alias, or itself.
@@ -301,21 +334,42 @@ impl ChannelConfig {
             .or_else(|| self.delivery_methods.get(title))
     }
 
-    /// The ERP tax for a shop tax (by title, case-insensitive) at a destination: the entry
-    /// for that country, else the one for any destination.
-    pub fn erp_tax_for(&self, title: &str, destination: Option<&CountryCode>) -> Option<&str> {
-        let matches = |code: &&TaxCode| code.shop_tax.trim().eq_ignore_ascii_case(title.trim());
-        self.tax_codes
+    /// The ERP tax for a shop tax (by title, case-insensitive, and rate, a fraction as the
+    /// shops send it) at a destination: the entries for that country, else those for any
+    /// destination. A tax the shop sent without a rate matches on its title alone.
+    pub fn erp_tax_for(
+        &self,
+        title: &str,
+        rate: Option<rust_decimal::Decimal>,
+        destination: Option<&CountryCode>,
+    ) -> Result<&str, TaxMiss> {
+        let titled = |code: &&TaxCode| code.shop_tax.trim().eq_ignore_ascii_case(title.trim());
+        let for_country: Vec<&TaxCode> = self
+            .tax_codes
             .iter()
-            .filter(matches)
-            .find(|code| code.country.is_some() && code.country.as_ref() == destination)
-            .or_else(|| {
-                self.tax_codes
-                    .iter()
-                    .filter(matches)
-                    .find(|code| code.country.is_none())
+            .filter(titled)
+            .filter(|code| code.country.is_some() && code.country.as_ref() == destination)
+            .collect();
+        let candidates = if for_country.is_empty() {
+            self.tax_codes
+                .iter()
+                .filter(titled)
+                .filter(|code| code.country.is_none())
+                .collect()
+        } else {
+            for_country
+        };
+        if candidates.is_empty() {
+            return Err(TaxMiss::Unmapped);
+        }
+        let percent = rate.map(|r| r * rust_decimal::Decimal::ONE_HUNDRED);
+        candidates
+            .iter()
+            .find(|code| {
+                percent.is_none_or(|p| (p - code.rate_percent).abs() <= RATE_TOLERANCE_PERCENT)
             })
             .map(|code| code.erp_tax.as_str())
+            .ok_or_else(|| TaxMiss::OtherRate(candidates.iter().map(|c| c.rate_percent).collect()))
     }
 }
 
@@ -543,6 +597,17 @@ impl Config {
                     return Err(invalid(
                         format!("{key}.tax_codes[{index}]"),
                         "shop_tax and erp_tax must not be empty",
+                    ));
+                }
+                if tax.rate_percent.is_sign_negative()
+                    || tax.rate_percent >= rust_decimal::Decimal::ONE_HUNDRED
+                {
+                    return Err(invalid(
+                        format!("{key}.tax_codes[{index}].rate_percent"),
+                        format!(
+                            "{} is not a rate in percent (0 to under 100; 20 for 20 %)",
+                            tax.rate_percent
+                        ),
                     ));
                 }
             }

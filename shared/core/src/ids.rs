@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ParseError;
@@ -151,27 +152,51 @@ pub struct CurrencyCode(String);
 string_newtype!(CurrencyCode);
 
 impl CurrencyCode {
+    /// A code ISO 4217 lists with a minor unit (the `iso_currency` crate's table): funds and
+    /// metals, which have none, are no shop's currency.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err(ParseError::new(
+        let currency = (value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()))
+            .then(|| iso_currency::Currency::from_code(value))
+            .flatten()
+            .ok_or_else(|| {
+                ParseError::new(
+                    "currency",
+                    format!("{value:?} is not a currency ISO 4217 lists, such as GBP"),
+                )
+            })?;
+        if currency.exponent().is_none() {
+            return Err(ParseError::new(
                 "currency",
-                format!("{value:?} is not an ISO 4217 code such as GBP"),
-            ))
+                format!(
+                    "{value} has no minor unit in ISO 4217 (a fund or a metal): no shop sells in it"
+                ),
+            ));
         }
+        Ok(Self(value.to_owned()))
     }
 
-    /// The digits after the decimal point of the currency's minor unit (ISO 4217's list of
-    /// codes, "Minor unit" column): 0 for JPY, 3 for KWD, 2 for most.
+    /// The digits after the decimal point of the currency's minor unit (ISO 4217's "Minor
+    /// unit" column): 0 for JPY, 3 for KWD, 2 for most.
     pub fn minor_units(&self) -> u32 {
-        match self.0.as_str() {
-            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
-            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-            "CLF" | "UYW" => 4,
-            _ => 2,
-        }
+        iso_currency::Currency::from_code(&self.0)
+            .and_then(|c| c.exponent())
+            .map_or(2, u32::from)
+    }
+
+    /// An amount to the currency's minor unit, half away from zero (as prices and invoices are
+    /// rounded), written with exactly that many decimals.
+    pub fn round(&self, amount: Decimal) -> Decimal {
+        let mut rounded = amount
+            .round_dp_with_strategy(self.minor_units(), RoundingStrategy::MidpointAwayFromZero);
+        rounded.rescale(self.minor_units());
+        rounded
+    }
+
+    /// An amount cut down (towards zero) to the currency's minor unit.
+    pub fn truncate(&self, amount: Decimal) -> Decimal {
+        let mut cut = amount.round_dp_with_strategy(self.minor_units(), RoundingStrategy::ToZero);
+        cut.rescale(self.minor_units());
+        cut
     }
 }
 
@@ -198,6 +223,38 @@ impl CountryCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn currencies_have_iso_4217_minor_units_and_round_half_away_from_zero() {
+        let code = |c: &str| CurrencyCode::parse(c).unwrap_or_else(|e| panic!("{e}"));
+        let dec = |d: &str| d.parse::<Decimal>().unwrap_or_else(|e| panic!("{e}"));
+        for (currency, units) in [
+            ("JPY", 0),
+            ("KRW", 0),
+            ("VND", 0),
+            ("GBP", 2),
+            ("KWD", 3),
+            ("BHD", 3),
+        ] {
+            assert_eq!(code(currency).minor_units(), units, "{currency}");
+        }
+        assert_eq!(code("GBP").round(dec("2.485")).to_string(), "2.49");
+        assert_eq!(code("GBP").round(dec("-2.485")).to_string(), "-2.49");
+        assert_eq!(code("GBP").round(dec("3")).to_string(), "3.00");
+        assert_eq!(code("JPY").round(dec("333.5")).to_string(), "334");
+        assert_eq!(code("KWD").round(dec("0.1255")).to_string(), "0.126");
+        assert_eq!(code("JPY").truncate(dec("333.9")).to_string(), "333");
+        let unknown = CurrencyCode::parse("ABC")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(unknown.contains("\"ABC\""), "{unknown}");
+        let metal = CurrencyCode::parse("XAU")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(metal.contains("no minor unit"), "{metal}");
+    }
 
     #[test]
     fn email_is_normalised_for_matching() {

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod batch;
 pub mod changes;
 pub mod config;
+pub mod deadline;
 pub mod edits;
 pub mod error;
 #[cfg(any(test, feature = "fakes"))]

@@ -1,10 +1,11 @@
 //! Canonical order -> the sale the ERP should hold: ERP SKUs after aliases, net unit prices
-//! after discounts (to the penny), shipping as a service line, the customer and addresses.
+//! after discounts (to the currency's minor unit), shipping as a service line, the customer
+//! and addresses.
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Bundle, ChannelConfig, ErpConfig};
+use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxMiss};
 use crate::error::{ParseError, SyncError};
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::order::{Address, ChannelOrder, TaxLine};
@@ -104,9 +105,10 @@ pub fn sale_draft(
         .map_err(|reason| ParseError::new(format!("{field}.discount_allocations"), reason))?;
         match channel.bundles.get(&line.sku) {
             Some(bundle) => {
-                for (component, share) in bundle.components.iter().zip(bundle_shares(net, bundle)) {
+                let shares = bundle_shares(net, bundle, &order.currency);
+                for (component, share) in bundle.components.iter().zip(shares) {
                     let quantity = line.quantity.saturating_mul(component.quantity);
-                    for (units, unit_price) in lines_for_total(share, quantity) {
+                    for (units, unit_price) in lines_for_total(share, quantity, &order.currency) {
                         lines.push(SaleLineDraft {
                             sku: component.sku.clone(),
                             description: format!("{} ({})", line.title, component.sku),
@@ -119,7 +121,7 @@ pub fn sale_draft(
             }
             None => {
                 let sku = channel.erp_sku(&line.sku).clone();
-                for (quantity, unit_price) in lines_for_total(net, line.quantity) {
+                for (quantity, unit_price) in lines_for_total(net, line.quantity, &order.currency) {
                     lines.push(SaleLineDraft {
                         sku: sku.clone(),
                         description: line.title.clone(),
@@ -163,7 +165,7 @@ pub fn sale_draft(
                 })?;
             carrier.get_or_insert_with(|| mapped.clone());
         }
-        for (quantity, unit_price) in lines_for_total(net, 1) {
+        for (quantity, unit_price) in lines_for_total(net, 1, &order.currency) {
             lines.push(SaleLineDraft {
                 sku: erp.shipping_sku.clone(),
                 description: shipping.title.clone(),
@@ -177,7 +179,7 @@ pub fn sale_draft(
         reference: sale_reference(&order.channel, &order.external_id),
         description: format!("{} order {}", order.channel, order.name),
         currency: order.currency.clone(),
-        customer: customer_draft(order)?,
+        customer: customer_draft(order, channel)?,
         carrier,
         lines,
     })
@@ -192,7 +194,7 @@ fn net_amount(
     taxes: &[TaxLine],
     what: &str,
 ) -> Result<Decimal, String> {
-    let mut net = (gross - discount).round_dp(2);
+    let mut net = order.currency.round(gross - discount);
     if net.is_sign_negative() && !net.is_zero() {
         return Err(format!(
             "the discount {discount} is larger than {what}'s {gross}"
@@ -205,7 +207,13 @@ fn net_amount(
                 channel.id
             ));
         }
-        net -= taxes.iter().map(|t| t.amount).sum::<Decimal>();
+        let tax: Decimal = taxes.iter().map(|t| t.amount).sum();
+        net -= tax;
+        if net.is_sign_negative() && !net.is_zero() {
+            return Err(format!(
+                "{what}'s tax {tax} is more than its price {gross} less the discount {discount}"
+            ));
+        }
     }
     Ok(net)
 }
@@ -224,30 +232,40 @@ fn erp_taxes(
     taxes
         .iter()
         .map(|tax| {
+            let rate = |r: Decimal| format!("{}%", (r * Decimal::ONE_HUNDRED).normalize());
             channel
-                .erp_tax_for(&tax.title, destination)
+                .erp_tax_for(&tax.title, tax.rate, destination)
                 .map(str::to_owned)
-                .ok_or_else(|| {
-                    SyncError::permanent(
-                        "unmapped_tax",
-                        format!(
-                            "tax {:?}{} on {what} of order {} (destination {}) has no ERP tax for channel {}: add a [[channels.tax_codes]] entry with shop_tax = {:?}, then redrive",
-                            tax.title,
-                            tax.rate.map(|r| format!(" at {}%", (r * Decimal::ONE_HUNDRED).normalize())).unwrap_or_default(),
-                            order.name,
-                            destination.map(CountryCode::as_str).unwrap_or("unknown"),
-                            channel.id,
-                            tax.title
+                .map_err(|miss| {
+                    let charged = tax.rate.map(|r| format!(" at {}", rate(r))).unwrap_or_default();
+                    let destination = destination.map(CountryCode::as_str).unwrap_or("unknown");
+                    let message = match miss {
+                        TaxMiss::Unmapped => format!(
+                            "tax {:?}{charged} on {what} of order {} (destination {destination}) has no ERP tax for channel {}: add a [[channels.tax_codes]] entry with shop_tax = {:?}, then redrive",
+                            tax.title, order.name, channel.id, tax.title
                         ),
-                    )
+                        TaxMiss::OtherRate(mapped) => format!(
+                            "tax {:?} on {what} of order {} (destination {destination}) was charged{charged}, but channel {} maps {:?} there only at {}: add a [[channels.tax_codes]] entry for the rate charged (and its ERP tax), then redrive",
+                            tax.title,
+                            order.name,
+                            channel.id,
+                            tax.title,
+                            mapped
+                                .iter()
+                                .map(|p| format!("{}%", p.normalize()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    SyncError::permanent("unmapped_tax", message)
                 })
         })
         .collect()
 }
 
-/// A bundle line's net amount shared among its components by weight, to the cent; the last
-/// component takes the rounding remainder.
-pub fn bundle_shares(net: Decimal, bundle: &Bundle) -> Vec<Decimal> {
+/// A bundle line's net amount shared among its components by weight, to the currency's minor
+/// unit; the last component takes the rounding remainder.
+pub fn bundle_shares(net: Decimal, bundle: &Bundle, currency: &CurrencyCode) -> Vec<Decimal> {
     let total_weight: Decimal = bundle.components.iter().map(|c| c.weight()).sum();
     let mut shares = Vec::with_capacity(bundle.components.len());
     let mut allocated = Decimal::ZERO;
@@ -255,15 +273,19 @@ pub fn bundle_shares(net: Decimal, bundle: &Bundle) -> Vec<Decimal> {
         let share = if index + 1 == bundle.components.len() || total_weight.is_zero() {
             net - allocated
         } else {
-            (net * component.weight() / total_weight).round_dp(2)
+            currency.round(net * component.weight() / total_weight)
         };
         allocated += share;
-        shares.push(cents(share));
+        shares.push(currency.round(share));
     }
     shares
 }
 
-fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
+fn customer_draft(
+    order: &ChannelOrder,
+    channel: &ChannelConfig,
+) -> Result<CustomerDraft, ParseError> {
+    let mut fallback_email = None;
     let (invoice_address, shipment_address) = match (
         &order.billing_address,
         &order.shipping_address,
@@ -271,10 +293,28 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
         (Some(billing), Some(shipping)) => (billing.clone(), shipping.clone()),
         (Some(only), None) | (None, Some(only)) => (only.clone(), only.clone()),
         (None, None) => {
-            return Err(ParseError::new(
-                "shipping_address",
-                "the order has neither a shipping nor a billing address; the ERP needs one to invoice and ship",
-            ));
+            // A point-of-sale sale, digital goods: the location's or the channel's customer.
+            let fallback = order
+                .location
+                .as_ref()
+                .and_then(|location| channel.pos_customers.get(location))
+                .or(channel.default_customer.as_ref())
+                .ok_or_else(|| {
+                    let pos = order
+                        .location
+                        .as_ref()
+                        .map(|l| format!(" (or [channels.pos_customers.\"{l}\"] for its location)"))
+                        .unwrap_or_default();
+                    ParseError::new(
+                        "shipping_address",
+                        format!(
+                            "the order has neither a shipping nor a billing address and channel {} has no customer for such orders: set [channels.default_customer]{pos} in the config, then redrive",
+                            channel.id
+                        ),
+                    )
+                })?;
+            fallback_email = fallback.email.clone();
+            (fallback.address.clone(), fallback.address.clone())
         }
     };
     for (field, address) in [
@@ -307,7 +347,7 @@ fn customer_draft(order: &ChannelOrder) -> Result<CustomerDraft, ParseError> {
         .or(person)
         .unwrap_or_else(|| invoice_address.name.clone());
     Ok(CustomerDraft {
-        email: order.customer_email().cloned(),
+        email: order.customer_email().cloned().or(fallback_email),
         phone: order
             .customer
             .as_ref()
@@ -329,43 +369,44 @@ fn needs_postcode(country: &CountryCode) -> bool {
 }
 
 /// Splits `quantity` units priced `unit_price` less `discount` (for all units) into
-/// (quantity, net unit price) lines whose amounts add up to the exact net total in cents.
+/// (quantity, net unit price) lines whose amounts add up to the exact net total in the
+/// currency's minor unit.
 pub fn net_unit_prices(
     unit_price: Decimal,
     quantity: u32,
     discount: Decimal,
+    currency: &CurrencyCode,
 ) -> Result<Vec<(u32, Decimal)>, String> {
-    let net = (unit_price * Decimal::from(quantity) - discount).round_dp(2);
+    let net = currency.round(unit_price * Decimal::from(quantity) - discount);
     if net.is_sign_negative() && !net.is_zero() {
         return Err(format!(
             "the discount {discount} is larger than the line's {quantity} x {unit_price}"
         ));
     }
-    Ok(lines_for_total(net, quantity))
+    Ok(lines_for_total(net, quantity, currency))
 }
 
 /// (quantity, unit price) lines for `quantity` units that together cost exactly `total`:
-/// one line when it divides evenly to the cent; otherwise all units but one at the price
-/// rounded down to the cent, and the last unit carrying the remainder.
-pub fn lines_for_total(total: Decimal, quantity: u32) -> Vec<(u32, Decimal)> {
+/// one line when it divides evenly to the minor unit; otherwise all units but one at the
+/// price cut down to the minor unit, and the last unit carrying the remainder. Amounts are
+/// written with exactly the currency's decimals, as the ERP and people expect to read them.
+pub fn lines_for_total(
+    total: Decimal,
+    quantity: u32,
+    currency: &CurrencyCode,
+) -> Vec<(u32, Decimal)> {
     if quantity == 0 {
         return Vec::new();
     }
-    let total = total.round_dp(2);
+    let total = currency.round(total);
     let units = Decimal::from(quantity);
-    let even = cents((total / units).round_dp(2));
+    let even = currency.round(total / units);
     if even * units == total {
         return vec![(quantity, even)];
     }
-    let base = cents((total / units).round_dp_with_strategy(2, RoundingStrategy::ToZero));
-    let last = cents(total - base * Decimal::from(quantity - 1));
+    let base = currency.truncate(total / units);
+    let last = currency.round(total - base * Decimal::from(quantity - 1));
     vec![(quantity - 1, base), (1, last)]
-}
-
-/// An amount written with exactly two decimals, as the ERP and people expect to read it.
-fn cents(mut amount: Decimal) -> Decimal {
-    amount.rescale(2);
-    amount
 }
 
 #[cfg(test)]
@@ -378,6 +419,46 @@ mod tests {
         text.parse().unwrap_or_default()
     }
 
+    fn currency(code: &str) -> CurrencyCode {
+        CurrencyCode::parse(code).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn gbp() -> CurrencyCode {
+        currency("GBP")
+    }
+
+    /// ¥1,000 over three equal components was 333.33 / 333.33 / 333.34, and Tryton's whole-yen
+    /// lines summed to ¥999; 3 x 0.125 KWD was 0.38.
+    #[test]
+    fn amounts_are_made_in_the_currency_s_own_minor_unit() {
+        let three = |sku: &str| crate::config::BundleComponent {
+            sku: Sku::parse(sku).unwrap_or_else(|e| panic!("{e}")),
+            quantity: 1,
+            share: None,
+        };
+        let bundle = Bundle {
+            components: vec![three("A"), three("B"), three("C")],
+        };
+        let shares = bundle_shares(dec("1000"), &bundle, &currency("JPY"));
+        assert_eq!(
+            shares.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["333", "333", "334"]
+        );
+        assert_eq!(
+            lines_for_total(dec("1000"), 3, &currency("JPY")),
+            [(2, dec("333")), (1, dec("334"))]
+        );
+        assert_eq!(
+            lines_for_total(dec("0.375"), 3, &currency("KWD")),
+            [(3, dec("0.125"))]
+        );
+        let kwd =
+            net_unit_prices(dec("0.125"), 3, Decimal::ZERO, &currency("KWD")).unwrap_or_default();
+        assert_eq!(lines_total(&kwd), dec("0.375"));
+        // Half away from zero, not to even: 2.485 is 2.49.
+        assert_eq!(lines_for_total(dec("2.485"), 1, &gbp()), [(1, dec("2.49"))]);
+    }
+
     fn lines_total(lines: &[(u32, Decimal)]) -> Decimal {
         lines.iter().map(|(q, p)| Decimal::from(*q) * p).sum()
     }
@@ -385,22 +466,23 @@ mod tests {
     #[test]
     fn an_even_discount_gives_one_line() {
         assert_eq!(
-            net_unit_prices(dec("199.00"), 1, dec("3.34")),
+            net_unit_prices(dec("199.00"), 1, dec("3.34"), &gbp()),
             Ok(vec![(1, dec("195.66"))])
         );
         assert_eq!(
-            net_unit_prices(dec("10.00"), 4, dec("2.00")),
+            net_unit_prices(dec("10.00"), 4, dec("2.00"), &gbp()),
             Ok(vec![(4, dec("9.50"))])
         );
     }
 
     #[test]
     fn an_uneven_discount_is_split_to_keep_the_total_to_the_penny() {
-        let lines = net_unit_prices(dec("10.00"), 3, dec("1.00")).unwrap_or_default();
+        let lines = net_unit_prices(dec("10.00"), 3, dec("1.00"), &gbp()).unwrap_or_default();
         assert_eq!(lines, vec![(2, dec("9.66")), (1, dec("9.68"))]);
         assert_eq!(lines_total(&lines), dec("29.00"));
         for quantity in 1..200u32 {
-            let lines = net_unit_prices(dec("7.33"), quantity, dec("0.17")).unwrap_or_default();
+            let lines =
+                net_unit_prices(dec("7.33"), quantity, dec("0.17"), &gbp()).unwrap_or_default();
             assert_eq!(
                 lines_total(&lines),
                 dec("7.33") * Decimal::from(quantity) - dec("0.17")
@@ -410,7 +492,7 @@ mod tests {
 
     #[test]
     fn a_discount_above_the_line_is_refused() {
-        assert!(net_unit_prices(dec("5.00"), 1, dec("6.00")).is_err());
+        assert!(net_unit_prices(dec("5.00"), 1, dec("6.00"), &gbp()).is_err());
     }
 
     #[test]
@@ -464,6 +546,40 @@ mod tests {
             order[address]["country_code"] = "GB".into();
             order[address]["zip"] = "SW1Y 4JH".into();
         }
+    }
+
+    /// A point-of-sale or digital order carries no address: it was parked with "fix the
+    /// source record or the mapping", and there was no mapping to fix.
+    #[test]
+    fn an_order_without_an_address_goes_to_the_configured_customer_or_names_the_key() {
+        let mut order = documented();
+        order["billing_address"] = serde_json::Value::Null;
+        order["shipping_address"] = serde_json::Value::Null;
+        order["customer"] = serde_json::Value::Null;
+        order["email"] = serde_json::Value::Null;
+        order["contact_email"] = serde_json::Value::Null;
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(draft.customer.name, "Counter sales (UK shop)");
+        assert_eq!(
+            draft.customer.email.as_ref().map(Email::as_str),
+            Some("counter@erpsync-uk.example.com")
+        );
+        order["location_id"] = 655441491.into();
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(draft.customer.name, "Covent Garden store");
+        assert_eq!(draft.customer.invoice_address.street, "12 Long Acre");
+        // The EU store has none: the reason names the key to set.
+        let error = draft_of(1, &order)
+            .err()
+            .unwrap_or_else(|| panic!("an order with no address was booked"));
+        assert!(
+            error.message.contains("[channels.default_customer]")
+                && error
+                    .message
+                    .contains("[channels.pos_customers.\"655441491\"]"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -528,6 +644,33 @@ mod tests {
         );
     }
 
+    /// New York charges 8.875 % under the title "State Tax", which the example maps to 6 %.
+    #[test]
+    fn a_tax_charged_at_another_rate_than_mapped_names_both_rates() {
+        let mut order = documented();
+        for line in order["line_items"].as_array_mut().into_iter().flatten() {
+            for tax in line["tax_lines"].as_array_mut().into_iter().flatten() {
+                tax["rate"] = serde_json::json!(0.08875);
+            }
+        }
+        let error = draft_of(0, &order)
+            .err()
+            .unwrap_or_else(|| panic!("booked at the wrong rate"));
+        assert_eq!(error.kind, "unmapped_tax");
+        assert!(
+            error.message.contains("8.875%") && error.message.contains("only at 6%"),
+            "{}",
+            error.message
+        );
+        // At the mapped rate, float noise and all, it maps.
+        for line in order["line_items"].as_array_mut().into_iter().flatten() {
+            for tax in line["tax_lines"].as_array_mut().into_iter().flatten() {
+                tax["rate"] = serde_json::json!(0.060000000000000005);
+            }
+        }
+        assert!(draft_of(0, &order).is_ok());
+    }
+
     #[test]
     fn an_unmapped_delivery_method_names_it_and_the_channel() {
         let mut order = documented();
@@ -562,6 +705,49 @@ mod tests {
             .unwrap_or_else(|| panic!("no line"));
         assert_eq!((red.quantity, red.unit_price), (2, dec("100.00")));
         assert_eq!(red.taxes, vec!["UK VAT 20%".to_owned()]);
+    }
+
+    /// 3 x £12 incl. £6 VAT edited down to 1 was sent as £6 net (the whole £6 taken off the
+    /// £12 left); 10 -> 1 as a negative price. The tax lines are for the ordered quantity.
+    #[test]
+    fn an_edit_down_keeps_the_tax_of_the_units_left() {
+        let mut order = documented();
+        to_gb(&mut order);
+        order["taxes_included"] = true.into();
+        for (ordered, tax) in [(3, "6.00"), (10, "20.00")] {
+            order["line_items"] = serde_json::json!([{
+                "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": ordered,
+                "current_quantity": 1, "price": "12.00", "discount_allocations": [],
+                "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": tax}]
+            }]);
+            let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+            let red = draft
+                .lines
+                .iter()
+                .find(|l| l.sku.as_str() == "IPOD2008RED")
+                .unwrap_or_else(|| panic!("no line"));
+            assert_eq!(
+                (red.quantity, red.unit_price),
+                (1, dec("10.00")),
+                "{ordered} -> 1"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tax_above_the_discounted_price_is_refused_not_sent_negative() {
+        let mut order = documented();
+        to_gb(&mut order);
+        order["taxes_included"] = true.into();
+        order["line_items"] = serde_json::json!([{
+            "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": 1, "current_quantity": 1,
+            "price": "12.00", "discount_allocations": [{"amount": "10.50"}],
+            "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "2.00"}]
+        }]);
+        let error = draft_of(0, &order)
+            .err()
+            .unwrap_or_else(|| panic!("a negative net price was accepted"));
+        assert!(error.message.contains("tax 2.00"), "{}", error.message);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ChannelOrder {
     pub shipping_lines: Vec<ShippingLine>,
     pub taxes_included: bool,
     pub cancelled: bool,
+    /// The shop location that took the order, when the channel says (a point of sale).
+    pub location: Option<String>,
 }
 
 impl ChannelOrder {

@@ -3,13 +3,15 @@
 //! are written.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::ChannelConfig;
+use crate::deadline::time_to_stop;
 use crate::error::SyncError;
 use crate::ids::{CurrencyCode, Sku};
 
@@ -51,15 +53,25 @@ pub struct PriceOutcome {
     pub unchanged: usize,
     /// Channel SKUs with no ERP price (unknown, or bundles, which the shop prices itself).
     pub not_priced: Vec<Sku>,
+    /// Price writes made (Shopify: `productVariantsBulkUpdate` calls, 10 points each).
+    pub mutations: usize,
+    /// False when the run stopped before its deadline with prices left to write: the next run
+    /// writes them, since it compares with the prices the channel shows.
+    pub complete: bool,
 }
+
+/// One product's variants' new prices, and each change as the outcome reports it.
+type ProductChanges = (Vec<(String, Decimal)>, Vec<String>);
 
 /// Shopify caps a mutation's input arrays at 250 items ("Shopify API limits").
 pub const MAX_VARIANTS_PER_UPDATE: usize = 250;
 
+/// `deadline`: when the run must have stopped (the function's timeout); none: no limit.
 pub async fn sync_prices(
     erp: &dyn ErpPrices,
     shop: &dyn ChannelPrices,
     channel: &ChannelConfig,
+    deadline: Option<Instant>,
 ) -> Result<PriceOutcome, SyncError> {
     let config = channel.prices.as_ref().ok_or_else(|| {
         SyncError::permanent(
@@ -77,7 +89,7 @@ pub async fn sync_prices(
         .prices(&skus, &channel.currency, config.price_list.as_deref())
         .await?;
     let mut outcome = PriceOutcome::default();
-    let mut changes: BTreeMap<&str, Vec<(String, Decimal)>> = BTreeMap::new();
+    let mut changes: BTreeMap<&str, ProductChanges> = BTreeMap::new();
     for variant in &variants {
         let price = (!channel.bundles.contains_key(&variant.sku))
             .then(|| prices.get(channel.erp_sku(&variant.sku)))
@@ -87,29 +99,38 @@ pub async fn sync_prices(
             continue;
         };
         // To the currency's minor unit, half away from zero as prices are quoted.
-        let price = price.round_dp_with_strategy(
-            channel.currency.minor_units(),
-            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-        );
+        let price = channel.currency.round(*price);
         if price == variant.price {
             outcome.unchanged += 1;
             continue;
         }
-        outcome
-            .updated
-            .push(format!("{}: {} -> {price}", variant.sku, variant.price));
-        changes
-            .entry(&variant.product_id)
-            .or_default()
-            .push((variant.variant_id.clone(), price));
+        let (writes, described) = changes.entry(&variant.product_id).or_default();
+        writes.push((variant.variant_id.clone(), price));
+        described.push(format!("{}: {} -> {price}", variant.sku, variant.price));
     }
     // A product has up to 2,048 variants and Shopify takes at most 250 in one input array.
-    for (product, prices) in changes {
-        for chunk in prices.chunks(MAX_VARIANTS_PER_UPDATE) {
-            shop.update_prices(product, chunk).await?;
+    let writes: Vec<_> = changes
+        .iter()
+        .flat_map(|(product, (prices, described))| {
+            prices
+                .chunks(MAX_VARIANTS_PER_UPDATE)
+                .zip(described.chunks(MAX_VARIANTS_PER_UPDATE))
+                .map(move |(chunk, described)| (*product, chunk, described))
+        })
+        .collect();
+    outcome.complete = true;
+    // Only what was written is reported updated; the rest is the next run's.
+    for (product, chunk, described) in &writes {
+        if time_to_stop(deadline) {
+            warn!(channel = %channel.id, left = writes.len() - outcome.mutations, "stopping before the deadline; the next run resumes");
+            outcome.complete = false;
+            break;
         }
+        shop.update_prices(product, chunk).await?;
+        outcome.mutations += 1;
+        outcome.updated.extend_from_slice(described);
     }
-    info!(channel = %channel.id, updated = outcome.updated.len(), unchanged = outcome.unchanged, "prices synced");
+    info!(channel = %channel.id, updated = outcome.updated.len(), unchanged = outcome.unchanged, complete = outcome.complete, "prices synced");
     Ok(outcome)
 }
 
@@ -180,7 +201,7 @@ mod tests {
             count: 600,
             calls: Mutex::new(Vec::new()),
         };
-        let outcome = sync_prices(&Erp(Decimal::TWO), &shop, &channel)
+        let outcome = sync_prices(&Erp(Decimal::TWO), &shop, &channel, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(outcome.updated.len(), 600);
@@ -208,10 +229,35 @@ mod tests {
                 count: 1,
                 calls: Mutex::new(Vec::new()),
             };
-            let outcome = sync_prices(&Erp(Decimal::new(12_345_625, 4)), &shop, &channel)
+            let outcome = sync_prices(&Erp(Decimal::new(12_345_625, 4)), &shop, &channel, None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(outcome.updated, [sent], "{currency}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_near_its_deadline_writes_nothing_more_and_says_it_is_incomplete() {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut channel = config.channels[0].clone();
+        channel.bundles.clear();
+        channel.sku_aliases.clear();
+        let shop = Shop {
+            count: 3,
+            calls: Mutex::new(Vec::new()),
+        };
+        let soon = Instant::now() + std::time::Duration::from_secs(1);
+        let outcome = sync_prices(&Erp(Decimal::TWO), &shop, &channel, Some(soon))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!outcome.complete);
+        assert_eq!((outcome.mutations, outcome.updated.len()), (0, 0));
+        assert!(shop.calls.lock().map(|c| c.is_empty()).unwrap_or(false));
+        let outcome = sync_prices(&Erp(Decimal::TWO), &shop, &channel, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcome.complete);
+        assert_eq!((outcome.mutations, outcome.updated.len()), (1, 3));
     }
 }

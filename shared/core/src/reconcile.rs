@@ -157,8 +157,8 @@ async fn review_known(
     let Some(sale) = live.into_iter().next() else {
         return Ok(review);
     };
-    let shop_total = draft.total().round_dp(2);
-    let erp_total = sale.untaxed_amount.round_dp(2);
+    let shop_total = draft.currency.round(draft.total());
+    let erp_total = draft.currency.round(sale.untaxed_amount);
     review.flag = (shop_total != erp_total).then(|| {
         format!(
             "{} totals {shop_total} net in the shop but ERP sale {} totals {erp_total}: check which side was changed by hand and correct it",

@@ -127,14 +127,14 @@ pub fn compare(draft: &SaleDraft, sale: &ErpSaleView) -> Vec<Difference> {
         );
         differ(
             format!("lines[{sku}].amount"),
-            shadow_amount.round_dp(2).to_string(),
-            erp_amount.round_dp(2).to_string(),
+            draft.currency.round(shadow_amount).to_string(),
+            draft.currency.round(erp_amount).to_string(),
         );
     }
     differ(
         "untaxed_total".to_owned(),
-        draft.total().round_dp(2).to_string(),
-        sale.untaxed_amount.round_dp(2).to_string(),
+        draft.currency.round(draft.total()).to_string(),
+        draft.currency.round(sale.untaxed_amount).to_string(),
     );
     differences
 }

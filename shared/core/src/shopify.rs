@@ -69,6 +69,8 @@ struct RawOrder {
     shipping_lines: Vec<RawShippingLine>,
     #[serde(default)]
     refunds: Vec<RawRefund>,
+    /// The location that took the order (point of sale).
+    location_id: Option<Id>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,7 +218,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
             (index, line)
         })
         .filter(|(_, line)| line.current_quantity != Some(0))
-        .map(|(index, line)| order_line(line, &format!("line_items[{index}]")))
+        .map(|(index, line)| order_line(line, &format!("line_items[{index}]"), &currency))
         .collect::<Result<Vec<_>, _>>()?;
     if lines.is_empty() && cancelled_at.is_none() {
         return Err(ParseError::new(
@@ -256,10 +258,15 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         shipping_lines,
         taxes_included: raw.taxes_included,
         cancelled: cancelled_at.is_some(),
+        location: raw.location_id.map(|id| id.text()),
     })
 }
 
-fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
+fn order_line(
+    line: RawLine,
+    field: &str,
+    currency: &CurrencyCode,
+) -> Result<OrderLine, ParseError> {
     let title = non_empty(line.title)
         .or(non_empty(line.name))
         .unwrap_or_else(|| "(untitled)".to_owned());
@@ -284,9 +291,17 @@ fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
     }
     let quantity = line.current_quantity.unwrap_or(line.quantity);
     let mut discount = discounts(&line.discount_allocations, field)?;
+    let mut taxes = taxes(&line.tax_lines, field)?;
     if quantity < line.quantity {
-        // Allocations are for the ordered quantity; what was edited away takes its share.
-        discount = (discount * Decimal::from(quantity) / Decimal::from(line.quantity)).round_dp(2);
+        // Allocations and tax lines are for the ordered quantity; what was edited away takes
+        // its share of both.
+        let kept = |amount: Decimal| {
+            currency.round(amount * Decimal::from(quantity) / Decimal::from(line.quantity))
+        };
+        discount = kept(discount);
+        for tax in &mut taxes {
+            tax.amount = kept(tax.amount);
+        }
     }
     Ok(OrderLine {
         line_id: line.id.text(),
@@ -298,7 +313,7 @@ fn order_line(line: RawLine, field: &str) -> Result<OrderLine, ParseError> {
             &format!("{field}.price"),
         )?,
         discount,
-        taxes: taxes(&line.tax_lines, field)?,
+        taxes,
     })
 }
 

@@ -4,7 +4,7 @@
 //! overwritten and reported as drift.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -143,9 +143,6 @@ pub struct StockDeps<'a> {
     pub deadline: Option<Instant>,
 }
 
-/// Time kept in hand before the deadline: one more batch (and a throttle wait) fits in it.
-const STOP_MARGIN: Duration = Duration::from_secs(20);
-
 /// `only`: limit the run to channel items drawing on these ERP SKUs (a real-time refresh
 /// after orders moved them); none: every item.
 pub async fn sync_stock(
@@ -228,10 +225,7 @@ pub async fn sync_stock(
     }
     outcome.complete = true;
     for (index, batch) in changes.chunks(stock.batch_size as usize).enumerate() {
-        if deps
-            .deadline
-            .is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
-        {
+        if crate::deadline::time_to_stop(deps.deadline) {
             warn!(channel = %channel.id, left = changes.len() - outcome.pushed, "stopping before the deadline; the next run resumes");
             outcome.complete = false;
             break;
@@ -354,6 +348,7 @@ mod tests {
 #[cfg(test)]
 mod deadline_tests {
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use super::*;
     use crate::config::Config;

@@ -294,6 +294,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         // Line and shipping totals in WooCommerce's order resource are always net of tax.
         taxes_included: false,
         cancelled: matches!(raw.status.as_str(), "cancelled" | "trash"),
+        location: None,
     })
 }
 

@@ -17,22 +17,15 @@
 //! measured on their own.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::Context;
 use async_trait::async_trait;
-use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::SyncError;
-use erpsync_core::config::{AdminApi, ChannelConfig, Config, StockConfig, StockLocation};
+use erpsync_core::config::{ChannelConfig, StockConfig, StockLocation};
 use erpsync_core::ids::Sku;
 use erpsync_core::stock::{ErpStock, StockDeps, StockLedger, StockOutcome, sync_stock};
-use sandbox::Plan;
-use secrecy::SecretString;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 
 const BATCH: usize = 250;
 /// Points of a bulk read: the mutation that starts it and one status look-up (the sandbox's
@@ -75,88 +68,27 @@ impl StockLedger for Ledger {
     }
 }
 
-fn channel(config: &Config, id: &str, url: String) -> anyhow::Result<ChannelConfig> {
-    let mut channel = config
-        .channels
-        .iter()
-        .find(|c| c.id.as_str() == id)
-        .cloned()
-        .context("example channel")?;
-    channel.bundles.clear();
-    channel.sku_aliases.clear();
-    channel.admin_api = Some(AdminApi {
-        url,
-        version: "2026-07".to_owned(),
-        access_token_secret: "unused".to_owned(),
-    });
-    channel.stock = Some(StockConfig {
-        safety_buffer: 0,
-        batch_size: BATCH as u32,
-        realtime: false,
-        locations: vec![StockLocation {
-            warehouse: "WH".to_owned(),
-            location: "gid://shopify/Location/1".to_owned(),
-        }],
-    });
-    Ok(channel)
-}
-
-/// The hub's peak resident memory so far, from the kernel.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let skus: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(50_000);
-    let out_dir = PathBuf::from(
-        std::env::args()
-            .nth(2)
-            .unwrap_or_else(|| "bench".to_owned()),
-    );
-    let plan = match std::env::args().nth(3) {
-        Some(name) => <Plan as clap::ValueEnum>::from_str(&name, true)
-            .map_err(|e| anyhow::anyhow!("plan {name:?}: {e}"))?,
-        None => Plan::Plus,
-    };
+    let args = erpsync_bench::CatalogueArgs::from_env()?;
+    let (skus, plan) = (args.skus, args.plan);
     let (maximum, restore_rate) = (plan.bucket_size(), plan.restore_rate());
-    let sandbox_bin =
-        std::env::var("SANDBOX_BIN").unwrap_or_else(|_| "target/release/sandbox".to_owned());
-    std::fs::create_dir_all(&out_dir)?;
-    let domains = ["bench-uk.myshopify.com", "bench-eu.myshopify.com"];
-    // The sandbox generates the stores itself: this process holds only the hub's data.
-    let mut child = tokio::process::Command::new(&sandbox_bin)
-        .args(["--bind", "127.0.0.1:0"])
-        .args(domains.iter().flat_map(|d| {
-            [
-                "--synthetic".to_owned(),
-                format!("{d}:{skus}:{maximum}:{restore_rate}"),
-            ]
-        }))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {sandbox_bin}"))?;
-    let mut lines =
-        tokio::io::BufReader::new(child.stdout.take().context("sandbox stdout")?).lines();
-    let mut urls = Vec::new();
-    while let Some(line) = lines.next_line().await? {
-        if line.starts_with("sandbox listening") {
-            break;
-        }
-        urls.push(line);
+    let (mut child, mut channels) =
+        erpsync_bench::synthetic_stores(&skus.to_string(), plan).await?;
+    for channel in &mut channels {
+        channel.stock = Some(StockConfig {
+            safety_buffer: 0,
+            batch_size: BATCH as u32,
+            realtime: false,
+            locations: vec![StockLocation {
+                warehouse: "WH".to_owned(),
+                location: "gid://shopify/Location/1".to_owned(),
+            }],
+        });
     }
-    let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))?;
-    let channels = [
-        channel(&config, "uk-shop", urls[0].clone())?,
-        channel(&config, "eu-shop", urls[1].clone())?,
-    ];
     let started = Instant::now();
     // Each channel has its own bucket: the two run side by side.
-    let (uk, eu) = tokio::join!(
-        resync(&channels[0], domains[0]),
-        resync(&channels[1], domains[1])
-    );
+    let (uk, eu) = tokio::join!(resync(&channels[0]), resync(&channels[1]));
     let results = [uk?, eu?];
     let elapsed = started.elapsed();
     let _ = child.kill().await;
@@ -182,20 +114,15 @@ async fn main() -> anyhow::Result<()> {
         "peak_rss_mib": erpsync_bench::peak_rss_mib(None).unwrap_or(0.0),
     });
     std::fs::write(
-        out_dir.join("stock.json"),
+        args.out_dir.join("stock.json"),
         serde_json::to_vec_pretty(&report)?,
     )?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
-async fn resync(channel: &ChannelConfig, domain: &str) -> anyhow::Result<StockOutcome> {
-    let api = channel.admin_api.as_ref().context("admin api")?;
-    let admin = ShopifyAdmin::new(
-        &api.url,
-        &api.version,
-        SecretString::from(format!("shpat_{domain}")),
-    )?;
+async fn resync(channel: &ChannelConfig) -> anyhow::Result<StockOutcome> {
+    let admin = erpsync_bench::admin_client(channel)?;
     let ledger = Ledger::default();
     let deps = StockDeps {
         erp: &StockSource,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::audit::{
     Duplicate, DuplicateCustomers, ErpCatalogue, Unmapped, duplicate_customers, duplicates,
-    unknown_skus, unmapped,
+    tax_rate_mismatches, unknown_skus, unmapped,
 };
 use erpsync_core::config::Config;
 use erpsync_core::ids::Sku;
@@ -26,6 +26,9 @@ pub struct AuditReport {
 #[derive(Debug, Default, Serialize)]
 pub struct ChannelAudit {
     pub channel: String,
+    /// Tax entries whose ERP tax is missing or charges another rate (checked without the
+    /// Admin API too: they come from the config and the ERP).
+    pub tax_rates: Vec<String>,
     /// Why this channel was not (fully) checked.
     pub not_checked: Option<String>,
     pub duplicate_skus: Vec<Duplicate>,
@@ -46,6 +49,7 @@ impl AuditReport {
                 .iter()
                 .map(|c| {
                     c.duplicate_skus.len()
+                        + c.tax_rates.len()
                         + c.unknown_skus.len()
                         + c.unreadable_orders.len()
                         + c.unmapped.delivery_methods.len()
@@ -67,10 +71,13 @@ pub async fn audit(
     progress("the ERP's products and customers");
     let codes = erp.product_codes().await?;
     let contacts = erp.customer_emails().await?;
+    progress("the ERP's taxes");
+    let tax_rates = erp.tax_rates().await?;
     let mut channels = Vec::new();
     for channel in &config.channels {
         let mut found = ChannelAudit {
             channel: channel.id.to_string(),
+            tax_rates: tax_rate_mismatches(channel, &tax_rates),
             ..ChannelAudit::default()
         };
         let Some(shop) = shops.get(channel.id.as_str()) else {
@@ -138,6 +145,11 @@ pub fn render(report: &AuditReport) -> String {
     }
     for channel in &report.channels {
         line(format!("channel {}", channel.channel));
+        for mismatch in &channel.tax_rates {
+            line(format!(
+                "  tax {mismatch}: correct rate_percent or erp_tax in [[channels.tax_codes]]"
+            ));
+        }
         if let Some(reason) = &channel.not_checked {
             line(format!("  not checked: {reason}"));
             continue;

@@ -232,13 +232,14 @@ pub fn mapping_docs(config: &Config, template: &Template, source: &str) -> Strin
         if channel.tax_codes.is_empty() {
             line("None: sales carry no taxes.".to_owned());
         } else {
-            line("| Shop tax | Destination | ERP tax |".to_owned());
-            line("|---|---|---|".to_owned());
+            line("| Shop tax | Destination | Rate | ERP tax |".to_owned());
+            line("|---|---|---|---|".to_owned());
             for tax in &channel.tax_codes {
                 line(format!(
-                    "| {} | {} | {} |",
+                    "| {} | {} | {}% | {} |",
                     cell(&tax.shop_tax),
                     tax.country.as_ref().map_or("any", |c| c.as_str()),
+                    tax.rate_percent.normalize(),
                     cell(&tax.erp_tax)
                 ));
             }
@@ -341,7 +342,8 @@ mod tests {
             "| IPOD-BLACK-LEGACY | IPOD2008BLACK |",
             "| IPOD-TRIO | IPOD2008GREEN x1",
             "| Free Shipping | Royal Mail |",
-            "| Shop tax | Destination | ERP tax |",
+            "| Shop tax | Destination | Rate | ERP tax |",
+            "| State Tax | US | 6% | US Sales Tax 6% |",
             "| Royal Mail | Royal Mail | https://www.royalmail.com/track-your-item#/tracking-results/{number} |",
             "| erpsync/erp-api-key | the Tryton REST key |",
         ] {

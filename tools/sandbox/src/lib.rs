@@ -286,6 +286,29 @@ impl ShopSetup {
     }
 }
 
+impl ShopSetup {
+    /// The same variants sold as products of `per_product` variants each (sizes and colours),
+    /// as a catalogue of that shape is priced one product per `productVariantsBulkUpdate`.
+    pub fn grouped(mut self, per_product: usize) -> Self {
+        let per_product = per_product.max(1);
+        let variants: Vec<shopify::Variant> = self
+            .products
+            .drain(..)
+            .flat_map(|product| product.variants)
+            .collect();
+        self.products = variants
+            .chunks(per_product)
+            .enumerate()
+            .map(|(n, variants)| Product {
+                id: format!("gid://shopify/Product/{n}"),
+                title: variants.first().map(|v| v.sku.clone()).unwrap_or_default(),
+                variants: variants.to_vec(),
+            })
+            .collect();
+        self
+    }
+}
+
 fn default_maximum() -> f64 {
     Plan::Standard.bucket_size()
 }

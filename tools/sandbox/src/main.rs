@@ -15,7 +15,8 @@ struct Args {
     shops: Option<std::path::PathBuf>,
     /// A generated store, `domain:skus:bucket:restore_rate` or `domain:skus:plan` (plan:
     /// standard, advanced, plus, enterprise), SKUs `SKU-000000`..., one location
-    /// `gid://shopify/Location/1`, token `shpat_<domain>`: for benchmarks.
+    /// `gid://shopify/Location/1`, token `shpat_<domain>`: for benchmarks. `skus` is a count
+    /// (a product each) or `COUNTxV`, products of V variants each.
     #[arg(long)]
     synthetic: Vec<String>,
 }
@@ -33,16 +34,15 @@ fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
             "--synthetic takes domain:skus:bucket:restore_rate or domain:skus:plan, got {spec:?}"
         ),
     };
-    let skus: Vec<String> = (0..skus.parse::<usize>()?)
-        .map(|n| format!("SKU-{n:06}"))
-        .collect();
-    Ok(ShopSetup::with_skus(
-        domain,
-        "gid://shopify/Location/1",
-        &skus,
-        maximum,
-        rate,
-    ))
+    let (count, per_product) = match skus.split_once('x') {
+        Some((count, per_product)) => (count.parse::<usize>()?, per_product.parse::<usize>()?),
+        None => (skus.parse::<usize>()?, 1),
+    };
+    let skus: Vec<String> = (0..count).map(|n| format!("SKU-{n:06}")).collect();
+    Ok(
+        ShopSetup::with_skus(domain, "gid://shopify/Location/1", &skus, maximum, rate)
+            .grouped(per_product),
+    )
 }
 
 #[tokio::main]

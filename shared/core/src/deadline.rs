@@ -1,0 +1,32 @@
+//! A scheduled run's deadline: the run stops cleanly before its function times out, says it is
+//! incomplete, and the next run resumes (each run compares with what the channel shows and
+//! skips what is done).
+
+use std::time::{Duration, Instant, SystemTime};
+
+/// Time kept in hand before the deadline: one more write (and a throttle wait) fits in it.
+pub const STOP_MARGIN: Duration = Duration::from_secs(20);
+
+/// True when a run with this deadline must stop now; none: no limit.
+pub fn time_to_stop(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
+}
+
+/// The runtime's wall-clock deadline as a monotonic instant (none once it has passed).
+pub fn monotonic(deadline: SystemTime) -> Option<Instant> {
+    let left = deadline.duration_since(SystemTime::now()).ok()?;
+    Some(Instant::now() + left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stops_within_the_margin_and_never_without_a_deadline() {
+        assert!(!time_to_stop(None));
+        assert!(time_to_stop(Some(Instant::now() + STOP_MARGIN / 2)));
+        assert!(!time_to_stop(Some(Instant::now() + STOP_MARGIN * 3)));
+        assert!(monotonic(SystemTime::now() - Duration::from_secs(1)).is_none());
+    }
+}
