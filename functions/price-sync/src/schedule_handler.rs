@@ -151,8 +151,26 @@ async fn record(
         channel: channel.clone(),
         entity_id: "prices".to_owned(),
     };
-    let summary = result.as_ref().map(|outcome| {
-        format!(
+    // Products the shop refused make the run need a person, naming them.
+    let refused = result
+        .as_ref()
+        .ok()
+        .filter(|o| !o.rejected.is_empty())
+        .map(|o| {
+            erpsync_core::SyncError::permanent(
+                erpsync_core::prices::REJECTED,
+                format!(
+                    "{} prices updated; the shop refused {} product(s): {}",
+                    o.updated.len(),
+                    o.rejected.len(),
+                    o.rejected.join("; ")
+                ),
+            )
+        });
+    let summary = match (result, &refused) {
+        (_, Some(refused)) => Err(refused),
+        (Err(error), None) => Err(error),
+        (Ok(outcome), None) => Ok(format!(
             "{} prices updated, {} unchanged{}",
             outcome.updated.len(),
             outcome.unchanged,
@@ -161,8 +179,8 @@ async fn record(
             } else {
                 "; stopped before the function's timeout, the next run writes the rest"
             }
-        )
-    });
+        )),
+    };
     if let Err(state_error) = record_run(&deps.store, &entity, summary).await {
         error!(channel = %channel, error = %state_error, "could not record the price run");
     }

@@ -738,7 +738,7 @@ impl ChannelPrices for ShopifyAdmin {
         match errors.first() {
             None => Ok(()),
             Some(error) => Err(SyncError::permanent(
-                "channel_rejected",
+                erpsync_core::prices::REJECTED,
                 format!(
                     "Shopify refused the prices of {product_id}: {}",
                     error["message"].as_str().unwrap_or("(no message)")

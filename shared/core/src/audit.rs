@@ -54,7 +54,10 @@ pub fn tax_rate_mismatches(
             match erp.get(&code.erp_tax) {
                 None => Some(format!("{entry}: the ERP has no tax of that name")),
                 Some(None) => Some(format!("{entry}: the ERP tax is not a percentage")),
-                Some(Some(rate)) if *rate * Decimal::ONE_HUNDRED != code.rate_percent => {
+                Some(Some(rate))
+                    if (*rate * Decimal::ONE_HUNDRED - code.rate_percent).abs()
+                        > crate::config::RATE_TOLERANCE_PERCENT =>
+                {
                     Some(format!(
                         "{entry}: the ERP tax charges {}%",
                         (*rate * Decimal::ONE_HUNDRED).normalize()

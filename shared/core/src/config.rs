@@ -316,10 +316,12 @@ pub enum TaxMiss {
     Unmapped,
     /// Entries have its title for that destination, at these other rates (percent).
     OtherRate(Vec<rust_decimal::Decimal>),
+    /// The shop sent no rate, and entries have its title at these rates (percent).
+    RateUnknown(Vec<rust_decimal::Decimal>),
 }
 
 /// How far two rates (percent) may differ and still be one: shops send rates as floats.
-const RATE_TOLERANCE_PERCENT: rust_decimal::Decimal =
+pub const RATE_TOLERANCE_PERCENT: rust_decimal::Decimal =
     rust_decimal::Decimal::from_parts(1, 0, 0, false, 4);
 
 impl ChannelConfig {
@@ -362,14 +364,21 @@ impl ChannelConfig {
         if candidates.is_empty() {
             return Err(TaxMiss::Unmapped);
         }
-        let percent = rate.map(|r| r * rust_decimal::Decimal::ONE_HUNDRED);
+        let rates = || candidates.iter().map(|c| c.rate_percent).collect();
+        let Some(rate) = rate else {
+            // Without a rate (WooCommerce before 3.7) the title decides only when it names
+            // one rate; otherwise which ERP tax is a guess.
+            return match candidates.as_slice() {
+                [only] => Ok(only.erp_tax.as_str()),
+                _ => Err(TaxMiss::RateUnknown(rates())),
+            };
+        };
+        let percent = rate * rust_decimal::Decimal::ONE_HUNDRED;
         candidates
             .iter()
-            .find(|code| {
-                percent.is_none_or(|p| (p - code.rate_percent).abs() <= RATE_TOLERANCE_PERCENT)
-            })
+            .find(|code| (percent - code.rate_percent).abs() <= RATE_TOLERANCE_PERCENT)
             .map(|code| code.erp_tax.as_str())
-            .ok_or_else(|| TaxMiss::OtherRate(candidates.iter().map(|c| c.rate_percent).collect()))
+            .ok_or_else(|| TaxMiss::OtherRate(rates()))
     }
 }
 
@@ -634,6 +643,51 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::from_toml(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_tax_is_mapped_by_its_rate_and_without_one_only_when_the_title_names_one_rate() {
+        let config = parse(EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+        let mut uk = config.channels[0].clone();
+        let us = CountryCode::parse("US").ok();
+        let dec = |d: &str| d.parse::<rust_decimal::Decimal>().unwrap_or_default();
+        assert_eq!(
+            uk.erp_tax_for("state tax", Some(dec("0.06")), us.as_ref()),
+            Ok("US Sales Tax 6%")
+        );
+        assert_eq!(
+            uk.erp_tax_for("State Tax", None, us.as_ref()),
+            Ok("US Sales Tax 6%")
+        );
+        assert_eq!(
+            uk.erp_tax_for("State Tax", Some(dec("0.08875")), us.as_ref()),
+            Err(TaxMiss::OtherRate(vec![dec("6")]))
+        );
+        uk.tax_codes.push(TaxCode {
+            shop_tax: "State Tax".to_owned(),
+            country: us.clone(),
+            rate_percent: dec("8.875"),
+            erp_tax: "NY Sales Tax 8.875%".to_owned(),
+        });
+        assert_eq!(
+            uk.erp_tax_for("State Tax", Some(dec("0.08875")), us.as_ref()),
+            Ok("NY Sales Tax 8.875%")
+        );
+        assert_eq!(
+            uk.erp_tax_for("State Tax", None, us.as_ref()),
+            Err(TaxMiss::RateUnknown(vec![dec("6"), dec("8.875")]))
+        );
+        assert_eq!(
+            uk.erp_tax_for("GST", None, us.as_ref()),
+            Err(TaxMiss::Unmapped)
+        );
+    }
+
+    #[test]
+    fn a_tax_rate_outside_0_to_100_percent_is_refused_naming_the_key() {
+        let text = EXAMPLE.replacen("rate_percent = 20", "rate_percent = 120", 1);
+        let error = parse(&text).err().unwrap_or_default();
+        assert!(error.contains("tax_codes[0].rate_percent"), "{error}");
     }
 
     #[test]

@@ -12,9 +12,12 @@ pub fn time_to_stop(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
 }
 
-/// The runtime's wall-clock deadline as a monotonic instant (none once it has passed).
+/// The runtime's wall-clock deadline as a monotonic instant; one already passed is now (the
+/// run stops at once rather than running without a limit).
 pub fn monotonic(deadline: SystemTime) -> Option<Instant> {
-    let left = deadline.duration_since(SystemTime::now()).ok()?;
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
     Some(Instant::now() + left)
 }
 
@@ -27,6 +30,7 @@ mod tests {
         assert!(!time_to_stop(None));
         assert!(time_to_stop(Some(Instant::now() + STOP_MARGIN / 2)));
         assert!(!time_to_stop(Some(Instant::now() + STOP_MARGIN * 3)));
-        assert!(monotonic(SystemTime::now() - Duration::from_secs(1)).is_none());
+        let passed = monotonic(SystemTime::now() - Duration::from_secs(1));
+        assert!(passed.is_some() && time_to_stop(passed));
     }
 }

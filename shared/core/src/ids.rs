@@ -152,8 +152,9 @@ pub struct CurrencyCode(String);
 string_newtype!(CurrencyCode);
 
 impl CurrencyCode {
-    /// A code ISO 4217 lists with a minor unit (the `iso_currency` crate's table): funds and
-    /// metals, which have none, are no shop's currency.
+    /// A code the `iso_currency` crate's ISO 4217 table lists with a minor unit: metals and
+    /// the like, which have none, are refused, and so are codes outside ISO 4217 that some
+    /// shops offer (WooCommerce's IRT, GGP, BTC...), as their minor unit is nobody's standard.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         let currency = (value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()))
             .then(|| iso_currency::Currency::from_code(value))

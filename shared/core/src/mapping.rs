@@ -84,11 +84,10 @@ pub fn sale_draft(
     channel: &ChannelConfig,
     erp: &ErpConfig,
 ) -> Result<SaleDraft, SyncError> {
-    let destination = order
-        .shipping_address
-        .as_ref()
-        .or(order.billing_address.as_ref())
-        .map(|a| &a.country);
+    // Taxes follow the goods: the shipping address, else the billing address, else the
+    // configured customer's (a point of sale's own address).
+    let customer = customer_draft(order, channel)?;
+    let destination = Some(&customer.shipment_address.country);
     let mut lines = Vec::with_capacity(order.lines.len() + order.shipping_lines.len());
     for (index, line) in order.lines.iter().enumerate() {
         let field = format!("line_items[{index}]");
@@ -179,7 +178,7 @@ pub fn sale_draft(
         reference: sale_reference(&order.channel, &order.external_id),
         description: format!("{} order {}", order.channel, order.name),
         currency: order.currency.clone(),
-        customer: customer_draft(order, channel)?,
+        customer,
         carrier,
         lines,
     })
@@ -246,6 +245,18 @@ fn erp_taxes(
                         ),
                         TaxMiss::OtherRate(mapped) => format!(
                             "tax {:?} on {what} of order {} (destination {destination}) was charged{charged}, but channel {} maps {:?} there only at {}: add a [[channels.tax_codes]] entry for the rate charged (and its ERP tax), then redrive",
+                            tax.title,
+                            order.name,
+                            channel.id,
+                            tax.title,
+                            mapped
+                                .iter()
+                                .map(|p| format!("{}%", p.normalize()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        TaxMiss::RateUnknown(mapped) => format!(
+                            "tax {:?} on {what} of order {} (destination {destination}) came without its rate, and channel {} maps {:?} there at {}: which ERP tax applies is a guess; book the order by hand or map the title once, then redrive",
                             tax.title,
                             order.name,
                             channel.id,
@@ -558,8 +569,16 @@ mod tests {
         order["customer"] = serde_json::Value::Null;
         order["email"] = serde_json::Value::Null;
         order["contact_email"] = serde_json::Value::Null;
+        // Sold over the counter in London: VAT, as the destination is the counter's.
+        for lines in ["line_items", "shipping_lines"] {
+            for line in order[lines].as_array_mut().into_iter().flatten() {
+                line["tax_lines"] =
+                    serde_json::json!([{"title": "GB VAT", "rate": 0.2, "price": "1.00"}]);
+            }
+        }
         let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(draft.customer.name, "Counter sales (UK shop)");
+        assert_eq!(draft.tax_names(), ["UK VAT 20%"]);
         assert_eq!(
             draft.customer.email.as_ref().map(Email::as_str),
             Some("counter@erpsync-uk.example.com")

@@ -55,10 +55,15 @@ pub struct PriceOutcome {
     pub not_priced: Vec<Sku>,
     /// Price writes made (Shopify: `productVariantsBulkUpdate` calls, 10 points each).
     pub mutations: usize,
+    /// Products whose new prices the shop refused, with its reason.
+    pub rejected: Vec<String>,
     /// False when the run stopped before its deadline with prices left to write: the next run
     /// writes them, since it compares with the prices the channel shows.
     pub complete: bool,
 }
+
+/// The error kind of a write the shop refused for that product alone (`userErrors`).
+pub const REJECTED: &str = "channel_rejected";
 
 /// One product's variants' new prices, and each change as the outcome reports it.
 type ProductChanges = (Vec<(String, Decimal)>, Vec<String>);
@@ -126,9 +131,17 @@ pub async fn sync_prices(
             outcome.complete = false;
             break;
         }
-        shop.update_prices(product, chunk).await?;
         outcome.mutations += 1;
-        outcome.updated.extend_from_slice(described);
+        match shop.update_prices(product, chunk).await {
+            Ok(()) => outcome.updated.extend_from_slice(described),
+            // The shop refused this product's prices (its userErrors): the others still go,
+            // and the run says which product needs a person.
+            Err(error) if error.kind == REJECTED => {
+                warn!(channel = %channel.id, product, error = %error, "a product's prices were refused");
+                outcome.rejected.push(error.message);
+            }
+            Err(error) => return Err(error),
+        }
     }
     info!(channel = %channel.id, updated = outcome.updated.len(), unchanged = outcome.unchanged, complete = outcome.complete, "prices synced");
     Ok(outcome)
@@ -259,5 +272,54 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(outcome.complete);
         assert_eq!((outcome.mutations, outcome.updated.len()), (1, 3));
+    }
+
+    /// Two products; the shop refuses the first one's prices (its userErrors).
+    struct RefusingShop;
+
+    #[async_trait]
+    impl ChannelPrices for RefusingShop {
+        async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError> {
+            Ok((0..2)
+                .map(|n| ChannelVariant {
+                    product_id: format!("gid://shopify/Product/{n}"),
+                    variant_id: format!("gid://shopify/ProductVariant/{n}"),
+                    sku: sku(n),
+                    price: Decimal::ONE,
+                })
+                .collect())
+        }
+        async fn update_prices(
+            &self,
+            product_id: &str,
+            _prices: &[(String, Decimal)],
+        ) -> Result<(), SyncError> {
+            if product_id.ends_with("/0") {
+                Err(SyncError::permanent(
+                    REJECTED,
+                    format!("{product_id}: price too high"),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_product_the_shop_refuses_is_reported_and_the_rest_still_written() {
+        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut channel = config.channels[0].clone();
+        channel.bundles.clear();
+        channel.sku_aliases.clear();
+        let outcome = sync_prices(&Erp(Decimal::TWO), &RefusingShop, &channel, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.updated, ["SKU-1: 1 -> 2.00"]);
+        assert_eq!(
+            outcome.rejected,
+            ["gid://shopify/Product/0: price too high"]
+        );
+        assert!(outcome.complete);
     }
 }

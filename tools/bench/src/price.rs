@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(10)
         .max(1);
+    anyhow::ensure!(args.skus > 0, "a price bench needs at least one SKU");
     let (skus, plan) = (args.skus, args.plan);
     let (maximum, restore_rate) = (plan.bucket_size(), plan.restore_rate());
     let (mut child, mut channels) =
