@@ -90,6 +90,13 @@ impl ReturnWorld {
         (refund, id.to_string())
     }
 
+    /// Delivers an order and its later versions (each a signed webhook through order-sync).
+    async fn deliver_order(&self, topic: &str, webhook_id: &str, order: &Value) {
+        self.world
+            .deliver("uk-shop", topic, webhook_id, order)
+            .await;
+    }
+
     /// Delivers the refund as Shopify does and runs the returns queue dry.
     async fn deliver_refund(&self, refund: &Value, webhook_id: &str) {
         let status = self
@@ -163,6 +170,17 @@ fn credit_total(sale: &Value) -> String {
     erpsync_e2e::decimal(&sale["invoices"][0]["total_amount"])
 }
 
+/// Refund line `index` as Shopify reports it after the line was fulfilled: its restock type,
+/// its own shop-money subtotal and tax; the refund's transaction pays back `paid`.
+fn priced(refund: &mut Value, index: usize, restock: &str, subtotal: &str, tax: &str, paid: &str) {
+    let line = &mut refund["refund_line_items"][index];
+    line["restock_type"] = json!(restock);
+    line["line_item"]["fulfillment_status"] = json!("fulfilled");
+    line["subtotal_set"]["shop_money"]["amount"] = json!(subtotal);
+    line["total_tax_set"]["shop_money"]["amount"] = json!(tax);
+    refund["transactions"][0]["amount"] = json!(paid);
+}
+
 #[tokio::test]
 async fn a_refund_with_the_goods_returned_restocks_them_and_makes_one_credit_note() {
     let mut returns = ReturnWorld::start().await;
@@ -174,8 +192,9 @@ async fn a_refund_with_the_goods_returned_restocks_them_and_makes_one_credit_not
     returns.world.dispatch(&format!("uk-shop/{order_id}")).await;
     assert_eq!(returns.red_in_stock().await, 99);
 
+    // The red iPod: 199.00 less its 3.33 discount, and the 6 % the ERP charged on it.
     let (refund, refund_id) = returns.refund(&order_id, |refund| {
-        refund["refund_line_items"][0]["restock_type"] = json!("return");
+        priced(refund, 0, "return", "195.67", "11.74", "207.41");
     });
     returns.deliver_refund(&refund, "wh-refund-1").await;
     // Shopify retries the delivery: the same refund, booked once.
@@ -194,10 +213,10 @@ async fn a_refund_with_the_goods_returned_restocks_them_and_makes_one_credit_not
     assert_eq!(sale["lines"][0]["quantity"].as_f64(), Some(-1.0));
     assert_eq!(sale["shipment_returns"][0]["state"], "done");
     assert_eq!(sale["invoices"][0]["state"], "posted", "{sale}");
-    assert!(
-        credit_total(sale).starts_with('-'),
-        "a credit note: {}",
-        credit_total(sale)
+    assert_eq!(
+        credit_total(sale),
+        "-207.41",
+        "the money the shop paid back"
     );
     assert_eq!(returns.red_in_stock().await, 100, "the red iPod is back");
     let state = returns
@@ -224,10 +243,13 @@ async fn a_refund_without_returned_goods_is_a_credit_note_only() {
         .world
         .deliver("uk-shop", "orders/create", "wh-order", &order)
         .await;
+    returns.world.dispatch(&format!("uk-shop/{order_id}")).await;
     let before = returns.red_in_stock().await;
 
-    // The documented refund: the customer keeps the red iPod (no_restock).
-    let (kept, kept_id) = returns.refund(&order_id, |_| {});
+    // After dispatch the customer keeps the red iPod (no_restock) and gets part of it back.
+    let (kept, kept_id) = returns.refund(&order_id, |refund| {
+        priced(refund, 0, "no_restock", "50.00", "3.00", "53.00");
+    });
     returns.deliver_refund(&kept, "wh-kept").await;
     // Goodwill: money back, no items.
     let (goodwill, goodwill_id) = returns.refund(&order_id, |refund| {
@@ -244,7 +266,23 @@ async fn a_refund_without_returned_goods_is_a_credit_note_only() {
         Some(0),
         "nothing comes back"
     );
-    assert!(credit_total(kept_sale).starts_with('-'));
+    assert_eq!(credit_total(kept_sale), "-53.00");
+    // Paid back more than the items' amounts (and no adjustment says why): booked, and a
+    // person told both amounts.
+    let (odd, odd_id) = returns.refund(&order_id, |refund| {
+        priced(refund, 0, "no_restock", "50.00", "3.00", "60.00");
+    });
+    returns.deliver_refund(&odd, "wh-odd").await;
+    let state = returns
+        .refund_state(&order_id, &odd_id)
+        .await
+        .unwrap_or_else(|| panic!("no refund state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention, "{state:?}");
+    let note = state.note.unwrap_or_default();
+    assert!(
+        note.contains("totals 53.00") && note.contains("paid back 60.00"),
+        "{note}"
+    );
     let goodwill_sale = &returns.returns(&order_id, &goodwill_id).await[0];
     assert_eq!(goodwill_sale["lines"][0]["product"]["code"], "REFUND");
     assert_eq!(credit_total(goodwill_sale), "-15.00");
@@ -273,5 +311,104 @@ async fn a_refund_for_an_order_the_erp_does_not_know_needs_attention() {
         .await
         .unwrap_or_else(|| panic!("no refund state"));
     assert_eq!(state.status, SyncStatus::NeedsAttention);
+    returns.tryton.stop().await;
+}
+
+/// "Cancel order + refund" in Shopify: the units refunded before dispatch (restock type
+/// `cancel`), the order cancelled. Whichever arrives first, the ERP ends with no shipment,
+/// nothing to invoice and no credit note; before, the refund credited goods the warehouse was
+/// still to ship.
+#[tokio::test]
+async fn cancel_and_refund_before_dispatch_leave_no_shipment_invoice_or_credit_in_either_order() {
+    let mut returns = ReturnWorld::start().await;
+    for refund_first in [true, false] {
+        let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        let created = erpsync_e2e::at_version(&order, "2026-11-29T10:00:00Z");
+        returns
+            .deliver_order("orders/create", "wh-create", &created)
+            .await;
+        let (refund, refund_id) = returns.refund(&order_id, |refund| {
+            let lines: Vec<Value> = order["line_items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|line| {
+                    json!({
+                        "id": line["id"], "line_item_id": line["id"], "quantity": line["quantity"],
+                        "restock_type": "cancel",
+                        "subtotal_set": {"shop_money": {"amount": "195.67", "currency_code": "USD"}},
+                        "total_tax_set": {"shop_money": {"amount": "11.74", "currency_code": "USD"}},
+                        "line_item": {"sku": line["sku"], "fulfillment_status": null}
+                    })
+                })
+                .collect();
+            refund["refund_line_items"] = json!(lines);
+            refund["transactions"][0]["amount"] = json!("622.23");
+        });
+        let mut cancelled = erpsync_e2e::at_version(&order, "2026-11-29T10:05:00Z");
+        cancelled["cancelled_at"] = json!("2026-11-29T10:05:00Z");
+        for line in cancelled["line_items"].as_array_mut().into_iter().flatten() {
+            line["current_quantity"] = json!(0);
+        }
+        cancelled["refunds"] = json!([refund.clone()]);
+        if refund_first {
+            returns
+                .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
+                .await;
+            returns
+                .deliver_order("orders/cancelled", "wh-cancel", &cancelled)
+                .await;
+        } else {
+            returns
+                .deliver_order("orders/cancelled", "wh-cancel", &cancelled)
+                .await;
+            returns
+                .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
+                .await;
+        }
+        let what = if refund_first {
+            "refund first"
+        } else {
+            "cancel first"
+        };
+        assert!(
+            returns.returns(&order_id, &refund_id).await.is_empty(),
+            "{what}: no return sale, no credit note"
+        );
+        let state = returns
+            .refund_state(&order_id, &refund_id)
+            .await
+            .unwrap_or_else(|| panic!("{what}: no refund state"));
+        assert_eq!(state.status, SyncStatus::Synced, "{what}: {state:?}");
+        let sales = returns
+            .world
+            .erp_search(
+                "sale.sale",
+                json!([["reference", "=", format!("uk-shop/{order_id}")]]),
+                &["untaxed_amount", "shipments.state", "invoices.state"],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(sales.len(), 1, "{what}");
+        let sale = &sales[0];
+        assert_eq!(
+            erpsync_e2e::decimal(&sale["untaxed_amount"]),
+            "0.00",
+            "{what}: {sale}"
+        );
+        for shipment in sale["shipments"].as_array().into_iter().flatten() {
+            assert_eq!(
+                shipment["state"], "cancelled",
+                "{what}: nothing ships: {sale}"
+            );
+        }
+        for invoice in sale["invoices"].as_array().into_iter().flatten() {
+            assert_ne!(
+                invoice["state"], "posted",
+                "{what}: nothing invoiced: {sale}"
+            );
+        }
+    }
     returns.tryton.stop().await;
 }

@@ -14,13 +14,15 @@ use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::flows::order_sync::confirm;
 use crate::ids::{ExternalOrderId, Sku};
-use crate::mapping::sale_reference;
+use crate::mapping::{bundle_shares, lines_for_total, sale_reference};
 use crate::ports::{
-    ErpSaleDetails, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure, once,
+    ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure,
+    once,
 };
 use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 
-/// A refund as the shop reports it.
+/// A refund as the shop reports it. Amounts are in shop money (the shop's currency), as the
+/// ERP books them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub id: String,
@@ -29,8 +31,28 @@ pub struct Refund {
     pub items: Vec<RefundedItem>,
     /// Shipping refunded, net.
     pub shipping: Decimal,
-    /// Money paid back (successful refund transactions).
+    /// Order adjustments other than shipping (refund discrepancies: a restocking fee, a
+    /// rounding), signed as Shopify signs them: the calculated refund less the money refunded,
+    /// so positive means less money back than the items are worth.
+    pub discrepancy: Decimal,
+    /// Money paid back: successful refund transactions in the shop's currency.
     pub refunded: Decimal,
+    /// Successful refund transactions in another currency, which `refunded` cannot count.
+    pub foreign_transactions: Vec<String>,
+}
+
+/// What happens to a refunded unit's goods (Shopify's `restock_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestockType {
+    /// Refunded before fulfilment ("use this when restocking unfulfilled line items").
+    Cancel,
+    /// Fulfilled, and coming back into stock.
+    Return,
+    /// Not restocked: kept by the customer, or refunded before fulfilment without restock.
+    NoRestock,
+    /// Deprecated: restocked, without saying whether returned or cancelled.
+    LegacyRestock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +60,32 @@ pub struct RefundedItem {
     pub line_item_id: String,
     pub sku: Option<Sku>,
     pub quantity: u32,
-    /// The goods come back into stock.
-    pub restock: bool,
+    pub restock_type: RestockType,
+    /// Nothing of the order line had been fulfilled when it was refunded.
+    pub line_unfulfilled: bool,
+    /// The refund's own amounts for these units, net of discounts, and their tax.
+    pub subtotal: Decimal,
+    pub tax: Decimal,
+}
+
+impl RefundedItem {
+    /// The goods come back into stock, on the return shipment.
+    pub fn restocks(&self) -> bool {
+        matches!(
+            self.restock_type,
+            RestockType::Return | RestockType::LegacyRestock
+        )
+    }
+
+    /// Refunded before it was dispatched: the sale loses the unit (the order's amendment),
+    /// so it is neither shipped nor credited on its own.
+    pub fn before_fulfilment(&self) -> bool {
+        match self.restock_type {
+            RestockType::Cancel => true,
+            RestockType::NoRestock => self.line_unfulfilled,
+            RestockType::Return | RestockType::LegacyRestock => false,
+        }
+    }
 }
 
 /// A line of the return sale.
@@ -93,14 +139,49 @@ pub trait ReturnsErp: SalesErp {
     async fn settle_return(&self, sale_id: i64, restock: bool) -> Result<SettledReturn, SyncError>;
 }
 
-/// The return sale for a refund, line by line. Errors name what cannot be matched.
+/// What a refund asks of the ERP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReturnPlan {
+    /// A return sale whose credit note should total `expected_credit` (money, positive).
+    Book {
+        draft: ReturnDraft,
+        expected_credit: Option<Decimal>,
+    },
+    /// Nothing to book, and why.
+    Nothing(String),
+}
+
+/// The return sale for a refund, line by line. Units refunded before fulfilment are left to
+/// the order's amendment (they leave the sale); the rest is credited at the refund's own
+/// amounts. Errors name what cannot be matched.
 pub fn plan_return(
     config: &Config,
     channel: &ChannelConfig,
     refund: &Refund,
     original: &ErpSaleDetails,
     order_reference: &str,
-) -> Result<ReturnDraft, SyncError> {
+) -> Result<ReturnPlan, SyncError> {
+    let currency = &channel.currency;
+    let sale_number = original.sale.number.as_deref().unwrap_or(order_reference);
+    if original.sale.state == ErpSaleState::Cancelled {
+        return Ok(ReturnPlan::Nothing(format!(
+            "refund {}: ERP sale {sale_number} is cancelled, so nothing was invoiced to credit",
+            refund.id
+        )));
+    }
+    let (before, after): (Vec<&RefundedItem>, Vec<&RefundedItem>) =
+        refund.items.iter().partition(|i| i.before_fulfilment());
+    // Everything the ERP sale still holds was refunded before dispatch: the order was
+    // cancelled (its orders/cancelled cancels the sale), shipping refund and all.
+    if after.is_empty()
+        && !before.is_empty()
+        && covers_the_sale(channel, &config.erp.shipping_sku, &before, original)
+    {
+        return Ok(ReturnPlan::Nothing(format!(
+            "refund {}: every unit of ERP sale {sale_number} was refunded before dispatch; the order's cancellation removes them, with nothing to credit",
+            refund.id
+        )));
+    }
     let mut lines = Vec::new();
     let original_line = |sku: &Sku| {
         original
@@ -108,7 +189,7 @@ pub fn plan_return(
             .iter()
             .find(|l| l.sku.as_ref() == Some(sku) && l.quantity > Decimal::ZERO)
     };
-    for item in &refund.items {
+    for item in &after {
         let Some(sku) = &item.sku else {
             return Err(SyncError::permanent(
                 "refund_line_unmatched",
@@ -118,27 +199,27 @@ pub fn plan_return(
                 ),
             ));
         };
-        // A bundle comes back as its components.
-        let components: Vec<(Sku, u32)> = match channel.bundles.get(sku) {
+        // A bundle comes back as its components, its amount shared as the sale shared it.
+        let components: Vec<(Sku, u32, Decimal)> = match channel.bundles.get(sku) {
             Some(bundle) => bundle
                 .components
                 .iter()
-                .map(|c| (c.sku.clone(), item.quantity * c.quantity.max(1)))
+                .zip(bundle_shares(item.subtotal, bundle, currency))
+                .map(|(c, share)| (c.sku.clone(), item.quantity * c.quantity.max(1), share))
                 .collect(),
-            None => vec![(channel.erp_sku(sku).clone(), item.quantity)],
+            None => vec![(channel.erp_sku(sku).clone(), item.quantity, item.subtotal)],
         };
-        for (erp_sku, quantity) in components {
+        for (erp_sku, quantity, amount) in components {
             let line = original_line(&erp_sku).ok_or_else(|| {
                 SyncError::permanent(
                     "refund_line_unmatched",
                     format!(
-                        "refund {} returns {erp_sku}, which ERP sale {} does not hold: check the order, then book the return by hand or discard",
-                        refund.id,
-                        original.sale.number.as_deref().unwrap_or("?")
+                        "refund {} returns {erp_sku}, which ERP sale {sale_number} does not hold: check the order, then book the return by hand or discard",
+                        refund.id
                     ),
                 )
             })?;
-            let (product, description) = if item.restock {
+            let (product, description) = if item.restocks() {
                 (ReturnProduct::Goods, format!("{erp_sku} returned"))
             } else {
                 (
@@ -146,13 +227,15 @@ pub fn plan_return(
                     format!("{erp_sku} x{quantity} refunded, not returned"),
                 )
             };
-            lines.push(ReturnLine {
-                product,
-                quantity: -Decimal::from(quantity),
-                unit_price: line.unit_price,
-                like_line: Some(line.id),
-                description,
-            });
+            for (units, unit_price) in lines_for_total(amount, quantity, currency) {
+                lines.push(ReturnLine {
+                    product: product.clone(),
+                    quantity: -Decimal::from(units),
+                    unit_price,
+                    like_line: Some(line.id),
+                    description: description.clone(),
+                });
+            }
         }
     }
     if refund.shipping > Decimal::ZERO {
@@ -160,13 +243,41 @@ pub fn plan_return(
         lines.push(ReturnLine {
             product: ReturnProduct::Service(config.erp.shipping_sku.clone()),
             quantity: -Decimal::ONE,
-            unit_price: refund.shipping,
+            unit_price: currency.round(refund.shipping),
             like_line: shipping_line.map(|l| l.id),
             description: "shipping refunded".to_owned(),
         });
     }
+    if !refund.foreign_transactions.is_empty()
+        && (lines.is_empty() || !refund.discrepancy.is_zero())
+    {
+        return Err(SyncError::permanent(
+            "refund_foreign_currency",
+            format!(
+                "refund {} paid back {} in another currency than the shop's {currency}: book its credit note by hand, then discard",
+                refund.id,
+                refund.foreign_transactions.join(", ")
+            ),
+        ));
+    }
     if lines.is_empty() {
-        if refund.refunded <= Decimal::ZERO {
+        if before.is_empty() && refund.refunded > Decimal::ZERO {
+            // Goodwill: money back, nothing returned.
+            lines.push(ReturnLine {
+                product: ReturnProduct::Service(config.erp.refund_sku.clone()),
+                quantity: -Decimal::ONE,
+                unit_price: currency.round(refund.refunded),
+                like_line: None,
+                description: format!(
+                    "goodwill refund{}",
+                    refund
+                        .note
+                        .as_ref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                ),
+            });
+        } else if before.is_empty() {
             return Err(SyncError::permanent(
                 "refund_empty",
                 format!(
@@ -174,38 +285,81 @@ pub fn plan_return(
                     refund.id
                 ),
             ));
+        } else {
+            return Ok(ReturnPlan::Nothing(format!(
+                "refund {}: its units were refunded before dispatch; the order's amendment removes them from ERP sale {sale_number}",
+                refund.id
+            )));
         }
-        // Goodwill: money back, nothing returned.
+    } else if !refund.discrepancy.is_zero() {
+        // Shopify's discrepancy is the calculated refund less the money refunded: a positive
+        // one (a restocking fee) keeps money back, a negative one pays more.
         lines.push(ReturnLine {
             product: ReturnProduct::Service(config.erp.refund_sku.clone()),
-            quantity: -Decimal::ONE,
-            unit_price: refund.refunded,
+            quantity: if refund.discrepancy.is_sign_positive() {
+                Decimal::ONE
+            } else {
+                -Decimal::ONE
+            },
+            unit_price: currency.round(refund.discrepancy.abs()),
             like_line: None,
+            description: "refund adjusted in the shop".to_owned(),
+        });
+    }
+    // The money for units refunded before dispatch is not credited: the sale loses them.
+    let not_credited: Decimal = before.iter().map(|i| i.subtotal + i.tax).sum();
+    let expected_credit = refund
+        .foreign_transactions
+        .is_empty()
+        .then(|| currency.round(refund.refunded - not_credited));
+    Ok(ReturnPlan::Book {
+        draft: ReturnDraft {
+            reference: format!("{order_reference}/refund/{}", refund.id),
             description: format!(
-                "goodwill refund{}",
+                "refund {} of {sale_number}{}",
+                refund.id,
                 refund
                     .note
                     .as_ref()
-                    .map(|n| format!(": {n}"))
+                    .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
             ),
-        });
-    }
-    Ok(ReturnDraft {
-        reference: format!("{order_reference}/refund/{}", refund.id),
-        description: format!(
-            "refund {} of {}{}",
-            refund.id,
-            original.sale.number.as_deref().unwrap_or(order_reference),
-            refund
-                .note
-                .as_ref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default()
-        ),
-        original_sale: original.sale.id,
-        lines,
+            original_sale: original.sale.id,
+            lines,
+        },
+        expected_credit,
     })
+}
+
+/// The units refunded before dispatch cover every product unit left on the ERP sale.
+fn covers_the_sale(
+    channel: &ChannelConfig,
+    shipping_sku: &Sku,
+    refunded: &[&RefundedItem],
+    original: &ErpSaleDetails,
+) -> bool {
+    let mut units: std::collections::HashMap<Sku, Decimal> = std::collections::HashMap::new();
+    for item in refunded {
+        let Some(sku) = &item.sku else { return false };
+        for (erp_sku, quantity) in match channel.bundles.get(sku) {
+            Some(bundle) => bundle
+                .components
+                .iter()
+                .map(|c| (c.sku.clone(), item.quantity * c.quantity.max(1)))
+                .collect(),
+            None => vec![(channel.erp_sku(sku).clone(), item.quantity)],
+        } {
+            *units.entry(erp_sku).or_default() += Decimal::from(quantity);
+        }
+    }
+    original
+        .lines
+        .iter()
+        .filter(|l| l.quantity > Decimal::ZERO)
+        .filter_map(|l| l.sku.as_ref().map(|sku| (sku, l.quantity)))
+        // The shipping line goes with the goods.
+        .filter(|(sku, _)| *sku != shipping_sku)
+        .all(|(sku, quantity)| units.get(sku).is_some_and(|u| *u >= quantity))
 }
 
 pub struct ReturnDeps<'a> {
@@ -225,6 +379,9 @@ pub enum ReturnOutcome {
         credit_total: Decimal,
         restocked: bool,
     },
+    /// The refund's units left the sale before dispatch (or the sale was cancelled): no
+    /// return sale, no credit note.
+    NothingToBook,
     Replayed,
 }
 
@@ -307,7 +464,25 @@ async fn book(
         });
     };
     let details = deps.erp.sale_details(original.id).await?;
-    let draft = plan_return(deps.config, channel, refund, &details, &order_reference)?;
+    let (draft, expected_credit) =
+        match plan_return(deps.config, channel, refund, &details, &order_reference)? {
+            ReturnPlan::Book {
+                draft,
+                expected_credit,
+            } => (draft, expected_credit),
+            ReturnPlan::Nothing(why) => {
+                info!(refund = %refund.id, "nothing to book");
+                let record = SyncRecord {
+                    entity: refund_entity(channel, refund),
+                    status: SyncStatus::Synced,
+                    erp_id: None,
+                    erp_number: None,
+                    version: None,
+                    note: Some(why),
+                };
+                return Ok((ReturnOutcome::NothingToBook, record));
+            }
+        };
     // A return left by an interrupted attempt is moved on, not made twice.
     let sale = match deps.erp.find_sale_by_reference(&draft.reference).await? {
         Some(sale) => sale,
@@ -329,9 +504,23 @@ async fn book(
         },
         refund.refunded
     );
+    // The credit note must pay back what the shop paid back, to the minor unit; a difference
+    // is a person's to settle, never silent.
+    let differs = expected_credit
+        .filter(|expected| channel.currency.round(settled.credit_total.abs()) != *expected);
+    let (status, note) = match differs {
+        Some(expected) => (
+            SyncStatus::NeedsAttention,
+            format!(
+                "{note}. The credit note totals {} but the shop paid back {expected} for what it credits: correct the credit note or the refund by hand",
+                settled.credit_total.abs()
+            ),
+        ),
+        None => (SyncStatus::Synced, note),
+    };
     let record = SyncRecord {
         entity: refund_entity(channel, refund),
-        status: SyncStatus::Synced,
+        status,
         erp_id: Some(sale.id),
         erp_number: sale.number.clone(),
         version: None,
@@ -407,22 +596,53 @@ mod tests {
             order_id: ExternalOrderId::parse("450789469").unwrap_or_else(|e| panic!("{e}")),
             note: Some("wrong size".to_owned()),
             items,
-            shipping: shipping.parse().unwrap_or_default(),
-            refunded: refunded.parse().unwrap_or_default(),
+            shipping: dec(shipping),
+            discrepancy: Decimal::ZERO,
+            refunded: dec(refunded),
+            foreign_transactions: Vec::new(),
         }
     }
 
-    fn item(code: &str, quantity: u32, restock: bool) -> RefundedItem {
+    fn dec(text: &str) -> Decimal {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// `quantity` units of a fulfilled line, refunded at `subtotal` (and 20 % tax).
+    fn item(code: &str, quantity: u32, restock: RestockType, subtotal: &str) -> RefundedItem {
         RefundedItem {
             line_item_id: "1".to_owned(),
             sku: Some(sku(code)),
             quantity,
-            restock,
+            restock_type: restock,
+            line_unfulfilled: false,
+            subtotal: dec(subtotal),
+            tax: (dec(subtotal) * dec("0.2")).round_dp(2),
+        }
+    }
+
+    fn plan(refund: &Refund) -> Result<ReturnPlan, SyncError> {
+        let config = config();
+        plan_return(
+            &config,
+            &config.channels[0],
+            refund,
+            &original(),
+            "uk-shop/450789469",
+        )
+    }
+
+    fn booked(refund: &Refund) -> (ReturnDraft, Option<Decimal>) {
+        match plan(refund).unwrap_or_else(|e| panic!("{e}")) {
+            ReturnPlan::Book {
+                draft,
+                expected_credit,
+            } => (draft, expected_credit),
+            ReturnPlan::Nothing(why) => panic!("nothing booked: {why}"),
         }
     }
 
     #[test]
-    fn the_documented_refund_parses() {
+    fn the_documented_refund_parses_in_shop_money() {
         let refund = crate::shopify::parse_refund(include_bytes!(
             "../../../tests/fixtures/shopify-refunds-create.json"
         ))
@@ -435,67 +655,148 @@ mod tests {
                 line_item_id: "518995019".to_owned(),
                 sku: Some(sku("IPOD2008RED")),
                 quantity: 1,
-                restock: false,
+                restock_type: RestockType::NoRestock,
+                line_unfulfilled: true,
+                subtotal: Decimal::ZERO,
+                tax: Decimal::ZERO,
             }]
         );
-        assert_eq!(refund.refunded, "41.94".parse().unwrap_or_default());
+        assert_eq!(refund.refunded, dec("41.94"));
         assert_eq!(refund.shipping, Decimal::ZERO);
     }
 
     #[test]
-    fn returned_goods_mirror_the_sale_and_kept_items_are_credited_without_stock() {
-        let config = config();
+    fn only_successful_refunds_in_shop_money_count_as_money_back() {
+        let mut body: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../../../tests/fixtures/shopify-refunds-create.json"
+        ))
+        .unwrap_or_default();
+        let paid = body["transactions"][0].clone();
+        let mut pending = paid.clone();
+        pending["status"] = "pending".into();
+        let mut errored = paid.clone();
+        errored["status"] = "error".into();
+        let mut foreign = paid.clone();
+        foreign["currency"] = "CAD".into();
+        body["transactions"] = serde_json::json!([paid, pending, errored, foreign]);
+        let refund = crate::shopify::parse_refund(body.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refund.refunded, dec("41.94"));
+        assert_eq!(refund.foreign_transactions, ["41.94 CAD"]);
+    }
+
+    #[test]
+    fn credits_take_the_refund_s_own_amounts_returned_goods_restock_and_kept_ones_do_not() {
+        // The sale's line says 165.83 a unit; the refund says what was paid for these.
         let refund = refund(
             vec![
-                item("IPOD2008RED", 1, true),
-                item("IPOD2008GREEN", 1, false),
+                item("IPOD2008RED", 1, RestockType::Return, "160.00"),
+                item("IPOD2008GREEN", 3, RestockType::NoRestock, "100.00"),
             ],
             "4.17",
-            "400.00",
+            "316.17",
         );
-        let draft = plan_return(
-            &config,
-            &config.channels[0],
-            &refund,
-            &original(),
-            "uk-shop/450789469",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (draft, expected) = booked(&refund);
         assert_eq!(draft.reference, "uk-shop/450789469/refund/929361472");
         assert!(draft.restocks());
-        let summary: Vec<(ReturnProduct, String, Option<i64>)> = draft
+        let summary: Vec<(ReturnProduct, String, String, Option<i64>)> = draft
             .lines
             .iter()
-            .map(|l| (l.product.clone(), l.quantity.to_string(), l.like_line))
+            .map(|l| {
+                (
+                    l.product.clone(),
+                    l.quantity.to_string(),
+                    l.unit_price.to_string(),
+                    l.like_line,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             [
-                (ReturnProduct::Goods, "-1".to_owned(), Some(1)),
+                (
+                    ReturnProduct::Goods,
+                    "-1".to_owned(),
+                    "160.00".to_owned(),
+                    Some(1)
+                ),
+                // 100.00 over three units, to the penny.
+                (
+                    ReturnProduct::Service(sku("REFUND")),
+                    "-2".to_owned(),
+                    "33.33".to_owned(),
+                    Some(2)
+                ),
                 (
                     ReturnProduct::Service(sku("REFUND")),
                     "-1".to_owned(),
+                    "33.34".to_owned(),
                     Some(2)
                 ),
                 (
                     ReturnProduct::Service(sku("SHIPPING")),
                     "-1".to_owned(),
+                    "4.17".to_owned(),
                     Some(4)
                 ),
             ]
         );
+        assert_eq!(expected, Some(dec("316.17")));
+    }
+
+    #[test]
+    fn units_refunded_before_dispatch_are_not_credited_and_a_cancelled_order_books_nothing() {
+        // Part of the order refunded before dispatch: the amendment removes it.
+        let early = refund(
+            vec![item("IPOD2008GREEN", 1, RestockType::Cancel, "165.83")],
+            "0",
+            "199.00",
+        );
+        assert!(matches!(plan(&early), Ok(ReturnPlan::Nothing(_))));
+        // The whole order refunded before dispatch, shipping too: the cancellation.
+        let all = refund(
+            vec![
+                item("IPOD2008RED", 2, RestockType::Cancel, "331.66"),
+                item("IPOD2008GREEN", 1, RestockType::Cancel, "165.83"),
+                item("WOOL-SOCKS", 2, RestockType::Cancel, "20.84"),
+            ],
+            "4.17",
+            "626.10",
+        );
+        assert!(matches!(plan(&all), Ok(ReturnPlan::Nothing(_))));
+        // A no_restock refund of a line nothing of which was fulfilled is the same.
+        let mut unfulfilled = item("IPOD2008GREEN", 1, RestockType::NoRestock, "165.83");
+        unfulfilled.line_unfulfilled = true;
+        assert!(matches!(
+            plan(&refund(vec![unfulfilled.clone()], "0", "199.00")),
+            Ok(ReturnPlan::Nothing(_))
+        ));
+        // Beside a return, the early unit's money is not part of the credit.
+        let mixed = refund(
+            vec![
+                unfulfilled,
+                item("IPOD2008RED", 1, RestockType::Return, "160.00"),
+            ],
+            "0",
+            "391.00",
+        );
+        let (draft, expected) = booked(&mixed);
+        assert_eq!(draft.lines.len(), 1);
         assert_eq!(
-            draft.lines[0].unit_price,
-            "165.83".parse().unwrap_or_default()
+            expected,
+            Some(dec("192.00")),
+            "391.00 less 165.83 + 33.17 tax"
         );
     }
 
     #[test]
     fn a_bundle_comes_back_as_its_components_and_goodwill_is_a_credit_only() {
-        let config = config();
-        let trio = refund(vec![item("IPOD-TRIO", 1, true)], "0", "199.00");
-        let draft = plan_return(&config, &config.channels[0], &trio, &original(), "r")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let trio = refund(
+            vec![item("IPOD-TRIO", 1, RestockType::Return, "199.00")],
+            "0",
+            "238.80",
+        );
+        let (draft, _) = booked(&trio);
         let quantities: Vec<(Option<i64>, String)> = draft
             .lines
             .iter()
@@ -509,26 +810,41 @@ mod tests {
                 (Some(3), "-2".to_owned())
             ]
         );
+        let shared: Decimal = draft.lines.iter().map(|l| -l.quantity * l.unit_price).sum();
+        assert_eq!(shared, dec("199.00"), "the bundle's amount, to the penny");
 
         let goodwill = refund(Vec::new(), "0", "15.00");
-        let draft = plan_return(&config, &config.channels[0], &goodwill, &original(), "r")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (draft, expected) = booked(&goodwill);
         assert!(!draft.restocks());
         assert_eq!(draft.lines.len(), 1);
-        assert_eq!(
-            draft.lines[0].unit_price,
-            "15.00".parse().unwrap_or_default()
-        );
+        assert_eq!(draft.lines[0].unit_price, dec("15.00"));
         assert_eq!(draft.lines[0].description, "goodwill refund: wrong size");
+        assert_eq!(expected, Some(dec("15.00")));
+    }
+
+    #[test]
+    fn a_refund_discrepancy_is_its_own_line() {
+        let mut fee = refund(
+            vec![item("IPOD2008RED", 1, RestockType::Return, "100.00")],
+            "0",
+            "110.00",
+        );
+        // A 10.00 restocking fee kept back: 120.00 calculated, 110.00 paid.
+        fee.discrepancy = dec("10.00");
+        let (draft, expected) = booked(&fee);
+        let last = draft.lines.last().map(|l| (l.quantity, l.unit_price));
+        assert_eq!(last, Some((Decimal::ONE, dec("10.00"))));
+        assert_eq!(expected, Some(dec("110.00")));
     }
 
     #[test]
     fn a_refund_for_goods_the_sale_does_not_hold_names_them() {
-        let config = config();
-        let refund = refund(vec![item("IPOD2009BLACK", 1, true)], "0", "199");
-        let error = plan_return(&config, &config.channels[0], &refund, &original(), "r")
-            .err()
-            .unwrap_or_else(|| panic!("refused"));
+        let refund = refund(
+            vec![item("IPOD2009BLACK", 1, RestockType::Return, "199")],
+            "0",
+            "199",
+        );
+        let error = plan(&refund).err().unwrap_or_else(|| panic!("refused"));
         assert_eq!(error.kind, "refund_line_unmatched");
         assert!(error.message.contains("IPOD2009BLACK"), "{error}");
     }

@@ -71,6 +71,8 @@ struct RawOrder {
     refunds: Vec<RawRefund>,
     /// The location that took the order (point of sale).
     location_id: Option<Id>,
+    #[serde(default)]
+    fulfillments: Vec<RawFulfillment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +84,20 @@ struct RawRefund {
 #[derive(Debug, Deserialize)]
 struct RawRefundLine {
     line_item_id: Id,
+    quantity: u32,
+    restock_type: Option<crate::returns::RestockType>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFulfillment {
+    status: Option<String>,
+    #[serde(default)]
+    line_items: Vec<RawFulfilledLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFulfilledLine {
+    id: Id,
     quantity: u32,
 }
 
@@ -200,19 +216,19 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         return Err(ParseError::new("line_items", "the order has no lines"));
     }
     let cancelled_at = raw.cancelled_at.clone();
-    // current_quantity drops for edits and for refunds alike; refunds are the return flow's
-    // business (return + credit note), so only what was edited away leaves the sale.
-    let mut refunded: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    for line in raw.refunds.iter().flat_map(|r| &r.refund_line_items) {
-        *refunded.entry(line.line_item_id.text()).or_default() += line.quantity;
-    }
+    // current_quantity drops for edits and for refunds alike. A unit refunded after it was
+    // fulfilled (returned, or kept by the customer) stays sold: the return flow books its
+    // return and credit. A unit refunded before fulfilment (restock type `cancel`, or
+    // `no_restock` beyond what was fulfilled) leaves the sale, as an edit does, so it is
+    // neither shipped nor credited on its own.
+    let after_fulfilment = refunded_after_fulfilment(&raw.refunds, &raw.fulfillments);
     let lines: Vec<OrderLine> = raw
         .line_items
         .into_iter()
         .enumerate()
         .map(|(index, mut line)| {
             if let Some(current) = line.current_quantity {
-                let back = refunded.get(&line.id.text()).copied().unwrap_or(0);
+                let back = after_fulfilment.get(&line.id.text()).copied().unwrap_or(0);
                 line.current_quantity = Some(current.saturating_add(back).min(line.quantity));
             }
             (index, line)
@@ -260,6 +276,43 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         cancelled: cancelled_at.is_some(),
         location: raw.location_id.map(|id| id.text()),
     })
+}
+
+/// Per order line: the refunded units that had been fulfilled. Returns (and the deprecated
+/// `legacy_restock`) were; `cancel` ones were not; `no_restock` ones were as far as the line's
+/// successful fulfilments reach beyond the returns.
+fn refunded_after_fulfilment(
+    refunds: &[RawRefund],
+    fulfillments: &[RawFulfillment],
+) -> std::collections::HashMap<String, u32> {
+    use crate::returns::RestockType;
+    use std::collections::HashMap;
+    let mut fulfilled: HashMap<String, u32> = HashMap::new();
+    for fulfillment in fulfillments
+        .iter()
+        .filter(|f| matches!(f.status.as_deref(), Some("success") | None))
+    {
+        for line in &fulfillment.line_items {
+            *fulfilled.entry(line.id.text()).or_default() += line.quantity;
+        }
+    }
+    let mut returned: HashMap<String, u32> = HashMap::new();
+    let mut kept: HashMap<String, u32> = HashMap::new();
+    for line in refunds.iter().flat_map(|r| &r.refund_line_items) {
+        let tally = match line.restock_type.unwrap_or(RestockType::NoRestock) {
+            RestockType::Return | RestockType::LegacyRestock => &mut returned,
+            RestockType::NoRestock => &mut kept,
+            RestockType::Cancel => continue,
+        };
+        *tally.entry(line.line_item_id.text()).or_default() += line.quantity;
+    }
+    let mut after: HashMap<String, u32> = returned.clone();
+    for (line, kept) in kept {
+        let shipped = fulfilled.get(&line).copied().unwrap_or(0);
+        let returned = returned.get(&line).copied().unwrap_or(0);
+        *after.entry(line).or_default() += kept.min(shipped.saturating_sub(returned));
+    }
+    after
 }
 
 fn order_line(
@@ -490,17 +543,40 @@ mod tests {
         let order = parse_order(&channel(), cancelled.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert!(order.cancelled);
         let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
-        // GREEN is at current_quantity 0 only because it was refunded: still sold.
-        assert_eq!(skus, ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"]);
+        // GREEN was refunded (no_restock) before any fulfilment of it succeeded: no longer sold.
+        assert_eq!(skus, ["IPOD2008RED", "IPOD2008BLACK"]);
         let mut edited: serde_json::Value = serde_json::from_str(cancelled).unwrap_or_default();
         edited["line_items"][2]["current_quantity"] = serde_json::json!(0);
         let order = parse_order(&channel(), edited.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+        assert_eq!(skus, ["IPOD2008RED"], "BLACK was edited away");
+        // Had GREEN's fulfilment succeeded, the refunded unit was dispatched: still sold, and
+        // the return flow credits it. So with a return, whatever the fulfilments say.
+        let mut dispatched: serde_json::Value = serde_json::from_str(cancelled).unwrap_or_default();
+        dispatched["fulfillments"][0]["status"] = "success".into();
+        let order = parse_order(&channel(), dispatched.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            skus,
-            ["IPOD2008GREEN", "IPOD2008RED"],
-            "BLACK was edited away"
+            order.lines.first().map(|l| l.sku.as_str()),
+            Some("IPOD2008GREEN")
+        );
+        let mut returned: serde_json::Value = serde_json::from_str(cancelled).unwrap_or_default();
+        returned["refunds"][0]["refund_line_items"][0]["restock_type"] = "return".into();
+        let order = parse_order(&channel(), returned.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            order.lines.first().map(|l| l.sku.as_str()),
+            Some("IPOD2008GREEN")
+        );
+        // A cancel-type refund always leaves the sale.
+        let mut cancelled_unit: serde_json::Value = dispatched.clone();
+        cancelled_unit["refunds"][0]["refund_line_items"][0]["restock_type"] = "cancel".into();
+        let order = parse_order(&channel(), cancelled_unit.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            order.lines.first().map(|l| l.sku.as_str()),
+            Some("IPOD2008RED")
         );
     }
 
@@ -531,13 +607,17 @@ struct RawRefundBody {
 struct RawRefundedItem {
     line_item_id: Id,
     quantity: u32,
-    restock_type: Option<String>,
+    restock_type: Option<crate::returns::RestockType>,
     line_item: Option<RawRefundedLineItem>,
+    subtotal_set: Option<RawMoneySet>,
+    total_tax_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawRefundedLineItem {
     sku: Option<String>,
+    /// null while nothing of the line is fulfilled.
+    fulfillment_status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,12 +633,14 @@ struct RawMoneySet {
 #[derive(Debug, Deserialize)]
 struct RawMoney {
     amount: Amount,
+    currency_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawAdjustment {
     kind: String,
     amount: Amount,
+    amount_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -566,11 +648,28 @@ struct RawTransaction {
     kind: String,
     status: Option<String>,
     amount: Amount,
+    currency: Option<String>,
 }
 
-/// A `refunds/create` body (the REST refund resource) into the canonical refund.
+/// A money set's shop amount, else the plain (shop currency) amount beside it.
+fn shop_amount(
+    set: Option<&RawMoneySet>,
+    plain: Option<&Amount>,
+    field: &str,
+) -> Result<Decimal, ParseError> {
+    match (set, plain) {
+        (Some(set), _) => set
+            .shop_money
+            .amount
+            .parse(&format!("{field}_set.shop_money.amount")),
+        (None, Some(plain)) => plain.parse(field),
+        (None, None) => Ok(Decimal::ZERO),
+    }
+}
+
+/// A `refunds/create` body (the REST refund resource) into the canonical refund, in shop money.
 pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
-    use crate::returns::{Refund, RefundedItem};
+    use crate::returns::{Refund, RefundedItem, RestockType};
     let raw: RawRefundBody = from_json(body)?;
     let order_id = ExternalOrderId::parse(&raw.order_id.text())
         .map_err(|e| ParseError::new("order_id", e.reason))?;
@@ -595,36 +694,83 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             line_item_id: item.line_item_id.text(),
             sku,
             quantity: item.quantity,
-            // `return` (and the legacy `legacy_restock`) put the goods back in stock;
-            // `no_restock` and `cancel` do not.
-            restock: matches!(
-                item.restock_type.as_deref(),
-                Some("return" | "legacy_restock")
-            ),
+            // Left out only by API versions older than restock types: money back, no goods.
+            restock_type: item.restock_type.unwrap_or(RestockType::NoRestock),
+            line_unfulfilled: item
+                .line_item
+                .as_ref()
+                .is_some_and(|l| l.fulfillment_status.is_none()),
+            subtotal: non_negative(
+                shop_amount(
+                    item.subtotal_set.as_ref(),
+                    None,
+                    &format!("{field}.subtotal"),
+                )?,
+                &format!("{field}.subtotal_set"),
+            )?,
+            tax: non_negative(
+                shop_amount(
+                    item.total_tax_set.as_ref(),
+                    None,
+                    &format!("{field}.total_tax"),
+                )?,
+                &format!("{field}.total_tax_set"),
+            )?,
         });
     }
     let mut shipping = Decimal::ZERO;
     for (index, line) in raw.refund_shipping_lines.iter().enumerate() {
-        if let Some(set) = &line.subtotal_amount_set {
-            shipping += set.shop_money.amount.parse(&format!(
-                "refund_shipping_lines[{index}].subtotal_amount_set.shop_money.amount"
-            ))?;
-        }
+        shipping += shop_amount(
+            line.subtotal_amount_set.as_ref(),
+            None,
+            &format!("refund_shipping_lines[{index}].subtotal_amount"),
+        )?;
     }
+    let mut discrepancy = Decimal::ZERO;
     for (index, adjustment) in raw.order_adjustments.iter().enumerate() {
+        let amount = shop_amount(
+            adjustment.amount_set.as_ref(),
+            Some(&adjustment.amount),
+            &format!("order_adjustments[{index}].amount"),
+        )?;
         // Older versions report a shipping refund as a negative order adjustment.
         if adjustment.kind == "shipping_refund" {
-            shipping -= adjustment
-                .amount
-                .parse(&format!("order_adjustments[{index}].amount"))?;
+            shipping -= amount;
+        } else {
+            discrepancy += amount;
         }
     }
+    // The shop's currency, as the refund's money sets name it.
+    let shop_currency = raw
+        .refund_line_items
+        .iter()
+        .filter_map(|i| i.subtotal_set.as_ref())
+        .chain(
+            raw.order_adjustments
+                .iter()
+                .filter_map(|a| a.amount_set.as_ref()),
+        )
+        .chain(
+            raw.refund_shipping_lines
+                .iter()
+                .filter_map(|l| l.subtotal_amount_set.as_ref()),
+        )
+        .find_map(|set| set.shop_money.currency_code.clone());
     let mut refunded = Decimal::ZERO;
+    let mut foreign_transactions = Vec::new();
     for (index, transaction) in raw.transactions.iter().enumerate() {
-        if transaction.kind == "refund" && transaction.status.as_deref() != Some("failure") {
-            refunded += transaction
-                .amount
-                .parse(&format!("transactions[{index}].amount"))?;
+        // Only a successful refund moved money; pending, failed and errored ones did not.
+        if transaction.kind != "refund" || transaction.status.as_deref() != Some("success") {
+            continue;
+        }
+        let amount = transaction
+            .amount
+            .parse(&format!("transactions[{index}].amount"))?;
+        match (&shop_currency, &transaction.currency) {
+            (Some(shop), Some(paid)) if shop != paid => {
+                foreign_transactions.push(format!("{amount} {paid}"));
+            }
+            _ => refunded += amount,
         }
     }
     Ok(Refund {
@@ -633,6 +779,8 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
         note: raw.note.filter(|n| !n.trim().is_empty()),
         items,
         shipping,
+        discrepancy,
         refunded,
+        foreign_transactions,
     })
 }
