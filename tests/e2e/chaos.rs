@@ -103,6 +103,7 @@ fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) ->
     if poison {
         order["line_items"][2]["sku"] = json!(POISON_SKU);
     }
+    erpsync_e2e::tax_as_rated(&mut order);
     order["updated_at"] = json!(format!("2026-11-29T10:{:02}:00-05:00", version * 5));
     if cancelled {
         order["cancelled_at"] = json!(format!("2026-11-29T10:{:02}:00-05:00", version * 5));

@@ -11,13 +11,18 @@ use erpsync_core::ports::PrefetchedStates;
 use erpsync_core::reconcile::{ReconcileDeps, reconcile};
 use erpsync_core::state::EntityRef;
 use erpsync_core::state::SyncStatus;
-use erpsync_e2e::{Fault, FaultyErp, World, at_version, fresh_order, set_quantity};
+use erpsync_e2e::{Fault, FaultyErp, World, at_version, fresh_order, set_quantity, tax_as_rated};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 const UK: &str = "erpsync-uk.myshopify.com";
+
+fn taxed_as_charged((mut order, id): (Value, String)) -> (Value, String) {
+    tax_as_rated(&mut order);
+    (order, id)
+}
 
 /// The UK store in the sandbox, an Admin API client on it, the orders queue, and the time
 /// "now" to the second (Shopify's `updated_at` has no fractions).
@@ -74,7 +79,9 @@ impl Reconciling {
 
     /// An order whose webhook arrived, placed in the shop too: synced and known.
     async fn synced_order(&self, world: &World) -> String {
-        let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        let (order, id) = taxed_as_charged(fresh_order(
+            "shopify-orders-create-multiline-discount-tax.json",
+        ));
         let order = at_version(&order, &self.stamp());
         world
             .deliver("uk-shop", "orders/create", "wh-1", &order)
@@ -108,12 +115,15 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
     let reconciling = Reconciling::start(&world).await;
     let shop = reconciling.shop();
     // Placed in the shop; its orders/create webhook is lost.
-    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (order, id) = taxed_as_charged(fresh_order(
+        "shopify-orders-create-multiline-discount-tax.json",
+    ));
     let order = at_version(&order, &reconciling.stamp());
     shop.place_order(order.clone());
     // An order whose webhook did arrive is left alone.
-    let (delivered, delivered_id) =
-        fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (delivered, delivered_id) = taxed_as_charged(fresh_order(
+        "shopify-orders-create-multiline-discount-tax.json",
+    ));
     let delivered = at_version(&delivered, &reconciling.stamp());
     world
         .deliver("uk-shop", "orders/create", "wh-ok", &delivered)
@@ -258,7 +268,9 @@ async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
     let shop = reconciling.shop();
-    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (mut order, id) = taxed_as_charged(fresh_order(
+        "shopify-orders-create-multiline-discount-tax.json",
+    ));
     order["line_items"][0]["sku"] = json!("NOT-IN-THE-ERP");
     let parked = at_version(&order, &reconciling.stamp());
     world
@@ -304,7 +316,9 @@ async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a
 async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_version() {
     let world = World::start().await;
     let reconciling = Reconciling::start(&world).await;
-    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (order, id) = taxed_as_charged(fresh_order(
+        "shopify-orders-create-multiline-discount-tax.json",
+    ));
     let latest = reconciling.now;
     let stamp = |at: OffsetDateTime| {
         at.format(&time::format_description::well_known::Rfc3339)
@@ -313,6 +327,7 @@ async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_v
     let create = at_version(&order, &stamp(latest - Duration::minutes(5)));
     let mut update = at_version(&order, &stamp(latest));
     set_quantity(&mut update, 1, 2);
+    let (update, _) = taxed_as_charged((update, id.clone()));
     world
         .deliver("uk-shop", "orders/updated", "wh-update", &update)
         .await;
@@ -388,4 +403,51 @@ async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_v
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(found.enqueued.is_empty(), "{found:?}");
     assert!(found.flagged.is_empty(), "{found:?}");
+}
+
+/// £2.49 with 20 % VAT included is 2.07 net and 0.42 VAT in the shop; the ERP taxes the 2.07
+/// at 20 % itself, 0.41, and books 2.48. The net agrees, so only the total shows the penny.
+#[tokio::test]
+async fn reconcile_flags_a_tax_inclusive_order_whose_erp_total_is_a_penny_off() {
+    let world = World::start().await;
+    let reconciling = Reconciling::start(&world).await;
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    for address in ["billing_address", "shipping_address"] {
+        order[address]["country_code"] = json!("GB");
+        order[address]["zip"] = json!("SW1Y 4JH");
+    }
+    order["currency"] = json!("GBP");
+    order["taxes_included"] = json!(true);
+    order["line_items"] = json!([{
+        "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": 1, "current_quantity": 1,
+        "price": "2.49", "discount_allocations": [],
+        "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "0.42"}]
+    }]);
+    order["shipping_lines"][0]["price"] = json!("0.00");
+    order["shipping_lines"][0]["tax_lines"] = json!([]);
+    let order = at_version(&order, &reconciling.stamp());
+    world
+        .deliver("uk-shop", "orders/create", "wh-1", &order)
+        .await;
+    reconciling.shop().place_order(order);
+
+    let deps = reconciling.deps(&world);
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now - Duration::hours(2),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.flagged.len(), 1, "{found:?}");
+    assert!(
+        found.flagged[0].contains("charged 2.49") && found.flagged[0].contains("totals 2.48"),
+        "{}",
+        found.flagged[0]
+    );
+    let state = world
+        .state("uk-shop", &id)
+        .await
+        .unwrap_or_else(|| panic!("no state"));
+    assert_eq!(state.status, SyncStatus::NeedsAttention);
 }

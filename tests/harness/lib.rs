@@ -916,6 +916,30 @@ pub fn at_version(order: &Value, updated_at: &str) -> Value {
 }
 
 /// A line's quantity after an order edit (Shopify reports it as current_quantity).
+/// Each line's tax as its rate makes it of the line's net, as a shop charges it and the ERP
+/// books it (the documented order's 3.98 is not 6 % of 195.67): reconciliation compares
+/// totals with tax, so an order whose tax disagrees with its rate is flagged.
+pub fn tax_as_rated(order: &mut Value) {
+    let money = |v: &Value| {
+        v.as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    for line in order["line_items"].as_array_mut().into_iter().flatten() {
+        let discount: f64 = line["discount_allocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| money(&d["amount"]))
+            .sum();
+        let net = money(&line["price"]) * line["quantity"].as_f64().unwrap_or(0.0) - discount;
+        for tax in line["tax_lines"].as_array_mut().into_iter().flatten() {
+            let charged = (net * tax["rate"].as_f64().unwrap_or(0.0) * 100.0).round() / 100.0;
+            tax["price"] = json!(format!("{charged:.2}"));
+        }
+    }
+}
+
 pub fn set_quantity(order: &mut Value, line: usize, quantity: u32) {
     order["line_items"][line]["quantity"] = json!(quantity);
     order["line_items"][line]["current_quantity"] = json!(quantity);

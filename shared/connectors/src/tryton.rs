@@ -1000,6 +1000,7 @@ const REVIEW_FIELDS: &[&str] = &[
     "sale_date",
     "currency.code",
     "untaxed_amount",
+    "total_amount",
     "party.name",
     "party.contact_mechanisms.type",
     "party.contact_mechanisms.value",
@@ -1094,6 +1095,7 @@ fn sale_view(sale: &Value) -> Option<ReviewedSale> {
             })
             .collect(),
         untaxed_amount: decimal_of(&sale["untaxed_amount"]).unwrap_or_default(),
+        total_amount: decimal_of(&sale["total_amount"]).unwrap_or_default(),
     })
 }
 

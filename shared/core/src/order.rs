@@ -63,6 +63,34 @@ pub struct ChannelOrder {
 }
 
 impl ChannelOrder {
+    /// What the customer is charged for what the sale holds, in the order's currency: lines
+    /// and shipping less their discounts, plus the shop's tax unless prices include it.
+    pub fn total(&self) -> Decimal {
+        let lines: Decimal = self
+            .lines
+            .iter()
+            .map(|l| l.unit_price * Decimal::from(l.quantity) - l.discount)
+            .sum();
+        let shipping: Decimal = self
+            .shipping_lines
+            .iter()
+            .map(|s| s.price - s.discount)
+            .sum();
+        let tax: Decimal = self
+            .lines
+            .iter()
+            .flat_map(|l| &l.taxes)
+            .chain(self.shipping_lines.iter().flat_map(|s| &s.taxes))
+            .map(|t| t.amount)
+            .sum();
+        let total = if self.taxes_included {
+            lines + shipping
+        } else {
+            lines + shipping + tax
+        };
+        self.currency.round(total)
+    }
+
     /// The customer's e-mail: the customer record's, else the order's.
     pub fn customer_email(&self) -> Option<&Email> {
         self.customer

@@ -159,13 +159,24 @@ async fn review_known(
     };
     let shop_total = draft.currency.round(draft.total());
     let erp_total = draft.currency.round(sale.untaxed_amount);
-    review.flag = (shop_total != erp_total).then(|| {
-        format!(
-            "{} totals {shop_total} net in the shop but ERP sale {} totals {erp_total}: check which side was changed by hand and correct it",
-            parsed.name,
-            sale.number.as_deref().unwrap_or("?")
-        )
-    });
+    let number = sale.number.as_deref().unwrap_or("?");
+    let charged = parsed.total();
+    let booked = draft.currency.round(sale.total_amount);
+    review.flag = if shop_total != erp_total {
+        Some(format!(
+            "{} totals {shop_total} net in the shop but ERP sale {number} totals {erp_total}: check which side was changed by hand and correct it",
+            parsed.name
+        ))
+    } else if charged != booked {
+        // The same net, another gross: the ERP's tax (its rate or its rounding) is not what
+        // the shop charged.
+        Some(format!(
+            "{} charged {charged} with tax in the shop but ERP sale {number} totals {booked} with its taxes: check the tax mapping's rate and the ERP's tax rounding, and correct the invoice",
+            parsed.name
+        ))
+    } else {
+        None
+    };
     Ok(review)
 }
 
