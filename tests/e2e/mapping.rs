@@ -172,3 +172,36 @@ async fn an_unmapped_delivery_method_or_tax_needs_attention_naming_it() {
         assert!(world.erp_sales(&format!("uk-shop/{id}")).await.is_empty());
     }
 }
+
+/// The same £2.49 with the rounding line: the ERP sale totals what the shop charged, and its
+/// net is the shop's net less nothing but the penny Tryton's own tax takes.
+#[tokio::test]
+async fn a_tax_inclusive_order_totals_in_the_erp_what_the_shop_charged() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    ship_to(&mut order, "GB", "SW1Y 4JH", "London");
+    order["currency"] = "GBP".into();
+    order["taxes_included"] = true.into();
+    order["line_items"] = json!([{
+        "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": 1, "current_quantity": 1,
+        "price": "2.49", "discount_allocations": [],
+        "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "0.42"}]
+    }]);
+    order["shipping_lines"][0]["price"] = "0.00".into();
+    order["shipping_lines"][0]["tax_lines"] = json!([]);
+    world
+        .deliver("uk-shop", "orders/create", "wh-penny", &order)
+        .await;
+    let sales = world.erp_sales(&format!("uk-shop/{id}")).await;
+    assert_eq!(sales.len(), 1, "{sales:?}");
+    let totals = world
+        .erp_search(
+            "sale.sale",
+            json!([["id", "=", sales[0]["id"]]]),
+            &["total_amount", "untaxed_amount", "lines.product.code"],
+        )
+        .await
+        .unwrap_or_default();
+    assert_eq!(decimal(&totals[0]["total_amount"]), "2.49", "{totals:?}");
+    assert_eq!(decimal(&totals[0]["untaxed_amount"]), "2.08", "2.07 + the 0.01 rounding line");
+}

@@ -116,6 +116,23 @@ pub struct ErpConfig {
     /// How long one ERP request may take before it counts as failed (and is retried).
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u32,
+    /// ERP SKU of an untaxed service product that takes the difference, a minor unit or two,
+    /// between a tax-inclusive shop's total and the total the ERP makes by taxing the net
+    /// prices itself (Tryton has no tax-included sale price). None: no such line, and
+    /// reconciliation flags the difference.
+    pub rounding_sku: Option<Sku>,
+    /// How the ERP rounds taxes: as Tryton's account configuration says (its default is
+    /// `document`: each tax summed over the sale, then rounded; `line`: each line's rounded).
+    #[serde(default)]
+    pub tax_rounding: TaxRounding,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaxRounding {
+    #[default]
+    Document,
+    Line,
 }
 
 fn default_request_timeout() -> u32 {

@@ -5,7 +5,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxMiss};
+use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxMiss, TaxRounding};
 use crate::error::{ParseError, SyncError};
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::order::{Address, ChannelOrder, TaxLine};
@@ -174,6 +174,21 @@ pub fn sale_draft(
             });
         }
     }
+    if order.taxes_included
+        && let Some(rounding_sku) = &erp.rounding_sku
+    {
+        let difference =
+            order.total() - erp_gross(&lines, channel, erp.tax_rounding, &order.currency);
+        if !difference.is_zero() {
+            lines.push(SaleLineDraft {
+                sku: rounding_sku.clone(),
+                description: "tax rounding: the shop's total with tax included".to_owned(),
+                quantity: 1,
+                unit_price: order.currency.round(difference),
+                taxes: Vec::new(),
+            });
+        }
+    }
     Ok(SaleDraft {
         reference: sale_reference(&order.channel, &order.external_id),
         description: format!("{} order {}", order.channel, order.name),
@@ -182,6 +197,46 @@ pub fn sale_draft(
         carrier,
         lines,
     })
+}
+
+/// The total the ERP makes of these lines: their net amounts, and each ERP tax at its mapped
+/// rate on them, rounded as the ERP rounds (Tryton: half to even, per sale or per line).
+fn erp_gross(
+    lines: &[SaleLineDraft],
+    channel: &ChannelConfig,
+    rounding: TaxRounding,
+    currency: &CurrencyCode,
+) -> Decimal {
+    let half_even = |amount: Decimal| {
+        amount.round_dp_with_strategy(
+            currency.minor_units(),
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+    };
+    let rate = |name: &str| {
+        channel
+            .tax_codes
+            .iter()
+            .find(|code| code.erp_tax == name)
+            .map_or(Decimal::ZERO, |code| {
+                code.rate_percent / Decimal::ONE_HUNDRED
+            })
+    };
+    let mut net = Decimal::ZERO;
+    let mut tax = Decimal::ZERO;
+    let mut per_tax: std::collections::BTreeMap<&str, Decimal> = Default::default();
+    for line in lines {
+        let amount = line.unit_price * Decimal::from(line.quantity);
+        net += amount;
+        for name in &line.taxes {
+            match rounding {
+                TaxRounding::Line => tax += half_even(amount * rate(name)),
+                TaxRounding::Document => *per_tax.entry(name).or_default() += amount * rate(name),
+            }
+        }
+    }
+    tax += per_tax.into_values().map(half_even).sum::<Decimal>();
+    net + tax
 }
 
 /// The line's amount net of discounts, and of the shop's tax when prices include it.
@@ -724,6 +779,39 @@ mod tests {
             .unwrap_or_else(|| panic!("no line"));
         assert_eq!((red.quantity, red.unit_price), (2, dec("100.00")));
         assert_eq!(red.taxes, vec!["UK VAT 20%".to_owned()]);
+    }
+
+    /// £2.49 with 20 % VAT included: 0.42 VAT in the shop, 2.07 net; the ERP taxes 2.07 at
+    /// 20 % itself (0.41) and would book 2.48. The rounding line keeps the shop's 2.49.
+    #[test]
+    fn a_tax_inclusive_total_is_kept_to_the_minor_unit_by_a_rounding_line() {
+        let mut order = documented();
+        to_gb(&mut order);
+        order["taxes_included"] = true.into();
+        order["line_items"] = serde_json::json!([{
+            "id": 1, "sku": "IPOD2008RED", "title": "iPod red", "quantity": 1, "current_quantity": 1,
+            "price": "2.49", "discount_allocations": [],
+            "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "0.42"}]
+        }]);
+        order["shipping_lines"] = serde_json::json!([]);
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        let lines: Vec<(String, String, usize)> = draft
+            .lines
+            .iter()
+            .map(|l| (l.sku.to_string(), l.unit_price.to_string(), l.taxes.len()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("IPOD2008RED".to_owned(), "2.07".to_owned(), 1),
+                ("ROUNDING".to_owned(), "0.01".to_owned(), 0)
+            ]
+        );
+        // Where the ERP's tax comes out as the shop's, no line.
+        order["line_items"][0]["price"] = "2.40".into();
+        order["line_items"][0]["tax_lines"][0]["price"] = "0.40".into();
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(draft.lines.len(), 1);
     }
 
     /// 3 x £12 incl. £6 VAT edited down to 1 was sent as £6 net (the whole £6 taken off the

@@ -31,6 +31,8 @@ SHIPPING_SKU = "SHIPPING"
 # The service product that carries refunds without goods coming back (goodwill, items the
 # customer keeps) on return sales: config [erp] refund_sku.
 REFUND_SKU = "REFUND"
+# The untaxed service product for a tax-inclusive shop's rounding difference: [erp] rounding_sku.
+ROUNDING_SKU = "ROUNDING"
 
 # Taxes the channels' tax lines map to (config: [[channels.tax_codes]] erp_tax = name).
 TAXES = [
@@ -116,6 +118,9 @@ def main(config_file, database):
     refund = Template(name="Refund", code=REFUND_SKU, default_uom=unit,
         type='service', salable=True, list_price=Decimal("0"), account_category=category)
     refund.save()
+    rounding = Template(name="Tax rounding", code=ROUNDING_SKU, default_uom=unit,
+        type='service', salable=True, list_price=Decimal("0"), account_category=category)
+    rounding.save()
 
     for name, rate in TAXES:
         tax = create_tax(Decimal(rate))
