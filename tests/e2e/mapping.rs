@@ -203,5 +203,9 @@ async fn a_tax_inclusive_order_totals_in_the_erp_what_the_shop_charged() {
         .await
         .unwrap_or_default();
     assert_eq!(decimal(&totals[0]["total_amount"]), "2.49", "{totals:?}");
-    assert_eq!(decimal(&totals[0]["untaxed_amount"]), "2.08", "2.07 + the 0.01 rounding line");
+    assert_eq!(
+        decimal(&totals[0]["untaxed_amount"]),
+        "2.08",
+        "2.07 + the 0.01 rounding line"
+    );
 }

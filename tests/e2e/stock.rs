@@ -405,6 +405,41 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
     stock.tryton.stop().await;
 }
 
+/// A store whose prices include VAT gets the gross price from a Tax Included price list, and
+/// a net price list is refused for it (it sold some 16-20 % under the intended price).
+#[tokio::test]
+async fn a_tax_inclusive_channel_gets_gross_prices_and_never_a_net_list() {
+    let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;
+    let uk_admin = stock.admin("uk-shop");
+    let mut channel = stock.channel("uk-shop").clone();
+    let mut prices = channel
+        .prices
+        .clone()
+        .unwrap_or_else(|| panic!("no prices"));
+    prices.taxes_included = true;
+    channel.prices = Some(prices.clone());
+    let refused = sync_prices(&stock.erp, &uk_admin, &channel, None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a net price list was written as gross"));
+    assert_eq!(refused.kind, "price_list_not_gross", "{refused}");
+    assert!(refused.message.contains("UK retail"), "{refused}");
+
+    prices.price_list = Some("UK retail incl. VAT".to_owned());
+    channel.prices = Some(prices);
+    sync_prices(&stock.erp, &uk_admin, &channel, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 199.00 USD list, +10 %, +20 % VAT, in GBP at 0.79: 207.5172.
+    let red = stock
+        .sandbox
+        .shops
+        .get(UK)
+        .and_then(|s| s.price("IPOD2008RED"));
+    assert_eq!(red.as_deref(), Some("207.52"));
+    stock.tryton.stop().await;
+}
+
 #[tokio::test]
 async fn erp_prices_reach_each_channel_in_its_currency_and_only_changes_are_written() {
     let mut stock = StockWorld::start(2000.0, 1000.0, 250).await;

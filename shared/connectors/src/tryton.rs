@@ -106,6 +106,11 @@ fn sale_state(text: &str) -> ErpSaleState {
 }
 
 /// Tryton sends decimals as `{"__class__": "Decimal", "decimal": "1.50"}` and floats as numbers.
+/// A Boolean field: `true`, or 1 where the database (SQLite) stores it as a number.
+fn bool_of(value: &Value) -> bool {
+    value.as_bool().unwrap_or(false) || value.as_i64() == Some(1)
+}
+
 fn decimal_of(value: &Value) -> Option<Decimal> {
     match value {
         Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
@@ -1218,6 +1223,7 @@ impl ErpPrices for TrytonClient {
         skus: &[Sku],
         currency: &CurrencyCode,
         price_list: Option<&str>,
+        gross: bool,
     ) -> Result<HashMap<Sku, Decimal>, SyncError> {
         let refs = self.references().await?;
         let currency_id = *refs.currencies.get(currency.as_str()).ok_or_else(|| {
@@ -1228,15 +1234,36 @@ impl ErpPrices for TrytonClient {
         })?;
         let mut context = json!({"company": refs.company, "currency": currency_id, "quantity": 1});
         if let Some(name) = price_list {
-            context["price_list"] = json!(
-                self.id_by_name(
+            let id = self
+                .id_by_name(
                     "product.price_list",
                     "name",
                     name,
-                    "[channels.prices] price_list"
+                    "[channels.prices] price_list",
                 )
-                .await?
-            );
+                .await?;
+            // With no taxes in the context Tryton gives a Tax Included list's own (gross)
+            // result (sale_price_list: reverse_compute only when taxes are given).
+            if gross
+                && !bool_of(
+                    &self
+                        .read("product.price_list", id, &["tax_included"])
+                        .await?["tax_included"],
+                )
+            {
+                return Err(SyncError::permanent(
+                    "price_list_not_gross",
+                    format!(
+                        "price list {name:?} gives net prices, but the channel's prices include tax: set Tax Included on it in Tryton (its formula then gives gross prices), or name one that has it"
+                    ),
+                ));
+            }
+            context["price_list"] = json!(id);
+        } else if gross {
+            return Err(SyncError::permanent(
+                "price_list_not_gross",
+                "the channel's prices include tax but it names no price list: list prices are net",
+            ));
         }
         // Tryton computes the sale price under the context: price list, then currency rate.
         let context = encode(&context);

@@ -261,6 +261,11 @@ pub struct PriceConfig {
     /// list, currency rate), not only on the hourly schedule.
     #[serde(default)]
     pub realtime: bool,
+    /// The shop's prices include tax (Shopify's "all prices include tax", a European store):
+    /// the ERP's net list prices would sell some 16 % under (19 % VAT). Needs a price list
+    /// with "Tax Included" set in Tryton, whose prices are then the gross ones.
+    #[serde(default)]
+    pub taxes_included: bool,
 }
 
 fn default_batch_size() -> u32 {
@@ -573,6 +578,15 @@ impl Config {
                     ));
                 }
             }
+            if let Some(prices) = &channel.prices
+                && prices.taxes_included
+                && prices.price_list.is_none()
+            {
+                return Err(invalid(
+                    format!("{key}.prices.price_list"),
+                    "a channel whose prices include tax needs a Tryton price list with Tax Included set: the products' list prices are net, and would be sold as gross",
+                ));
+            }
             if (channel.stock.is_some() || channel.prices.is_some()) && channel.admin_api.is_none()
             {
                 return Err(invalid(
@@ -698,6 +712,13 @@ mod tests {
             uk.erp_tax_for("GST", None, us.as_ref()),
             Err(TaxMiss::Unmapped)
         );
+    }
+
+    #[test]
+    fn a_tax_inclusive_price_channel_without_a_price_list_is_refused_naming_the_key() {
+        let text = EXAMPLE.replacen("price_list = \"UK retail\"", "taxes_included = true", 1);
+        let error = parse(&text).err().unwrap_or_default();
+        assert!(error.contains("prices.price_list"), "{error}");
     }
 
     #[test]

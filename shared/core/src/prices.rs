@@ -25,12 +25,14 @@ pub struct ChannelVariant {
 
 #[async_trait]
 pub trait ErpPrices: Send + Sync {
-    /// Sale prices of one unit, in `currency`, under the price list named (or list prices).
+    /// Sale prices of one unit, in `currency`, under the price list named (or list prices);
+    /// `gross`: the prices must include tax (a price list whose prices do, else an error).
     async fn prices(
         &self,
         skus: &[Sku],
         currency: &CurrencyCode,
         price_list: Option<&str>,
+        gross: bool,
     ) -> Result<HashMap<Sku, Decimal>, SyncError>;
 }
 
@@ -91,7 +93,12 @@ pub async fn sync_prices(
         .map(|v| channel.erp_sku(&v.sku).clone())
         .collect();
     let prices = erp
-        .prices(&skus, &channel.currency, config.price_list.as_deref())
+        .prices(
+            &skus,
+            &channel.currency,
+            config.price_list.as_deref(),
+            config.taxes_included,
+        )
         .await?;
     let mut outcome = PriceOutcome::default();
     let mut changes: BTreeMap<&str, ProductChanges> = BTreeMap::new();
@@ -198,6 +205,7 @@ mod tests {
             skus: &[Sku],
             _currency: &CurrencyCode,
             _price_list: Option<&str>,
+            _gross: bool,
         ) -> Result<HashMap<Sku, Decimal>, SyncError> {
             Ok(skus.iter().map(|s| (s.clone(), self.0)).collect())
         }

@@ -39,6 +39,7 @@ impl ErpPrices for PriceSource {
         skus: &[Sku],
         _currency: &CurrencyCode,
         _price_list: Option<&str>,
+        _gross: bool,
     ) -> Result<HashMap<Sku, Decimal>, SyncError> {
         Ok(skus
             .iter()
@@ -66,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         channel.prices = Some(PriceConfig {
             price_list: None,
             realtime: false,
+            taxes_included: false,
         });
     }
     let started = Instant::now();

@@ -144,6 +144,11 @@ def main(config_file, database):
     uk_retail = PriceList(name="UK retail", price='list_price')
     uk_retail.lines.new(formula="unit_price * Decimal('1.10')")
     uk_retail.save()
+    # The same with UK VAT in the price, for a store whose prices include tax ([channels.prices]
+    # taxes_included): Tax Included says the formula's result is gross.
+    uk_gross = PriceList(name="UK retail incl. VAT", price='list_price', tax_included=True)
+    uk_gross.lines.new(formula="unit_price * Decimal('1.10') * Decimal('1.20')")
+    uk_gross.save()
 
     Location = Model.get('stock.location')
     storage, = Location.find([('code', '=', 'STO')])
