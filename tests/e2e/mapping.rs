@@ -209,3 +209,47 @@ async fn a_tax_inclusive_order_totals_in_the_erp_what_the_shop_charged() {
         "2.07 + the 0.01 rounding line"
     );
 }
+
+/// A tip and a custom item (no SKU) on a shop order: each a line of its mapped service
+/// product, and the ERP's untaxed total the shop's. They parked the order before.
+#[tokio::test]
+async fn a_tip_and_a_custom_item_reach_the_erp_as_their_mapped_products() {
+    let world = World::start().await;
+    let (mut order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let mut tip = order["line_items"][1].clone();
+    tip["id"] = json!(9001);
+    tip["sku"] = Value::Null;
+    tip["title"] = json!("Tip");
+    tip["price"] = json!("5.00");
+    tip["quantity"] = json!(1);
+    tip["current_quantity"] = json!(1);
+    tip["tip_payment_gateway"] = json!("shopify_payments");
+    tip["discount_allocations"] = json!([]);
+    tip["tax_lines"] = json!([]);
+    let mut custom = tip.clone();
+    custom["id"] = json!(9002);
+    custom["title"] = json!("Engraving");
+    custom["price"] = json!("12.00");
+    custom["tip_payment_gateway"] = Value::Null;
+    if let Some(lines) = order["line_items"].as_array_mut() {
+        lines.extend([tip, custom]);
+    }
+    world
+        .deliver("uk-shop", "orders/create", "wh-charges", &order)
+        .await;
+    let sales = world.erp_sales(&format!("uk-shop/{id}")).await;
+    assert_eq!(sales.len(), 1, "{:?}", world.dead_letters().await);
+    let sale = &sales[0];
+    let codes: Vec<&str> = sale["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["product"]["code"].as_str())
+        .collect();
+    assert!(
+        codes.contains(&"TIP") && codes.contains(&"CUSTOM-ITEM"),
+        "{codes:?}"
+    );
+    // The documented order's 587.00 net, and the 17.00 of charges.
+    assert_eq!(decimal(&sale["untaxed_amount"]), "604.00");
+}

@@ -255,6 +255,8 @@ async fn a_refund_without_returned_goods_is_a_credit_note_only() {
     let (goodwill, goodwill_id) = returns.refund(&order_id, |refund| {
         refund["refund_line_items"] = json!([]);
         refund["transactions"][0]["amount"] = json!("15.00");
+        // Without lines the refund names no shop currency: the money counts in the channel's.
+        refund["transactions"][0]["currency"] = json!("GBP");
         refund["note"] = json!("late delivery");
     });
     returns.deliver_refund(&goodwill, "wh-goodwill").await;
@@ -325,7 +327,7 @@ async fn cancel_and_refund_before_dispatch_leave_no_shipment_invoice_or_credit_i
         let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
         let created = erpsync_e2e::at_version(&order, "2026-11-29T10:00:00Z");
         returns
-            .deliver_order("orders/create", "wh-create", &created)
+            .deliver_order("orders/create", &format!("wh-create-{order_id}"), &created)
             .await;
         let (refund, refund_id) = returns.refund(&order_id, |refund| {
             let lines: Vec<Value> = order["line_items"]
@@ -357,11 +359,19 @@ async fn cancel_and_refund_before_dispatch_leave_no_shipment_invoice_or_credit_i
                 .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
                 .await;
             returns
-                .deliver_order("orders/cancelled", "wh-cancel", &cancelled)
+                .deliver_order(
+                    "orders/cancelled",
+                    &format!("wh-cancel-{order_id}"),
+                    &cancelled,
+                )
                 .await;
         } else {
             returns
-                .deliver_order("orders/cancelled", "wh-cancel", &cancelled)
+                .deliver_order(
+                    "orders/cancelled",
+                    &format!("wh-cancel-{order_id}"),
+                    &cancelled,
+                )
                 .await;
             returns
                 .deliver_refund(&refund, &format!("wh-refund-{order_id}"))

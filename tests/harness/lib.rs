@@ -915,7 +915,6 @@ pub fn at_version(order: &Value, updated_at: &str) -> Value {
     order
 }
 
-/// A line's quantity after an order edit (Shopify reports it as current_quantity).
 /// Each line's tax as its rate makes it of the line's net, as a shop charges it and the ERP
 /// books it (the documented order's 3.98 is not 6 % of 195.67): reconciliation compares
 /// totals with tax, so an order whose tax disagrees with its rate is flagged.
@@ -940,6 +939,7 @@ pub fn tax_as_rated(order: &mut Value) {
     }
 }
 
+/// A line's quantity after an order edit (Shopify reports it as current_quantity).
 pub fn set_quantity(order: &mut Value, line: usize, quantity: u32) {
     order["line_items"][line]["quantity"] = json!(quantity);
     order["line_items"][line]["current_quantity"] = json!(quantity);

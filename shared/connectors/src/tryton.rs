@@ -1100,7 +1100,7 @@ fn sale_view(sale: &Value) -> Option<ReviewedSale> {
             })
             .collect(),
         untaxed_amount: decimal_of(&sale["untaxed_amount"]).unwrap_or_default(),
-        total_amount: decimal_of(&sale["total_amount"]).unwrap_or_default(),
+        total_amount: decimal_of(&sale["total_amount"]),
     })
 }
 

@@ -210,6 +210,11 @@ pub struct ChannelConfig {
     /// tax-inclusive prices are refused). Otherwise every tax must be mapped.
     #[serde(default)]
     pub tax_codes: Vec<TaxCode>,
+    /// What an order charges beyond products and shipping (tips, gift cards sold, custom
+    /// items, duties, fees) -> the ERP service product each is booked to. A charge of a kind
+    /// not mapped here waits for a person, naming the line and the key.
+    #[serde(default)]
+    pub charges: BTreeMap<crate::order::ChargeKind, Sku>,
     /// The customer an order with no address is booked to (a point-of-sale sale, digital
     /// goods, some draft orders). None: such an order waits for a person.
     pub default_customer: Option<FallbackCustomer>,

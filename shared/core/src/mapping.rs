@@ -174,20 +174,62 @@ pub fn sale_draft(
             });
         }
     }
+    for charge in &order.charges {
+        let what = format!("{} {:?}", charge.kind.key().replace('_', " "), charge.title);
+        let sku = channel.charges.get(&charge.kind).ok_or_else(|| {
+            SyncError::permanent(
+                "unmapped_charge",
+                format!(
+                    "{what} on order {} has no ERP product for channel {}: set [channels.charges] {} = \"<service SKU>\" in the config, then redrive",
+                    order.name,
+                    channel.id,
+                    charge.kind.key()
+                ),
+            )
+        })?;
+        let taxes = erp_taxes(channel, order, &charge.taxes, destination, &what)?;
+        let mut net = order.currency.round(charge.amount);
+        if order.taxes_included {
+            net -= charge.taxes.iter().map(|t| t.amount).sum::<Decimal>();
+        }
+        lines.push(SaleLineDraft {
+            sku: sku.clone(),
+            description: charge.title.clone(),
+            quantity: 1,
+            unit_price: net,
+            taxes,
+        });
+    }
     if order.taxes_included
         && let Some(rounding_sku) = &erp.rounding_sku
     {
-        let difference =
-            order.total() - erp_gross(&lines, channel, erp.tax_rounding, &order.currency);
-        if !difference.is_zero() {
-            lines.push(SaleLineDraft {
-                sku: rounding_sku.clone(),
-                description: "tax rounding: the shop's total with tax included".to_owned(),
-                quantity: 1,
-                unit_price: order.currency.round(difference),
-                taxes: Vec::new(),
-            });
+        let erp_total = erp_gross(&lines, channel, erp.tax_rounding, &order.currency);
+        let difference = order.total() - erp_total;
+        // Rounding alone moves the totals apart by at most half a minor unit for each taxed
+        // amount the shop rounded and each tax the ERP rounded; more is a tax the shop did not
+        // charge at the mapped rate (an exemption, an override), which a person must see.
+        let taxed = lines.iter().filter(|l| !l.taxes.is_empty()).count() + draft_tax_count(&lines);
+        let bound = Decimal::new(1, order.currency.minor_units()) * Decimal::from(taxed.max(2))
+            / Decimal::TWO;
+        if difference.abs() > bound {
+            return Err(SyncError::permanent(
+                "tax_differs",
+                format!(
+                    "order {} charged {} with tax included, but its net prices taxed at the mapped rates make {erp_total} in the ERP: more than rounding, so a tax was charged otherwise (an exemption or an override); book it by hand or correct the order, then redrive",
+                    order.name,
+                    order.total()
+                ),
+            ));
         }
+        // Always there, even at 0.00: an amendment of a confirmed sale can reprice a line but
+        // not add one.
+        lines.push(SaleLineDraft {
+            sku: rounding_sku.clone(),
+            description: "tax rounding: the shop's total with tax included".to_owned(),
+            quantity: 1,
+            unit_price: order.currency.round(difference),
+            taxes: Vec::new(),
+        });
     }
     Ok(SaleDraft {
         reference: sale_reference(&order.channel, &order.external_id),
@@ -197,6 +239,14 @@ pub fn sale_draft(
         carrier,
         lines,
     })
+}
+
+/// How many distinct ERP taxes the lines carry.
+fn draft_tax_count(lines: &[SaleLineDraft]) -> usize {
+    let mut names: Vec<&String> = lines.iter().flat_map(|l| &l.taxes).collect();
+    names.sort();
+    names.dedup();
+    names.len()
 }
 
 /// The total the ERP makes of these lines: their net amounts, and each ERP tax at its mapped
@@ -614,6 +664,56 @@ mod tests {
         }
     }
 
+    /// A tip and a custom item were parked ("has no SKU") or vanished; now each is a line of
+    /// its mapped service product, and the ERP total is the shop's.
+    #[test]
+    fn charges_are_lines_of_their_mapped_products_and_an_unmapped_one_names_its_key() {
+        let mut order = documented();
+        let mut tip = order["line_items"][0].clone();
+        tip["id"] = 9001.into();
+        tip["sku"] = serde_json::Value::Null;
+        tip["title"] = "Tip".into();
+        tip["price"] = "5.00".into();
+        tip["tip_payment_gateway"] = "shopify_payments".into();
+        tip["quantity"] = 1.into();
+        tip["current_quantity"] = 1.into();
+        tip["discount_allocations"] = serde_json::json!([]);
+        tip["tax_lines"] = serde_json::json!([]);
+        let mut custom = tip.clone();
+        custom["id"] = 9002.into();
+        custom["title"] = "Engraving".into();
+        custom["tip_payment_gateway"] = serde_json::Value::Null;
+        custom["price"] = "12.00".into();
+        if let Some(lines) = order["line_items"].as_array_mut() {
+            lines.extend([tip, custom]);
+        }
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        let charged: Vec<(&str, String)> = draft
+            .lines
+            .iter()
+            .filter(|l| ["TIP", "CUSTOM-ITEM"].contains(&l.sku.as_str()))
+            .map(|l| (l.sku.as_str(), l.unit_price.to_string()))
+            .collect();
+        assert_eq!(
+            charged,
+            [
+                ("TIP", "5.00".to_owned()),
+                ("CUSTOM-ITEM", "12.00".to_owned())
+            ]
+        );
+        // The EU store maps no charges: the order waits, naming the line and the key.
+        let error = draft_of(1, &order)
+            .err()
+            .unwrap_or_else(|| panic!("a tip vanished"));
+        assert_eq!(error.kind, "unmapped_charge");
+        assert!(
+            error.message.contains("tip \"Tip\"")
+                && error.message.contains("[channels.charges] tip"),
+            "{}",
+            error.message
+        );
+    }
+
     /// A point-of-sale or digital order carries no address: it was parked with "fix the
     /// source record or the mapping", and there was no mapping to fix.
     #[test]
@@ -807,11 +907,22 @@ mod tests {
                 ("ROUNDING".to_owned(), "0.01".to_owned(), 0)
             ]
         );
-        // Where the ERP's tax comes out as the shop's, no line.
+        // Where the ERP's tax comes out as the shop's, the line is there at 0.00 (a later
+        // amendment may need to reprice it, and cannot add it).
         order["line_items"][0]["price"] = "2.40".into();
         order["line_items"][0]["tax_lines"][0]["price"] = "0.40".into();
         let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(draft.lines.len(), 1);
+        assert_eq!(
+            draft
+                .lines
+                .last()
+                .map(|l| (l.sku.as_str(), l.unit_price.to_string())),
+            Some(("ROUNDING", "0.00".to_owned()))
+        );
+        // A tax the shop did not charge at the mapped rate is no rounding: a person sees it.
+        order["line_items"][0]["tax_lines"][0]["price"] = "0.10".into();
+        let error = draft_of(0, &order).err().map(|e| e.kind);
+        assert_eq!(error.as_deref(), Some("tax_differs"));
     }
 
     /// 3 x £12 incl. £6 VAT edited down to 1 was sent as £6 net (the whole £6 taken off the

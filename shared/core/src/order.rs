@@ -60,6 +60,50 @@ pub struct ChannelOrder {
     pub cancelled: bool,
     /// The shop location that took the order, when the channel says (a point of sale).
     pub location: Option<String>,
+    /// What the order charges beyond products and shipping: tips, gift cards sold, custom
+    /// items, duties, fees.
+    pub charges: Vec<Charge>,
+}
+
+/// A charge on the order that is no product the ERP stocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub kind: ChargeKind,
+    /// What the shop calls it (the line's title, the fee's name).
+    pub title: String,
+    /// Net of its discounts, in the order's currency; negative for a fee given as a discount.
+    pub amount: Decimal,
+    pub taxes: Vec<TaxLine>,
+}
+
+/// The kinds of charges, each mapped per channel to an ERP service product
+/// (`[channels.charges]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeKind {
+    /// A tip (Shopify: a line item with a tip payment gateway).
+    Tip,
+    /// A gift card sold (a liability until it is spent, not revenue).
+    GiftCard,
+    /// A line with no SKU: a custom item.
+    Custom,
+    /// Import duties charged at checkout.
+    Duty,
+    /// A fee (WooCommerce fee lines, negative ones too).
+    Fee,
+}
+
+impl ChargeKind {
+    /// Its key under `[channels.charges]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Tip => "tip",
+            Self::GiftCard => "gift_card",
+            Self::Custom => "custom",
+            Self::Duty => "duty",
+            Self::Fee => "fee",
+        }
+    }
 }
 
 impl ChannelOrder {
@@ -75,12 +119,14 @@ impl ChannelOrder {
             .shipping_lines
             .iter()
             .map(|s| s.price - s.discount)
+            .chain(self.charges.iter().map(|c| c.amount))
             .sum();
         let tax: Decimal = self
             .lines
             .iter()
             .flat_map(|l| &l.taxes)
             .chain(self.shipping_lines.iter().flat_map(|s| &s.taxes))
+            .chain(self.charges.iter().flat_map(|c| &c.taxes))
             .map(|t| t.amount)
             .sum();
         let total = if self.taxes_included {

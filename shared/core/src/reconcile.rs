@@ -161,13 +161,13 @@ async fn review_known(
     let erp_total = draft.currency.round(sale.untaxed_amount);
     let number = sale.number.as_deref().unwrap_or("?");
     let charged = parsed.total();
-    let booked = draft.currency.round(sale.total_amount);
+    let booked = sale.total_amount.map(|total| draft.currency.round(total));
     review.flag = if shop_total != erp_total {
         Some(format!(
             "{} totals {shop_total} net in the shop but ERP sale {number} totals {erp_total}: check which side was changed by hand and correct it",
             parsed.name
         ))
-    } else if charged != booked {
+    } else if let Some(booked) = booked.filter(|booked| *booked != charged) {
         // The same net, another gross: the ERP's tax (its rate or its rounding) is not what
         // the shop charged.
         Some(format!(

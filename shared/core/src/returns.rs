@@ -13,7 +13,7 @@ use tracing::info;
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::flows::order_sync::confirm;
-use crate::ids::{ExternalOrderId, Sku};
+use crate::ids::{CurrencyCode, ExternalOrderId, Sku};
 use crate::mapping::{bundle_shares, lines_for_total, sale_reference};
 use crate::ports::{
     ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure,
@@ -35,10 +35,42 @@ pub struct Refund {
     /// rounding), signed as Shopify signs them: the calculated refund less the money refunded,
     /// so positive means less money back than the items are worth.
     pub discrepancy: Decimal,
-    /// Money paid back: successful refund transactions in the shop's currency.
-    pub refunded: Decimal,
-    /// Successful refund transactions in another currency, which `refunded` cannot count.
-    pub foreign_transactions: Vec<String>,
+    /// Successful refund transactions: the money that moved back.
+    pub paid: Vec<Paid>,
+    /// Refund transactions still pending: the money has not moved yet.
+    pub pending: usize,
+    /// The shop's currency as the refund's money sets name it (none when it has no sets).
+    pub shop_currency: Option<String>,
+}
+
+/// A successful refund transaction (REST: its amount in the currency it names, which for a
+/// multi-currency order is the customer's, not the shop's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paid {
+    pub amount: Decimal,
+    pub currency: Option<String>,
+}
+
+impl Refund {
+    /// The money paid back in the shop's currency (the refund's own sets say which, else the
+    /// channel's), and what was paid in others (which it cannot count).
+    pub fn refunded_in(&self, channel_currency: &CurrencyCode) -> (Decimal, Vec<String>) {
+        let shop = self
+            .shop_currency
+            .as_deref()
+            .unwrap_or(channel_currency.as_str());
+        let mut refunded = Decimal::ZERO;
+        let mut foreign = Vec::new();
+        for paid in &self.paid {
+            match paid.currency.as_deref() {
+                Some(other) if other != shop => {
+                    foreign.push(format!("{} {other}", paid.amount));
+                }
+                _ => refunded += paid.amount,
+            }
+        }
+        (refunded, foreign)
+    }
 }
 
 /// What happens to a refunded unit's goods (Shopify's `restock_type`).
@@ -53,6 +85,10 @@ pub enum RestockType {
     NoRestock,
     /// Deprecated: restocked, without saying whether returned or cancelled.
     LegacyRestock,
+    /// A type this version does not know: taken as money back without goods, like
+    /// `no_restock`, so a new value never stops the order or the refund.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +118,7 @@ impl RefundedItem {
     pub fn before_fulfilment(&self) -> bool {
         match self.restock_type {
             RestockType::Cancel => true,
-            RestockType::NoRestock => self.line_unfulfilled,
+            RestockType::NoRestock | RestockType::Unknown => self.line_unfulfilled,
             RestockType::Return | RestockType::LegacyRestock => false,
         }
     }
@@ -147,8 +183,9 @@ pub enum ReturnPlan {
         draft: ReturnDraft,
         expected_credit: Option<Decimal>,
     },
-    /// Nothing to book, and why.
-    Nothing(String),
+    /// Nothing to book, and why; `attention`: the money paid back is not what the units
+    /// and shipping were worth (a fee kept, say), which a person must book.
+    Nothing { why: String, attention: bool },
 }
 
 /// The return sale for a refund, line by line. Units refunded before fulfilment are left to
@@ -163,24 +200,60 @@ pub fn plan_return(
 ) -> Result<ReturnPlan, SyncError> {
     let currency = &channel.currency;
     let sale_number = original.sale.number.as_deref().unwrap_or(order_reference);
-    if original.sale.state == ErpSaleState::Cancelled {
-        return Ok(ReturnPlan::Nothing(format!(
-            "refund {}: ERP sale {sale_number} is cancelled, so nothing was invoiced to credit",
-            refund.id
-        )));
+    if refund.pending > 0 {
+        return Err(SyncError::retryable(
+            "refund_pending",
+            format!(
+                "refund {} has a refund transaction still pending: booked once the money has moved",
+                refund.id
+            ),
+        ));
     }
+    let (refunded, foreign) = refund.refunded_in(currency);
     let (before, after): (Vec<&RefundedItem>, Vec<&RefundedItem>) =
         refund.items.iter().partition(|i| i.before_fulfilment());
+    // Nothing is booked for units that leave the sale: what they were worth (and shipping)
+    // should be exactly the money paid back, or the difference is a person's to book.
+    let nothing = |why: String| {
+        let worth: Decimal = refund
+            .items
+            .iter()
+            .map(|i| i.subtotal + i.tax)
+            .sum::<Decimal>()
+            + refund.shipping;
+        let differs = !foreign.is_empty() || currency.round(worth) != currency.round(refunded);
+        let why = if differs {
+            format!(
+                "{why}. But the shop paid back {refunded}{} for what was worth {}: book the difference by hand",
+                if foreign.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and {})", foreign.join(", "))
+                },
+                currency.round(worth)
+            )
+        } else {
+            why
+        };
+        Ok(ReturnPlan::Nothing {
+            why,
+            attention: differs,
+        })
+    };
+    if original.sale.state == ErpSaleState::Cancelled {
+        return nothing(format!(
+            "refund {}: ERP sale {sale_number} is cancelled, so nothing was invoiced to credit",
+            refund.id
+        ));
+    }
     // Everything the ERP sale still holds was refunded before dispatch: the order was
     // cancelled (its orders/cancelled cancels the sale), shipping refund and all.
-    if after.is_empty()
-        && !before.is_empty()
-        && covers_the_sale(channel, &config.erp.shipping_sku, &before, original)
+    if after.is_empty() && !before.is_empty() && covers_the_sale(config, channel, &before, original)
     {
-        return Ok(ReturnPlan::Nothing(format!(
+        return nothing(format!(
             "refund {}: every unit of ERP sale {sale_number} was refunded before dispatch; the order's cancellation removes them, with nothing to credit",
             refund.id
-        )));
+        ));
     }
     let mut lines = Vec::new();
     let original_line = |sku: &Sku| {
@@ -248,25 +321,23 @@ pub fn plan_return(
             description: "shipping refunded".to_owned(),
         });
     }
-    if !refund.foreign_transactions.is_empty()
-        && (lines.is_empty() || !refund.discrepancy.is_zero())
-    {
+    if !foreign.is_empty() && (lines.is_empty() || !refund.discrepancy.is_zero()) {
         return Err(SyncError::permanent(
             "refund_foreign_currency",
             format!(
                 "refund {} paid back {} in another currency than the shop's {currency}: book its credit note by hand, then discard",
                 refund.id,
-                refund.foreign_transactions.join(", ")
+                foreign.join(", ")
             ),
         ));
     }
     if lines.is_empty() {
-        if before.is_empty() && refund.refunded > Decimal::ZERO {
+        if before.is_empty() && refunded > Decimal::ZERO {
             // Goodwill: money back, nothing returned.
             lines.push(ReturnLine {
                 product: ReturnProduct::Service(config.erp.refund_sku.clone()),
                 quantity: -Decimal::ONE,
-                unit_price: currency.round(refund.refunded),
+                unit_price: currency.round(refunded),
                 like_line: None,
                 description: format!(
                     "goodwill refund{}",
@@ -286,10 +357,10 @@ pub fn plan_return(
                 ),
             ));
         } else {
-            return Ok(ReturnPlan::Nothing(format!(
+            return nothing(format!(
                 "refund {}: its units were refunded before dispatch; the order's amendment removes them from ERP sale {sale_number}",
                 refund.id
-            )));
+            ));
         }
     } else if !refund.discrepancy.is_zero() {
         // Shopify's discrepancy is the calculated refund less the money refunded: a positive
@@ -308,10 +379,9 @@ pub fn plan_return(
     }
     // The money for units refunded before dispatch is not credited: the sale loses them.
     let not_credited: Decimal = before.iter().map(|i| i.subtotal + i.tax).sum();
-    let expected_credit = refund
-        .foreign_transactions
+    let expected_credit = foreign
         .is_empty()
-        .then(|| currency.round(refund.refunded - not_credited));
+        .then(|| currency.round(refunded - not_credited));
     Ok(ReturnPlan::Book {
         draft: ReturnDraft {
             reference: format!("{order_reference}/refund/{}", refund.id),
@@ -333,8 +403,8 @@ pub fn plan_return(
 
 /// The units refunded before dispatch cover every product unit left on the ERP sale.
 fn covers_the_sale(
+    config: &Config,
     channel: &ChannelConfig,
-    shipping_sku: &Sku,
     refunded: &[&RefundedItem],
     original: &ErpSaleDetails,
 ) -> bool {
@@ -357,8 +427,12 @@ fn covers_the_sale(
         .iter()
         .filter(|l| l.quantity > Decimal::ZERO)
         .filter_map(|l| l.sku.as_ref().map(|sku| (sku, l.quantity)))
-        // The shipping line goes with the goods.
-        .filter(|(sku, _)| *sku != shipping_sku)
+        // Service lines (shipping, rounding, charges) go with the goods.
+        .filter(|(sku, _)| {
+            *sku != &config.erp.shipping_sku
+                && Some(*sku) != config.erp.rounding_sku.as_ref()
+                && !channel.charges.values().any(|charge| charge == *sku)
+        })
         .all(|(sku, quantity)| units.get(sku).is_some_and(|u| *u >= quantity))
 }
 
@@ -458,7 +532,10 @@ async fn book(
                 "refund_for_unknown_order",
                 format!(
                     "refund {} ({} paid back) is for order {} of {}, which the ERP does not have: bring the order in (erpsync replay) and redrive, or book the credit note by hand and discard",
-                    refund.id, refund.refunded, refund.order_id, channel.id
+                    refund.id,
+                    refund.refunded_in(&channel.currency).0,
+                    refund.order_id,
+                    channel.id
                 ),
             ),
         });
@@ -470,11 +547,15 @@ async fn book(
                 draft,
                 expected_credit,
             } => (draft, expected_credit),
-            ReturnPlan::Nothing(why) => {
-                info!(refund = %refund.id, "nothing to book");
+            ReturnPlan::Nothing { why, attention } => {
+                info!(refund = %refund.id, attention, "nothing to book");
                 let record = SyncRecord {
                     entity: refund_entity(channel, refund),
-                    status: SyncStatus::Synced,
+                    status: if attention {
+                        SyncStatus::NeedsAttention
+                    } else {
+                        SyncStatus::Synced
+                    },
                     erp_id: None,
                     erp_number: None,
                     version: None,
@@ -502,7 +583,7 @@ async fn book(
         } else {
             ", nothing restocked"
         },
-        refund.refunded
+        refund.refunded_in(&channel.currency).0
     );
     // The credit note must pay back what the shop paid back, to the minor unit; a difference
     // is a person's to settle, never silent.
@@ -598,13 +679,21 @@ mod tests {
             items,
             shipping: dec(shipping),
             discrepancy: Decimal::ZERO,
-            refunded: dec(refunded),
-            foreign_transactions: Vec::new(),
+            paid: vec![Paid {
+                amount: dec(refunded),
+                currency: Some("GBP".to_owned()),
+            }],
+            pending: 0,
+            shop_currency: None,
         }
     }
 
     fn dec(text: &str) -> Decimal {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn usd() -> CurrencyCode {
+        CurrencyCode::parse("USD").unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `quantity` units of a fulfilled line, refunded at `subtotal` (and 20 % tax).
@@ -637,7 +726,7 @@ mod tests {
                 draft,
                 expected_credit,
             } => (draft, expected_credit),
-            ReturnPlan::Nothing(why) => panic!("nothing booked: {why}"),
+            ReturnPlan::Nothing { why, .. } => panic!("nothing booked: {why}"),
         }
     }
 
@@ -661,7 +750,7 @@ mod tests {
                 tax: Decimal::ZERO,
             }]
         );
-        assert_eq!(refund.refunded, dec("41.94"));
+        assert_eq!(refund.refunded_in(&usd()), (dec("41.94"), Vec::new()));
         assert_eq!(refund.shipping, Decimal::ZERO);
     }
 
@@ -681,8 +770,14 @@ mod tests {
         body["transactions"] = serde_json::json!([paid, pending, errored, foreign]);
         let refund = crate::shopify::parse_refund(body.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(refund.refunded, dec("41.94"));
-        assert_eq!(refund.foreign_transactions, ["41.94 CAD"]);
+        assert_eq!(
+            refund.refunded_in(&usd()),
+            (dec("41.94"), vec!["41.94 CAD".to_owned()])
+        );
+        assert_eq!(refund.pending, 1);
+        // Pending money is booked once it has moved.
+        let pending = plan(&refund).err().map(|e| e.kind);
+        assert_eq!(pending.as_deref(), Some("refund_pending"));
     }
 
     #[test]
@@ -752,7 +847,13 @@ mod tests {
             "0",
             "199.00",
         );
-        assert!(matches!(plan(&early), Ok(ReturnPlan::Nothing(_))));
+        assert!(matches!(
+            plan(&early),
+            Ok(ReturnPlan::Nothing {
+                attention: false,
+                ..
+            })
+        ));
         // The whole order refunded before dispatch, shipping too: the cancellation.
         let all = refund(
             vec![
@@ -761,15 +862,41 @@ mod tests {
                 item("WOOL-SOCKS", 2, RestockType::Cancel, "20.84"),
             ],
             "4.17",
-            "626.10",
+            "626.17",
         );
-        assert!(matches!(plan(&all), Ok(ReturnPlan::Nothing(_))));
+        assert!(matches!(
+            plan(&all),
+            Ok(ReturnPlan::Nothing {
+                attention: false,
+                ..
+            })
+        ));
+        // The shop kept 10.00 of it (a fee): the sale loses the units, and a person books
+        // the kept money, told both amounts.
+        let kept = refund(
+            vec![item("IPOD2008GREEN", 1, RestockType::Cancel, "165.83")],
+            "0",
+            "189.00",
+        );
+        match plan(&kept) {
+            Ok(ReturnPlan::Nothing { why, attention }) => {
+                assert!(attention);
+                assert!(
+                    why.contains("paid back 189.00") && why.contains("worth 199.00"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         // A no_restock refund of a line nothing of which was fulfilled is the same.
         let mut unfulfilled = item("IPOD2008GREEN", 1, RestockType::NoRestock, "165.83");
         unfulfilled.line_unfulfilled = true;
         assert!(matches!(
             plan(&refund(vec![unfulfilled.clone()], "0", "199.00")),
-            Ok(ReturnPlan::Nothing(_))
+            Ok(ReturnPlan::Nothing {
+                attention: false,
+                ..
+            })
         ));
         // Beside a return, the early unit's money is not part of the credit.
         let mixed = refund(

@@ -25,8 +25,8 @@ pub struct ErpSaleView {
     /// (SKU, quantity, unit price) of each product line.
     pub lines: Vec<(Sku, Decimal, Decimal)>,
     pub untaxed_amount: Decimal,
-    /// With the ERP's taxes.
-    pub total_amount: Decimal,
+    /// With the ERP's taxes (none: the ERP did not say).
+    pub total_amount: Option<Decimal>,
     /// The ERP's state (draft, quotation, confirmed, processing, done, cancelled).
     pub state: String,
 }
@@ -209,7 +209,7 @@ mod tests {
             sale_date: None,
             lines,
             untaxed_amount,
-            total_amount: untaxed_amount,
+            total_amount: Some(untaxed_amount),
             state: "processing".to_owned(),
         }
     }

@@ -11,7 +11,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::inbound::from_json;
-use crate::order::{Address, ChannelOrder, Customer, OrderLine, ShippingLine, TaxLine};
+use crate::order::{
+    Address, ChannelOrder, Charge, ChargeKind, Customer, OrderLine, ShippingLine, TaxLine,
+};
 
 /// Shopify sends money as decimal strings; a few API versions and apps send numbers.
 #[derive(Debug, Deserialize)]
@@ -127,6 +129,12 @@ struct RawAddress {
 struct RawLine {
     id: Id,
     sku: Option<String>,
+    #[serde(default)]
+    gift_card: bool,
+    /// Present only on tips.
+    tip_payment_gateway: Option<String>,
+    #[serde(default)]
+    duties: Vec<RawDuty>,
     title: Option<String>,
     name: Option<String>,
     quantity: u32,
@@ -137,6 +145,11 @@ struct RawLine {
     discount_allocations: Vec<RawDiscountAllocation>,
     #[serde(default)]
     tax_lines: Vec<RawTaxLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDuty {
+    price_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,7 +235,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     // `no_restock` beyond what was fulfilled) leaves the sale, as an edit does, so it is
     // neither shipped nor credited on its own.
     let after_fulfilment = refunded_after_fulfilment(&raw.refunds, &raw.fulfillments);
-    let lines: Vec<OrderLine> = raw
+    let kept: Vec<(usize, RawLine)> = raw
         .line_items
         .into_iter()
         .enumerate()
@@ -234,9 +247,9 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
             (index, line)
         })
         .filter(|(_, line)| line.current_quantity != Some(0))
-        .map(|(index, line)| order_line(line, &format!("line_items[{index}]"), &currency))
-        .collect::<Result<Vec<_>, _>>()?;
-    if lines.is_empty() && cancelled_at.is_none() {
+        .collect();
+    let (lines, charges) = lines_and_charges(kept, &currency)?;
+    if lines.is_empty() && charges.is_empty() && cancelled_at.is_none() {
         return Err(ParseError::new(
             "line_items",
             "every line was removed from the order",
@@ -275,6 +288,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         taxes_included: raw.taxes_included,
         cancelled: cancelled_at.is_some(),
         location: raw.location_id.map(|id| id.text()),
+        charges,
     })
 }
 
@@ -301,7 +315,7 @@ fn refunded_after_fulfilment(
     for line in refunds.iter().flat_map(|r| &r.refund_line_items) {
         let tally = match line.restock_type.unwrap_or(RestockType::NoRestock) {
             RestockType::Return | RestockType::LegacyRestock => &mut returned,
-            RestockType::NoRestock => &mut kept,
+            RestockType::NoRestock | RestockType::Unknown => &mut kept,
             RestockType::Cancel => continue,
         };
         *tally.entry(line.line_item_id.text()).or_default() += line.quantity;
@@ -315,27 +329,82 @@ fn refunded_after_fulfilment(
     after
 }
 
-fn order_line(
-    line: RawLine,
+/// The product lines, and the lines that are charges: gift cards sold, tips, lines with no
+/// SKU (custom items), and the lines' duties as one charge.
+fn lines_and_charges(
+    kept: Vec<(usize, RawLine)>,
+    currency: &CurrencyCode,
+) -> Result<(Vec<OrderLine>, Vec<Charge>), ParseError> {
+    let mut duties = Decimal::ZERO;
+    let mut lines = Vec::with_capacity(kept.len());
+    let mut charges = Vec::new();
+    for (index, line) in kept {
+        let field = format!("line_items[{index}]");
+        for (number, duty) in line.duties.iter().enumerate() {
+            duties += shop_amount(
+                duty.price_set.as_ref(),
+                None,
+                &format!("{field}.duties[{number}].price"),
+            )?;
+        }
+        let kind = if line.gift_card {
+            Some(ChargeKind::GiftCard)
+        } else if line.tip_payment_gateway.is_some() {
+            Some(ChargeKind::Tip)
+        } else if line.sku.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            Some(ChargeKind::Custom)
+        } else {
+            None
+        };
+        let amounts = line_amounts(&line, &field, currency)?;
+        match kind {
+            None => lines.push(OrderLine {
+                line_id: line.id.text(),
+                sku: Sku::parse(line.sku.as_deref().unwrap_or_default().trim())
+                    .map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?,
+                title: amounts.title,
+                quantity: amounts.quantity,
+                unit_price: amounts.unit_price,
+                discount: amounts.discount,
+                taxes: amounts.taxes,
+            }),
+            Some(kind) => charges.push(Charge {
+                kind,
+                amount: amounts.unit_price * Decimal::from(amounts.quantity) - amounts.discount,
+                title: amounts.title,
+                taxes: amounts.taxes,
+            }),
+        }
+    }
+    if !duties.is_zero() {
+        charges.push(Charge {
+            kind: ChargeKind::Duty,
+            title: "Duties".to_owned(),
+            amount: duties,
+            taxes: Vec::new(),
+        });
+    }
+    Ok((lines, charges))
+}
+
+/// A line's amounts as the sale holds them: what is left of it after edits, its price, and
+/// its discounts and taxes for what is left.
+struct LineAmounts {
+    title: String,
+    quantity: u32,
+    unit_price: Decimal,
+    discount: Decimal,
+    taxes: Vec<TaxLine>,
+}
+
+fn line_amounts(
+    line: &RawLine,
     field: &str,
     currency: &CurrencyCode,
-) -> Result<OrderLine, ParseError> {
-    let title = non_empty(line.title)
-        .or(non_empty(line.name))
+) -> Result<LineAmounts, ParseError> {
+    let title = non_empty(line.title.clone())
+        .or(non_empty(line.name.clone()))
         .unwrap_or_else(|| "(untitled)".to_owned());
-    let sku = match line.sku.as_deref().map(str::trim) {
-        None | Some("") => {
-            return Err(ParseError::new(
-                format!("{field}.sku"),
-                format!(
-                    "line {title:?} has no SKU, so it cannot be matched to an ERP product; give the product a SKU in the shop"
-                ),
-            ));
-        }
-        Some(sku) => {
-            Sku::parse(sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?
-        }
-    };
     if line.quantity == 0 {
         return Err(ParseError::new(
             format!("{field}.quantity"),
@@ -356,9 +425,7 @@ fn order_line(
             tax.amount = kept(tax.amount);
         }
     }
-    Ok(OrderLine {
-        line_id: line.id.text(),
-        sku,
+    Ok(LineAmounts {
         title,
         quantity,
         unit_price: non_negative(
@@ -519,11 +586,60 @@ mod tests {
     }
 
     #[test]
-    fn a_line_without_sku_is_refused_naming_the_line() {
-        let err = parse_order(&channel(), EUR_NO_CUSTOMER.as_bytes()).err();
-        let err = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.starts_with("line_items[0].sku"), "{err}");
-        assert!(err.contains("Big Brown Bear Boots"), "{err}");
+    fn lines_that_are_not_products_become_charges() {
+        // The documented order's only line has no SKU: a custom item.
+        let order =
+            parse_order(&channel(), EUR_NO_CUSTOMER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(order.lines.is_empty());
+        assert_eq!(
+            order
+                .charges
+                .iter()
+                .map(|c| (c.kind, c.title.as_str()))
+                .collect::<Vec<_>>(),
+            [(ChargeKind::Custom, "Big Brown Bear Boots")]
+        );
+        // A tip, a gift card sold and duties on a product line.
+        let mut order: serde_json::Value = serde_json::from_str(MULTILINE).unwrap_or_default();
+        let mut tip = order["line_items"][0].clone();
+        tip["id"] = 9001.into();
+        tip["sku"] = serde_json::Value::Null;
+        tip["title"] = "Tip".into();
+        tip["price"] = "5.00".into();
+        tip["tip_payment_gateway"] = "shopify_payments".into();
+        tip["quantity"] = 1.into();
+        tip["current_quantity"] = 1.into();
+        tip["discount_allocations"] = serde_json::json!([]);
+        tip["tax_lines"] = serde_json::json!([]);
+        let mut card = tip.clone();
+        card["id"] = 9002.into();
+        card["title"] = "Gift card".into();
+        card["price"] = "25.00".into();
+        card["tip_payment_gateway"] = serde_json::Value::Null;
+        card["gift_card"] = true.into();
+        card["sku"] = "GIFT-25".into();
+        order["line_items"][1]["duties"] = serde_json::json!([
+            {"price_set": {"shop_money": {"amount": "4.20", "currency_code": "USD"}}}
+        ]);
+        if let Some(lines) = order["line_items"].as_array_mut() {
+            lines.extend([tip, card]);
+        }
+        let order =
+            parse_order(&channel(), order.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let charges: Vec<(ChargeKind, String)> = order
+            .charges
+            .iter()
+            .map(|c| (c.kind, c.amount.to_string()))
+            .collect();
+        assert_eq!(
+            charges,
+            [
+                (ChargeKind::Tip, "5.00".to_owned()),
+                (ChargeKind::GiftCard, "25.00".to_owned()),
+                (ChargeKind::Duty, "4.20".to_owned())
+            ]
+        );
+        assert_eq!(order.lines.len(), 3, "the products stay lines");
     }
 
     #[test]
@@ -669,7 +785,7 @@ fn shop_amount(
 
 /// A `refunds/create` body (the REST refund resource) into the canonical refund, in shop money.
 pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
-    use crate::returns::{Refund, RefundedItem, RestockType};
+    use crate::returns::{Paid, Refund, RefundedItem, RestockType};
     let raw: RawRefundBody = from_json(body)?;
     let order_id = ExternalOrderId::parse(&raw.order_id.text())
         .map_err(|e| ParseError::new("order_id", e.reason))?;
@@ -740,7 +856,6 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             discrepancy += amount;
         }
     }
-    // The shop's currency, as the refund's money sets name it.
     let shop_currency = raw
         .refund_line_items
         .iter()
@@ -756,21 +871,23 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
                 .filter_map(|l| l.subtotal_amount_set.as_ref()),
         )
         .find_map(|set| set.shop_money.currency_code.clone());
-    let mut refunded = Decimal::ZERO;
-    let mut foreign_transactions = Vec::new();
+    let mut paid = Vec::new();
+    let mut pending = 0;
     for (index, transaction) in raw.transactions.iter().enumerate() {
-        // Only a successful refund moved money; pending, failed and errored ones did not.
-        if transaction.kind != "refund" || transaction.status.as_deref() != Some("success") {
+        // Only a successful refund moved money; a pending one has not yet, and failed or
+        // errored ones never will.
+        if transaction.kind != "refund" {
             continue;
         }
-        let amount = transaction
-            .amount
-            .parse(&format!("transactions[{index}].amount"))?;
-        match (&shop_currency, &transaction.currency) {
-            (Some(shop), Some(paid)) if shop != paid => {
-                foreign_transactions.push(format!("{amount} {paid}"));
-            }
-            _ => refunded += amount,
+        match transaction.status.as_deref() {
+            Some("success") => paid.push(Paid {
+                amount: transaction
+                    .amount
+                    .parse(&format!("transactions[{index}].amount"))?,
+                currency: transaction.currency.clone(),
+            }),
+            Some("pending") => pending += 1,
+            _ => {}
         }
     }
     Ok(Refund {
@@ -780,7 +897,8 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
         items,
         shipping,
         discrepancy,
-        refunded,
-        foreign_transactions,
+        paid,
+        pending,
+        shop_currency,
     })
 }

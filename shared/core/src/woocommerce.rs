@@ -11,7 +11,10 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 use crate::inbound::from_json;
-use crate::order::{Address, ChannelOrder, Customer, OrderLine, OrderTopic, ShippingLine, TaxLine};
+use crate::order::{
+    Address, ChannelOrder, Charge, ChargeKind, Customer, OrderLine, OrderTopic, ShippingLine,
+    TaxLine,
+};
 
 /// WooCommerce's webhook topic -> the canonical one; `None` for topics not routed.
 pub fn topic(text: &str) -> Option<OrderTopic> {
@@ -38,6 +41,17 @@ struct RawOrder {
     shipping_lines: Vec<RawShippingLine>,
     #[serde(default)]
     tax_lines: Vec<RawOrderTax>,
+    #[serde(default)]
+    fee_lines: Vec<RawFeeLine>,
+}
+
+/// A fee on the order (negative ones are discounts given as fees).
+#[derive(Debug, Deserialize)]
+struct RawFeeLine {
+    name: Option<String>,
+    total: String,
+    #[serde(default)]
+    taxes: Vec<RawLineTax>,
 }
 
 /// The order's taxes: what a line's `taxes[].id` refers to.
@@ -230,27 +244,36 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         return Err(ParseError::new("line_items", "the order has no lines"));
     }
     let mut lines = Vec::with_capacity(raw.line_items.len());
+    let mut charges = Vec::with_capacity(raw.fee_lines.len());
+    for (index, fee) in raw.fee_lines.iter().enumerate() {
+        let field = format!("fee_lines[{index}]");
+        charges.push(Charge {
+            kind: ChargeKind::Fee,
+            title: non_empty(fee.name.clone()).unwrap_or_else(|| "Fee".to_owned()),
+            amount: amount(&fee.total, &format!("{field}.total"))?,
+            taxes: taxes(&raw, &fee.taxes, &field)?,
+        });
+    }
     for (index, line) in raw.line_items.iter().enumerate() {
         let field = format!("line_items[{index}]");
         let title = non_empty(line.name.clone()).unwrap_or_else(|| "(untitled)".to_owned());
-        let sku = match non_empty(line.sku.clone()) {
-            Some(sku) => {
-                Sku::parse(&sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?
-            }
-            None => {
-                return Err(ParseError::new(
-                    format!("{field}.sku"),
-                    format!(
-                        "line {title:?} has no SKU, so it cannot be matched to an ERP product; give the product a SKU in WooCommerce"
-                    ),
-                ));
-            }
-        };
         if line.quantity == 0 {
             continue;
         }
         let subtotal = amount(&line.subtotal, &format!("{field}.subtotal"))?;
         let total = amount(&line.total, &format!("{field}.total"))?;
+        let Some(sku) = non_empty(line.sku.clone()) else {
+            // A line with no SKU is a custom item: a charge, mapped per channel.
+            charges.push(Charge {
+                kind: ChargeKind::Custom,
+                title,
+                amount: total,
+                taxes: taxes(&raw, &line.taxes, &field)?,
+            });
+            continue;
+        };
+        let sku =
+            Sku::parse(&sku).map_err(|e| ParseError::new(format!("{field}.sku"), e.reason))?;
         lines.push(OrderLine {
             line_id: line.id.to_string(),
             sku,
@@ -295,6 +318,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         taxes_included: false,
         cancelled: matches!(raw.status.as_str(), "cancelled" | "trash"),
         location: None,
+        charges,
     })
 }
 
@@ -353,15 +377,29 @@ mod tests {
     }
 
     #[test]
-    fn a_line_without_sku_names_the_line() {
-        let err = parse_order(&channel(), DOCUMENTED.as_bytes())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.starts_with("line_items[0].sku") && err.contains("Woo Single #1"),
-            "{err}"
+    fn a_line_without_sku_and_fee_lines_are_charges() {
+        let mut order: serde_json::Value = serde_json::from_str(DOCUMENTED).unwrap_or_default();
+        order["fee_lines"] = serde_json::json!([
+            {"name": "Gift wrap", "total": "3.50", "taxes": []},
+            {"name": "Loyalty discount", "total": "-2.00", "taxes": []}
+        ]);
+        let order =
+            parse_order(&channel(), order.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let charges: Vec<(ChargeKind, &str, String)> = order
+            .charges
+            .iter()
+            .map(|c| (c.kind, c.title.as_str(), c.amount.to_string()))
+            .collect();
+        assert_eq!(
+            charges[0],
+            (ChargeKind::Fee, "Gift wrap", "3.50".to_owned())
         );
+        assert_eq!(
+            charges[1],
+            (ChargeKind::Fee, "Loyalty discount", "-2.00".to_owned())
+        );
+        assert_eq!(charges[2].0, ChargeKind::Custom);
+        assert_eq!(charges[2].1, "Woo Single #1");
     }
 
     #[test]

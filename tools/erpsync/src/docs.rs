@@ -227,6 +227,18 @@ pub fn mapping_docs(config: &Config, template: &Template, source: &str) -> Strin
             }
         }
         line(String::new());
+        line("### Charges (tips, gift cards sold, custom items, duties, fees)".to_owned());
+        line(String::new());
+        if channel.charges.is_empty() {
+            line("None mapped: an order with such a charge waits for a person.".to_owned());
+        } else {
+            line("| Charge | ERP product |".to_owned());
+            line("|---|---|".to_owned());
+            for (kind, sku) in &channel.charges {
+                line(format!("| {} | {} |", kind.key(), cell(sku.as_str())));
+            }
+        }
+        line(String::new());
         line("### Taxes".to_owned());
         line(String::new());
         if channel.tax_codes.is_empty() {
@@ -343,6 +355,7 @@ mod tests {
             "| IPOD-TRIO | IPOD2008GREEN x1",
             "| Free Shipping | Royal Mail |",
             "| Shop tax | Destination | Rate | ERP tax |",
+            "| tip | TIP |",
             "| State Tax | US | 6% | US Sales Tax 6% |",
             "| Royal Mail | Royal Mail | https://www.royalmail.com/track-your-item#/tracking-results/{number} |",
             "| erpsync/erp-api-key | the Tryton REST key |",

@@ -33,6 +33,14 @@ SHIPPING_SKU = "SHIPPING"
 REFUND_SKU = "REFUND"
 # The untaxed service product for a tax-inclusive shop's rounding difference: [erp] rounding_sku.
 ROUNDING_SKU = "ROUNDING"
+# Service products the channels' charges are booked to: config [channels.charges].
+CHARGES = [
+    ("TIP", "Tip"),
+    ("GIFT-CARD", "Gift card sold"),
+    ("CUSTOM-ITEM", "Custom item"),
+    ("DUTIES", "Duties"),
+    ("FEES", "Fees"),
+]
 
 # Taxes the channels' tax lines map to (config: [[channels.tax_codes]] erp_tax = name).
 TAXES = [
@@ -121,6 +129,9 @@ def main(config_file, database):
     rounding = Template(name="Tax rounding", code=ROUNDING_SKU, default_uom=unit,
         type='service', salable=True, list_price=Decimal("0"), account_category=category)
     rounding.save()
+    for code, name in CHARGES:
+        Template(name=name, code=code, default_uom=unit, type='service', salable=True,
+            list_price=Decimal("0"), account_category=category).save()
 
     for name, rate in TAXES:
         tax = create_tax(Decimal(rate))
