@@ -1675,6 +1675,17 @@ impl ErpCatalogue for TrytonClient {
             })
             .collect())
     }
+
+    async fn currency_roundings(
+        &self,
+    ) -> Result<HashMap<String, rust_decimal::Decimal>, SyncError> {
+        Ok(self
+            .search_all("currency.currency", json!([]), &["code", "rounding"])
+            .await?
+            .iter()
+            .filter_map(|row| Some((text_of(row, "code")?, decimal_of(&row["rounding"])?)))
+            .collect())
+    }
 }
 
 #[cfg(test)]

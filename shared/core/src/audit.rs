@@ -30,6 +30,27 @@ pub trait ErpCatalogue: Send + Sync {
     async fn customer_emails(&self) -> Result<Vec<ErpContact>, SyncError>;
     /// Every tax by name, with its rate as a fraction (none: not a percentage tax).
     async fn tax_rates(&self) -> Result<HashMap<String, Option<Decimal>>, SyncError>;
+    /// Every currency by ISO code, with the amount the ERP rounds it to (0.01, 1, 0.001).
+    async fn currency_roundings(&self) -> Result<HashMap<String, Decimal>, SyncError>;
+}
+
+/// Whether the ERP books the channel's currency to its ISO 4217 minor unit: Tryton makes
+/// every currency 0.01 unless told otherwise, so a yen or dinar shop's amounts would be
+/// rounded again in the ERP (¥1,000 in thirds; 0.375 KWD as 0.38).
+pub fn currency_mismatch(
+    channel: &ChannelConfig,
+    erp: &HashMap<String, Decimal>,
+) -> Option<String> {
+    let code = channel.currency.as_str();
+    let minor = Decimal::new(1, channel.currency.minor_units());
+    match erp.get(code) {
+        None => Some(format!("currency {code}: the ERP has no such currency")),
+        Some(rounding) if *rounding != minor => Some(format!(
+            "currency {code}: the ERP rounds it to {}, but its minor unit is {minor}: set the currency's rounding in Tryton",
+            rounding.normalize()
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The channel's tax entries whose ERP tax is missing or charges another rate than the shop
@@ -223,6 +244,22 @@ mod tests {
     fn config() -> Config {
         Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_currency_the_erp_rounds_otherwise_than_iso_4217_is_found() {
+        let mut channel = config().channels[0].clone();
+        let dec = |d: &str| d.parse::<Decimal>().unwrap_or_else(|e| panic!("{e}"));
+        let erp = HashMap::from([
+            ("GBP".to_owned(), dec("0.01")),
+            ("KWD".to_owned(), dec("0.01")),
+        ]);
+        assert_eq!(currency_mismatch(&channel, &erp), None);
+        channel.currency = crate::ids::CurrencyCode::parse("KWD").unwrap_or_else(|e| panic!("{e}"));
+        let found = currency_mismatch(&channel, &erp).unwrap_or_default();
+        assert!(found.contains("0.01") && found.contains("0.001"), "{found}");
+        channel.currency = crate::ids::CurrencyCode::parse("JPY").unwrap_or_else(|e| panic!("{e}"));
+        assert!(currency_mismatch(&channel, &erp).is_some_and(|f| f.contains("no such")));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::audit::{
-    Duplicate, DuplicateCustomers, ErpCatalogue, Unmapped, duplicate_customers, duplicates,
-    tax_rate_mismatches, unknown_skus, unmapped,
+    Duplicate, DuplicateCustomers, ErpCatalogue, Unmapped, currency_mismatch, duplicate_customers,
+    duplicates, tax_rate_mismatches, unknown_skus, unmapped,
 };
 use erpsync_core::config::Config;
 use erpsync_core::ids::Sku;
@@ -29,6 +29,8 @@ pub struct ChannelAudit {
     /// Tax entries whose ERP tax is missing or charges another rate (checked without the
     /// Admin API too: they come from the config and the ERP).
     pub tax_rates: Vec<String>,
+    /// The channel's currency as the ERP rounds it, when that is not its ISO minor unit.
+    pub currency: Option<String>,
     /// Why this channel was not (fully) checked.
     pub not_checked: Option<String>,
     pub duplicate_skus: Vec<Duplicate>,
@@ -50,6 +52,7 @@ impl AuditReport {
                 .map(|c| {
                     c.duplicate_skus.len()
                         + c.tax_rates.len()
+                        + usize::from(c.currency.is_some())
                         + c.unknown_skus.len()
                         + c.unreadable_orders.len()
                         + c.unmapped.delivery_methods.len()
@@ -73,11 +76,13 @@ pub async fn audit(
     let contacts = erp.customer_emails().await?;
     progress("the ERP's taxes");
     let tax_rates = erp.tax_rates().await?;
+    let roundings = erp.currency_roundings().await?;
     let mut channels = Vec::new();
     for channel in &config.channels {
         let mut found = ChannelAudit {
             channel: channel.id.to_string(),
             tax_rates: tax_rate_mismatches(channel, &tax_rates),
+            currency: currency_mismatch(channel, &roundings),
             ..ChannelAudit::default()
         };
         let Some(shop) = shops.get(channel.id.as_str()) else {
@@ -145,6 +150,9 @@ pub fn render(report: &AuditReport) -> String {
     }
     for channel in &report.channels {
         line(format!("channel {}", channel.channel));
+        if let Some(currency) = &channel.currency {
+            line(format!("  {currency}"));
+        }
         for mismatch in &channel.tax_rates {
             line(format!(
                 "  tax {mismatch}: correct rate_percent or erp_tax in [[channels.tax_codes]]"
