@@ -354,28 +354,25 @@ async fn cancel_and_refund_before_dispatch_leave_no_shipment_invoice_or_credit_i
             line["current_quantity"] = json!(0);
         }
         cancelled["refunds"] = json!([refund.clone()]);
-        if refund_first {
-            returns
-                .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
-                .await;
-            returns
-                .deliver_order(
-                    "orders/cancelled",
-                    &format!("wh-cancel-{order_id}"),
-                    &cancelled,
-                )
-                .await;
+        let steps = if refund_first {
+            ["refund", "cancel"]
         } else {
-            returns
-                .deliver_order(
-                    "orders/cancelled",
-                    &format!("wh-cancel-{order_id}"),
-                    &cancelled,
-                )
-                .await;
-            returns
-                .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
-                .await;
+            ["cancel", "refund"]
+        };
+        for step in steps {
+            if step == "refund" {
+                returns
+                    .deliver_refund(&refund, &format!("wh-refund-{order_id}"))
+                    .await;
+            } else {
+                returns
+                    .deliver_order(
+                        "orders/cancelled",
+                        &format!("wh-cancel-{order_id}"),
+                        &cancelled,
+                    )
+                    .await;
+            }
         }
         let what = if refund_first {
             "refund first"

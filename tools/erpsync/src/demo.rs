@@ -351,7 +351,13 @@ async fn close_the_loop(
 
     println!("\nThe customer returns the red iPod; Shopify sends refunds/create:");
     let mut refund = fixture(root, "shopify-refunds-create.json")?;
-    refund["refund_line_items"][0]["restock_type"] = json!("return");
+    // After dispatch, at what the red iPod cost (199.00 less its 3.33 discount) and the 6 % on it.
+    let returned = &mut refund["refund_line_items"][0];
+    returned["restock_type"] = json!("return");
+    returned["line_item"]["fulfillment_status"] = json!("fulfilled");
+    returned["subtotal_set"]["shop_money"]["amount"] = json!("195.67");
+    returned["total_tax_set"]["shop_money"]["amount"] = json!("11.74");
+    refund["transactions"][0]["amount"] = json!("207.41");
     let delivery = webhooks::Delivery {
         shop_domain: uk,
         topic: "refunds/create",
