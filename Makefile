@@ -12,7 +12,7 @@ CARGO_FLAGS ?= -j2
 TEST_THREADS ?= 4
 ERPSYNC := target/debug/erpsync
 
-.PHONY: setup demo test lint build bench chaos fuzz clean-stack
+.PHONY: setup demo test lint build bench chaos fuzz money clean-stack
 
 setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
 
@@ -56,6 +56,13 @@ CHAOS_ORDERS ?= 500
 chaos: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) -p erpsync-e2e --tests
 	CHAOS_ORDERS=$(CHAOS_ORDERS) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --ignored --nocapture --exact chaos::chaos
+
+# The money corpus (issue 14) at N orders, seeded (MONEY_SEED replays one): the ERP books what
+# the shop charged, to the minor unit. make test runs 24.
+N ?= 1000
+money: setup $(ERPSYNC)
+	cargo build $(CARGO_FLAGS) -p erpsync-e2e --tests
+	MONEY_ORDERS=$(N) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --nocapture --exact money::the_erp_books_what_the_shop_charged_to_the_minor_unit
 
 # Every fuzz target (signatures and parsing of each webhook kind, mapping, the config
 # loader) for FUZZ_SECONDS each, seeded from the real payloads. CI runs a short round; run a

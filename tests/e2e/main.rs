@@ -9,6 +9,7 @@ mod intake;
 mod lifecycle;
 mod mapping;
 mod modes;
+mod money;
 mod operations;
 mod queues;
 mod reconcile;

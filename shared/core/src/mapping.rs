@@ -200,7 +200,9 @@ pub fn sale_draft(
             taxes,
         });
     }
-    if order.taxes_included
+    // Shop and ERP round tax their own ways (Shopify per line, Tryton per sale by default),
+    // whether prices include it or not: the rounding line keeps the totals equal.
+    if !channel.tax_codes.is_empty()
         && let Some(rounding_sku) = &erp.rounding_sku
     {
         let erp_total = erp_gross(&lines, channel, erp.tax_rounding, &order.currency);
