@@ -927,6 +927,31 @@ mod tests {
         assert_eq!(error.as_deref(), Some("tax_differs"));
     }
 
+    /// Tax on top, two lines of 0.03 at 20 %: Shopify rounds each line's 0.006 up to 0.01
+    /// (0.02 in all), Tryton the sale's 0.012 down to 0.01. The rounding line keeps the cent.
+    #[test]
+    fn a_tax_exclusive_order_keeps_the_shop_s_per_line_tax_rounding() {
+        let mut order = documented();
+        to_gb(&mut order);
+        let line = |id: u32| {
+            serde_json::json!({
+                "id": id, "sku": "WOOL-SOCKS", "title": "Socks", "quantity": 1, "current_quantity": 1,
+                "price": "0.03", "discount_allocations": [],
+                "tax_lines": [{"title": "GB VAT", "rate": 0.2, "price": "0.01"}]
+            })
+        };
+        order["line_items"] = serde_json::json!([line(1), line(2)]);
+        order["shipping_lines"] = serde_json::json!([]);
+        let draft = draft_of(0, &order).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            draft
+                .lines
+                .last()
+                .map(|l| (l.sku.as_str(), l.unit_price.to_string())),
+            Some(("ROUNDING", "0.01".to_owned()))
+        );
+    }
+
     /// 3 x £12 incl. £6 VAT edited down to 1 was sent as £6 net (the whole £6 taken off the
     /// £12 left); 10 -> 1 as a negative price. The tax lines are for the ordered quantity.
     #[test]
