@@ -213,7 +213,9 @@ pub fn sale_draft(
         let taxed = lines.iter().filter(|l| !l.taxes.is_empty()).count() + draft_tax_count(&lines);
         let bound = Decimal::new(1, order.currency.minor_units()) * Decimal::from(taxed.max(2))
             / Decimal::TWO;
-        if difference.abs() > bound {
+        let beyond_rounding = difference.abs() > bound;
+        if beyond_rounding && order.taxes_included {
+            // The net prices were made from the shop's tax: a wrong tax makes them wrong.
             return Err(SyncError::permanent(
                 "tax_differs",
                 format!(
@@ -223,11 +225,18 @@ pub fn sale_draft(
                 ),
             ));
         }
-        // Always there, even at 0.00: an amendment of a confirmed sale can reprice a line but
-        // not add one.
+        // With tax on top the nets are the shop's whatever its tax; a tax beyond rounding is
+        // not absorbed here but left to reconciliation, which compares the totals with tax
+        // and asks a person. The line is always there, even at 0.00: an amendment of a
+        // confirmed sale can reprice a line but not add one.
+        let difference = if beyond_rounding {
+            Decimal::ZERO
+        } else {
+            difference
+        };
         lines.push(SaleLineDraft {
             sku: rounding_sku.clone(),
-            description: "tax rounding: the shop's total with tax included".to_owned(),
+            description: "tax rounding: the shop's total with tax".to_owned(),
             quantity: 1,
             unit_price: order.currency.round(difference),
             taxes: Vec::new(),
@@ -628,10 +637,19 @@ mod tests {
         let skus: Vec<_> = draft.lines.iter().map(|l| l.sku.as_str()).collect();
         assert_eq!(
             skus,
-            ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK", "SHIPPING"]
+            [
+                "IPOD2008GREEN",
+                "IPOD2008RED",
+                "IPOD2008BLACK",
+                "SHIPPING",
+                "ROUNDING"
+            ]
         );
         // 3 x 199.00 less the 10.00 order discount, free shipping: Shopify's subtotal 587.00.
+        // The documented 3.98 of tax a line is not 6 % of 195.67: beyond rounding, so the
+        // rounding line stays 0.00 and reconciliation flags the tax.
         assert_eq!(draft.total(), dec("587.00"));
+        assert_eq!(draft.lines.last().map(|l| l.unit_price), Some(dec("0.00")));
         assert_eq!(
             draft.customer.email.as_ref().map(Email::as_str),
             Some("bob.norman@mail.example.com")

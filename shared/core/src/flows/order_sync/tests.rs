@@ -30,6 +30,7 @@ impl World {
                 "IPOD2008RED",
                 "IPOD2008BLACK",
                 "SHIPPING",
+                "ROUNDING",
             ]),
         }
     }
