@@ -119,8 +119,8 @@ impl ChannelOrder {
             .shipping_lines
             .iter()
             .map(|s| s.price - s.discount)
-            .chain(self.charges.iter().map(|c| c.amount))
             .sum();
+        let charges: Decimal = self.charges.iter().map(|c| c.amount).sum();
         let tax: Decimal = self
             .lines
             .iter()
@@ -130,9 +130,9 @@ impl ChannelOrder {
             .map(|t| t.amount)
             .sum();
         let total = if self.taxes_included {
-            lines + shipping
+            lines + shipping + charges
         } else {
-            lines + shipping + tax
+            lines + shipping + charges + tax
         };
         self.currency.round(total)
     }
