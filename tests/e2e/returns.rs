@@ -3,36 +3,21 @@
 //! mapping, a Tryton of each test's own (the stock it checks is not moved by others).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use erpsync_aws::batch::BatchRunner;
-use erpsync_aws::sqs::{Queue, attr};
+use erpsync_aws::sqs::attr;
 use erpsync_connectors::TrytonClient;
-use erpsync_core::ids::{ChannelId, Sku};
-use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, Flow, SyncState, SyncStatus};
+use erpsync_core::ids::Sku;
+use erpsync_core::state::{SyncState, SyncStatus};
 use erpsync_core::stock::ErpStock;
-use erpsync_e2e::{Stack, Tryton, World, attribute, fixture, fresh_order};
-use erpsync_tools::esm::{EventSourceMapping, Invoker};
+use erpsync_e2e::{ReturnSync, Stack, Tryton, World, attribute, fixture, fresh_order};
 use erpsync_tools::queues;
-use erpsync_tools::template::Template;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 struct ReturnWorld {
     world: World,
     tryton: Tryton,
-    deps: Arc<return_sync::Deps>,
-}
-
-struct Returns(Arc<return_sync::Deps>);
-
-#[async_trait::async_trait]
-impl Invoker for Returns {
-    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
-        Ok(return_sync::sqs_handler::handle(&self.0, event, None).await)
-    }
+    returns: Arc<ReturnSync>,
 }
 
 impl ReturnWorld {
@@ -45,29 +30,11 @@ impl ReturnWorld {
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         let world = World::start_custom(&tryton.url, &tryton.api_key, |_| {}).await;
-        let sqs = world.sqs_of("ReturnSyncFunction");
-        let environment = Template::project()
-            .and_then(|t| t.function_environment("ReturnSyncFunction", &world.resources.resolver))
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let deps = Arc::new(return_sync::Deps {
-            config: world.config.clone(),
-            store: world.store_of("ReturnSyncFunction"),
-            erp: Box::new(ReturnWorld::erp(&tryton, &world)),
-            runner: BatchRunner {
-                flow: "return-sync",
-                source: Queue::new(sqs.clone(), world.queue("ReturnsQueue")),
-                dead_letter: Queue::new(sqs, world.queue("ReturnsDeadLetterQueue")),
-                retry: world.config.retry.clone(),
-                max_receives: environment
-                    .get("MAX_RECEIVE_COUNT")
-                    .and_then(|m| m.parse().ok()),
-                state: Some(Arc::new(world.store_of("ReturnSyncFunction"))),
-            },
-        });
+        let returns = world.return_sync();
         Self {
             world,
             tryton,
-            deps,
+            returns,
         }
     }
 
@@ -99,27 +66,9 @@ impl ReturnWorld {
 
     /// Delivers the refund as Shopify does and runs the returns queue dry.
     async fn deliver_refund(&self, refund: &Value, webhook_id: &str) {
-        let status = self
-            .world
-            .post(
-                self.world
-                    .signed("uk-shop", "refunds/create", webhook_id, &refund.to_string()),
-            )
+        self.world
+            .deliver_refund(&self.returns, "uk-shop", refund, webhook_id)
             .await;
-        assert_eq!(status, 200);
-        let esm = EventSourceMapping {
-            sqs: self.world.sqs_of("ReturnSyncFunction"),
-            queue_url: self.world.queue("ReturnsQueue"),
-            queue_arn: self
-                .world
-                .resources
-                .queue_arn("ReturnsQueue")
-                .unwrap_or_default()
-                .to_owned(),
-            batch_size: 10,
-            invoker: Arc::new(Returns(self.deps.clone())),
-        };
-        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
     }
 
     async fn red_in_stock(&self) -> i64 {
@@ -134,35 +83,16 @@ impl ReturnWorld {
     }
 
     async fn refund_state(&self, order_id: &str, refund_id: &str) -> Option<SyncState> {
-        let entity = EntityRef {
-            flow: Flow::ReturnSync,
-            channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
-            entity_id: format!("{order_id}/refund-{refund_id}"),
-        };
-        self.world.orders.store.get(&entity).await.ok().flatten()
+        self.world
+            .refund_state("uk-shop", order_id, refund_id)
+            .await
     }
 
     /// The return sales booked for a refund, with their credit notes.
     async fn returns(&self, order_id: &str, refund_id: &str) -> Vec<Value> {
         self.world
-            .erp_search(
-                "sale.sale",
-                json!([[
-                    "reference",
-                    "=",
-                    format!("uk-shop/{order_id}/refund/{refund_id}")
-                ]]),
-                &[
-                    "state",
-                    "lines.product.code",
-                    "lines.quantity",
-                    "shipment_returns.state",
-                    "invoices.state",
-                    "invoices.total_amount",
-                ],
-            )
+            .return_sales("uk-shop", order_id, refund_id)
             .await
-            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 

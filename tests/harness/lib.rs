@@ -908,6 +908,116 @@ impl World {
     }
 }
 
+/// return-sync as the template wires it, on this world's ERP and queues, behind the emulated
+/// event source mapping.
+pub struct ReturnSync(Arc<return_sync::Deps>);
+
+#[async_trait]
+impl Invoker for ReturnSync {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        Ok(return_sync::sqs_handler::handle(&self.0, event, None).await)
+    }
+}
+
+impl ReturnSync {
+    pub fn deps(&self) -> &Arc<return_sync::Deps> {
+        &self.0
+    }
+}
+
+impl World {
+    pub fn return_sync(&self) -> Arc<ReturnSync> {
+        let sqs = self.sqs_of("ReturnSyncFunction");
+        let environment = Template::project()
+            .and_then(|t| t.function_environment("ReturnSyncFunction", &self.resources.resolver))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let erp = TrytonClient::new(
+            &self.erp_url,
+            SecretString::from(self.erp_key.clone()),
+            self.config.erp.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(ReturnSync(Arc::new(return_sync::Deps {
+            config: self.config.clone(),
+            store: self.store_of("ReturnSyncFunction"),
+            erp: Box::new(erp),
+            runner: BatchRunner {
+                flow: "return-sync",
+                source: Queue::new(sqs.clone(), self.queue("ReturnsQueue")),
+                dead_letter: Queue::new(sqs, self.queue("ReturnsDeadLetterQueue")),
+                retry: self.config.retry.clone(),
+                max_receives: environment
+                    .get("MAX_RECEIVE_COUNT")
+                    .and_then(|m| m.parse().ok()),
+                state: Some(Arc::new(self.store_of("ReturnSyncFunction"))),
+            },
+        })))
+    }
+
+    /// Delivers a refund as the shop does (signed `refunds/create`) and runs the returns
+    /// queue dry through `returns`.
+    pub async fn deliver_refund(
+        &self,
+        returns: &Arc<ReturnSync>,
+        channel: &str,
+        refund: &Value,
+        webhook_id: &str,
+    ) {
+        let status = self
+            .post(self.signed(channel, "refunds/create", webhook_id, &refund.to_string()))
+            .await;
+        assert_eq!(status, 200, "refunds/create {webhook_id}");
+        let esm = EventSourceMapping {
+            sqs: self.sqs_of("ReturnSyncFunction"),
+            queue_url: self.queue("ReturnsQueue"),
+            queue_arn: self
+                .resources
+                .queue_arn("ReturnsQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: returns.clone(),
+        };
+        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
+    }
+
+    pub async fn refund_state(
+        &self,
+        channel: &str,
+        order_id: &str,
+        refund_id: &str,
+    ) -> Option<SyncState> {
+        let entity = EntityRef {
+            flow: erpsync_core::state::Flow::ReturnSync,
+            channel: ChannelId::parse(channel).ok()?,
+            entity_id: format!("{order_id}/refund-{refund_id}"),
+        };
+        self.orders.store.get(&entity).await.ok().flatten()
+    }
+
+    /// The return sales booked for a refund, with their returns and credit notes.
+    pub async fn return_sales(&self, channel: &str, order_id: &str, refund_id: &str) -> Vec<Value> {
+        self.erp_search(
+            "sale.sale",
+            json!([[
+                "reference",
+                "=",
+                format!("{channel}/{order_id}/refund/{refund_id}")
+            ]]),
+            &[
+                "state",
+                "lines.product.code",
+                "lines.quantity",
+                "shipment_returns.state",
+                "invoices.state",
+                "invoices.total_amount",
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
 /// The order at a later version (`updated_at`), as Shopify sends it after a change.
 pub fn at_version(order: &Value, updated_at: &str) -> Value {
     let mut order = order.clone();
@@ -919,21 +1029,29 @@ pub fn at_version(order: &Value, updated_at: &str) -> Value {
 /// books it (the documented order's 3.98 is not 6 % of 195.67): reconciliation compares
 /// totals with tax, so an order whose tax disagrees with its rate is flagged.
 pub fn tax_as_rated(order: &mut Value) {
-    let money = |v: &Value| {
+    use rust_decimal::{Decimal, RoundingStrategy};
+    let amount = |v: &Value| {
         v.as_str()
-            .and_then(|t| t.parse::<f64>().ok())
-            .unwrap_or(0.0)
+            .and_then(|t| t.parse::<Decimal>().ok())
+            .unwrap_or_default()
     };
     for line in order["line_items"].as_array_mut().into_iter().flatten() {
-        let discount: f64 = line["discount_allocations"]
+        let discount: Decimal = line["discount_allocations"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|d| money(&d["amount"]))
+            .map(|d| amount(&d["amount"]))
             .sum();
-        let net = money(&line["price"]) * line["quantity"].as_f64().unwrap_or(0.0) - discount;
+        let quantity = Decimal::from(line["quantity"].as_u64().unwrap_or(0));
+        let net = amount(&line["price"]) * quantity - discount;
         for tax in line["tax_lines"].as_array_mut().into_iter().flatten() {
-            let charged = (net * tax["rate"].as_f64().unwrap_or(0.0) * 100.0).round() / 100.0;
+            let rate = tax["rate"]
+                .as_f64()
+                .and_then(Decimal::from_f64_retain)
+                .unwrap_or_default();
+            // Two decimals: the orders this dresses are in the documented USD fixture's money.
+            let charged =
+                (net * rate).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
             tax["price"] = json!(format!("{charged:.2}"));
         }
     }

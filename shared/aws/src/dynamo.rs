@@ -477,6 +477,10 @@ fn record_update(
             record.version.map(|v| n(v.unix_timestamp_nanos())),
         ),
         ("note", record.note.clone().map(s)),
+        (
+            "taxes_included",
+            record.taxes_included.map(AttributeValue::Bool),
+        ),
     ] {
         match value {
             Some(value) => {
@@ -485,6 +489,7 @@ fn record_update(
                     "erp_number" => "erp_number = :erp_number",
                     "version" => "version = :version",
                     "version_ns" => "version_ns = :version_ns",
+                    "taxes_included" => "taxes_included = :taxes_included",
                     _ => "note = :note",
                 });
                 builder = builder.expression_attribute_values(format!(":{name}"), value);
@@ -639,6 +644,10 @@ fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> 
         _ => None,
     };
     Some(SyncState {
+        taxes_included: item
+            .get("taxes_included")
+            .and_then(|v| v.as_bool().ok())
+            .copied(),
         entity,
         status: SyncStatus::parse(&text("status")?)?,
         erp_id: number("erp_id").and_then(|v| v.parse().ok()),

@@ -55,6 +55,9 @@ impl FakeStore {
             failed.remove(&record.entity);
         }
         let state = SyncState {
+            taxes_included: record
+                .taxes_included
+                .or(stored.and_then(|s| s.taxes_included)),
             entity: record.entity.clone(),
             status: record.status,
             erp_id: record.erp_id.or(stored.and_then(|s| s.erp_id)),
@@ -150,6 +153,7 @@ impl SyncStateStore for FakeStore {
                 .insert(entity.clone(), version);
         }
         let state = SyncState {
+            taxes_included: stored.and_then(|s| s.taxes_included),
             entity: entity.clone(),
             status,
             erp_id: stored.and_then(|s| s.erp_id),

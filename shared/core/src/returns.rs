@@ -29,8 +29,10 @@ pub struct Refund {
     pub order_id: ExternalOrderId,
     pub note: Option<String>,
     pub items: Vec<RefundedItem>,
-    /// Shipping refunded, net.
+    /// Shipping refunded, net, and its tax.
     pub shipping: Decimal,
+    #[serde(default)]
+    pub shipping_tax: Decimal,
     /// Order adjustments other than shipping (refund discrepancies: a restocking fee, a
     /// rounding), signed as Shopify signs them: the calculated refund less the money refunded,
     /// so positive means less money back than the items are worth.
@@ -99,12 +101,31 @@ pub struct RefundedItem {
     pub restock_type: RestockType,
     /// Nothing of the order line had been fulfilled when it was refunded.
     pub line_unfulfilled: bool,
-    /// The refund's own amounts for these units, net of discounts, and their tax.
+    /// The refund's own amounts for these units, net of discounts (with the tax in it when
+    /// the order's prices include tax), and their tax.
     pub subtotal: Decimal,
     pub tax: Decimal,
 }
 
 impl RefundedItem {
+    /// What the units were worth to the customer, tax and all.
+    fn gross(&self, taxes_included: bool) -> Decimal {
+        if taxes_included {
+            self.subtotal
+        } else {
+            self.subtotal + self.tax
+        }
+    }
+
+    /// Their amount before tax, as an ERP line is priced.
+    fn net(&self, taxes_included: bool) -> Decimal {
+        if taxes_included {
+            self.subtotal - self.tax
+        } else {
+            self.subtotal
+        }
+    }
+
     /// The goods come back into stock, on the return shipment.
     pub fn restocks(&self) -> bool {
         matches!(
@@ -190,13 +211,15 @@ pub enum ReturnPlan {
 
 /// The return sale for a refund, line by line. Units refunded before fulfilment are left to
 /// the order's amendment (they leave the sale); the rest is credited at the refund's own
-/// amounts. Errors name what cannot be matched.
+/// amounts, net of tax (`taxes_included`: the order's, and so the refund's, amounts include
+/// it). Errors name what cannot be matched.
 pub fn plan_return(
     config: &Config,
     channel: &ChannelConfig,
     refund: &Refund,
     original: &ErpSaleDetails,
     order_reference: &str,
+    taxes_included: bool,
 ) -> Result<ReturnPlan, SyncError> {
     let currency = &channel.currency;
     let sale_number = original.sale.number.as_deref().unwrap_or(order_reference);
@@ -210,6 +233,11 @@ pub fn plan_return(
         ));
     }
     let (refunded, foreign) = refund.refunded_in(currency);
+    let (shipping_net, shipping_gross) = if taxes_included {
+        (refund.shipping - refund.shipping_tax, refund.shipping)
+    } else {
+        (refund.shipping, refund.shipping + refund.shipping_tax)
+    };
     let (before, after): (Vec<&RefundedItem>, Vec<&RefundedItem>) =
         refund.items.iter().partition(|i| i.before_fulfilment());
     // Nothing is booked for units that leave the sale: what they were worth (and shipping)
@@ -218,9 +246,9 @@ pub fn plan_return(
         let worth: Decimal = refund
             .items
             .iter()
-            .map(|i| i.subtotal + i.tax)
+            .map(|i| i.gross(taxes_included))
             .sum::<Decimal>()
-            + refund.shipping;
+            + shipping_gross;
         let differs = !foreign.is_empty() || currency.round(worth) != currency.round(refunded);
         let why = if differs {
             format!(
@@ -273,14 +301,15 @@ pub fn plan_return(
             ));
         };
         // A bundle comes back as its components, its amount shared as the sale shared it.
+        let net = item.net(taxes_included);
         let components: Vec<(Sku, u32, Decimal)> = match channel.bundles.get(sku) {
             Some(bundle) => bundle
                 .components
                 .iter()
-                .zip(bundle_shares(item.subtotal, bundle, currency))
+                .zip(bundle_shares(net, bundle, currency))
                 .map(|(c, share)| (c.sku.clone(), item.quantity * c.quantity.max(1), share))
                 .collect(),
-            None => vec![(channel.erp_sku(sku).clone(), item.quantity, item.subtotal)],
+            None => vec![(channel.erp_sku(sku).clone(), item.quantity, net)],
         };
         for (erp_sku, quantity, amount) in components {
             let line = original_line(&erp_sku).ok_or_else(|| {
@@ -316,7 +345,7 @@ pub fn plan_return(
         lines.push(ReturnLine {
             product: ReturnProduct::Service(config.erp.shipping_sku.clone()),
             quantity: -Decimal::ONE,
-            unit_price: currency.round(refund.shipping),
+            unit_price: currency.round(shipping_net),
             like_line: shipping_line.map(|l| l.id),
             description: "shipping refunded".to_owned(),
         });
@@ -378,7 +407,7 @@ pub fn plan_return(
         });
     }
     // The money for units refunded before dispatch is not credited: the sale loses them.
-    let not_credited: Decimal = before.iter().map(|i| i.subtotal + i.tax).sum();
+    let not_credited: Decimal = before.iter().map(|i| i.gross(taxes_included)).sum();
     let expected_credit = foreign
         .is_empty()
         .then(|| currency.round(refunded - not_credited));
@@ -541,29 +570,45 @@ async fn book(
         });
     };
     let details = deps.erp.sale_details(original.id).await?;
-    let (draft, expected_credit) =
-        match plan_return(deps.config, channel, refund, &details, &order_reference)? {
-            ReturnPlan::Book {
-                draft,
-                expected_credit,
-            } => (draft, expected_credit),
-            ReturnPlan::Nothing { why, attention } => {
-                info!(refund = %refund.id, attention, "nothing to book");
-                let record = SyncRecord {
-                    entity: refund_entity(channel, refund),
-                    status: if attention {
-                        SyncStatus::NeedsAttention
-                    } else {
-                        SyncStatus::Synced
-                    },
-                    erp_id: None,
-                    erp_number: None,
-                    version: None,
-                    note: Some(why),
-                };
-                return Ok((ReturnOutcome::NothingToBook, record));
-            }
-        };
+    // The refund's amounts are on the order's basis, which order-sync recorded; a row from
+    // before it did is taken as tax on top, and a credit note that then differs from the
+    // money is flagged below.
+    let taxes_included = deps
+        .state
+        .get(&EntityRef::order(&channel.id, refund.order_id.as_str()))
+        .await?
+        .and_then(|s| s.taxes_included)
+        .unwrap_or(false);
+    let (draft, expected_credit) = match plan_return(
+        deps.config,
+        channel,
+        refund,
+        &details,
+        &order_reference,
+        taxes_included,
+    )? {
+        ReturnPlan::Book {
+            draft,
+            expected_credit,
+        } => (draft, expected_credit),
+        ReturnPlan::Nothing { why, attention } => {
+            info!(refund = %refund.id, attention, "nothing to book");
+            let record = SyncRecord {
+                taxes_included: None,
+                entity: refund_entity(channel, refund),
+                status: if attention {
+                    SyncStatus::NeedsAttention
+                } else {
+                    SyncStatus::Synced
+                },
+                erp_id: None,
+                erp_number: None,
+                version: None,
+                note: Some(why),
+            };
+            return Ok((ReturnOutcome::NothingToBook, record));
+        }
+    };
     // A return left by an interrupted attempt is moved on, not made twice.
     let sale = match deps.erp.find_sale_by_reference(&draft.reference).await? {
         Some(sale) => sale,
@@ -600,6 +645,7 @@ async fn book(
         None => (SyncStatus::Synced, note),
     };
     let record = SyncRecord {
+        taxes_included: None,
         entity: refund_entity(channel, refund),
         status,
         erp_id: Some(sale.id),
@@ -678,6 +724,7 @@ mod tests {
             note: Some("wrong size".to_owned()),
             items,
             shipping: dec(shipping),
+            shipping_tax: Decimal::ZERO,
             discrepancy: Decimal::ZERO,
             paid: vec![Paid {
                 amount: dec(refunded),
@@ -717,6 +764,7 @@ mod tests {
             refund,
             &original(),
             "uk-shop/450789469",
+            false,
         )
     }
 
@@ -947,6 +995,43 @@ mod tests {
         assert_eq!(draft.lines[0].unit_price, dec("15.00"));
         assert_eq!(draft.lines[0].description, "goodwill refund: wrong size");
         assert_eq!(expected, Some(dec("15.00")));
+    }
+
+    /// A store whose prices include tax refunds 199.00 of which 33.17 is VAT, shipping 4.99
+    /// of which 0.83: the credit lines are the nets (Tryton adds the tax back), and the credit
+    /// note must total the 203.99 paid back, not that plus the tax again.
+    #[test]
+    fn a_tax_inclusive_refund_is_credited_net_of_its_tax() {
+        let mut refund = refund(
+            vec![item("IPOD2008RED", 1, RestockType::Return, "199.00")],
+            "4.99",
+            "203.99",
+        );
+        refund.items[0].tax = dec("33.17");
+        refund.shipping_tax = dec("0.83");
+        let config = config();
+        let plan = plan_return(
+            &config,
+            &config.channels[0],
+            &refund,
+            &original(),
+            "uk-shop/450789469",
+            true,
+        );
+        let Ok(ReturnPlan::Book {
+            draft,
+            expected_credit,
+        }) = plan
+        else {
+            panic!("{plan:?}");
+        };
+        let prices: Vec<String> = draft
+            .lines
+            .iter()
+            .map(|l| l.unit_price.to_string())
+            .collect();
+        assert_eq!(prices, ["165.83", "4.16"]);
+        assert_eq!(expected_credit, Some(dec("203.99")));
     }
 
     #[test]

@@ -88,6 +88,10 @@ struct RawRefundLine {
     line_item_id: Id,
     quantity: u32,
     restock_type: Option<crate::returns::RestockType>,
+    subtotal: Option<Amount>,
+    subtotal_set: Option<RawMoneySet>,
+    total_tax: Option<Amount>,
+    total_tax_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,19 +238,23 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     // return and credit. A unit refunded before fulfilment (restock type `cancel`, or
     // `no_restock` beyond what was fulfilled) leaves the sale, as an edit does, so it is
     // neither shipped nor credited on its own.
-    let after_fulfilment = refunded_after_fulfilment(&raw.refunds, &raw.fulfillments);
-    let kept: Vec<(usize, RawLine)> = raw
+    let mut refunded = refunds_by_line(&raw.refunds, &raw.fulfillments, &currency)?;
+    let kept: Vec<(usize, RawLine, LineRefunds)> = raw
         .line_items
         .into_iter()
         .enumerate()
         .map(|(index, mut line)| {
+            let refunds = refunded.remove(&line.id.text()).unwrap_or_default();
             if let Some(current) = line.current_quantity {
-                let back = after_fulfilment.get(&line.id.text()).copied().unwrap_or(0);
-                line.current_quantity = Some(current.saturating_add(back).min(line.quantity));
+                line.current_quantity = Some(
+                    current
+                        .saturating_add(refunds.after_fulfilment)
+                        .min(line.quantity),
+                );
             }
-            (index, line)
+            (index, line, refunds)
         })
-        .filter(|(_, line)| line.current_quantity != Some(0))
+        .filter(|(_, line, _)| line.current_quantity != Some(0))
         .collect();
     let (lines, charges) = lines_and_charges(kept, &currency)?;
     if lines.is_empty() && charges.is_empty() && cancelled_at.is_none() {
@@ -292,13 +300,28 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     })
 }
 
-/// Per order line: the refunded units that had been fulfilled. Returns (and the deprecated
-/// `legacy_restock`) were; `cancel` ones were not; `no_restock` ones were as far as the line's
-/// successful fulfilments reach beyond the returns.
-fn refunded_after_fulfilment(
+/// What the order's refunds took from one of its lines.
+#[derive(Debug, Default)]
+struct LineRefunds {
+    /// Units refunded after they were fulfilled: they stay sold (the return flow credits them).
+    after_fulfilment: u32,
+    /// Units refunded before fulfilment: they leave the sale, with the refund's own amounts.
+    before_fulfilment: u32,
+    subtotal: Decimal,
+    tax: Decimal,
+    /// Every refund line behind `before_fulfilment` gave its amounts.
+    priced: bool,
+}
+
+/// Per order line: the refunded units that had been fulfilled, and those refunded before
+/// fulfilment with what the refunds said they were worth. Returns (and the deprecated
+/// `legacy_restock`) were fulfilled; `cancel` ones were not; `no_restock` ones were as far as
+/// the line's successful fulfilments reach beyond the returns.
+fn refunds_by_line(
     refunds: &[RawRefund],
     fulfillments: &[RawFulfillment],
-) -> std::collections::HashMap<String, u32> {
+    currency: &CurrencyCode,
+) -> Result<std::collections::HashMap<String, LineRefunds>, ParseError> {
     use crate::returns::RestockType;
     use std::collections::HashMap;
     let mut fulfilled: HashMap<String, u32> = HashMap::new();
@@ -310,35 +333,73 @@ fn refunded_after_fulfilment(
             *fulfilled.entry(line.id.text()).or_default() += line.quantity;
         }
     }
-    let mut returned: HashMap<String, u32> = HashMap::new();
-    let mut kept: HashMap<String, u32> = HashMap::new();
-    for line in refunds.iter().flat_map(|r| &r.refund_line_items) {
-        let tally = match line.restock_type.unwrap_or(RestockType::NoRestock) {
-            RestockType::Return | RestockType::LegacyRestock => &mut returned,
-            RestockType::NoRestock | RestockType::Unknown => &mut kept,
-            RestockType::Cancel => continue,
+    let refund_lines = || refunds.iter().flat_map(|r| &r.refund_line_items);
+    let mut by_line: HashMap<String, LineRefunds> = HashMap::new();
+    // Returns first: they take up fulfilled units before kept ones do.
+    for line in refund_lines() {
+        if matches!(
+            line.restock_type,
+            Some(RestockType::Return | RestockType::LegacyRestock)
+        ) {
+            by_line
+                .entry(line.line_item_id.text())
+                .or_default()
+                .after_fulfilment += line.quantity;
+        }
+    }
+    for (index, line) in refund_lines().enumerate() {
+        let before = match line.restock_type.unwrap_or(RestockType::NoRestock) {
+            RestockType::Return | RestockType::LegacyRestock => continue,
+            RestockType::Cancel => line.quantity,
+            RestockType::NoRestock | RestockType::Unknown => {
+                let id = line.line_item_id.text();
+                let shipped = fulfilled.get(&id).copied().unwrap_or(0);
+                let tally = by_line.entry(id).or_default();
+                let kept = line
+                    .quantity
+                    .min(shipped.saturating_sub(tally.after_fulfilment));
+                tally.after_fulfilment += kept;
+                line.quantity - kept
+            }
         };
-        *tally.entry(line.line_item_id.text()).or_default() += line.quantity;
+        if before == 0 || line.quantity == 0 {
+            continue;
+        }
+        let field = format!("refunds.refund_line_items[{index}]");
+        let has_amounts = (line.subtotal_set.is_some() || line.subtotal.is_some())
+            && (line.total_tax_set.is_some() || line.total_tax.is_some());
+        let share = |amount: Decimal| {
+            currency.round(amount * Decimal::from(before) / Decimal::from(line.quantity))
+        };
+        let subtotal = shop_amount(
+            line.subtotal_set.as_ref(),
+            line.subtotal.as_ref(),
+            &format!("{field}.subtotal"),
+        )?;
+        let tax = shop_amount(
+            line.total_tax_set.as_ref(),
+            line.total_tax.as_ref(),
+            &format!("{field}.total_tax"),
+        )?;
+        let tally = by_line.entry(line.line_item_id.text()).or_default();
+        tally.priced = (tally.before_fulfilment == 0 || tally.priced) && has_amounts;
+        tally.before_fulfilment += before;
+        tally.subtotal += share(subtotal);
+        tally.tax += share(tax);
     }
-    let mut after: HashMap<String, u32> = returned.clone();
-    for (line, kept) in kept {
-        let shipped = fulfilled.get(&line).copied().unwrap_or(0);
-        let returned = returned.get(&line).copied().unwrap_or(0);
-        *after.entry(line).or_default() += kept.min(shipped.saturating_sub(returned));
-    }
-    after
+    Ok(by_line)
 }
 
 /// The product lines, and the lines that are charges: gift cards sold, tips, lines with no
 /// SKU (custom items), and the lines' duties as one charge.
 fn lines_and_charges(
-    kept: Vec<(usize, RawLine)>,
+    kept: Vec<(usize, RawLine, LineRefunds)>,
     currency: &CurrencyCode,
 ) -> Result<(Vec<OrderLine>, Vec<Charge>), ParseError> {
     let mut duties = Decimal::ZERO;
     let mut lines = Vec::with_capacity(kept.len());
     let mut charges = Vec::new();
-    for (index, line) in kept {
+    for (index, line, refunds) in kept {
         let field = format!("line_items[{index}]");
         for (number, duty) in line.duties.iter().enumerate() {
             duties += shop_amount(
@@ -356,7 +417,7 @@ fn lines_and_charges(
         } else {
             None
         };
-        let amounts = line_amounts(&line, &field, currency)?;
+        let amounts = line_amounts(&line, &refunds, &field, currency)?;
         match kind {
             None => lines.push(OrderLine {
                 line_id: line.id.text(),
@@ -399,6 +460,7 @@ struct LineAmounts {
 
 fn line_amounts(
     line: &RawLine,
+    refunds: &LineRefunds,
     field: &str,
     currency: &CurrencyCode,
 ) -> Result<LineAmounts, ParseError> {
@@ -412,13 +474,27 @@ fn line_amounts(
         ));
     }
     let quantity = line.current_quantity.unwrap_or(line.quantity);
+    let unit_price = non_negative(
+        line.price.parse(&format!("{field}.price"))?,
+        &format!("{field}.price"),
+    )?;
     let mut discount = discounts(&line.discount_allocations, field)?;
     let mut taxes = taxes(&line.tax_lines, field)?;
-    if quantity < line.quantity {
+    let mut ordered = line.quantity;
+    if refunds.priced && refunds.before_fulfilment > 0 {
+        // Units refunded before fulfilment leave at the refund's own amounts, so the sale
+        // keeps exactly what the shop still charges (its current total), to the minor unit.
+        let refunded = refunds.before_fulfilment.min(ordered);
+        let discount_refunded = unit_price * Decimal::from(refunded) - refunds.subtotal;
+        discount = (discount - discount_refunded).max(Decimal::ZERO);
+        take_tax(&mut taxes, refunds.tax, currency);
+        ordered -= refunded;
+    }
+    if quantity < ordered {
         // Allocations and tax lines are for the ordered quantity; what was edited away takes
         // its share of both.
         let kept = |amount: Decimal| {
-            currency.round(amount * Decimal::from(quantity) / Decimal::from(line.quantity))
+            currency.round(amount * Decimal::from(quantity) / Decimal::from(ordered))
         };
         discount = kept(discount);
         for tax in &mut taxes {
@@ -428,13 +504,30 @@ fn line_amounts(
     Ok(LineAmounts {
         title,
         quantity,
-        unit_price: non_negative(
-            line.price.parse(&format!("{field}.price"))?,
-            &format!("{field}.price"),
-        )?,
+        unit_price,
         discount,
         taxes,
     })
+}
+
+/// Takes `refunded` tax off a line's tax lines, each its share, the last the remainder.
+fn take_tax(taxes: &mut [TaxLine], refunded: Decimal, currency: &CurrencyCode) {
+    let total: Decimal = taxes.iter().map(|t| t.amount).sum();
+    if total.is_zero() {
+        return;
+    }
+    let mut left = refunded.min(total);
+    let count = taxes.len();
+    for (index, tax) in taxes.iter_mut().enumerate() {
+        let part = if index + 1 == count {
+            left
+        } else {
+            currency.round(refunded * tax.amount / total).min(left)
+        };
+        let part = part.min(tax.amount);
+        tax.amount -= part;
+        left -= part;
+    }
 }
 
 fn taxes(lines: &[RawTaxLine], field: &str) -> Result<Vec<TaxLine>, ParseError> {
@@ -696,6 +789,54 @@ mod tests {
         );
     }
 
+    /// 3 x 10.00 with 0.01 off and 6.00 tax; one unit refunded before dispatch, the refund
+    /// giving the cent back with it (9.99 and 2.00). The sale keeps 2 x 10.00 at no discount
+    /// and 4.00 tax: what the shop still charges. Shared pro rata it kept 0.01 off (a cent
+    /// short of the shop's current total), and with the refund's amounts absent it still does.
+    #[test]
+    fn units_refunded_before_dispatch_leave_at_the_refund_s_own_amounts() {
+        let order = |amounts: bool| {
+            let mut refund_line = serde_json::json!({
+                "line_item_id": 1, "quantity": 1, "restock_type": "cancel"
+            });
+            if amounts {
+                refund_line["subtotal_set"] =
+                    serde_json::json!({"shop_money": {"amount": "9.99", "currency_code": "USD"}});
+                refund_line["total_tax_set"] =
+                    serde_json::json!({"shop_money": {"amount": "2.00", "currency_code": "USD"}});
+            }
+            let body = serde_json::json!({
+                "id": 7, "currency": "USD", "email": "a@example.com",
+                "updated_at": "2026-12-01T10:00:00Z",
+                "line_items": [{
+                    "id": 1, "sku": "WOOL-SOCKS", "title": "Socks", "quantity": 3,
+                    "current_quantity": 2, "price": "10.00",
+                    "discount_allocations": [{"amount": "0.01"}],
+                    "tax_lines": [{"title": "VAT", "rate": 0.2, "price": "6.00"}]
+                }],
+                "refunds": [{"refund_line_items": [refund_line]}]
+            });
+            parse_order(&channel(), body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let kept = |order: &ChannelOrder| {
+            order.lines.first().map(|l| {
+                (
+                    l.quantity,
+                    l.discount.to_string(),
+                    l.taxes.first().map(|t| t.amount.to_string()),
+                )
+            })
+        };
+        assert_eq!(
+            kept(&order(true)),
+            Some((2, "0.00".to_owned(), Some("4.00".to_owned())))
+        );
+        assert_eq!(
+            kept(&order(false)),
+            Some((2, "0.01".to_owned(), Some("4.00".to_owned())))
+        );
+    }
+
     #[test]
     fn not_json_is_a_parse_error_not_a_panic() {
         assert!(parse_order(&channel(), b"<html>").is_err());
@@ -739,6 +880,7 @@ struct RawRefundedLineItem {
 #[derive(Debug, Deserialize)]
 struct RawRefundShipping {
     subtotal_amount_set: Option<RawMoneySet>,
+    tax_amount_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -835,11 +977,17 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
         });
     }
     let mut shipping = Decimal::ZERO;
+    let mut shipping_tax = Decimal::ZERO;
     for (index, line) in raw.refund_shipping_lines.iter().enumerate() {
         shipping += shop_amount(
             line.subtotal_amount_set.as_ref(),
             None,
             &format!("refund_shipping_lines[{index}].subtotal_amount"),
+        )?;
+        shipping_tax += shop_amount(
+            line.tax_amount_set.as_ref(),
+            None,
+            &format!("refund_shipping_lines[{index}].tax_amount"),
         )?;
     }
     let mut discrepancy = Decimal::ZERO;
@@ -896,6 +1044,7 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
         note: raw.note.filter(|n| !n.trim().is_empty()),
         items,
         shipping,
+        shipping_tax,
         discrepancy,
         paid,
         pending,

@@ -243,6 +243,8 @@ pub struct SyncRecord {
     pub version: Option<OffsetDateTime>,
     /// A note for people: why skipped, what was found, what shadow mode would have sent.
     pub note: Option<String>,
+    /// An order's amounts include tax (so do its refunds'); None keeps what is recorded.
+    pub taxes_included: Option<bool>,
 }
 
 /// A state row as read back.
@@ -259,6 +261,9 @@ pub struct SyncState {
     pub last_error: Option<ErrorReport>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// As the order was booked: its amounts include tax (unknown for older rows).
+    #[serde(default)]
+    pub taxes_included: Option<bool>,
 }
 
 #[cfg(test)]

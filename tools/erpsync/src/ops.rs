@@ -396,6 +396,7 @@ pub async fn discard(
         deployment
             .store
             .record(&SyncRecord {
+                taxes_included: None,
                 entity,
                 status: SyncStatus::Resolved,
                 erp_id: None,

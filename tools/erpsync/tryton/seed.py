@@ -49,6 +49,8 @@ TAXES = [
     ("FR TVA 20%", "0.20"),
     ("US Sales Tax 6%", "0.06"),
     ("US-CA Sales Tax 7.5%", "0.075"),
+    ("JP Consumption Tax 10%", "0.10"),
+    ("BH VAT 10%", "0.10"),
 ]
 
 # Carriers the shops' delivery methods map to ([channels.delivery_methods] = party name).
@@ -76,12 +78,17 @@ def main(config_file, database):
     Currency = Model.get('currency.currency')
     Rate = Model.get('currency.currency.rate')
     currencies = {}
-    for code, name, symbol, rate in [
-            ("USD", "U.S. Dollar", "$", "1.0"),
-            ("EUR", "Euro", "€", "0.92"),
-            ("GBP", "Pound Sterling", "£", "0.79"),
-            ("CAD", "Canadian Dollar", "$", "1.36")]:
-        currency = Currency(name=name, code=code, symbol=symbol, rounding=Decimal("0.01"))
+    # Each rounds to its ISO 4217 minor unit, as erpsync does (erpsync audit checks it):
+    # whole yen, thousandths of a Bahraini dinar.
+    for code, name, symbol, rate, digits in [
+            ("USD", "U.S. Dollar", "$", "1.0", 2),
+            ("EUR", "Euro", "€", "0.92", 2),
+            ("GBP", "Pound Sterling", "£", "0.79", 2),
+            ("CAD", "Canadian Dollar", "$", "1.36", 2),
+            ("JPY", "Yen", "¥", "150", 0),
+            ("BHD", "Bahraini Dinar", "BD", "0.376", 3)]:
+        currency = Currency(name=name, code=code, symbol=symbol, digits=digits,
+            rounding=Decimal(1).scaleb(-digits))
         currency.save()
         Rate(date=dt.date(2000, 1, 1), rate=Decimal(rate), currency=currency).save()
         currencies[code] = currency
@@ -98,6 +105,13 @@ def main(config_file, database):
         fiscalyear.click('create_period')
     create_chart()
     accounts = get_accounts()
+    # Invoices in a currency other than the company's post their conversion differences here
+    # (Tryton refuses to post a yen or dinar credit note without them).
+    AccountConfiguration = Model.get('account.configuration')
+    account_configuration = AccountConfiguration(1)
+    account_configuration.currency_exchange_credit_account = accounts['revenue']
+    account_configuration.currency_exchange_debit_account = accounts['expense']
+    account_configuration.save()
 
     payment_term = create_payment_term()
     payment_term.save()

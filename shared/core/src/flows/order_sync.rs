@@ -251,7 +251,9 @@ async fn run(
             match result {
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
-                    let record = record_of(entity, &outcome, version);
+                    let mut record = record_of(entity, &outcome, version);
+                    // Its refunds' amounts are on the same basis (return-sync reads it).
+                    record.taxes_included = Some(order.taxes_included);
                     match deps
                         .idempotency
                         .complete(&key, &hash, &stored, &record)
@@ -429,6 +431,7 @@ async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
 
 fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime) -> SyncRecord {
     let mut record = SyncRecord {
+        taxes_included: None,
         entity: entity.clone(),
         status: SyncStatus::Synced,
         erp_id: None,
@@ -498,6 +501,7 @@ async fn skip(
     info!(entity = %entity, reason = %reason, "skipped");
     deps.state
         .record(&SyncRecord {
+            taxes_included: None,
             entity: entity.clone(),
             status: SyncStatus::Skipped,
             erp_id: None,
