@@ -15,10 +15,9 @@
 //! nothing of its own; nothing needs a person. `MONEY_ORDERS` (24 in make test; `make money
 //! N=1000`) and `MONEY_SEED` (printed, so a failure replays exactly).
 //!
-//! Refunds after dispatch are of tax-exclusive orders only: what Shopify's refund subtotal
-//! holds in a tax-inclusive store is not documented (the corpus takes it as the line's basis,
-//! tax included, for refunds before dispatch), and return-sync does not yet know an order's
-//! tax basis, so such a credit note is flagged rather than proven.
+//! Shopify does not document whether a refund line's subtotal includes tax in a store whose
+//! prices do; the corpus takes it on the line's own basis (tax included there), as its
+//! `price` is.
 
 use erpsync_core::config::{Config, TaxCode};
 use erpsync_core::ids::{ChannelId, CountryCode, CurrencyCode};
@@ -443,7 +442,7 @@ impl Corpus<'_> {
                 current: order.charged() - removed,
             };
         }
-        if roll < 0.7 || order.included {
+        if roll < 0.7 {
             // Refunded before dispatch: some units of one line, or everything with the order
             // cancelled ("cancel order + refund").
             // Refunding every unit without cancelling leaves an order of no lines, which

@@ -866,6 +866,8 @@ impl SalesErp for TrytonClient {
                     "lines.quantity",
                     "lines.unit_price",
                     "lines.description",
+                    "lines.taxes.type",
+                    "lines.taxes.rate",
                     "shipments.state",
                     "invoices.state",
                 ],
@@ -889,6 +891,14 @@ impl SalesErp for TrytonClient {
                     quantity: decimal_of(&line["quantity"])?,
                     unit_price: decimal_of(&line["unit_price"])?,
                     description: text_of(line, "description"),
+                    tax_rates: line["taxes"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|tax| tax["type"] == "percentage")
+                        .filter_map(|tax| decimal_of(&tax["rate"]))
+                        .collect(),
                 })
             })
             .collect();

@@ -252,6 +252,7 @@ mod tests {
                     quantity: Decimal::from(*q),
                     unit_price: Decimal::new(*cents, 2),
                     description: None,
+                    tax_rates: Vec::new(),
                 })
                 .collect(),
             fulfilment_started: started,

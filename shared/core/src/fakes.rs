@@ -369,6 +369,8 @@ impl SalesErp for FakeErp {
                 quantity: rust_decimal::Decimal::from(l.quantity),
                 unit_price: l.unit_price,
                 description: Some(l.description.clone()),
+                // The fake ERP knows tax names, not rates.
+                tax_rates: Vec::new(),
             })
             .collect();
         self.lines

@@ -261,19 +261,13 @@ fn draft_tax_count(lines: &[SaleLineDraft]) -> usize {
 }
 
 /// The total the ERP makes of these lines: their net amounts, and each ERP tax at its mapped
-/// rate on them, rounded as the ERP rounds (Tryton: half to even, per sale or per line).
+/// rate on them, rounded as the ERP rounds.
 fn erp_gross(
     lines: &[SaleLineDraft],
     channel: &ChannelConfig,
     rounding: TaxRounding,
     currency: &CurrencyCode,
 ) -> Decimal {
-    let half_even = |amount: Decimal| {
-        amount.round_dp_with_strategy(
-            currency.minor_units(),
-            rust_decimal::RoundingStrategy::MidpointNearestEven,
-        )
-    };
     let rate = |name: &str| {
         channel
             .tax_codes
@@ -283,16 +277,44 @@ fn erp_gross(
                 code.rate_percent / Decimal::ONE_HUNDRED
             })
     };
+    tryton_total(
+        lines.iter().map(|line| {
+            (
+                line.unit_price * Decimal::from(line.quantity),
+                line.taxes
+                    .iter()
+                    .map(|name| (name.as_str(), rate(name)))
+                    .collect(),
+            )
+        }),
+        rounding,
+        currency,
+    )
+}
+
+/// What Tryton totals lines to, each given as its net amount and its taxes (a key per tax,
+/// and its rate): the nets, plus the taxes rounded half to even, per line or per tax over
+/// the document (`[erp] tax_rounding`).
+pub(crate) fn tryton_total<K: Ord>(
+    lines: impl IntoIterator<Item = (Decimal, Vec<(K, Decimal)>)>,
+    rounding: TaxRounding,
+    currency: &CurrencyCode,
+) -> Decimal {
+    let half_even = |amount: Decimal| {
+        amount.round_dp_with_strategy(
+            currency.minor_units(),
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+    };
     let mut net = Decimal::ZERO;
     let mut tax = Decimal::ZERO;
-    let mut per_tax: std::collections::BTreeMap<&str, Decimal> = Default::default();
-    for line in lines {
-        let amount = line.unit_price * Decimal::from(line.quantity);
+    let mut per_tax: std::collections::BTreeMap<K, Decimal> = Default::default();
+    for (amount, taxes) in lines {
         net += amount;
-        for name in &line.taxes {
+        for (key, rate) in taxes {
             match rounding {
-                TaxRounding::Line => tax += half_even(amount * rate(name)),
-                TaxRounding::Document => *per_tax.entry(name).or_default() += amount * rate(name),
+                TaxRounding::Line => tax += half_even(amount * rate),
+                TaxRounding::Document => *per_tax.entry(key).or_default() += amount * rate,
             }
         }
     }

@@ -152,6 +152,8 @@ pub struct ErpSaleLine {
     pub quantity: Decimal,
     pub unit_price: Decimal,
     pub description: Option<String>,
+    /// The rates of its percentage taxes (0.20 for 20 %), to predict the ERP's tax on it.
+    pub tax_rates: Vec<Decimal>,
 }
 
 /// What the flows need to know about a sale before changing it.

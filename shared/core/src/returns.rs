@@ -411,6 +411,16 @@ pub fn plan_return(
     let expected_credit = foreign
         .is_empty()
         .then(|| currency.round(refunded - not_credited));
+    if let (Some(expected), Some(rounding_sku)) = (expected_credit, &config.erp.rounding_sku) {
+        rounding_line(
+            config,
+            original,
+            &mut lines,
+            expected,
+            rounding_sku,
+            currency,
+        );
+    }
     Ok(ReturnPlan::Book {
         draft: ReturnDraft {
             reference: format!("{order_reference}/refund/{}", refund.id),
@@ -428,6 +438,62 @@ pub fn plan_return(
         },
         expected_credit,
     })
+}
+
+/// Shop and ERP round tax their own ways (the shop per refund line, Tryton per credit note by
+/// default): when the credit note the ERP will make of `lines` misses `expected` by rounding
+/// alone, an untaxed line on the rounding product makes up the difference, as the sale's own
+/// rounding line does. More than rounding is left for the credit check to flag.
+fn rounding_line(
+    config: &Config,
+    original: &ErpSaleDetails,
+    lines: &mut Vec<ReturnLine>,
+    expected: Decimal,
+    rounding_sku: &Sku,
+    currency: &CurrencyCode,
+) {
+    let rates = |like: Option<i64>| -> Vec<(String, Decimal)> {
+        original
+            .lines
+            .iter()
+            .find(|l| Some(l.id) == like)
+            .map(|l| {
+                l.tax_rates
+                    .iter()
+                    .map(|rate| (rate.to_string(), *rate))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The credit note's total as money owed back: each line's amount is -quantity x price.
+    let predicted = crate::mapping::tryton_total(
+        lines
+            .iter()
+            .map(|l| (-l.quantity * l.unit_price, rates(l.like_line))),
+        config.erp.tax_rounding,
+        currency,
+    );
+    let difference = currency.round(expected - predicted);
+    let taxed = lines
+        .iter()
+        .filter(|l| !rates(l.like_line).is_empty())
+        .count();
+    let bound =
+        Decimal::new(1, currency.minor_units()) * Decimal::from((2 * taxed).max(2)) / Decimal::TWO;
+    if difference.is_zero() || taxed == 0 || difference.abs() > bound {
+        return;
+    }
+    lines.push(ReturnLine {
+        product: ReturnProduct::Service(rounding_sku.clone()),
+        quantity: if difference.is_sign_positive() {
+            -Decimal::ONE
+        } else {
+            Decimal::ONE
+        },
+        unit_price: difference.abs(),
+        like_line: None,
+        description: "tax rounding: the money the shop paid back".to_owned(),
+    });
 }
 
 /// The units refunded before dispatch cover every product unit left on the ERP sale.
@@ -687,6 +753,7 @@ mod tests {
             quantity: Decimal::from(quantity),
             unit_price: price.parse().unwrap_or_default(),
             description: None,
+            tax_rates: vec![Decimal::new(20, 2)],
         }
     }
 
@@ -1032,6 +1099,36 @@ mod tests {
             .collect();
         assert_eq!(prices, ["165.83", "4.16"]);
         assert_eq!(expected_credit, Some(dec("203.99")));
+    }
+
+    /// The shop refunded 0.53 with 0.10 tax (its own rounding); Tryton taxes 0.53 at 20 % as
+    /// 0.11. A rounding line takes the cent back, so the credit note is the 0.63 paid back.
+    #[test]
+    fn a_credit_note_the_erp_would_round_otherwise_gets_a_rounding_line() {
+        let mut refund = refund(
+            vec![item("IPOD2008RED", 1, RestockType::NoRestock, "0.53")],
+            "0",
+            "0.63",
+        );
+        refund.items[0].tax = dec("0.10");
+        let Ok(ReturnPlan::Book { draft, .. }) = plan(&refund) else {
+            panic!("not booked");
+        };
+        let last = draft.lines.last().map(|l| {
+            (
+                l.product.clone(),
+                l.quantity.to_string(),
+                l.unit_price.to_string(),
+            )
+        });
+        assert_eq!(
+            last,
+            Some((
+                ReturnProduct::Service(sku("ROUNDING")),
+                "1".to_owned(),
+                "0.01".to_owned()
+            ))
+        );
     }
 
     #[test]
