@@ -1,8 +1,9 @@
 //! The money corpus (issue 14): seeded, reproducible orders through the whole order path into
 //! the real Tryton, each checked to the minor unit. Stores in GBP and EUR (2 decimals), JPY (0)
 //! and BHD (3), tax-inclusive and exclusive; 1-8 lines at random prices and quantities, line
-//! and shipping discounts, a bundle, an alias and tips. After the order is booked, what
-//! happens to it next:
+//! and shipping discounts, a bundle, an alias, tips, duties and additional fees. After the
+//! order is booked, what happens to it next (`MONEY_CONCURRENCY` orders at a time, 4 by
+//! default):
 //! - nothing;
 //! - an edit: a line removed, or fewer units of a line whose tax divides exactly;
 //! - units refunded before dispatch (restock type `cancel`, or `no_restock` with nothing
@@ -23,6 +24,7 @@ use erpsync_core::config::{Config, TaxCode};
 use erpsync_core::ids::{ChannelId, CountryCode, CurrencyCode};
 use erpsync_core::state::SyncStatus;
 use erpsync_e2e::{World, decimal, fresh_order};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -40,7 +42,8 @@ struct Store {
     zip: &'static str,
     /// SKUs it sells (aliases and bundles where it maps them).
     skus: &'static [&'static str],
-    tips: bool,
+    /// It maps tips, duties and additional fees to ERP products.
+    charges: bool,
 }
 
 const EU_SKUS: &[&str] = &["IPOD2008RED", "IPOD2008BLACK"];
@@ -61,7 +64,7 @@ const STORES: [Store; 5] = [
             "IPOD-TRIO",
             "WOOL-SOCKS",
         ],
-        tips: true,
+        charges: true,
     },
     Store {
         channel: "eu-shop",
@@ -72,7 +75,7 @@ const STORES: [Store; 5] = [
         rate_percent: 19,
         zip: "10115",
         skus: EU_SKUS,
-        tips: false,
+        charges: false,
     },
     Store {
         channel: "eu-shop",
@@ -83,7 +86,7 @@ const STORES: [Store; 5] = [
         rate_percent: 20,
         zip: "75001",
         skus: EU_SKUS,
-        tips: false,
+        charges: false,
     },
     Store {
         channel: "jp-shop",
@@ -94,7 +97,7 @@ const STORES: [Store; 5] = [
         rate_percent: 10,
         zip: "100-0001",
         skus: EU_SKUS,
-        tips: false,
+        charges: false,
     },
     Store {
         channel: "bh-shop",
@@ -105,7 +108,7 @@ const STORES: [Store; 5] = [
         rate_percent: 10,
         zip: "317",
         skus: EU_SKUS,
-        tips: false,
+        charges: false,
     },
 ];
 
@@ -187,17 +190,27 @@ struct Line {
     price: i64,
     discount: i64,
     tax: i64,
+    /// Import duties on it (untaxed).
+    duty: i64,
 }
 
 impl Line {
-    /// What the line charges: net of discount, plus its tax when tax is on top.
+    /// What the line charges: net of discount, plus its tax when tax is on top, and duties.
     fn charged(&self, included: bool) -> i64 {
-        self.price * self.quantity - self.discount + if included { 0 } else { self.tax }
+        self.price * self.quantity - self.discount + if included { 0 } else { self.tax } + self.duty
     }
 
     fn json(&self, store: &Store) -> Value {
         let exponent = store.exponent;
+        let duties = if self.duty > 0 {
+            json!([{"price_set": {"shop_money": {
+                "amount": money(self.duty, exponent), "currency_code": store.currency
+            }}}])
+        } else {
+            json!([])
+        };
         json!({
+            "duties": duties,
             "id": self.id, "sku": self.sku, "title": self.sku, "quantity": self.quantity,
             "current_quantity": self.quantity, "price": money(self.price, exponent),
             "discount_allocations": if self.discount > 0 {
@@ -219,8 +232,10 @@ struct Order {
     id: String,
     included: bool,
     lines: Vec<Line>,
-    /// The tip, shipping and shipping tax (charged on top or within, as the lines').
+    /// The tip, additional fees, shipping and shipping tax (charged on top or within, as the
+    /// lines').
     tip: i64,
+    fees: i64,
     shipping: i64,
     shipping_tax: i64,
 }
@@ -232,6 +247,7 @@ impl Order {
             .map(|l| l.charged(self.included))
             .sum::<i64>()
             + self.tip
+            + self.fees
             + self.shipping
             + if self.included { 0 } else { self.shipping_tax }
     }
@@ -266,10 +282,20 @@ fn generate(rng: &mut StdRng, store: &Store) -> Order {
             price,
             discount,
             tax: tax_of(price * quantity - discount, store.rate_percent, included),
+            duty: if store.charges && rng.random_bool(0.1) {
+                rng.random_range(1..=3_000)
+            } else {
+                0
+            },
         });
     }
-    let tip = if store.tips && rng.random_bool(0.3) {
+    let tip = if store.charges && rng.random_bool(0.3) {
         rng.random_range(1..=2_000)
+    } else {
+        0
+    };
+    let fees = if store.charges && rng.random_bool(0.15) {
+        rng.random_range(1..=1_500)
     } else {
         0
     };
@@ -287,6 +313,11 @@ fn generate(rng: &mut StdRng, store: &Store) -> Order {
         }));
     }
     payload["line_items"] = json!(items);
+    if fees > 0 {
+        payload["current_total_additional_fees_set"] = json!({"shop_money": {
+            "amount": money(fees, exponent), "currency_code": store.currency
+        }});
+    }
     payload["shipping_lines"][0]["price"] = json!(money(shipping + shipping_discount, exponent));
     payload["shipping_lines"][0]["discount_allocations"] = if shipping_discount > 0 {
         json!([{"amount": money(shipping_discount, exponent)}])
@@ -303,6 +334,7 @@ fn generate(rng: &mut StdRng, store: &Store) -> Order {
         included,
         lines,
         tip,
+        fees,
         shipping,
         shipping_tax,
     }
@@ -513,7 +545,8 @@ impl Corpus<'_> {
                 }
             }
             let current = if everything {
-                order.charged() - paid - order.tip
+                // Cancelled: the sale is, tip, duties, fees and all.
+                0
             } else {
                 order.charged() - paid
             };
@@ -682,7 +715,12 @@ async fn the_erp_books_what_the_shop_charged_to_the_minor_unit() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    println!("money corpus: {orders} orders, MONEY_SEED={seed}");
+    // Orders in flight at once: most of an order's time is waiting on queues, not working.
+    let concurrency: usize = std::env::var("MONEY_CONCURRENCY")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4);
+    println!("money corpus: {orders} orders, {concurrency} at a time, MONEY_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     // A Tryton of its own: the corpus sells hundreds of units, which would leave the shared
     // ERP's stock short for every other test (their sales would be backordered).
@@ -697,40 +735,70 @@ async fn the_erp_books_what_the_shop_charged_to_the_minor_unit() {
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
     let world = World::start_custom(&tryton.url, &tryton.api_key, add_stores).await;
+    // Enough of everything the stores sell for every shipment to go out: a backordered one
+    // cannot be dispatched, and stock is not what the corpus proves.
+    for sku in [
+        "IPOD2008GREEN",
+        "IPOD2008RED",
+        "IPOD2008BLACK",
+        "WOOL-SOCKS",
+    ] {
+        world.count_stock(sku, 1_000_000).await;
+    }
     let corpus = Corpus {
         world: &world,
         returns: world.return_sync(),
     };
-    let mut wrong = Vec::new();
-    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-    for number in 0..orders {
-        let store = &STORES[rng.random_range(0..STORES.len())];
-        let order = generate(&mut rng, store);
-        world
-            .deliver(
+    // Each order draws from a generator of its own, seeded from the run's in turn, so a run
+    // replays exactly whatever order the concurrent orders finish in.
+    let cases: Vec<(usize, &Store, StdRng)> = (0..orders)
+        .map(|number| {
+            let store = &STORES[rng.random_range(0..STORES.len())];
+            (number, store, StdRng::seed_from_u64(rng.random()))
+        })
+        .collect();
+    let corpus = &corpus;
+    let outcomes: Vec<(&str, Option<String>)> = futures::stream::iter(cases)
+        .map(|(number, store, mut rng)| async move {
+            let order = generate(&mut rng, store);
+            corpus
+                .world
+                .deliver(
+                    store.channel,
+                    "orders/create",
+                    &format!("wh-money-{}", order.id),
+                    &order.payload,
+                )
+                .await;
+            let what = format!(
+                "order {number} ({}, {} {}, taxes {})",
+                order.id,
                 store.channel,
-                "orders/create",
-                &format!("wh-money-{}", order.id),
-                &order.payload,
-            )
-            .await;
-        let what = format!(
-            "order {number} ({}, {} {}, taxes {})",
-            order.id,
-            store.channel,
-            store.country,
-            if order.included { "included" } else { "on top" },
-        );
-        // The order as booked first: a later step on a wrong booking proves nothing.
-        if let Some(problem) = corpus.check(store, &order, &Then::Nothing).await {
-            wrong.push(format!("{what}, booked: {problem}"));
-            continue;
-        }
-        let then = corpus.then(&mut rng, store, &order).await;
-        *seen.entry(described(&then)).or_default() += 1;
-        if let Some(problem) = corpus.check(store, &order, &then).await {
-            wrong.push(format!("{what}, {}: {problem}", described(&then)));
-        }
+                store.country,
+                if order.included { "included" } else { "on top" },
+            );
+            // The order as booked first: a later step on a wrong booking proves nothing.
+            if let Some(problem) = corpus.check(store, &order, &Then::Nothing).await {
+                return (
+                    "wrong when booked",
+                    Some(format!("{what}, booked: {problem}")),
+                );
+            }
+            let then = corpus.then(&mut rng, store, &order).await;
+            let problem = corpus
+                .check(store, &order, &then)
+                .await
+                .map(|problem| format!("{what}, {}: {problem}", described(&then)));
+            (described(&then), problem)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    let mut wrong = Vec::new();
+    for (what, problem) in outcomes {
+        *seen.entry(what).or_default() += 1;
+        wrong.extend(problem);
     }
     println!("money corpus: {seen:?}");
     tryton.stop().await;

@@ -165,6 +165,91 @@ async fn a_refund_with_the_goods_returned_restocks_them_and_makes_one_credit_not
     returns.tryton.stop().await;
 }
 
+/// Three red iPods, one fulfilled in the shop (a 3PL's fulfilment; the ERP has shipped
+/// nothing), then two refunded without restock: one had shipped, one had not. The refund
+/// alone cannot say which (its line is `partial`), so return-sync waits for the order's
+/// update; order-sync reads the refund against the fulfilments made before it and takes the
+/// unshipped unit off the sale; return-sync then credits the shipped one only. Before, the
+/// unshipped unit left the sale and was credited too.
+#[tokio::test]
+async fn a_refund_of_a_partly_fulfilled_line_credits_only_what_had_shipped() {
+    let mut returns = ReturnWorld::start().await;
+    let (mut order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    erpsync_e2e::set_quantity(&mut order, 1, 3);
+    let created = erpsync_e2e::at_version(&order, "2026-11-29T10:00:00Z");
+    returns
+        .deliver_order("orders/create", "wh-create", &created)
+        .await;
+    let red = order["line_items"][1]["id"].clone();
+    // Two units at 195.67 each (their share of the discount taken) and 6 %.
+    let (mut refund, refund_id) = returns.refund(&order_id, |refund| {
+        priced(refund, 0, "no_restock", "391.34", "23.48", "414.82");
+        refund["refund_line_items"][0]["quantity"] = json!(2);
+        refund["refund_line_items"][0]["line_item"]["fulfillment_status"] = json!("partial");
+    });
+    refund["created_at"] = json!("2026-11-29T12:00:00Z");
+    returns
+        .world
+        .deliver_refund_once(&returns.returns, "uk-shop", &refund, "wh-refund")
+        .await;
+    let waiting = returns.refund_state(&order_id, &refund_id).await;
+    assert_eq!(
+        waiting
+            .as_ref()
+            .and_then(|s| s.last_error.as_ref())
+            .map(|e| e.kind.as_str()),
+        Some("refund_awaits_order"),
+        "{waiting:?}"
+    );
+
+    let mut updated = erpsync_e2e::at_version(&order, "2026-11-29T12:00:05Z");
+    updated["line_items"][1]["current_quantity"] = json!(1);
+    if let Some(fulfilments) = updated["fulfillments"].as_array_mut() {
+        fulfilments.push(json!({
+            "id": 1, "status": "success", "created_at": "2026-11-29T11:00:00Z",
+            "line_items": [{"id": red, "quantity": 1}]
+        }));
+    }
+    if let Some(refunds) = updated["refunds"].as_array_mut() {
+        refunds.push(refund.clone());
+    }
+    returns
+        .deliver_order("orders/updated", "wh-update", &updated)
+        .await;
+    returns
+        .world
+        .drain_returns(&returns.returns, std::time::Duration::from_secs(60))
+        .await;
+
+    let sale = &returns
+        .world
+        .erp_sales(&format!("uk-shop/{order_id}"))
+        .await[0];
+    let red_units: f64 = sale["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["product"]["code"] == "IPOD2008RED")
+        .map(|l| l["quantity"].as_f64().unwrap_or_default())
+        .sum();
+    assert_eq!(red_units, 2.0, "the unshipped refunded unit left the sale");
+    let booked = returns.returns(&order_id, &refund_id).await;
+    assert_eq!(booked.len(), 1, "{booked:?}");
+    assert_eq!(
+        credit_total(&booked[0]),
+        "-207.41",
+        "one unit credited: the money paid back less the unit that left the sale"
+    );
+    let state = returns.refund_state(&order_id, &refund_id).await;
+    assert_eq!(
+        state.as_ref().map(|s| s.status),
+        Some(SyncStatus::Synced),
+        "{state:?}"
+    );
+    assert!(returns.world.dead_letters().await.is_empty());
+    returns.tryton.stop().await;
+}
+
 #[tokio::test]
 async fn a_refund_without_returned_goods_is_a_credit_note_only() {
     let mut returns = ReturnWorld::start().await;

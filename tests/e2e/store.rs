@@ -17,7 +17,7 @@ fn channel() -> ChannelId {
 
 fn record(entity: &EntityRef) -> SyncRecord {
     SyncRecord {
-        taxes_included: None,
+        basis: None,
         entity: entity.clone(),
         status: SyncStatus::Synced,
         erp_id: Some(41),
@@ -222,7 +222,7 @@ async fn sync_state_never_moves_back_to_an_older_version() {
     let newer = time::macros::datetime!(2026-11-29 15:10 UTC);
     let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
     let at = |version| SyncRecord {
-        taxes_included: None,
+        basis: None,
         version: Some(version),
         ..record(&entity)
     };
@@ -250,7 +250,7 @@ async fn sync_state_never_moves_back_to_an_older_version() {
         Ok(Completion::Recorded)
     );
     let skipped = SyncRecord {
-        taxes_included: None,
+        basis: None,
         status: SyncStatus::Skipped,
         note: Some("older".to_owned()),
         ..at(older)

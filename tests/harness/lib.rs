@@ -963,11 +963,32 @@ impl World {
         refund: &Value,
         webhook_id: &str,
     ) {
+        self.deliver_refund_once(returns, channel, refund, webhook_id)
+            .await;
+        let esm = self.returns_source(returns);
+        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
+    }
+
+    /// Posts the refund's webhook and lets return-sync take it once: a refund that waits is
+    /// left on the queue for its retry.
+    pub async fn deliver_refund_once(
+        &self,
+        returns: &Arc<ReturnSync>,
+        channel: &str,
+        refund: &Value,
+        webhook_id: &str,
+    ) {
         let status = self
             .post(self.signed(channel, "refunds/create", webhook_id, &refund.to_string()))
             .await;
         assert_eq!(status, 200, "refunds/create {webhook_id}");
-        let esm = EventSourceMapping {
+        let esm = self.returns_source(returns);
+        let _ = esm.poll_once(Duration::from_secs(1)).await;
+    }
+
+    /// return-sync behind the returns queue's event source mapping.
+    fn returns_source(&self, returns: &Arc<ReturnSync>) -> EventSourceMapping {
+        EventSourceMapping {
             sqs: self.sqs_of("ReturnSyncFunction"),
             queue_url: self.queue("ReturnsQueue"),
             queue_arn: self
@@ -977,8 +998,24 @@ impl World {
                 .to_owned(),
             batch_size: 10,
             invoker: returns.clone(),
-        };
-        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
+        }
+    }
+
+    /// Runs return-sync until the returns queue is empty, retries (a refund waiting for its
+    /// order) included.
+    pub async fn drain_returns(&self, returns: &Arc<ReturnSync>, timeout: Duration) {
+        let esm = self.returns_source(returns);
+        let started = Instant::now();
+        loop {
+            let handled = esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0);
+            if handled == 0 && self.queue_depth("ReturnsQueue").await == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the returns queue did not drain within {timeout:?}"
+            );
+        }
     }
 
     pub async fn refund_state(

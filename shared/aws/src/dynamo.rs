@@ -24,7 +24,8 @@ use erpsync_core::ports::{
     ArchivedPayload, Completion, IdempotencyStore, PayloadArchive, SyncStateStore,
 };
 use erpsync_core::state::{
-    Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+    Claim, EntityRef, ErrorReport, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord, SyncState,
+    SyncStatus,
 };
 use erpsync_core::stock::StockLedger;
 use erpsync_core::{ErrorClass, state::Flow};
@@ -478,8 +479,12 @@ fn record_update(
         ),
         ("note", record.note.clone().map(s)),
         (
-            "taxes_included",
-            record.taxes_included.map(AttributeValue::Bool),
+            "order_basis",
+            record
+                .basis
+                .as_ref()
+                .and_then(|b| serde_json::to_string(b).ok())
+                .map(s),
         ),
     ] {
         match value {
@@ -489,7 +494,7 @@ fn record_update(
                     "erp_number" => "erp_number = :erp_number",
                     "version" => "version = :version",
                     "version_ns" => "version_ns = :version_ns",
-                    "taxes_included" => "taxes_included = :taxes_included",
+                    "order_basis" => "order_basis = :order_basis",
                     _ => "note = :note",
                 });
                 builder = builder.expression_attribute_values(format!(":{name}"), value);
@@ -616,6 +621,25 @@ fn guarded<T>(
     }
 }
 
+/// The order's basis as order-sync recorded it; rows from before the refunds' split was kept
+/// give only `taxes_included`.
+fn order_basis(item: &HashMap<String, AttributeValue>) -> Option<OrderBasis> {
+    if let Some(json) = item.get("order_basis").and_then(|v| v.as_s().ok()) {
+        match serde_json::from_str(json) {
+            Ok(basis) => return Some(basis),
+            Err(error) => {
+                tracing::warn!(%error, "an order_basis that does not read back is ignored")
+            }
+        }
+    }
+    item.get("taxes_included")
+        .and_then(|v| v.as_bool().ok())
+        .map(|&taxes_included| OrderBasis {
+            taxes_included,
+            refunded_before_fulfilment: None,
+        })
+}
+
 fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
@@ -644,10 +668,7 @@ fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> 
         _ => None,
     };
     Some(SyncState {
-        taxes_included: item
-            .get("taxes_included")
-            .and_then(|v| v.as_bool().ok())
-            .copied(),
+        basis: order_basis(item),
         entity,
         status: SyncStatus::parse(&text("status")?)?,
         erp_id: number("erp_id").and_then(|v| v.parse().ok()),

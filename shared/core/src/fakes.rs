@@ -55,9 +55,10 @@ impl FakeStore {
             failed.remove(&record.entity);
         }
         let state = SyncState {
-            taxes_included: record
-                .taxes_included
-                .or(stored.and_then(|s| s.taxes_included)),
+            basis: record
+                .basis
+                .clone()
+                .or(stored.and_then(|s| s.basis.clone())),
             entity: record.entity.clone(),
             status: record.status,
             erp_id: record.erp_id.or(stored.and_then(|s| s.erp_id)),
@@ -153,7 +154,7 @@ impl SyncStateStore for FakeStore {
                 .insert(entity.clone(), version);
         }
         let state = SyncState {
-            taxes_included: stored.and_then(|s| s.taxes_included),
+            basis: stored.and_then(|s| s.basis.clone()),
             entity: entity.clone(),
             status,
             erp_id: stored.and_then(|s| s.erp_id),

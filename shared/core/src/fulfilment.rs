@@ -273,7 +273,7 @@ pub async fn sync_shipment(
             _ => format!("shipment {}: the shop already showed it", shipment.number),
         };
         let record = SyncRecord {
-            taxes_included: None,
+            basis: None,
             entity,
             status: SyncStatus::Synced,
             erp_id: Some(shipment.id),
@@ -335,7 +335,7 @@ async fn follow_back_order(
         (false, false) => return,
     };
     let record = SyncRecord {
-        taxes_included: None,
+        basis: None,
         entity,
         status,
         erp_id: None,

@@ -1,11 +1,20 @@
 //! The canonical order: what every channel's payload becomes at the edge, and all the flows
 //! after it see. Amounts are exact decimals in the order's currency.
 
+use std::collections::BTreeMap;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+
+/// Per refund id, per order line id: the units refunded before they were fulfilled, which
+/// leave the sale (the order's amendment) and are never credited. Every refund the order
+/// carries has an entry, empty when all its units had been fulfilled. Order-sync decides it
+/// from the order's fulfilments; return-sync follows it, so a unit is never both taken off
+/// the sale and credited.
+pub type RefundedBeforeFulfilment = BTreeMap<String, BTreeMap<String, u32>>;
 
 /// The webhook topics the order flow acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +72,8 @@ pub struct ChannelOrder {
     /// What the order charges beyond products and shipping: tips, gift cards sold, custom
     /// items, duties, fees.
     pub charges: Vec<Charge>,
+    #[serde(default)]
+    pub refunded_before_fulfilment: RefundedBeforeFulfilment,
 }
 
 /// A charge on the order that is no product the ERP stocks.

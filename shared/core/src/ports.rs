@@ -418,7 +418,7 @@ pub async fn record_run(
         Ok(note) => {
             state
                 .record(&SyncRecord {
-                    taxes_included: None,
+                    basis: None,
                     entity: entity.clone(),
                     status: SyncStatus::Synced,
                     erp_id: None,
@@ -465,7 +465,7 @@ mod tests {
         let written = EntityRef::order(&channel, "2");
         let store = crate::fakes::FakeStore::default();
         let record = |entity: &EntityRef| SyncRecord {
-            taxes_included: None,
+            basis: None,
             entity: entity.clone(),
             status: SyncStatus::Synced,
             erp_id: Some(7),

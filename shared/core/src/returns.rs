@@ -19,7 +19,9 @@ use crate::ports::{
     ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure,
     once,
 };
-use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::state::{
+    EntityRef, Flow, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord, SyncStatus,
+};
 
 /// A refund as the shop reports it. Amounts are in shop money (the shop's currency), as the
 /// ERP books them.
@@ -93,14 +95,28 @@ pub enum RestockType {
     Unknown,
 }
 
+/// How far the refunded item's order line had been fulfilled when the refund was made, as
+/// the refund's own copy of the line says (`fulfillment_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineFulfilment {
+    /// Nothing of it (`null`).
+    Unfulfilled,
+    /// Some units (`partial`): which of the refunded ones had shipped is the order's to say.
+    Partial,
+    /// Every unit not refunded before (`fulfilled`).
+    Fulfilled,
+    /// The refund does not say.
+    Unknown,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundedItem {
     pub line_item_id: String,
     pub sku: Option<Sku>,
     pub quantity: u32,
     pub restock_type: RestockType,
-    /// Nothing of the order line had been fulfilled when it was refunded.
-    pub line_unfulfilled: bool,
+    pub line_fulfilment: LineFulfilment,
     /// The refund's own amounts for these units, net of discounts (with the tax in it when
     /// the order's prices include tax), and their tax.
     pub subtotal: Decimal,
@@ -134,15 +150,98 @@ impl RefundedItem {
         )
     }
 
-    /// Refunded before it was dispatched: the sale loses the unit (the order's amendment),
-    /// so it is neither shipped nor credited on its own.
-    pub fn before_fulfilment(&self) -> bool {
-        match self.restock_type {
-            RestockType::Cancel => true,
-            RestockType::NoRestock | RestockType::Unknown => self.line_unfulfilled,
-            RestockType::Return | RestockType::LegacyRestock => false,
+    /// How many of its units were refunded before fulfilment, from the refund alone (the
+    /// same rule order-sync applies with the order's fulfilments); None when the line was
+    /// partly fulfilled, so only the order can say.
+    fn before_fulfilment_by_itself(&self) -> Option<u32> {
+        match (self.restock_type, self.line_fulfilment) {
+            // The deprecated `legacy_restock` ("restocked"; refused on new refunds) is read as
+            // returned, as order-sync reads it: only refunds from before 2019 carry it.
+            (RestockType::Return | RestockType::LegacyRestock, _) => Some(0),
+            (RestockType::Cancel, _) => Some(self.quantity),
+            (_, LineFulfilment::Unfulfilled) => Some(self.quantity),
+            (_, LineFulfilment::Fulfilled) => Some(0),
+            (_, LineFulfilment::Partial | LineFulfilment::Unknown) => None,
         }
     }
+
+    /// These units split in two: `units` of them, and the rest, the refund's amounts shared
+    /// pro rata (the remainder to the rest, so the two add up to the refund's).
+    fn split(&self, units: u32, currency: &CurrencyCode) -> (Option<Self>, Option<Self>) {
+        if units == 0 {
+            return (None, Some(self.clone()));
+        }
+        if units >= self.quantity {
+            return (Some(self.clone()), None);
+        }
+        let share = |amount: Decimal| {
+            currency.round(amount * Decimal::from(units) / Decimal::from(self.quantity))
+        };
+        let part = Self {
+            quantity: units,
+            subtotal: share(self.subtotal),
+            tax: share(self.tax),
+            ..self.clone()
+        };
+        let rest = Self {
+            quantity: self.quantity - units,
+            subtotal: self.subtotal - part.subtotal,
+            tax: self.tax - part.tax,
+            ..self.clone()
+        };
+        (Some(part), Some(rest))
+    }
+}
+
+/// The refund's items split into the units refunded before fulfilment (the order's
+/// amendment takes them off the sale) and the rest (credited). `recorded`: what order-sync
+/// took off the sale for this refund, per line, which rules when it has seen the refund;
+/// without it the refund's own fulfilment status decides, and a partly fulfilled line waits
+/// for the order.
+fn split_by_fulfilment(
+    refund: &Refund,
+    recorded: Option<&std::collections::BTreeMap<String, u32>>,
+    currency: &CurrencyCode,
+) -> Result<(Vec<RefundedItem>, Vec<RefundedItem>), SyncError> {
+    let mut left: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    // Cancelled units first: order-sync takes them off before the ones kept unrestocked. The
+    // items keep the refund's order in the credit note.
+    let mut items: Vec<(usize, &RefundedItem)> = refund.items.iter().enumerate().collect();
+    items.sort_by_key(|(_, i)| match i.restock_type {
+        RestockType::Cancel => 0,
+        RestockType::Return | RestockType::LegacyRestock => 2,
+        RestockType::NoRestock | RestockType::Unknown => 1,
+    });
+    let mut parts = Vec::with_capacity(items.len());
+    for (position, item) in items {
+        let units = match recorded {
+            Some(recorded) if !item.restocks() => {
+                let left = left.entry(&item.line_item_id).or_insert_with(|| {
+                    recorded.get(&item.line_item_id).copied().unwrap_or(0)
+                });
+                let units = item.quantity.min(*left);
+                *left -= units;
+                units
+            }
+            Some(_) => 0,
+            None => item.before_fulfilment_by_itself().ok_or_else(|| {
+                SyncError::retryable(
+                    "refund_awaits_order",
+                    format!(
+                        "refund {} refunds {} unit(s) of line item {} of order {}, which was partly fulfilled: which of them had shipped is read from the order's update that carries the refund, so it waits for order-sync to sync that update (if it never comes: erpsync replay the order, then redrive)",
+                        refund.id, item.quantity, item.line_item_id, refund.order_id
+                    ),
+                )
+            })?,
+        };
+        parts.push((position, item.split(units, currency)));
+    }
+    parts.sort_by_key(|(position, _)| *position);
+    let (before, after): (Vec<_>, Vec<_>) = parts.into_iter().map(|(_, parts)| parts).unzip();
+    Ok((
+        before.into_iter().flatten().collect(),
+        after.into_iter().flatten().collect(),
+    ))
 }
 
 /// A line of the return sale.
@@ -219,9 +318,15 @@ pub fn plan_return(
     refund: &Refund,
     original: &ErpSaleDetails,
     order_reference: &str,
-    taxes_included: bool,
+    basis: Option<&OrderBasis>,
 ) -> Result<ReturnPlan, SyncError> {
     let currency = &channel.currency;
+    // Without the order's basis (rows from before it was recorded) the amounts are taken as
+    // tax on top, no rounding line is guessed, and a credit note that differs is flagged.
+    let taxes_included = basis.is_some_and(|b| b.taxes_included);
+    let recorded = basis
+        .and_then(|b| b.refunded_before_fulfilment.as_ref())
+        .and_then(|split| split.get(&refund.id));
     let sale_number = original.sale.number.as_deref().unwrap_or(order_reference);
     if refund.pending > 0 {
         return Err(SyncError::retryable(
@@ -238,8 +343,7 @@ pub fn plan_return(
     } else {
         (refund.shipping, refund.shipping + refund.shipping_tax)
     };
-    let (before, after): (Vec<&RefundedItem>, Vec<&RefundedItem>) =
-        refund.items.iter().partition(|i| i.before_fulfilment());
+    let (before, after) = split_by_fulfilment(refund, recorded, currency)?;
     // Nothing is booked for units that leave the sale: what they were worth (and shipping)
     // should be exactly the money paid back, or the difference is a person's to book.
     let nothing = |why: String| {
@@ -411,7 +515,9 @@ pub fn plan_return(
     let expected_credit = foreign
         .is_empty()
         .then(|| currency.round(refunded - not_credited));
-    if let (Some(expected), Some(rounding_sku)) = (expected_credit, &config.erp.rounding_sku) {
+    if let (Some(expected), Some(rounding_sku), Some(_)) =
+        (expected_credit, &config.erp.rounding_sku, basis)
+    {
         rounding_line(
             config,
             original,
@@ -474,13 +580,31 @@ fn rounding_line(
         currency,
     );
     let difference = currency.round(expected - predicted);
-    let taxed = lines
+    // Rounding alone moves the two apart by at most half a minor unit for each taxed amount
+    // the shop rounded (its refunded items and shipping) and each tax amount the ERP rounds
+    // (per line, or per tax over the document); more is a person's to see.
+    let taxed: Vec<&ReturnLine> = lines
         .iter()
         .filter(|l| !rates(l.like_line).is_empty())
-        .count();
-    let bound =
-        Decimal::new(1, currency.minor_units()) * Decimal::from((2 * taxed).max(2)) / Decimal::TWO;
-    if difference.is_zero() || taxed == 0 || difference.abs() > bound {
+        .collect();
+    let shop_rounded = taxed
+        .iter()
+        .map(|l| (&l.description, l.like_line))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let erp_rounded = match config.erp.tax_rounding {
+        crate::config::TaxRounding::Line => taxed.len(),
+        crate::config::TaxRounding::Document => taxed
+            .iter()
+            .flat_map(|l| rates(l.like_line))
+            .map(|(name, _)| name)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+    };
+    let bound = Decimal::new(1, currency.minor_units())
+        * Decimal::from((shop_rounded + erp_rounded).max(2))
+        / Decimal::TWO;
+    if difference.is_zero() || taxed.is_empty() || difference.abs() > bound {
         return;
     }
     lines.push(ReturnLine {
@@ -500,7 +624,7 @@ fn rounding_line(
 fn covers_the_sale(
     config: &Config,
     channel: &ChannelConfig,
-    refunded: &[&RefundedItem],
+    refunded: &[RefundedItem],
     original: &ErpSaleDetails,
 ) -> bool {
     let mut units: std::collections::HashMap<Sku, Decimal> = std::collections::HashMap::new();
@@ -636,22 +760,40 @@ async fn book(
         });
     };
     let details = deps.erp.sale_details(original.id).await?;
-    // The refund's amounts are on the order's basis, which order-sync recorded; a row from
-    // before it did is taken as tax on top, and a credit note that then differs from the
-    // money is flagged below.
-    let taxes_included = deps
+    // The refund reads on the order's basis, which order-sync records when it books the
+    // order. The sale is in the ERP before that record is: until it is, wait. A row that
+    // finished long ago without one predates it.
+    let order_state = deps
         .state
         .get(&EntityRef::order(&channel.id, refund.order_id.as_str()))
-        .await?
-        .and_then(|s| s.taxes_included)
-        .unwrap_or(false);
+        .await?;
+    let basis = order_state.as_ref().and_then(|s| s.basis.clone());
+    let finished = order_state.as_ref().is_some_and(|s| {
+        matches!(
+            s.status,
+            SyncStatus::Synced
+                | SyncStatus::Backordered
+                | SyncStatus::Skipped
+                | SyncStatus::Shadow
+                | SyncStatus::Resolved
+        )
+    });
+    if basis.is_none() && !finished {
+        return Err(SyncError::retryable(
+            "order_basis_pending",
+            format!(
+                "refund {} is for order {}, whose booking in the ERP is not recorded yet (tax basis, units refunded before dispatch); retried once it is",
+                refund.id, refund.order_id
+            ),
+        ));
+    }
     let (draft, expected_credit) = match plan_return(
         deps.config,
         channel,
         refund,
         &details,
         &order_reference,
-        taxes_included,
+        basis.as_ref(),
     )? {
         ReturnPlan::Book {
             draft,
@@ -660,7 +802,7 @@ async fn book(
         ReturnPlan::Nothing { why, attention } => {
             info!(refund = %refund.id, attention, "nothing to book");
             let record = SyncRecord {
-                taxes_included: None,
+                basis: None,
                 entity: refund_entity(channel, refund),
                 status: if attention {
                     SyncStatus::NeedsAttention
@@ -711,7 +853,7 @@ async fn book(
         None => (SyncStatus::Synced, note),
     };
     let record = SyncRecord {
-        taxes_included: None,
+        basis: None,
         entity: refund_entity(channel, refund),
         status,
         erp_id: Some(sale.id),
@@ -817,21 +959,40 @@ mod tests {
             sku: Some(sku(code)),
             quantity,
             restock_type: restock,
-            line_unfulfilled: false,
+            line_fulfilment: LineFulfilment::Fulfilled,
             subtotal: dec(subtotal),
             tax: (dec(subtotal) * dec("0.2")).round_dp(2),
         }
     }
 
     fn plan(refund: &Refund) -> Result<ReturnPlan, SyncError> {
+        plan_on(refund, false, None)
+    }
+
+    /// As order-sync recorded the order: its tax basis, and the units it took off the sale
+    /// for this refund, per line (None: a row from before that was kept).
+    fn plan_on(
+        refund: &Refund,
+        taxes_included: bool,
+        taken_off: Option<&[(&str, u32)]>,
+    ) -> Result<ReturnPlan, SyncError> {
         let config = config();
+        let basis = OrderBasis {
+            taxes_included,
+            refunded_before_fulfilment: taken_off.map(|lines| {
+                std::collections::BTreeMap::from([(
+                    refund.id.clone(),
+                    lines.iter().map(|(l, u)| ((*l).to_owned(), *u)).collect(),
+                )])
+            }),
+        };
         plan_return(
             &config,
             &config.channels[0],
             refund,
             &original(),
             "uk-shop/450789469",
-            false,
+            Some(&basis),
         )
     }
 
@@ -860,7 +1021,7 @@ mod tests {
                 sku: Some(sku("IPOD2008RED")),
                 quantity: 1,
                 restock_type: RestockType::NoRestock,
-                line_unfulfilled: true,
+                line_fulfilment: LineFulfilment::Unfulfilled,
                 subtotal: Decimal::ZERO,
                 tax: Decimal::ZERO,
             }]
@@ -1005,7 +1166,7 @@ mod tests {
         }
         // A no_restock refund of a line nothing of which was fulfilled is the same.
         let mut unfulfilled = item("IPOD2008GREEN", 1, RestockType::NoRestock, "165.83");
-        unfulfilled.line_unfulfilled = true;
+        unfulfilled.line_fulfilment = LineFulfilment::Unfulfilled;
         assert!(matches!(
             plan(&refund(vec![unfulfilled.clone()], "0", "199.00")),
             Ok(ReturnPlan::Nothing {
@@ -1076,15 +1237,7 @@ mod tests {
         );
         refund.items[0].tax = dec("33.17");
         refund.shipping_tax = dec("0.83");
-        let config = config();
-        let plan = plan_return(
-            &config,
-            &config.channels[0],
-            &refund,
-            &original(),
-            "uk-shop/450789469",
-            true,
-        );
+        let plan = plan_on(&refund, true, Some(&[]));
         let Ok(ReturnPlan::Book {
             draft,
             expected_credit,
@@ -1156,5 +1309,53 @@ mod tests {
         let error = plan(&refund).err().unwrap_or_else(|| panic!("refused"));
         assert_eq!(error.kind, "refund_line_unmatched");
         assert!(error.message.contains("IPOD2009BLACK"), "{error}");
+    }
+
+    /// Two units of a line one of which had shipped, refunded without restock: order-sync took
+    /// the unshipped one off the sale, so only the shipped one is credited, and the credit is
+    /// the money paid back less the unshipped unit's share. Before order-sync has read the
+    /// refund, the refund alone cannot tell which units had shipped: it waits, never guesses.
+    #[test]
+    fn a_partly_fulfilled_line_is_credited_only_for_what_had_shipped() {
+        let mut both = item("IPOD2008RED", 2, RestockType::NoRestock, "331.66");
+        both.line_fulfilment = LineFulfilment::Partial;
+        let refund = refund(vec![both], "0", "397.99");
+        let waiting = plan_on(&refund, false, None)
+            .err()
+            .unwrap_or_else(|| panic!("a partly fulfilled line waits for the order"));
+        assert_eq!(waiting.kind, "refund_awaits_order");
+        assert_eq!(waiting.class, crate::error::ErrorClass::Retryable);
+
+        let Ok(ReturnPlan::Book {
+            draft,
+            expected_credit,
+        }) = plan_on(&refund, false, Some(&[("1", 1)]))
+        else {
+            panic!("one unit is credited");
+        };
+        let credited: Vec<(String, String)> = draft
+            .lines
+            .iter()
+            .filter(|l| l.like_line == Some(1))
+            .map(|l| (l.quantity.to_string(), l.unit_price.to_string()))
+            .collect();
+        assert_eq!(credited, [("-1".to_owned(), "165.83".to_owned())]);
+        assert_eq!(
+            expected_credit,
+            Some(dec("198.99")),
+            "397.99 paid back less the unshipped unit's 165.83 + 33.17"
+        );
+
+        // Seen by order-sync with nothing taken off: both had shipped.
+        let Ok(ReturnPlan::Book { draft, .. }) = plan_on(&refund, false, Some(&[])) else {
+            panic!("both units are credited");
+        };
+        let units: Decimal = draft
+            .lines
+            .iter()
+            .filter(|l| l.like_line == Some(1))
+            .map(|l| -l.quantity)
+            .sum();
+        assert_eq!(units, Decimal::TWO);
     }
 }

@@ -75,10 +75,16 @@ struct RawOrder {
     location_id: Option<Id>,
     #[serde(default)]
     fulfillments: Vec<RawFulfillment>,
+    /// Extra costs of an international parcel that are neither duties nor taxes (API
+    /// 2023-04 on); REST gives their total only ("Additional fees fields for Orders",
+    /// shopify.dev/changelog/additional-fees-fields-for-orders).
+    current_total_additional_fees_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawRefund {
+    id: Option<Id>,
+    created_at: Option<String>,
     #[serde(default)]
     refund_line_items: Vec<RawRefundLine>,
 }
@@ -97,6 +103,7 @@ struct RawRefundLine {
 #[derive(Debug, Deserialize)]
 struct RawFulfillment {
     status: Option<String>,
+    created_at: Option<String>,
     #[serde(default)]
     line_items: Vec<RawFulfilledLine>,
 }
@@ -238,7 +245,8 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     // return and credit. A unit refunded before fulfilment (restock type `cancel`, or
     // `no_restock` beyond what was fulfilled) leaves the sale, as an edit does, so it is
     // neither shipped nor credited on its own.
-    let mut refunded = refunds_by_line(&raw.refunds, &raw.fulfillments, &currency)?;
+    let (mut refunded, refunded_before_fulfilment) =
+        refunds_by_line(&raw.refunds, &raw.fulfillments, &currency)?;
     let kept: Vec<(usize, RawLine, LineRefunds)> = raw
         .line_items
         .into_iter()
@@ -256,7 +264,20 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         })
         .filter(|(_, line, _)| line.current_quantity != Some(0))
         .collect();
-    let (lines, charges) = lines_and_charges(kept, &currency)?;
+    let (lines, mut charges) = lines_and_charges(kept, &currency)?;
+    let additional_fees = shop_amount(
+        raw.current_total_additional_fees_set.as_ref(),
+        None,
+        "current_total_additional_fees",
+    )?;
+    if !additional_fees.is_zero() {
+        charges.push(Charge {
+            kind: ChargeKind::Fee,
+            title: "Additional fees".to_owned(),
+            amount: non_negative(additional_fees, "current_total_additional_fees_set")?,
+            taxes: Vec::new(),
+        });
+    }
     if lines.is_empty() && charges.is_empty() && cancelled_at.is_none() {
         return Err(ParseError::new(
             "line_items",
@@ -297,6 +318,7 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         cancelled: cancelled_at.is_some(),
         location: raw.location_id.map(|id| id.text()),
         charges,
+        refunded_before_fulfilment,
     })
 }
 
@@ -314,80 +336,135 @@ struct LineRefunds {
 }
 
 /// Per order line: the refunded units that had been fulfilled, and those refunded before
-/// fulfilment with what the refunds said they were worth. Returns (and the deprecated
-/// `legacy_restock`) were fulfilled; `cancel` ones were not; `no_restock` ones were as far as
-/// the line's successful fulfilments reach beyond the returns.
+/// fulfilment with what the refunds said they were worth; and per refund, the units it took
+/// off the sale. Refunds are read in the order they were made, each against the fulfilments
+/// made before it, so a later dispatch never turns an earlier refund into one after dispatch.
+/// Returns were fulfilled; `cancel` units were not; `no_restock` and unknown types were as
+/// far as the line's fulfilled units reach beyond those already refunded. The deprecated
+/// `legacy_restock` ("restocked, without identifying return or cancelation"; not accepted on
+/// new refunds since restock types came in) is read as returned, as return-sync reads it:
+/// only refunds from before 2019 carry it, of orders long dispatched.
 fn refunds_by_line(
     refunds: &[RawRefund],
     fulfillments: &[RawFulfillment],
     currency: &CurrencyCode,
-) -> Result<std::collections::HashMap<String, LineRefunds>, ParseError> {
+) -> Result<
+    (
+        std::collections::HashMap<String, LineRefunds>,
+        crate::order::RefundedBeforeFulfilment,
+    ),
+    ParseError,
+> {
     use crate::returns::RestockType;
     use std::collections::HashMap;
-    let mut fulfilled: HashMap<String, u32> = HashMap::new();
-    for fulfillment in fulfillments
-        .iter()
-        .filter(|f| matches!(f.status.as_deref(), Some("success") | None))
-    {
-        for line in &fulfillment.line_items {
-            *fulfilled.entry(line.id.text()).or_default() += line.quantity;
-        }
-    }
-    let refund_lines = || refunds.iter().flat_map(|r| &r.refund_line_items);
-    let mut by_line: HashMap<String, LineRefunds> = HashMap::new();
-    // Returns first: they take up fulfilled units before kept ones do.
-    for line in refund_lines() {
-        if matches!(
-            line.restock_type,
+    let returned = |restock: Option<RestockType>| {
+        matches!(
+            restock,
             Some(RestockType::Return | RestockType::LegacyRestock)
-        ) {
-            by_line
-                .entry(line.line_item_id.text())
-                .or_default()
-                .after_fulfilment += line.quantity;
+        )
+    };
+    let made = |at: Option<&String>, field: String| {
+        at.map(|at| {
+            OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ParseError::new(field, format!("not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+    };
+    let mut shipped = Vec::new();
+    for (index, fulfillment) in fulfillments.iter().enumerate() {
+        if matches!(fulfillment.status.as_deref(), Some("success") | None) {
+            let at = made(
+                fulfillment.created_at.as_ref(),
+                format!("fulfillments[{index}].created_at"),
+            )?;
+            shipped.push((at, fulfillment));
         }
     }
-    for (index, line) in refund_lines().enumerate() {
-        let before = match line.restock_type.unwrap_or(RestockType::NoRestock) {
-            RestockType::Return | RestockType::LegacyRestock => continue,
-            RestockType::Cancel => line.quantity,
-            RestockType::NoRestock | RestockType::Unknown => {
-                let id = line.line_item_id.text();
-                let shipped = fulfilled.get(&id).copied().unwrap_or(0);
-                let tally = by_line.entry(id).or_default();
-                let kept = line
-                    .quantity
-                    .min(shipped.saturating_sub(tally.after_fulfilment));
-                tally.after_fulfilment += kept;
-                line.quantity - kept
+    let mut chronological = Vec::with_capacity(refunds.len());
+    for (index, refund) in refunds.iter().enumerate() {
+        let at = made(
+            refund.created_at.as_ref(),
+            format!("refunds[{index}].created_at"),
+        )?;
+        chronological.push((at, index, refund));
+    }
+    // Undated refunds keep their place in the list, which Shopify gives oldest first.
+    chronological.sort_by_key(|(at, index, _)| (at.is_none(), *at, *index));
+    let mut by_line: HashMap<String, LineRefunds> = HashMap::new();
+    let mut split = crate::order::RefundedBeforeFulfilment::new();
+    for (at, index, refund) in chronological {
+        // Units of the line fulfilled when this refund was made (an undated one counts).
+        let fulfilled_by_then = |line: &str| -> u32 {
+            shipped
+                .iter()
+                .filter(|(made, _)| match (made, at) {
+                    (Some(made), Some(at)) => *made <= at,
+                    _ => true,
+                })
+                .flat_map(|(_, f)| &f.line_items)
+                .filter(|l| l.id.text() == line)
+                .map(|l| l.quantity)
+                .sum()
+        };
+        let taken = refund
+            .id
+            .as_ref()
+            .map(|id| split.entry(id.text()).or_default());
+        let mut taken_here: HashMap<String, u32> = HashMap::new();
+        // Returns first: they take up fulfilled units before kept ones do.
+        let lines = &refund.refund_line_items;
+        let order = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| returned(l.restock_type))
+            .chain(
+                lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| !returned(l.restock_type)),
+            );
+        for (item, line) in order {
+            let id = line.line_item_id.text();
+            let tally = by_line.entry(id.clone()).or_default();
+            let before = match line.restock_type.unwrap_or(RestockType::NoRestock) {
+                RestockType::Return | RestockType::LegacyRestock => 0,
+                RestockType::Cancel => line.quantity,
+                RestockType::NoRestock | RestockType::Unknown => {
+                    let open = fulfilled_by_then(&id).saturating_sub(tally.after_fulfilment);
+                    line.quantity - line.quantity.min(open)
+                }
+            };
+            tally.after_fulfilment += line.quantity - before;
+            if before == 0 {
+                continue;
             }
-        };
-        if before == 0 || line.quantity == 0 {
-            continue;
+            *taken_here.entry(id.clone()).or_default() += before;
+            let field = format!("refunds[{index}].refund_line_items[{item}]");
+            let has_amounts = (line.subtotal_set.is_some() || line.subtotal.is_some())
+                && (line.total_tax_set.is_some() || line.total_tax.is_some());
+            let share = |amount: Decimal| {
+                currency.round(amount * Decimal::from(before) / Decimal::from(line.quantity))
+            };
+            let subtotal = shop_amount(
+                line.subtotal_set.as_ref(),
+                line.subtotal.as_ref(),
+                &format!("{field}.subtotal"),
+            )?;
+            let tax = shop_amount(
+                line.total_tax_set.as_ref(),
+                line.total_tax.as_ref(),
+                &format!("{field}.total_tax"),
+            )?;
+            tally.priced = (tally.before_fulfilment == 0 || tally.priced) && has_amounts;
+            tally.before_fulfilment += before;
+            tally.subtotal += share(subtotal);
+            tally.tax += share(tax);
         }
-        let field = format!("refunds.refund_line_items[{index}]");
-        let has_amounts = (line.subtotal_set.is_some() || line.subtotal.is_some())
-            && (line.total_tax_set.is_some() || line.total_tax.is_some());
-        let share = |amount: Decimal| {
-            currency.round(amount * Decimal::from(before) / Decimal::from(line.quantity))
-        };
-        let subtotal = shop_amount(
-            line.subtotal_set.as_ref(),
-            line.subtotal.as_ref(),
-            &format!("{field}.subtotal"),
-        )?;
-        let tax = shop_amount(
-            line.total_tax_set.as_ref(),
-            line.total_tax.as_ref(),
-            &format!("{field}.total_tax"),
-        )?;
-        let tally = by_line.entry(line.line_item_id.text()).or_default();
-        tally.priced = (tally.before_fulfilment == 0 || tally.priced) && has_amounts;
-        tally.before_fulfilment += before;
-        tally.subtotal += share(subtotal);
-        tally.tax += share(tax);
+        if let Some(taken) = taken {
+            taken.extend(taken_here);
+        }
     }
-    Ok(by_line)
+    Ok((by_line, split))
 }
 
 /// The product lines, and the lines that are charges: gift cards sold, tips, lines with no
@@ -714,6 +791,8 @@ mod tests {
         order["line_items"][1]["duties"] = serde_json::json!([
             {"price_set": {"shop_money": {"amount": "4.20", "currency_code": "USD"}}}
         ]);
+        order["current_total_additional_fees_set"] =
+            serde_json::json!({"shop_money": {"amount": "2.50", "currency_code": "USD"}});
         if let Some(lines) = order["line_items"].as_array_mut() {
             lines.extend([tip, card]);
         }
@@ -729,7 +808,8 @@ mod tests {
             [
                 (ChargeKind::Tip, "5.00".to_owned()),
                 (ChargeKind::GiftCard, "25.00".to_owned()),
-                (ChargeKind::Duty, "4.20".to_owned())
+                (ChargeKind::Duty, "4.20".to_owned()),
+                (ChargeKind::Fee, "2.50".to_owned())
             ]
         );
         assert_eq!(order.lines.len(), 3, "the products stay lines");
@@ -837,6 +917,93 @@ mod tests {
         );
     }
 
+    /// 3 socks: one refunded without restock before anything shipped, then two shipped, then
+    /// one of those refunded, not restocked either. Read in the
+    /// order they happened the first refund took a unit off the sale and the second did not;
+    /// counted against today's fulfilments both would look shipped and the sale would keep a
+    /// unit that never ships. Each refund's split is recorded for return-sync.
+    #[test]
+    fn refunds_are_read_against_the_fulfilments_made_before_them() {
+        let refund = |id: u64, at: &str, restock: &str| {
+            serde_json::json!({"id": id, "created_at": at, "refund_line_items": [{
+                "line_item_id": 1, "quantity": 1, "restock_type": restock,
+                "subtotal_set": {"shop_money": {"amount": "10.00", "currency_code": "USD"}},
+                "total_tax_set": {"shop_money": {"amount": "2.00", "currency_code": "USD"}}
+            }]})
+        };
+        let body = serde_json::json!({
+            "id": 7, "currency": "USD", "email": "a@example.com",
+            "updated_at": "2026-12-01T13:00:00Z",
+            "line_items": [{
+                "id": 1, "sku": "WOOL-SOCKS", "title": "Socks", "quantity": 3,
+                "current_quantity": 1, "price": "10.00",
+                "tax_lines": [{"title": "VAT", "rate": 0.2, "price": "6.00"}]
+            }],
+            "fulfillments": [{
+                "status": "success", "created_at": "2026-12-01T11:00:00+01:00",
+                "line_items": [{"id": 1, "quantity": 2}]
+            }],
+            "refunds": [
+                refund(22, "2026-12-01T12:00:00Z", "no_restock"),
+                refund(21, "2026-12-01T09:00:00Z", "no_restock")
+            ]
+        });
+        let order =
+            parse_order(&channel(), body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let kept: Vec<(u32, String)> = order
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.quantity,
+                    l.taxes
+                        .iter()
+                        .map(|t| t.amount)
+                        .sum::<Decimal>()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(kept, [(2, "4.00".to_owned())], "the shipped two stay sold");
+        let split: Vec<(String, Vec<(String, u32)>)> = order
+            .refunded_before_fulfilment
+            .iter()
+            .map(|(refund, lines)| {
+                (
+                    refund.clone(),
+                    lines.iter().map(|(l, u)| (l.clone(), *u)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            split,
+            [
+                ("21".to_owned(), vec![("1".to_owned(), 1)]),
+                ("22".to_owned(), Vec::new())
+            ]
+        );
+    }
+
+    /// Older API versions give a shipping refund as an order adjustment, negative, its tax
+    /// beside it: the refund's shipping is worth both.
+    #[test]
+    fn a_shipping_refund_adjustment_carries_its_tax() {
+        let body = serde_json::json!({
+            "id": 5, "order_id": 7, "refund_line_items": [],
+            "order_adjustments": [{
+                "kind": "shipping_refund", "amount": "-5.00", "tax_amount": "-1.00",
+                "amount_set": {"shop_money": {"amount": "-5.00", "currency_code": "USD"}},
+                "tax_amount_set": {"shop_money": {"amount": "-1.00", "currency_code": "USD"}}
+            }],
+            "transactions": [{"kind": "refund", "status": "success", "amount": "6.00"}]
+        });
+        let refund = parse_refund(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (refund.shipping.to_string(), refund.shipping_tax.to_string()),
+            ("5.00".to_owned(), "1.00".to_owned())
+        );
+    }
+
     #[test]
     fn not_json_is_a_parse_error_not_a_panic() {
         assert!(parse_order(&channel(), b"<html>").is_err());
@@ -899,6 +1066,9 @@ struct RawAdjustment {
     kind: String,
     amount: Amount,
     amount_set: Option<RawMoneySet>,
+    /// A `shipping_refund` adjustment's tax (older versions' shipping refunds), negative.
+    tax_amount: Option<Amount>,
+    tax_amount_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -927,7 +1097,7 @@ fn shop_amount(
 
 /// A `refunds/create` body (the REST refund resource) into the canonical refund, in shop money.
 pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
-    use crate::returns::{Paid, Refund, RefundedItem, RestockType};
+    use crate::returns::{LineFulfilment, Paid, Refund, RefundedItem, RestockType};
     let raw: RawRefundBody = from_json(body)?;
     let order_id = ExternalOrderId::parse(&raw.order_id.text())
         .map_err(|e| ParseError::new("order_id", e.reason))?;
@@ -954,10 +1124,17 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             quantity: item.quantity,
             // Left out only by API versions older than restock types: money back, no goods.
             restock_type: item.restock_type.unwrap_or(RestockType::NoRestock),
-            line_unfulfilled: item
+            line_fulfilment: match item
                 .line_item
                 .as_ref()
-                .is_some_and(|l| l.fulfillment_status.is_none()),
+                .map(|l| l.fulfillment_status.as_deref())
+            {
+                Some(None) => LineFulfilment::Unfulfilled,
+                Some(Some("partial")) => LineFulfilment::Partial,
+                Some(Some("fulfilled")) => LineFulfilment::Fulfilled,
+                // Older values ("restocked") and a refund without its lines cannot say.
+                _ => LineFulfilment::Unknown,
+            },
             subtotal: non_negative(
                 shop_amount(
                     item.subtotal_set.as_ref(),
@@ -997,9 +1174,15 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             Some(&adjustment.amount),
             &format!("order_adjustments[{index}].amount"),
         )?;
-        // Older versions report a shipping refund as a negative order adjustment.
+        // Older versions report a shipping refund as a negative order adjustment, its tax
+        // beside it.
         if adjustment.kind == "shipping_refund" {
             shipping -= amount;
+            shipping_tax -= shop_amount(
+                adjustment.tax_amount_set.as_ref(),
+                adjustment.tax_amount.as_ref(),
+                &format!("order_adjustments[{index}].tax_amount"),
+            )?;
         } else {
             discrepancy += amount;
         }

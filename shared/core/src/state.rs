@@ -243,8 +243,18 @@ pub struct SyncRecord {
     pub version: Option<OffsetDateTime>,
     /// A note for people: why skipped, what was found, what shadow mode would have sent.
     pub note: Option<String>,
-    /// An order's amounts include tax (so do its refunds'); None keeps what is recorded.
-    pub taxes_included: Option<bool>,
+    /// How the order's refunds read (order-sync writes it); None keeps what is recorded.
+    pub basis: Option<OrderBasis>,
+}
+
+/// What return-sync needs of an order to read its refunds as order-sync did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderBasis {
+    /// Its amounts, and so its refunds', include tax.
+    pub taxes_included: bool,
+    /// Units of its refunds taken off the sale; None in rows written before it was kept.
+    #[serde(default)]
+    pub refunded_before_fulfilment: Option<crate::order::RefundedBeforeFulfilment>,
 }
 
 /// A state row as read back.
@@ -261,9 +271,9 @@ pub struct SyncState {
     pub last_error: Option<ErrorReport>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
-    /// As the order was booked: its amounts include tax (unknown for older rows).
+    /// As the order was last booked (unknown until order-sync completes it once).
     #[serde(default)]
-    pub taxes_included: Option<bool>,
+    pub basis: Option<OrderBasis>,
 }
 
 #[cfg(test)]

@@ -239,7 +239,7 @@ async fn apply(
         )
     };
     let record = SyncRecord {
-        taxes_included: None,
+        basis: None,
         entity: EntityRef {
             flow: Flow::Tracking,
             channel: found.channel.clone(),

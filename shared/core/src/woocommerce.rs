@@ -319,6 +319,8 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         cancelled: matches!(raw.status.as_str(), "cancelled" | "trash"),
         location: None,
         charges,
+        // Its refunds are not read yet: none is taken off the sale.
+        refunded_before_fulfilment: Default::default(),
     })
 }
 

@@ -396,7 +396,7 @@ pub async fn discard(
         deployment
             .store
             .record(&SyncRecord {
-                taxes_included: None,
+                basis: None,
                 entity,
                 status: SyncStatus::Resolved,
                 erp_id: None,

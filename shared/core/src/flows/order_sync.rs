@@ -252,8 +252,11 @@ async fn run(
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
                     let mut record = record_of(entity, &outcome, version);
-                    // Its refunds' amounts are on the same basis (return-sync reads it).
-                    record.taxes_included = Some(order.taxes_included);
+                    // How its refunds read: return-sync follows it.
+                    record.basis = Some(crate::state::OrderBasis {
+                        taxes_included: order.taxes_included,
+                        refunded_before_fulfilment: Some(order.refunded_before_fulfilment.clone()),
+                    });
                     match deps
                         .idempotency
                         .complete(&key, &hash, &stored, &record)
@@ -431,7 +434,7 @@ async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
 
 fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime) -> SyncRecord {
     let mut record = SyncRecord {
-        taxes_included: None,
+        basis: None,
         entity: entity.clone(),
         status: SyncStatus::Synced,
         erp_id: None,
@@ -501,7 +504,7 @@ async fn skip(
     info!(entity = %entity, reason = %reason, "skipped");
     deps.state
         .record(&SyncRecord {
-            taxes_included: None,
+            basis: None,
             entity: entity.clone(),
             status: SyncStatus::Skipped,
             erp_id: None,
