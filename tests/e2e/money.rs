@@ -8,8 +8,9 @@
 //! - an edit: a line removed, or fewer units of a line whose tax divides exactly;
 //! - units refunded before dispatch (restock type `cancel`, or `no_restock` with nothing
 //!   fulfilled), in part, or all of it with the order cancelled ("cancel order + refund");
-//! - after dispatch, units refunded by each restock type (`return`, `no_restock`,
-//!   `legacy_restock`), in part or in full, sometimes with a shipping refund.
+//! - after dispatch, units refunded by each restock type (`return`, `no_restock`, and the
+//!   deprecated `legacy_restock` of older refunds), in part or in full, sometimes with a
+//!   shipping refund, sometimes followed by a second refund of money only.
 //!
 //! For each: the ERP sale's total (with its own taxes) is the shop's current total; a refund
 //! after dispatch is a credit note of exactly the money paid back; one before dispatch books
@@ -47,6 +48,13 @@ struct Store {
 }
 
 const EU_SKUS: &[&str] = &["IPOD2008RED", "IPOD2008BLACK"];
+/// SKUs that are one ERP product of the same code (no bundle, no alias).
+const PLAIN_SKUS: &[&str] = &[
+    "IPOD2008GREEN",
+    "IPOD2008RED",
+    "IPOD2008BLACK",
+    "WOOL-SOCKS",
+];
 
 const STORES: [Store; 5] = [
     Store {
@@ -352,11 +360,15 @@ enum Then {
         refund_id: String,
         current: i64,
     },
-    /// Units refunded after dispatch: the sale stays, a credit note of `paid`.
+    /// Units refunded after dispatch: the sale stays, a credit note of `paid`; sometimes a
+    /// second refund, money only (goodwill), its own credit note.
     RefundedAfterDispatch {
         refund_id: String,
         restock: &'static str,
         paid: i64,
+        goodwill: Option<(String, i64)>,
+        /// The refunded line had shipped only in part.
+        partly: bool,
     },
 }
 
@@ -554,12 +566,33 @@ impl Corpus<'_> {
         }
         // Dispatched, then units refunded by a restock type, sometimes all of them and the
         // shipping too.
-        self.world
-            .dispatch(&format!("{}/{}", store.channel, order.id))
-            .await;
+        // Sometimes the warehouse ships only part of the line first, and the refund is of
+        // shipped units while the rest wait: the refund's line is `partial`, and which of its
+        // units had shipped is the order's to say. Only where each line is one ERP product.
+        let reference = format!("{}/{}", store.channel, order.id);
+        let one_product_each = order.lines.iter().all(|l| PLAIN_SKUS.contains(&l.sku))
+            && order.lines.iter().filter(|o| o.sku == line.sku).count() == 1;
+        let shipped = if one_product_each && line.quantity > 1 && rng.random_bool(0.5) {
+            let shipped = rng.random_range(1..line.quantity);
+            self.world
+                .dispatch_part(&reference, &[(line.sku, shipped as f64)], None)
+                .await;
+            shipped
+        } else {
+            self.world.dispatch(&reference).await;
+            line.quantity
+        };
+        let partly = shipped < line.quantity;
         let restock = ["return", "no_restock", "legacy_restock"][rng.random_range(0..3)];
-        let everything = rng.random_bool(0.25);
-        let items: Vec<(&Line, i64, &str, Option<&str>)> = if everything {
+        let everything = !partly && rng.random_bool(0.25);
+        let items: Vec<(&Line, i64, &str, Option<&str>)> = if partly {
+            vec![(
+                line,
+                rng.random_range(1..=shipped),
+                restock,
+                Some("partial"),
+            )]
+        } else if everything {
             order
                 .lines
                 .iter()
@@ -580,16 +613,18 @@ impl Corpus<'_> {
             &items,
             everything && order.shipping > 0,
         );
+        // A partly shipped line's refund waits for the order's update (delivered below).
         self.world
-            .deliver_refund(
+            .deliver_refund_once(
                 &self.returns,
                 store.channel,
                 &refund,
                 &format!("wh-refund-{refund_id}"),
             )
             .await;
-        // And the order as Shopify reports it after: fewer current units, every line
-        // fulfilled. The units were sold and shipped, so the sale keeps them.
+        // And the order as Shopify reports it after: fewer current units, the lines
+        // fulfilled as far as they shipped. The units were sold and shipped, so the sale
+        // keeps them.
         let mut updated = later(&order.payload, 20);
         let mut fulfilled = Vec::new();
         for (index, l) in order.lines.iter().enumerate() {
@@ -599,9 +634,31 @@ impl Corpus<'_> {
                 .map(|(_, u, _, _)| u)
                 .sum();
             updated["line_items"][index]["current_quantity"] = json!(l.quantity - units);
-            fulfilled.push(json!({"id": l.id, "quantity": l.quantity}));
+            let quantity = if l.id == line.id { shipped } else { l.quantity };
+            fulfilled.push(json!({"id": l.id, "quantity": quantity}));
         }
-        updated["refunds"] = json!([refund]);
+        // Sometimes a second refund follows: money back, nothing returned.
+        let left = order.charged() - paid;
+        let goodwill = (left > 0 && rng.random_bool(0.3)).then(|| {
+            let amount = rng.random_range(1..=left.min(2_000));
+            let id = (rng.random_range(1_000_000_000_u64..9_000_000_000)).to_string();
+            let (mut refund, _) = refund_payload(order, store, &id, &[], false);
+            refund["transactions"][0]["amount"] = json!(money(amount, store.exponent));
+            (id, amount, refund)
+        });
+        let mut refunds = vec![refund];
+        if let Some((id, _, second)) = &goodwill {
+            self.world
+                .deliver_refund(
+                    &self.returns,
+                    store.channel,
+                    second,
+                    &format!("wh-refund-{id}"),
+                )
+                .await;
+            refunds.push(second.clone());
+        }
+        updated["refunds"] = json!(refunds);
         updated["fulfillments"] = json!([{"status": "success", "line_items": fulfilled}]);
         self.world
             .deliver(
@@ -611,10 +668,15 @@ impl Corpus<'_> {
                 &updated,
             )
             .await;
+        self.world
+            .drain_returns(&self.returns, std::time::Duration::from_secs(120))
+            .await;
         Then::RefundedAfterDispatch {
             refund_id,
             restock,
             paid,
+            goodwill: goodwill.map(|(id, amount, _)| (id, amount)),
+            partly,
         }
     }
 
@@ -668,26 +730,35 @@ impl Corpus<'_> {
                 refund_id,
                 restock,
                 paid,
+                goodwill,
+                ..
             } => {
-                let state = self
-                    .world
-                    .refund_state(store.channel, &order.id, refund_id)
-                    .await;
-                let returns = self
-                    .world
-                    .return_sales(store.channel, &order.id, refund_id)
-                    .await;
-                let credit = returns
-                    .first()
-                    .map(|r| decimal(&r["invoices"][0]["total_amount"]));
-                if state.as_ref().map(|s| s.status) != Some(SyncStatus::Synced)
-                    || credit.as_deref() != Some(money(-paid, exponent).as_str())
-                {
-                    wrong.push(format!(
-                        "refund {refund_id} ({restock}) after dispatch paid back {}, credit note {credit:?}; {:?}",
-                        money(*paid, exponent),
-                        state.map(|s| (s.status, s.note, s.last_error))
-                    ));
+                let refunds = std::iter::once((refund_id, *paid, *restock)).chain(
+                    goodwill
+                        .iter()
+                        .map(|(id, amount)| (id, *amount, "goodwill")),
+                );
+                for (refund_id, paid, what) in refunds {
+                    let state = self
+                        .world
+                        .refund_state(store.channel, &order.id, refund_id)
+                        .await;
+                    let returns = self
+                        .world
+                        .return_sales(store.channel, &order.id, refund_id)
+                        .await;
+                    let credit = returns
+                        .first()
+                        .map(|r| decimal(&r["invoices"][0]["total_amount"]));
+                    if state.as_ref().map(|s| s.status) != Some(SyncStatus::Synced)
+                        || credit.as_deref() != Some(money(-paid, exponent).as_str())
+                    {
+                        wrong.push(format!(
+                            "refund {refund_id} ({what}) after dispatch paid back {}, credit note {credit:?}; {:?}",
+                            money(paid, exponent),
+                            state.map(|s| (s.status, s.note, s.last_error))
+                        ));
+                    }
                 }
             }
             Then::Nothing | Then::Edited { .. } => {}
@@ -701,6 +772,10 @@ fn described(then: &Then) -> &'static str {
         Then::Nothing => "booked",
         Then::Edited { .. } => "edited",
         Then::RefundedBeforeDispatch { .. } => "refunded before dispatch",
+        Then::RefundedAfterDispatch { partly: true, .. } => "refunded after a partial dispatch",
+        Then::RefundedAfterDispatch {
+            goodwill: Some(_), ..
+        } => "refunded after dispatch, then money only",
         Then::RefundedAfterDispatch { .. } => "refunded after dispatch",
     }
 }

@@ -563,7 +563,24 @@ fn line_amounts(
         // keeps exactly what the shop still charges (its current total), to the minor unit.
         let refunded = refunds.before_fulfilment.min(ordered);
         let discount_refunded = unit_price * Decimal::from(refunded) - refunds.subtotal;
-        discount = (discount - discount_refunded).max(Decimal::ZERO);
+        // A refund worth less than the units less the whole discount, or carrying more tax
+        // than the line has, leaves no amounts the rest can be kept at: a person books it.
+        let beyond = |what: &str, amount: Decimal, limit: Decimal| {
+            ParseError::new(
+                format!("{field}.refunds"),
+                format!(
+                    "{refunded} unit(s) refunded before fulfilment carry {what} {amount}, beyond the line's {limit}: the units kept cannot be priced at what the shop still charges"
+                ),
+            )
+        };
+        if discount_refunded > discount {
+            return Err(beyond("a discount of", discount_refunded, discount));
+        }
+        discount -= discount_refunded;
+        let line_tax: Decimal = taxes.iter().map(|t| t.amount).sum();
+        if refunds.tax > line_tax {
+            return Err(beyond("tax of", refunds.tax, line_tax));
+        }
         take_tax(&mut taxes, refunds.tax, currency);
         ordered -= refunded;
     }
@@ -587,13 +604,14 @@ fn line_amounts(
     })
 }
 
-/// Takes `refunded` tax off a line's tax lines, each its share, the last the remainder.
+/// Takes `refunded` tax (at most the lines' total) off a line's tax lines, each its share,
+/// the last the remainder.
 fn take_tax(taxes: &mut [TaxLine], refunded: Decimal, currency: &CurrencyCode) {
     let total: Decimal = taxes.iter().map(|t| t.amount).sum();
     if total.is_zero() {
         return;
     }
-    let mut left = refunded.min(total);
+    let mut left = refunded;
     let count = taxes.len();
     for (index, tax) in taxes.iter_mut().enumerate() {
         let part = if index + 1 == count {
@@ -875,13 +893,13 @@ mod tests {
     /// short of the shop's current total), and with the refund's amounts absent it still does.
     #[test]
     fn units_refunded_before_dispatch_leave_at_the_refund_s_own_amounts() {
-        let order = |amounts: bool| {
+        let parsed = |amounts: bool, subtotal: &str| {
             let mut refund_line = serde_json::json!({
                 "line_item_id": 1, "quantity": 1, "restock_type": "cancel"
             });
             if amounts {
                 refund_line["subtotal_set"] =
-                    serde_json::json!({"shop_money": {"amount": "9.99", "currency_code": "USD"}});
+                    serde_json::json!({"shop_money": {"amount": subtotal, "currency_code": "USD"}});
                 refund_line["total_tax_set"] =
                     serde_json::json!({"shop_money": {"amount": "2.00", "currency_code": "USD"}});
             }
@@ -896,8 +914,13 @@ mod tests {
                 }],
                 "refunds": [{"refund_line_items": [refund_line]}]
             });
-            parse_order(&channel(), body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+            parse_order(&channel(), body.to_string().as_bytes())
         };
+        let order = |amounts: bool| parsed(amounts, "9.99").unwrap_or_else(|e| panic!("{e}"));
+        // Refunded at 5.00 the unit carried 5.00 of a 0.01 discount: the two left cannot be
+        // priced at what the shop still charges, and a person is told, not a clamp.
+        let beyond = parsed(true, "5.00").err().map(|e| e.field);
+        assert_eq!(beyond.as_deref(), Some("line_items[0].refunds"));
         let kept = |order: &ChannelOrder| {
             order.lines.first().map(|l| {
                 (
