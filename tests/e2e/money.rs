@@ -322,7 +322,7 @@ fn generate(rng: &mut StdRng, store: &Store) -> Order {
     }
     payload["line_items"] = json!(items);
     if fees > 0 {
-        payload["current_total_additional_fees_set"] = json!({"shop_money": {
+        payload["original_total_additional_fees_set"] = json!({"shop_money": {
             "amount": money(fees, exponent), "currency_code": store.currency
         }});
     }
@@ -512,7 +512,8 @@ impl Corpus<'_> {
             } else {
                 vec![(line, rng.random_range(1..=most.max(1)), restock, None)]
             };
-            let (refund, paid) = refund_payload(order, store, &refund_id, &items, everything);
+            let (mut refund, paid) = refund_payload(order, store, &refund_id, &items, everything);
+            refund["created_at"] = json!("2026-12-01T10:08:00Z");
             let mut updated = later(&order.payload, 10);
             for (index, l) in order.lines.iter().enumerate() {
                 let units: i64 = items
@@ -606,13 +607,16 @@ impl Corpus<'_> {
                 Some("fulfilled"),
             )]
         };
-        let (refund, paid) = refund_payload(
+        let (mut refund, paid) = refund_payload(
             order,
             store,
             &refund_id,
             &items,
             everything && order.shipping > 0,
         );
+        // After the dispatch (order-sync reads each refund against the fulfilments made
+        // before it).
+        refund["created_at"] = json!("2026-12-01T10:18:00Z");
         // A partly shipped line's refund waits for the order's update (delivered below).
         self.world
             .deliver_refund_once(
@@ -644,6 +648,7 @@ impl Corpus<'_> {
             let id = (rng.random_range(1_000_000_000_u64..9_000_000_000)).to_string();
             let (mut refund, _) = refund_payload(order, store, &id, &[], false);
             refund["transactions"][0]["amount"] = json!(money(amount, store.exponent));
+            refund["created_at"] = json!("2026-12-01T10:19:00Z");
             (id, amount, refund)
         });
         let mut refunds = vec![refund];
@@ -659,7 +664,9 @@ impl Corpus<'_> {
             refunds.push(second.clone());
         }
         updated["refunds"] = json!(refunds);
-        updated["fulfillments"] = json!([{"status": "success", "line_items": fulfilled}]);
+        updated["fulfillments"] = json!([{
+            "status": "success", "created_at": "2026-12-01T10:15:00Z", "line_items": fulfilled
+        }]);
         self.world
             .deliver(
                 store.channel,

@@ -176,14 +176,16 @@ async fn a_refund_of_a_partly_fulfilled_line_credits_only_what_had_shipped() {
     let mut returns = ReturnWorld::start().await;
     let (mut order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     erpsync_e2e::set_quantity(&mut order, 1, 3);
+    erpsync_e2e::tax_as_rated(&mut order);
     let created = erpsync_e2e::at_version(&order, "2026-11-29T10:00:00Z");
     returns
         .deliver_order("orders/create", "wh-create", &created)
         .await;
     let red = order["line_items"][1]["id"].clone();
-    // Two units at 195.67 each (their share of the discount taken) and 6 %.
+    // Two of the three units: 2 x 199.00 less their 2.22 of the line's 3.33 discount, and
+    // their 23.75 of its 35.62 tax at 6 %.
     let (mut refund, refund_id) = returns.refund(&order_id, |refund| {
-        priced(refund, 0, "no_restock", "391.34", "23.48", "414.82");
+        priced(refund, 0, "no_restock", "395.78", "23.75", "419.53");
         refund["refund_line_items"][0]["quantity"] = json!(2);
         refund["refund_line_items"][0]["line_item"]["fulfillment_status"] = json!("partial");
     });
@@ -237,8 +239,8 @@ async fn a_refund_of_a_partly_fulfilled_line_credits_only_what_had_shipped() {
     assert_eq!(booked.len(), 1, "{booked:?}");
     assert_eq!(
         credit_total(&booked[0]),
-        "-207.41",
-        "one unit credited: the money paid back less the unit that left the sale"
+        "-209.76",
+        "one unit credited: 419.53 paid back less the 197.89 + 11.88 of the unit that left the sale"
     );
     let state = returns.refund_state(&order_id, &refund_id).await;
     assert_eq!(

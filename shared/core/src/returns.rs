@@ -228,7 +228,7 @@ fn split_by_fulfilment(
                 SyncError::retryable(
                     "refund_awaits_order",
                     format!(
-                        "refund {} refunds {} unit(s) of line item {} of order {}, which was partly fulfilled: which of them had shipped is read from the order's update that carries the refund, so it waits for order-sync to sync that update (if it never comes: erpsync replay the order, then redrive)",
+                        "refund {} refunds {} unit(s) of line item {} of order {}, which it gives as partly fulfilled (or not at all): which of them had shipped is read from the order's update that carries the refund, so it waits for order-sync to sync that update. If it never does (the update needs a person, or never came): settle the order's exception first (its change applied to the ERP sale by hand), then erpsync replay the order, then redrive this refund",
                         refund.id, item.quantity, item.line_item_id, refund.order_id
                     ),
                 )

@@ -76,9 +76,11 @@ struct RawOrder {
     #[serde(default)]
     fulfillments: Vec<RawFulfillment>,
     /// Extra costs of an international parcel that are neither duties nor taxes (API
-    /// 2023-04 on); REST gives their total only ("Additional fees fields for Orders",
-    /// shopify.dev/changelog/additional-fees-fields-for-orders).
-    current_total_additional_fees_set: Option<RawMoneySet>,
+    /// 2023-04 on); REST gives their totals only ("Additional fees fields for Orders",
+    /// shopify.dev/changelog/additional-fees-fields-for-orders). The original, as duties: a
+    /// fee refunded later is the refund's to credit, not the sale's to drop (both would pay
+    /// it back twice).
+    original_total_additional_fees_set: Option<RawMoneySet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,15 +268,15 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         .collect();
     let (lines, mut charges) = lines_and_charges(kept, &currency)?;
     let additional_fees = shop_amount(
-        raw.current_total_additional_fees_set.as_ref(),
+        raw.original_total_additional_fees_set.as_ref(),
         None,
-        "current_total_additional_fees",
+        "original_total_additional_fees",
     )?;
     if !additional_fees.is_zero() {
         charges.push(Charge {
             kind: ChargeKind::Fee,
             title: "Additional fees".to_owned(),
-            amount: non_negative(additional_fees, "current_total_additional_fees_set")?,
+            amount: non_negative(additional_fees, "original_total_additional_fees_set")?,
             taxes: Vec::new(),
         });
     }
@@ -388,7 +390,7 @@ fn refunds_by_line(
         )?;
         chronological.push((at, index, refund));
     }
-    // Undated refunds keep their place in the list, which Shopify gives oldest first.
+    // Undated refunds come after the dated ones, in the list's order (oldest first).
     chronological.sort_by_key(|(at, index, _)| (at.is_none(), *at, *index));
     let mut by_line: HashMap<String, LineRefunds> = HashMap::new();
     let mut split = crate::order::RefundedBeforeFulfilment::new();
@@ -558,29 +560,15 @@ fn line_amounts(
     let mut discount = discounts(&line.discount_allocations, field)?;
     let mut taxes = taxes(&line.tax_lines, field)?;
     let mut ordered = line.quantity;
-    if refunds.priced && refunds.before_fulfilment > 0 {
-        // Units refunded before fulfilment leave at the refund's own amounts, so the sale
-        // keeps exactly what the shop still charges (its current total), to the minor unit.
-        let refunded = refunds.before_fulfilment.min(ordered);
-        let discount_refunded = unit_price * Decimal::from(refunded) - refunds.subtotal;
-        // A refund worth less than the units less the whole discount, or carrying more tax
-        // than the line has, leaves no amounts the rest can be kept at: a person books it.
-        let beyond = |what: &str, amount: Decimal, limit: Decimal| {
-            ParseError::new(
-                format!("{field}.refunds"),
-                format!(
-                    "{refunded} unit(s) refunded before fulfilment carry {what} {amount}, beyond the line's {limit}: the units kept cannot be priced at what the shop still charges"
-                ),
-            )
-        };
-        if discount_refunded > discount {
-            return Err(beyond("a discount of", discount_refunded, discount));
-        }
+    // Units refunded before fulfilment leave at the refund's own amounts, so the sale keeps
+    // exactly what the shop still charges (its current total), to the minor unit. Amounts
+    // beyond the line's (more discount or tax than it has) cannot be taken off it: the
+    // units then leave pro rata, and the totals' check asks a person about the difference.
+    let refunded = refunds.before_fulfilment.min(ordered);
+    let discount_refunded = unit_price * Decimal::from(refunded) - refunds.subtotal;
+    let line_tax: Decimal = taxes.iter().map(|t| t.amount).sum();
+    if refunds.priced && refunded > 0 && discount_refunded <= discount && refunds.tax <= line_tax {
         discount -= discount_refunded;
-        let line_tax: Decimal = taxes.iter().map(|t| t.amount).sum();
-        if refunds.tax > line_tax {
-            return Err(beyond("tax of", refunds.tax, line_tax));
-        }
         take_tax(&mut taxes, refunds.tax, currency);
         ordered -= refunded;
     }
@@ -809,7 +797,7 @@ mod tests {
         order["line_items"][1]["duties"] = serde_json::json!([
             {"price_set": {"shop_money": {"amount": "4.20", "currency_code": "USD"}}}
         ]);
-        order["current_total_additional_fees_set"] =
+        order["original_total_additional_fees_set"] =
             serde_json::json!({"shop_money": {"amount": "2.50", "currency_code": "USD"}});
         if let Some(lines) = order["line_items"].as_array_mut() {
             lines.extend([tip, card]);
@@ -917,10 +905,6 @@ mod tests {
             parse_order(&channel(), body.to_string().as_bytes())
         };
         let order = |amounts: bool| parsed(amounts, "9.99").unwrap_or_else(|e| panic!("{e}"));
-        // Refunded at 5.00 the unit carried 5.00 of a 0.01 discount: the two left cannot be
-        // priced at what the shop still charges, and a person is told, not a clamp.
-        let beyond = parsed(true, "5.00").err().map(|e| e.field);
-        assert_eq!(beyond.as_deref(), Some("line_items[0].refunds"));
         let kept = |order: &ChannelOrder| {
             order.lines.first().map(|l| {
                 (
@@ -936,6 +920,13 @@ mod tests {
         );
         assert_eq!(
             kept(&order(false)),
+            Some((2, "0.01".to_owned(), Some("4.00".to_owned())))
+        );
+        // Refunded at 5.00 the unit carried 5.00 of a 0.01 discount, which the two left
+        // cannot give back: they keep their share pro rata, not a clamped discount, and the
+        // totals' check asks a person about the difference.
+        assert_eq!(
+            kept(&parsed(true, "5.00").unwrap_or_else(|e| panic!("{e}"))),
             Some((2, "0.01".to_owned(), Some("4.00".to_owned())))
         );
     }
@@ -1007,23 +998,32 @@ mod tests {
         );
     }
 
-    /// Older API versions give a shipping refund as an order adjustment, negative, its tax
-    /// beside it: the refund's shipping is worth both.
+    /// A shipping refund is a `shipping_refund` order adjustment (negative, its tax beside it)
+    /// and, from 2024-10, a refund shipping line too: worth the one, never both.
     #[test]
-    fn a_shipping_refund_adjustment_carries_its_tax() {
-        let body = serde_json::json!({
+    fn a_shipping_refund_counts_once_with_its_tax() {
+        let mut body = serde_json::json!({
             "id": 5, "order_id": 7, "refund_line_items": [],
             "order_adjustments": [{
-                "kind": "shipping_refund", "amount": "-5.00", "tax_amount": "-1.00",
+                "kind": "shipping_refund", "amount": "-5.00", "tax_amount": "1.00",
                 "amount_set": {"shop_money": {"amount": "-5.00", "currency_code": "USD"}},
-                "tax_amount_set": {"shop_money": {"amount": "-1.00", "currency_code": "USD"}}
+                "tax_amount_set": {"shop_money": {"amount": "1.00", "currency_code": "USD"}}
             }],
             "transactions": [{"kind": "refund", "status": "success", "amount": "6.00"}]
         });
-        let refund = parse_refund(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let shipping = |body: &serde_json::Value| {
+            let refund =
+                parse_refund(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            (refund.shipping.to_string(), refund.shipping_tax.to_string())
+        };
+        assert_eq!(shipping(&body), ("5.00".to_owned(), "1.00".to_owned()));
+        body["refund_shipping_lines"] = serde_json::json!([{
+            "subtotal_amount_set": {"shop_money": {"amount": "5.00", "currency_code": "USD"}}
+        }]);
         assert_eq!(
-            (refund.shipping.to_string(), refund.shipping_tax.to_string()),
-            ("5.00".to_owned(), "1.00".to_owned())
+            shipping(&body),
+            ("5.00".to_owned(), "1.00".to_owned()),
+            "the line and its adjustment are one shipping refund"
         );
     }
 
@@ -1176,20 +1176,27 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             )?,
         });
     }
-    let mut shipping = Decimal::ZERO;
-    let mut shipping_tax = Decimal::ZERO;
+    // Shipping refunded: `refund_shipping_lines` (2024-10 on), and beside them, as in every
+    // version, a `shipping_refund` order adjustment "created automatically to account for"
+    // it (shopify.dev/docs/api/admin-rest/latest/resources/refund): the lines when there are
+    // any, the adjustments otherwise, never both. The adjustments' tax counts where the
+    // lines carry none.
+    let mut lines = (Decimal::ZERO, Decimal::ZERO);
+    let mut lines_taxed = false;
     for (index, line) in raw.refund_shipping_lines.iter().enumerate() {
-        shipping += shop_amount(
+        lines.0 += shop_amount(
             line.subtotal_amount_set.as_ref(),
             None,
             &format!("refund_shipping_lines[{index}].subtotal_amount"),
         )?;
-        shipping_tax += shop_amount(
+        lines_taxed |= line.tax_amount_set.is_some();
+        lines.1 += shop_amount(
             line.tax_amount_set.as_ref(),
             None,
             &format!("refund_shipping_lines[{index}].tax_amount"),
         )?;
     }
+    let mut adjusted = (Decimal::ZERO, Decimal::ZERO);
     let mut discrepancy = Decimal::ZERO;
     for (index, adjustment) in raw.order_adjustments.iter().enumerate() {
         let amount = shop_amount(
@@ -1197,19 +1204,31 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
             Some(&adjustment.amount),
             &format!("order_adjustments[{index}].amount"),
         )?;
-        // Older versions report a shipping refund as a negative order adjustment, its tax
-        // beside it.
         if adjustment.kind == "shipping_refund" {
-            shipping -= amount;
-            shipping_tax -= shop_amount(
+            // Negative: money going back. Its tax's sign is not documented; it goes with
+            // the amount.
+            let tax = shop_amount(
                 adjustment.tax_amount_set.as_ref(),
                 adjustment.tax_amount.as_ref(),
                 &format!("order_adjustments[{index}].tax_amount"),
             )?;
+            adjusted.0 -= amount;
+            if amount.is_sign_negative() {
+                adjusted.1 += tax.abs();
+            } else if !amount.is_zero() {
+                adjusted.1 -= tax.abs();
+            }
         } else {
             discrepancy += amount;
         }
     }
+    let (shipping, shipping_tax) = if raw.refund_shipping_lines.is_empty() {
+        adjusted
+    } else if lines_taxed {
+        lines
+    } else {
+        (lines.0, adjusted.1)
+    };
     let shop_currency = raw
         .refund_line_items
         .iter()

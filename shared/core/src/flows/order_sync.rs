@@ -255,7 +255,11 @@ async fn run(
                     // How its refunds read: return-sync follows it.
                     record.basis = Some(crate::state::OrderBasis {
                         taxes_included: order.taxes_included,
-                        refunded_before_fulfilment: Some(order.refunded_before_fulfilment.clone()),
+                        refunded_before_fulfilment: Some(refund_split(
+                            order,
+                            &outcome,
+                            current.as_ref(),
+                        )),
                     });
                     match deps
                         .idempotency
@@ -281,6 +285,40 @@ async fn run(
             }
         }
     }
+}
+
+/// The units each refund took off the sale, for return-sync. An outcome that left the sale as
+/// it was (the ERP owns orders, shadow mode) took none off, so every unit is credited. A
+/// refund's entry, once recorded, stays as it was: return-sync may have booked by it, and a
+/// fulfilment cancelled since must not move a unit it credited off the sale as well.
+fn refund_split(
+    order: &ChannelOrder,
+    outcome: &OrderOutcome,
+    current: Option<&SyncState>,
+) -> crate::order::RefundedBeforeFulfilment {
+    let applied = !matches!(
+        outcome,
+        OrderOutcome::Skipped { .. } | OrderOutcome::Shadow { .. }
+    );
+    let mut split: crate::order::RefundedBeforeFulfilment = order
+        .refunded_before_fulfilment
+        .iter()
+        .map(|(refund, lines)| {
+            let lines = if applied {
+                lines.clone()
+            } else {
+                Default::default()
+            };
+            (refund.clone(), lines)
+        })
+        .collect();
+    let recorded = current
+        .and_then(|s| s.basis.as_ref())
+        .and_then(|b| b.refunded_before_fulfilment.as_ref());
+    for (refund, lines) in recorded.into_iter().flatten() {
+        split.insert(refund.clone(), lines.clone());
+    }
+    split
 }
 
 /// This version was applied while a newer one was already recorded: only possible when two

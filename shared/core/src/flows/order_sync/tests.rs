@@ -742,3 +742,54 @@ async fn an_older_version_applied_over_a_newer_one_needs_a_person() {
         Some(time::macros::datetime!(2026-11-29 15:10 UTC))
     );
 }
+
+/// What order-sync records of each refund for return-sync: a refund's split, once recorded,
+/// stays (return-sync may have credited by it; a fulfilment cancelled since must not move a
+/// credited unit off the sale too), and an outcome that left the sale alone (the ERP owns
+/// orders) took nothing off it, so every unit is credited.
+#[test]
+fn a_refund_s_split_stays_as_recorded_and_a_sale_left_alone_lost_nothing() {
+    let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+    let mut order =
+        crate::shopify::parse_order(&channel, ORDER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let lines = |units: &[(&str, u32)]| -> std::collections::BTreeMap<String, u32> {
+        units.iter().map(|(l, u)| ((*l).to_owned(), *u)).collect()
+    };
+    order.refunded_before_fulfilment = [
+        ("r1".to_owned(), lines(&[("l1", 1)])),
+        ("r2".to_owned(), lines(&[("l2", 2)])),
+    ]
+    .into();
+    let current = SyncState {
+        entity: EntityRef::order(&channel, "450789469"),
+        status: SyncStatus::Synced,
+        erp_id: Some(1),
+        erp_number: None,
+        version: None,
+        note: None,
+        attempts: 0,
+        last_error: None,
+        updated_at: OffsetDateTime::UNIX_EPOCH,
+        basis: Some(crate::state::OrderBasis {
+            taxes_included: false,
+            refunded_before_fulfilment: Some([("r1".to_owned(), lines(&[]))].into()),
+        }),
+    };
+    let amended = OrderOutcome::Amended {
+        erp_id: 1,
+        erp_number: None,
+        changes: Vec::new(),
+    };
+    let split = refund_split(&order, &amended, Some(&current));
+    assert_eq!(split.get("r1"), Some(&lines(&[])), "r1 stays as recorded");
+    assert_eq!(split.get("r2"), Some(&lines(&[("l2", 2)])));
+
+    let skipped = OrderOutcome::Skipped {
+        reason: "ownership".to_owned(),
+    };
+    let split = refund_split(&order, &skipped, None);
+    assert!(
+        split.values().all(|taken| taken.is_empty()) && split.len() == 2,
+        "{split:?}"
+    );
+}
