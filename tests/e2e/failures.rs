@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use erpsync_aws::sqs::attr;
 use erpsync_core::state::{Flow, SyncStatus};
-use erpsync_e2e::{Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order, order_event};
+use erpsync_e2e::{
+    Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order, order_event, parked_reasons,
+};
 
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -341,6 +343,62 @@ async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_a
     );
 }
 
+/// A long outage: every batch's first order finds the ERP down and the others are held back
+/// behind it, unattempted. On their last receive they are attempted too, so each is parked
+/// with its reason and needs attention; returned unattempted, the redrive policy moved them
+/// with no reason and left no state a person would see.
+#[tokio::test]
+async fn messages_held_back_through_an_outage_are_parked_with_a_reason_not_moved_silently() {
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        erpsync_tools::stack::free_port().unwrap_or(9)
+    );
+    let world = World::start_with_parameters(
+        &closed,
+        &stack.tryton_key,
+        |erp| Box::new(erp),
+        &[("OrdersMaxReceiveCount", "3")],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        assert_eq!(
+            world
+                .post(world.signed(
+                    "uk-shop",
+                    "orders/create",
+                    &format!("wh-{n}"),
+                    &order.to_string()
+                ))
+                .await,
+            200
+        );
+        ids.push(id);
+    }
+    world.drain(DRAIN).await;
+
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 3, "{:?}", parked_reasons(&world).await);
+    for message in &parked {
+        assert_eq!(attribute(message, attr::ERROR_KIND), "retries_exhausted");
+        assert!(
+            attribute(message, attr::REASON).contains("erp_unavailable"),
+            "{}",
+            attribute(message, attr::REASON)
+        );
+    }
+    for id in &ids {
+        let state = world.state("uk-shop", id).await;
+        assert_eq!(
+            state.map(|s| s.status),
+            Some(SyncStatus::NeedsAttention),
+            "order {id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_read_refused_at_once_is_tried_again_and_a_refused_write_is_not() {
     use erpsync_core::ports::SalesErp;
@@ -419,4 +477,42 @@ async fn a_read_of_a_sale_deleted_meanwhile_is_a_retryable_conflict_not_a_person
     let error = read.err().unwrap_or_else(|| panic!("the sale is gone"));
     assert_eq!(error.kind, "erp_conflict", "{error}");
     assert_eq!(error.class, ErrorClass::Retryable, "{error}");
+}
+
+/// The ERP key rotated under a running function: Tryton refuses the key in use; the client
+/// reads the secret again (at most once a minute) and goes on with the new one, so a
+/// rotation needs no redeploy. Before, every order was retried with the old key until the
+/// function happened to restart.
+#[tokio::test]
+async fn a_rotated_erp_key_is_read_again_when_tryton_refuses_the_one_in_use() {
+    use erpsync_core::ports::SalesErp;
+    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let world = World::start().await;
+    let revoked = || secrecy::SecretString::from("a-key-since-revoked".to_owned());
+    let stale = erpsync_connectors::TrytonClient::new(
+        &stack.tryton_url,
+        revoked(),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let refused = stale.find_sale_by_reference("uk-shop/none").await.err();
+    assert_eq!(
+        refused.as_ref().map(|e| e.kind.as_str()),
+        Some("erp_auth"),
+        "{refused:?}"
+    );
+
+    let secrets = std::sync::Arc::new(erpsync_aws::secrets::SecretCache::new(
+        aws_sdk_secretsmanager::Client::new(world.sdk_of("OrderSyncFunction")),
+        Duration::from_secs(300),
+    ));
+    let rotated = erpsync_connectors::TrytonClient::new(
+        &stack.tryton_url,
+        revoked(),
+        world.config.erp.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_key_source(secrets.credential(&world.config.erp.api_key_secret));
+    let found = rotated.find_sale_by_reference("uk-shop/none").await;
+    assert!(matches!(found, Ok(None)), "{found:?}");
 }

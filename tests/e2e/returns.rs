@@ -311,20 +311,59 @@ async fn a_refund_without_returned_goods_is_a_credit_note_only() {
 }
 
 #[tokio::test]
-async fn a_refund_for_an_order_the_erp_does_not_know_needs_attention() {
+async fn a_refund_for_an_order_the_erp_does_not_know_waits_for_it_then_needs_attention() {
     let mut returns = ReturnWorld::start().await;
+    // Overtaken by its refund (a backlog on the orders queue): the refund waits, and is
+    // booked once the order is in.
+    let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let (early, early_id) = returns.refund(&order_id, |refund| {
+        priced(refund, 0, "no_restock", "195.67", "11.74", "207.41");
+    });
+    returns
+        .world
+        .deliver_refund_once(&returns.returns, "uk-shop", &early, "wh-early")
+        .await;
+    let waiting = returns.refund_state(&order_id, &early_id).await;
+    assert_eq!(
+        waiting
+            .as_ref()
+            .and_then(|s| s.last_error.as_ref())
+            .map(|e| e.kind.as_str()),
+        Some("order_not_in_erp_yet"),
+        "{waiting:?}"
+    );
+    returns
+        .deliver_order("orders/create", "wh-late-order", &order)
+        .await;
+    returns
+        .world
+        .drain_returns(&returns.returns, std::time::Duration::from_secs(60))
+        .await;
+    let booked = returns.returns(&order_id, &early_id).await;
+    assert_eq!(booked.len(), 1, "{booked:?}");
+    assert_eq!(credit_total(&booked[0]), "-207.41");
+
+    // One that never arrives: parked, once its receives run out, naming the order.
     let (refund, refund_id) = returns.refund("4507894699999", |_| {});
-    returns.deliver_refund(&refund, "wh-unknown").await;
+    returns
+        .world
+        .deliver_refund_once(&returns.returns, "uk-shop", &refund, "wh-unknown")
+        .await;
+    returns
+        .world
+        .drain_returns(&returns.returns, std::time::Duration::from_secs(120))
+        .await;
     let sqs = aws_sdk_sqs::Client::new(&returns.world.sdk);
     let parked = queues::peek(&sqs, &returns.world.queue("ReturnsDeadLetterQueue"))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(parked.len(), 1);
-    assert_eq!(
-        attribute(&parked[0], attr::ERROR_KIND),
-        "refund_for_unknown_order"
+    assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "retries_exhausted");
+    let reason = attribute(&parked[0], attr::REASON);
+    assert!(
+        reason.contains("4507894699999") && reason.contains("order_not_in_erp_yet"),
+        "{reason}"
     );
-    assert!(attribute(&parked[0], attr::REASON).contains("4507894699999"));
     let state = returns
         .refund_state("4507894699999", &refund_id)
         .await

@@ -348,6 +348,18 @@ async fn a_server_error_mid_run_resumes_without_resending_what_succeeded() {
     let failed = stock.sync("uk-shop").await;
     assert!(failed.is_err(), "the run stops at the 5xx");
     assert_eq!(shop.inventory_mutations(), 2);
+    // Shopify's internal error answered with HTTP 200 is as transient as a 5xx: retried, not
+    // a request a person must fix.
+    shop.inject(Faults {
+        internal_errors: 1,
+        ..Faults::default()
+    });
+    let failed = stock.sync("uk-shop").await.err();
+    assert_eq!(
+        failed.as_ref().map(|e| (e.class, e.kind.as_str())),
+        Some((erpsync_core::ErrorClass::Retryable, "channel_unavailable")),
+        "{failed:?}"
+    );
     let resumed = stock
         .sync("uk-shop")
         .await

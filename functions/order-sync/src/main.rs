@@ -18,16 +18,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = env::load_config()?;
     let sdk = env::sdk_config().await;
-    let secrets = SecretCache::new(
+    let secrets = std::sync::Arc::new(SecretCache::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
         std::time::Duration::from_secs(300),
-    );
+    ));
     let erp_key = secrets.current(&config.erp.api_key_secret).await?;
     let erp_url = env::required("ERP_URL")?;
-    let erp = TrytonClient::new(&erp_url, erp_key.clone(), config.erp.clone())?;
+    let erp = TrytonClient::new(&erp_url, erp_key.clone(), config.erp.clone())?
+        .with_key_source(secrets.credential(&config.erp.api_key_secret));
     erp.warm_up().await;
     // A second client for stock checks: its own reference cache, the same key.
-    let availability = TrytonClient::new(&erp_url, erp_key, config.erp.clone())?;
+    let availability = TrytonClient::new(&erp_url, erp_key, config.erp.clone())?
+        .with_key_source(secrets.credential(&config.erp.api_key_secret));
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

@@ -17,12 +17,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = env::load_config()?;
     let sdk = env::sdk_config().await;
-    let secrets = SecretCache::new(
+    let secrets = std::sync::Arc::new(SecretCache::new(
         aws_sdk_secretsmanager::Client::new(&sdk),
         Duration::from_secs(300),
-    );
+    ));
     let erp_key = secrets.current(&config.erp.api_key_secret).await?;
-    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?;
+    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?
+        .with_key_source(secrets.credential(&config.erp.api_key_secret));
     let tokens = &secrets;
     let channels = admin_clients(
         &config,

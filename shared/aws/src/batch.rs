@@ -75,8 +75,18 @@ impl BatchRunner {
             let group = message.attributes.get("MessageGroupId").cloned();
             let span =
                 info_span!("message", message_id = %id, group = group.as_deref().unwrap_or(""));
+            let receive_count = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            // On its last receive a message is attempted whatever is held: returned unattempted
+            // the redrive policy would move it without a reason, its state left "retrying".
+            // Attempted, a failure is parked with its reason, as every last attempt is.
+            let last_receive = self.max_receives.is_some_and(|max| receive_count >= max);
             let held_for = dependency_down
-                .or_else(|| group.as_ref().and_then(|g| failed_groups.get(g).copied()));
+                .or_else(|| group.as_ref().and_then(|g| failed_groups.get(g).copied()))
+                .filter(|_| !last_receive);
             if let Some(delay) = held_for {
                 // Not attempted: behind a failed message of its group, or the dependency is down.
                 span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back"));
@@ -86,11 +96,6 @@ impl BatchRunner {
             }
             let outcome = processor.process(message).instrument(span.clone()).await;
             let Err(failure) = outcome else { continue };
-            let receive_count = message
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
             let jitter: f64 = rand::random();
             let decided = disposition(
                 &failure.error,

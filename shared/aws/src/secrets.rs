@@ -71,6 +71,22 @@ impl SecretCache {
         }
     }
 
+    /// One of its secrets as a credential read again when refused (the ERP's REST key).
+    pub fn credential(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Arc<dyn erpsync_core::ports::CredentialSource> {
+        Arc::new(SecretCredential {
+            cache: self.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Reads the secret afresh, whatever the cached copy's age.
+    pub async fn reload(&self, name: &str) -> Result<SecretValues, SecretError> {
+        self.load(name).await
+    }
+
     async fn load(&self, name: &str) -> Result<SecretValues, SecretError> {
         let output = self
             .client
@@ -114,6 +130,27 @@ pub fn parse_secret_values(name: &str, text: &str) -> Result<Vec<SecretString>, 
         return Err(malformed());
     }
     Ok(values.into_iter().map(SecretString::from).collect())
+}
+
+/// One secret of the cache as a credential the ERP client reads again when refused.
+pub struct SecretCredential {
+    pub cache: Arc<SecretCache>,
+    pub name: String,
+}
+
+#[async_trait::async_trait]
+impl erpsync_core::ports::CredentialSource for SecretCredential {
+    async fn reread(&self) -> Result<SecretString, erpsync_core::SyncError> {
+        let values = self.cache.reload(&self.name).await.map_err(|e| {
+            erpsync_core::SyncError::dependency_down("secret_unavailable", e.to_string())
+        })?;
+        values.first().cloned().ok_or_else(|| {
+            erpsync_core::SyncError::permanent(
+                "secret_malformed",
+                format!("secret {} holds no value", self.name),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

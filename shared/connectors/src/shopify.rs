@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use erpsync_core::SyncError;
+use erpsync_core::answers::Answer;
 use erpsync_core::config::{ChannelConfig, Config};
 use erpsync_core::fulfilment::{
     ChannelFulfilment, FulfilLine, FulfilmentEvent, OpenLine, ShopFulfilment, Tracking,
@@ -21,7 +22,6 @@ use erpsync_core::ids::{ExternalOrderId, Sku};
 use erpsync_core::prices::{ChannelPrices, ChannelVariant};
 use erpsync_core::reconcile::{ChannelOrders, ShopOrderRef};
 use erpsync_core::stock::{ChannelInventory, ChannelItem, StockChange};
-use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -192,27 +192,22 @@ impl ShopifyAdmin {
             let status = response.status();
             let delay = retry_after(response.headers());
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let error = match status {
-                s if s.is_success() => None,
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    Some(SyncError::dependency_down(
-                        "channel_auth",
-                        format!(
-                            "Shopify refused the Admin API token (HTTP {}): check the channel's access_token_secret",
-                            status.as_u16()
-                        ),
-                    ))
-                }
-                s => Some(SyncError::dependency_down(
-                    "channel_unavailable",
-                    format!("Shopify answered HTTP {}", s.as_u16()),
-                )),
-            };
-            if let Some(error) = error {
-                return Err(match delay {
-                    Some(delay) => error.with_retry_after(delay),
-                    None => error,
-                });
+            if !status.is_success() {
+                let answer = Answer::of_status(status.as_u16());
+                let message = match answer {
+                    Answer::AuthRefused => format!(
+                        "Shopify refused the Admin API token (HTTP {}): check the channel's access_token_secret",
+                        status.as_u16()
+                    ),
+                    _ => format!(
+                        "Shopify answered HTTP {}{}",
+                        status.as_u16(),
+                        graphql_messages(&body)
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ),
+                };
+                return Err(answer.error(message, delay));
             }
             let throttle = &body["extensions"]["cost"]["throttleStatus"];
             let available = throttle["currentlyAvailable"].as_f64();
@@ -273,19 +268,41 @@ impl ShopifyAdmin {
                     ),
                 ));
             }
-            if let Some(errors) = body["errors"].as_array() {
-                let messages: Vec<&str> = errors
+            if let Some(errors) = body["errors"].as_array().filter(|e| !e.is_empty()) {
+                // The most hopeful class among them: one transient error makes it worth a retry.
+                let answer = errors
                     .iter()
-                    .filter_map(|e| e["message"].as_str())
-                    .collect();
-                return Err(SyncError::permanent(
-                    "channel_rejected",
-                    format!("Shopify refused the request: {}", messages.join("; ")),
+                    .map(|e| {
+                        Answer::of_graphql_code(e["extensions"]["code"].as_str().unwrap_or(""))
+                    })
+                    .min_by_key(|answer| match answer {
+                        Answer::Busy => 0,
+                        Answer::Unavailable => 1,
+                        Answer::AuthRefused => 2,
+                        Answer::Refused => 3,
+                    })
+                    .unwrap_or(Answer::Refused);
+                return Err(answer.error(
+                    format!(
+                        "Shopify refused the request: {}",
+                        graphql_messages(&body).unwrap_or_default()
+                    ),
+                    delay,
                 ));
             }
             return Ok(body["data"].clone());
         }
     }
+}
+
+/// The messages of a GraphQL answer's `errors`, if it has any.
+fn graphql_messages(body: &Value) -> Option<String> {
+    let messages: Vec<&str> = body["errors"]
+        .as_array()?
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    (!messages.is_empty()).then(|| messages.join("; "))
 }
 
 /// An inventory level's location and available quantity.
@@ -664,9 +681,10 @@ impl ChannelOrders for ShopifyAdmin {
             })?;
         let status = response.status();
         if !status.is_success() {
-            return Err(SyncError::dependency_down(
-                "channel_unavailable",
+            let delay = retry_after(response.headers());
+            return Err(Answer::of_status(status.as_u16()).error(
                 format!("Shopify answered HTTP {} for order {id}", status.as_u16()),
+                delay,
             ));
         }
         let body: Value = response.json().await.map_err(|e| {

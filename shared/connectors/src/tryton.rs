@@ -3,7 +3,8 @@
 //! first use and cached for the life of the container.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -17,8 +18,8 @@ use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
 use erpsync_core::ports::{
-    ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine, ErpSaleState,
-    NewSale, SaleAmendment, SalesErp,
+    CredentialSource, ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine,
+    ErpSaleState, NewSale, SaleAmendment, SalesErp,
 };
 use erpsync_core::prices::ErpPrices;
 use erpsync_core::returns::{ReturnDraft, ReturnProduct, ReturnsErp, SettledReturn};
@@ -31,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::str::FromStr;
 use tokio::sync::{Mutex, OnceCell};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use crate::http::retry_after;
 
@@ -39,12 +40,18 @@ pub struct TrytonClient {
     http: reqwest::Client,
     /// `http://host:port/<database>/rest`
     base: String,
-    key: SecretString,
+    key: std::sync::RwLock<SecretString>,
+    /// Where the key is read again when Tryton refuses it (a rotation), at most once a
+    /// minute.
+    key_source: Option<KeySource>,
     erp: ErpConfig,
     refs: OnceCell<References>,
     /// Countries, carriers and taxes by the codes and names the orders and config use.
     names: Mutex<HashMap<(&'static str, String), i64>>,
 }
+
+/// Where the key is read again, and when it last was.
+type KeySource = (Arc<dyn CredentialSource>, Mutex<Option<Instant>>);
 
 #[derive(Debug, Clone)]
 struct References {
@@ -147,11 +154,49 @@ impl TrytonClient {
         Ok(Self {
             http,
             base: format!("{}/{}/rest", url.trim_end_matches('/'), erp.database),
-            key,
+            key: std::sync::RwLock::new(key),
+            key_source: None,
             erp,
             refs: OnceCell::new(),
             names: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads the key again from `source` when Tryton refuses the one in use.
+    pub fn with_key_source(mut self, source: Arc<dyn CredentialSource>) -> Self {
+        self.key_source = Some((source, Mutex::new(None)));
+        self
+    }
+
+    /// After Tryton refused the key: the key as stored now, if it was not read in the last
+    /// minute and differs from the one in use (then the call is tried again with it).
+    async fn rotated_key(&self) -> bool {
+        let Some((source, last_read)) = &self.key_source else {
+            return false;
+        };
+        {
+            let mut last = last_read.lock().await;
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let fresh = match source.reread().await {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                warn!(error = %error, "the ERP key could not be read again");
+                return false;
+            }
+        };
+        let Ok(mut key) = self.key.write() else {
+            return false;
+        };
+        if key.expose_secret() == fresh.expose_secret() {
+            return false;
+        }
+        *key = fresh;
+        info!("the ERP key was rotated; using the new one");
+        true
     }
 
     async fn call(
@@ -166,12 +211,19 @@ impl TrytonClient {
         // that already took its time) is tried again twice, briefly, before the message pays
         // a whole retry. Writes are left to the flow, which checks what a lost answer did.
         let mut pauses = [100u64, 300].into_iter();
+        let mut key_reread = false;
         loop {
             match self
                 .call_once(method.clone(), path, query, body, context)
                 .await
             {
                 Ok(value) => return Ok(value),
+                // A refused key did nothing: any call may go again with a rotated one.
+                Err((error, _))
+                    if error.kind == "erp_auth" && !key_reread && self.rotated_key().await =>
+                {
+                    key_reread = true;
+                }
                 Err((error, quick_failure)) => match pauses.next() {
                     Some(pause) if method == Method::GET && quick_failure => {
                         debug!(%method, path, error = %error, "read failed; trying again");
@@ -196,7 +248,12 @@ impl TrytonClient {
         let mut request = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(self.key.expose_secret())
+            .bearer_auth(
+                self.key
+                    .read()
+                    .map(|key| key.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            )
             .query(query);
         if let Some(context) = context {
             request = request.header("X-Tryton-Context", context);

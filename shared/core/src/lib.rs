@@ -1,6 +1,7 @@
 //! erpsync's core: the canonical model, parsing of channel payloads, mapping, the flows'
 //! decisions and the ports they call. No I/O lives here.
 
+pub mod answers;
 pub mod audit;
 pub mod backoff;
 pub mod batch;

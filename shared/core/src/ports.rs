@@ -17,6 +17,14 @@ use crate::state::{
     Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
 };
 
+/// Where a credential is read again when the service refuses the one in use: a rotation
+/// (the ERP's REST key) then needs no redeploy.
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// The credential as stored now, read afresh.
+    async fn reread(&self) -> Result<secrecy::SecretString, SyncError>;
+}
+
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `key` until `in_progress_until`, or reports that it is done or held.

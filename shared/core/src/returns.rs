@@ -733,30 +733,34 @@ async fn book(
 ) -> Result<(ReturnOutcome, SyncRecord), SyncError> {
     let order_reference = sale_reference(&channel.id, &refund.order_id);
     let Some(original) = deps.erp.find_sale_by_reference(&order_reference).await? else {
-        // An order still on its way (pending, retrying) gets its refund later; one the
-        // integration never saw needs a person.
+        // A refund can overtake its order (a backlog on the orders queue, a webhook lost and
+        // brought in by reconciliation every 30 minutes): it waits, at the retry policy's
+        // longest delay, while its receives last, then a person is told. Only an order the
+        // integration chose not to book (skipped, shadow) never comes.
         let order_state = deps
             .state
             .get(&EntityRef::order(&channel.id, refund.order_id.as_str()))
             .await?;
+        let paid_back = refund.refunded_in(&channel.currency).0;
         return Err(match order_state.map(|s| s.status) {
-            Some(SyncStatus::Pending | SyncStatus::Retrying) => SyncError::retryable(
-                "order_not_in_erp_yet",
-                format!(
-                    "refund {} is for order {} which is not in the ERP yet; retried once it is",
-                    refund.id, refund.order_id
-                ),
-            ),
-            _ => SyncError::permanent(
+            Some(status @ (SyncStatus::Skipped | SyncStatus::Shadow)) => SyncError::permanent(
                 "refund_for_unknown_order",
                 format!(
-                    "refund {} ({} paid back) is for order {} of {}, which the ERP does not have: bring the order in (erpsync replay) and redrive, or book the credit note by hand and discard",
+                    "refund {} ({paid_back} paid back) is for order {} of {}, which was not booked in the ERP ({}): book the credit note by hand and discard, or bring the order in (erpsync replay) and redrive",
                     refund.id,
-                    refund.refunded_in(&channel.currency).0,
                     refund.order_id,
-                    channel.id
+                    channel.id,
+                    status.as_str()
                 ),
             ),
+            _ => SyncError::retryable(
+                "order_not_in_erp_yet",
+                format!(
+                    "refund {} ({paid_back} paid back) is for order {} of {}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive",
+                    refund.id, refund.order_id, channel.id
+                ),
+            )
+            .with_retry_after(std::time::Duration::from_secs(30 * 60)),
         });
     };
     let details = deps.erp.sale_details(original.id).await?;

@@ -161,6 +161,19 @@ pub struct DeadLetter {
     pub parked_at: Option<OffsetDateTime>,
 }
 
+/// The attributes a parked message gains in the dead-letter queue, never the original's.
+const PARKING_ATTRIBUTES: [&str; 9] = [
+    attr::REASON,
+    attr::ERROR_CLASS,
+    attr::ERROR_KIND,
+    attr::FLOW,
+    attr::ENTITY,
+    attr::FAILED_AT,
+    attr::FIRST_FAILED_AT,
+    attr::ATTEMPTS,
+    attr::SOURCE,
+];
+
 impl DeadLetter {
     fn of(message: &Message, pair: &QueuePair) -> Self {
         let attribute = |name: &str| {
@@ -171,8 +184,22 @@ impl DeadLetter {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let mut source: BTreeMap<String, String> =
-            serde_json::from_str(&attribute(attr::SOURCE)).unwrap_or_default();
+        // What the runner parked carries the original's attributes as one JSON `source`; a
+        // message the queue's redrive policy moved still carries them as they were.
+        let mut source: BTreeMap<String, String> = match message
+            .message_attributes()
+            .and_then(|a| a.get(attr::SOURCE))
+            .and_then(|v| v.string_value())
+        {
+            Some(json) => serde_json::from_str(json).unwrap_or_default(),
+            None => message
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !PARKING_ATTRIBUTES.contains(&name.as_str()))
+                .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+                .collect(),
+        };
         let group_id = source.remove("group_id").or_else(|| {
             message
                 .attributes()
@@ -670,4 +697,70 @@ pub async fn replay(
         .await
         .with_context(|| format!("sending order {order_id} to {}", orders.source))?;
     Ok(sent.message_id().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(value: &str) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A message the queue's redrive policy moved carries no `source`: the attributes it was
+    /// sent with are what a redrive must send back, or order-sync cannot read it (no channel,
+    /// no topic) and parks it again, in a loop.
+    #[test]
+    fn a_dead_letter_moved_by_the_redrive_policy_keeps_the_attributes_it_was_sent_with() {
+        let pair = QueuePair {
+            source: "orders".to_owned(),
+            source_url: "https://sqs/orders.fifo".to_owned(),
+            dead_letter: "orders-dlq".to_owned(),
+            dead_letter_url: "https://sqs/orders-dlq.fifo".to_owned(),
+        };
+        let moved = Message::builder()
+            .message_id("m-1")
+            .body("{}")
+            .message_attributes(attr::CHANNEL, string("uk-shop"))
+            .message_attributes(attr::TOPIC, string("orders/create"))
+            .attributes(MessageSystemAttributeName::MessageGroupId, "uk-shop:1")
+            .build();
+        let letter = DeadLetter::of(&moved, &pair);
+        assert_eq!(
+            letter.source_attributes,
+            BTreeMap::from([
+                (attr::CHANNEL.to_owned(), "uk-shop".to_owned()),
+                (attr::TOPIC.to_owned(), "orders/create".to_owned()),
+            ])
+        );
+        assert_eq!(letter.group_id.as_deref(), Some("uk-shop:1"));
+        assert!(
+            letter.reason.contains("redrive policy"),
+            "{}",
+            letter.reason
+        );
+
+        // One the runner parked sends back its `source`, never its parking attributes.
+        let parked = Message::builder()
+            .message_id("m-2")
+            .body("{}")
+            .message_attributes(attr::REASON, string("unknown SKU"))
+            .message_attributes(
+                attr::SOURCE,
+                string(r#"{"channel":"uk-shop","topic":"orders/updated","group_id":"uk-shop:1"}"#),
+            )
+            .build();
+        let letter = DeadLetter::of(&parked, &pair);
+        assert_eq!(
+            letter.source_attributes,
+            BTreeMap::from([
+                (attr::CHANNEL.to_owned(), "uk-shop".to_owned()),
+                (attr::TOPIC.to_owned(), "orders/updated".to_owned()),
+            ])
+        );
+    }
 }

@@ -125,6 +125,10 @@ pub struct Faults {
     pub latency: Duration,
     /// The next this many requests lose their connection without any answer.
     pub drop_connections: u32,
+    /// The next this many requests answer HTTP 200 with a GraphQL error whose
+    /// `extensions.code` is `INTERNAL_SERVER_ERROR` ("an internal error occurred while
+    /// processing the request", shopify.dev/docs/api/usage/response-codes).
+    pub internal_errors: u32,
     /// This many requests pass untouched before the faults above start.
     pub pass_first: u32,
 }
@@ -458,6 +462,9 @@ async fn graphql(
             f.server_errors = f.server_errors.saturating_sub(1);
             if now.server_errors == 0 {
                 f.unavailable = f.unavailable.saturating_sub(1);
+                if now.unavailable == 0 {
+                    f.internal_errors = f.internal_errors.saturating_sub(1);
+                }
             }
             Faults {
                 drop_connections: 0,
@@ -486,6 +493,16 @@ async fn graphql(
             .headers_mut()
             .insert("retry-after", axum::http::HeaderValue::from_static("1"));
         return response;
+    }
+    if faults.internal_errors > 0 {
+        return (
+            StatusCode::OK,
+            Json(json!({"errors": [{
+                "message": "Internal error. Looks like something went wrong on our end.",
+                "extensions": {"code": "INTERNAL_SERVER_ERROR"}
+            }]})),
+        )
+            .into_response();
     }
     let variables = Variables::from_json(body.variables.clone().unwrap_or(Value::Null));
     let costing = match Costing::parse(&body.query, body.operation_name.as_deref(), &variables) {
