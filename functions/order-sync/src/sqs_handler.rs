@@ -109,7 +109,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> SqsBatchRespon
         stock_moves: &stock_moves,
         states: &states,
     };
-    let response = deps.runner.run(event.payload, &processor).await;
+    // A local run's context has no deadline (the epoch): no time budget then.
+    let budget = (deadline > SystemTime::now()).then_some(deadline);
+    let response = deps.runner.run(event.payload, &processor, budget).await;
     // One stock refresh for the whole batch's sales.
     let skus = stock_moves.take();
     if let Some(queue) = &deps.stock_refresh

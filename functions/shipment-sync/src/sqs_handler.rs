@@ -89,5 +89,5 @@ pub async fn handle(
         deps,
         lease_until: OffsetDateTime::from(lease),
     };
-    deps.runner.run(event, &processor).await
+    deps.runner.run(event, &processor, deadline).await
 }

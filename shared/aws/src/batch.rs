@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use erpsync_core::SyncError;
 use erpsync_core::batch::{Disposition, MessageFailure, disposition};
 use erpsync_core::config::RetryPolicy;
 use erpsync_core::ports::SyncStateStore;
@@ -21,6 +22,12 @@ use crate::sqs::{OutgoingMessage, Queue, attr, dead_letter_attributes, source_at
 pub trait MessageProcessor: Send + Sync {
     async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure>;
 }
+
+/// A message held back behind a down dependency is attempted on its last receive only when
+/// the invocation has at least this long left: one attempt at a dependency that hangs costs up
+/// to the ERP's request timeout (30 s by default), and an invocation that times out loses its
+/// whole batch response.
+pub const HELD_ATTEMPT_MARGIN: Duration = Duration::from_secs(35);
 
 pub struct BatchRunner {
     pub flow: &'static str,
@@ -64,12 +71,18 @@ impl BatchRunner {
         })
     }
 
-    pub async fn run(&self, event: SqsEvent, processor: &dyn MessageProcessor) -> SqsBatchResponse {
+    /// Runs the batch; `deadline` is the invocation's (see [`HELD_ATTEMPT_MARGIN`]).
+    pub async fn run(
+        &self,
+        event: SqsEvent,
+        processor: &dyn MessageProcessor,
+        deadline: Option<SystemTime>,
+    ) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         // A failed group's (or a down dependency's) retry delay: what its held-back messages
         // wait too, so they come back together instead of after the queue's full timeout.
         let mut failed_groups: HashMap<String, Duration> = HashMap::new();
-        let mut dependency_down: Option<Duration> = None;
+        let mut dependency_down: Option<(Duration, SyncError)> = None;
         for message in &event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let group = message.attributes.get("MessageGroupId").cloned();
@@ -80,19 +93,44 @@ impl BatchRunner {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
-            // On its last receive a message is attempted whatever is held: returned unattempted
-            // the redrive policy would move it without a reason, its state left "retrying".
-            // Attempted, a failure is parked with its reason, as every last attempt is.
             let last_receive = self.max_receives.is_some_and(|max| receive_count >= max);
-            let held_for = dependency_down
-                .or_else(|| group.as_ref().and_then(|g| failed_groups.get(g).copied()))
-                .filter(|_| !last_receive);
-            if let Some(delay) = held_for {
-                // Not attempted: behind a failed message of its group, or the dependency is down.
-                span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back"));
+            // Behind a failed message of its group: held, to keep the group's order (that
+            // message was parked on its own last receive, so this one comes back first next).
+            if let Some(delay) = group.as_ref().and_then(|g| failed_groups.get(g).copied()) {
+                span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back behind its group"));
                 self.delay(message, delay, &span).await;
                 response.add_failure(id);
                 continue;
+            }
+            if let Some((delay, down)) = &dependency_down {
+                // Returned unattempted on its last receive, the redrive policy would move it
+                // without a reason and leave its state "retrying". So it is attempted, and a
+                // failure parked with its reason, as every last attempt is; without the time
+                // for an attempt (a dependency that hangs), it is parked with the
+                // dependency's failure as its reason.
+                let time_left = deadline
+                    .and_then(|d| d.duration_since(SystemTime::now()).ok())
+                    .is_none_or(|left| left > HELD_ATTEMPT_MARGIN);
+                if !last_receive {
+                    span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back"));
+                    self.delay(message, *delay, &span).await;
+                    response.add_failure(id);
+                    continue;
+                }
+                if !time_left {
+                    let parked = MessageFailure::unattributed(SyncError::permanent(
+                        "retries_exhausted",
+                        format!(
+                            "held back on all its {receive_count} receives while a dependency was down; the last failure was {}: {}. Fix the cause, then redrive",
+                            down.kind, down.message
+                        ),
+                    ));
+                    if let Err(error) = self.park(message, &parked, receive_count).await {
+                        span.in_scope(|| error!(error = %error, "could not park the message; it stays on the queue"));
+                        response.add_failure(id);
+                    }
+                    continue;
+                }
             }
             let outcome = processor.process(message).instrument(span.clone()).await;
             let Err(failure) = outcome else { continue };
@@ -135,7 +173,7 @@ impl BatchRunner {
                     });
                     self.delay(message, delay, &span).await;
                     if failure.error.dependency_down {
-                        dependency_down = Some(delay);
+                        dependency_down = Some((delay, failure.error.clone()));
                     }
                     Some(delay)
                 }

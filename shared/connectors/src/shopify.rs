@@ -193,7 +193,14 @@ impl ShopifyAdmin {
             let delay = retry_after(response.headers());
             let body: Value = response.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                let answer = Answer::of_status(status.as_u16());
+                // No GraphQL endpoint there (a wrong shop domain or API version): every call
+                // fails alike, so the batch waits for the config rather than parking each.
+                let answer = match Answer::of_status(status.as_u16()) {
+                    Answer::Refused if status == reqwest::StatusCode::NOT_FOUND => {
+                        Answer::Unavailable
+                    }
+                    answer => answer,
+                };
                 let message = match answer {
                     Answer::AuthRefused => format!(
                         "Shopify refused the Admin API token (HTTP {}): check the channel's access_token_secret",

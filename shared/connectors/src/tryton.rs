@@ -188,9 +188,10 @@ impl TrytonClient {
                 return false;
             }
         };
-        let Ok(mut key) = self.key.write() else {
-            return false;
-        };
+        let mut key = self
+            .key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if key.expose_secret() == fresh.expose_secret() {
             return false;
         }
@@ -213,14 +214,19 @@ impl TrytonClient {
         let mut pauses = [100u64, 300].into_iter();
         let mut key_reread = false;
         loop {
+            let key = self.current_key();
             match self
-                .call_once(method.clone(), path, query, body, context)
+                .call_once(method.clone(), path, query, body, context, &key)
                 .await
             {
                 Ok(value) => return Ok(value),
-                // A refused key did nothing: any call may go again with a rotated one.
+                // A refused key did nothing: any call may go again with a rotated one, read
+                // now or by a concurrent call meanwhile.
                 Err((error, _))
-                    if error.kind == "erp_auth" && !key_reread && self.rotated_key().await =>
+                    if error.kind == "erp_auth"
+                        && !key_reread
+                        && (self.current_key().expose_secret() != key.expose_secret()
+                            || self.rotated_key().await) =>
                 {
                     key_reread = true;
                 }
@@ -235,7 +241,16 @@ impl TrytonClient {
         }
     }
 
-    /// One request; on failure, the error and whether it failed quickly (refused, 5xx).
+    /// The key in use.
+    fn current_key(&self) -> SecretString {
+        self.key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One request with `key`; on failure, the error and whether it failed quickly (refused,
+    /// 5xx).
     async fn call_once(
         &self,
         method: Method,
@@ -243,17 +258,13 @@ impl TrytonClient {
         query: &[(&str, String)],
         body: Option<&Value>,
         context: Option<&str>,
+        key: &SecretString,
     ) -> Result<Value, (SyncError, bool)> {
         let url = format!("{}/{path}", self.base);
         let mut request = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(
-                self.key
-                    .read()
-                    .map(|key| key.expose_secret().to_owned())
-                    .unwrap_or_default(),
-            )
+            .bearer_auth(key.expose_secret())
             .query(query);
         if let Some(context) = context {
             request = request.header("X-Tryton-Context", context);

@@ -9,8 +9,8 @@ use crate::error::SyncError;
 /// What a failed answer means for the message that asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// Credentials refused (401, 403): nothing of this channel works until they are fixed or
-    /// rotated, so the batch waits rather than parking every message.
+    /// Credentials or scopes refused (401, 403, `ACCESS_DENIED`): nothing of this kind works
+    /// until they are fixed or rotated, so the batch waits rather than parking every message.
     AuthRefused,
     /// Asked to slow down or timed out (408, 429, `THROTTLED`): retried after the delay asked.
     Busy,
@@ -18,7 +18,7 @@ pub enum Answer {
     /// rejection, `INTERNAL_SERVER_ERROR`, `SHOP_INACTIVE`): retried, the batch held.
     Unavailable,
     /// This request was refused (any other 4xx: 400, 404, 406, 409, 415, 422; a GraphQL error
-    /// such as `ACCESS_DENIED` or `MAX_COST_EXCEEDED`): retrying cannot help, a person must.
+    /// such as `MAX_COST_EXCEEDED`): retrying cannot help, a person must.
     Refused,
 }
 
@@ -37,6 +37,8 @@ impl Answer {
     pub fn of_graphql_code(code: &str) -> Self {
         match code {
             "THROTTLED" => Self::Busy,
+            // A scope the app lacks, as HTTP 403: every call of its kind fails alike.
+            "ACCESS_DENIED" => Self::AuthRefused,
             "INTERNAL_SERVER_ERROR" | "SHOP_INACTIVE" => Self::Unavailable,
             _ => Self::Refused,
         }
@@ -98,7 +100,7 @@ mod tests {
             ("THROTTLED", Answer::Busy),
             ("INTERNAL_SERVER_ERROR", Answer::Unavailable),
             ("SHOP_INACTIVE", Answer::Unavailable),
-            ("ACCESS_DENIED", Answer::Refused),
+            ("ACCESS_DENIED", Answer::AuthRefused),
             ("MAX_COST_EXCEEDED", Answer::Refused),
             ("BAD_REQUEST", Answer::Refused),
             ("SOMETHING_NEW", Answer::Refused),

@@ -734,33 +734,40 @@ async fn book(
     let order_reference = sale_reference(&channel.id, &refund.order_id);
     let Some(original) = deps.erp.find_sale_by_reference(&order_reference).await? else {
         // A refund can overtake its order (a backlog on the orders queue, a webhook lost and
-        // brought in by reconciliation every 30 minutes): it waits, at the retry policy's
-        // longest delay, while its receives last, then a person is told. Only an order the
-        // integration chose not to book (skipped, shadow) never comes.
+        // brought in by reconciliation every 30 minutes): while the order is on its way it
+        // waits, at the retry policy's longest delay, while its receives last, then a person
+        // is told. An order parked for a person, or booked but gone from the ERP, or never to
+        // be booked (skipped, shadow), is a person's at once.
         let order_state = deps
             .state
             .get(&EntityRef::order(&channel.id, refund.order_id.as_str()))
             .await?;
         let paid_back = refund.refunded_in(&channel.currency).0;
+        let what = format!(
+            "refund {} ({paid_back} paid back) is for order {} of {}",
+            refund.id, refund.order_id, channel.id
+        );
         return Err(match order_state.map(|s| s.status) {
-            Some(status @ (SyncStatus::Skipped | SyncStatus::Shadow)) => SyncError::permanent(
-                "refund_for_unknown_order",
-                format!(
-                    "refund {} ({paid_back} paid back) is for order {} of {}, which was not booked in the ERP ({}): book the credit note by hand and discard, or bring the order in (erpsync replay) and redrive",
-                    refund.id,
-                    refund.order_id,
-                    channel.id,
-                    status.as_str()
-                ),
-            ),
-            _ => SyncError::retryable(
+            None | Some(SyncStatus::Pending | SyncStatus::Retrying) => SyncError::retryable(
                 "order_not_in_erp_yet",
                 format!(
-                    "refund {} ({paid_back} paid back) is for order {} of {}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive",
-                    refund.id, refund.order_id, channel.id
+                    "{what}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive"
                 ),
             )
             .with_retry_after(std::time::Duration::from_secs(30 * 60)),
+            Some(SyncStatus::NeedsAttention) => SyncError::permanent(
+                "refund_for_parked_order",
+                format!(
+                    "{what}, which waits for a person (erpsync exceptions): settle the order first, then redrive this refund"
+                ),
+            ),
+            Some(status) => SyncError::permanent(
+                "refund_for_unknown_order",
+                format!(
+                    "{what}, whose ERP sale cannot be found (its state is {}): book the credit note by hand and discard, or bring the order in (erpsync replay) and redrive",
+                    status.as_str()
+                ),
+            ),
         });
     };
     let details = deps.erp.sale_details(original.id).await?;

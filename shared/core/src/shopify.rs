@@ -249,6 +249,18 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
     // neither shipped nor credited on its own.
     let (mut refunded, refunded_before_fulfilment) =
         refunds_by_line(&raw.refunds, &raw.fulfillments, &currency)?;
+    // Duties stay charged whatever becomes of their line: a refund that gives them back is
+    // the refund's to credit (as additional fees).
+    let mut duties = Decimal::ZERO;
+    for (index, line) in raw.line_items.iter().enumerate() {
+        for (number, duty) in line.duties.iter().enumerate() {
+            duties += shop_amount(
+                duty.price_set.as_ref(),
+                None,
+                &format!("line_items[{index}].duties[{number}].price"),
+            )?;
+        }
+    }
     let kept: Vec<(usize, RawLine, LineRefunds)> = raw
         .line_items
         .into_iter()
@@ -267,6 +279,14 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
         .filter(|(_, line, _)| line.current_quantity != Some(0))
         .collect();
     let (lines, mut charges) = lines_and_charges(kept, &currency)?;
+    if !duties.is_zero() {
+        charges.push(Charge {
+            kind: ChargeKind::Duty,
+            title: "Duties".to_owned(),
+            amount: duties,
+            taxes: Vec::new(),
+        });
+    }
     let additional_fees = shop_amount(
         raw.original_total_additional_fees_set.as_ref(),
         None,
@@ -470,23 +490,15 @@ fn refunds_by_line(
 }
 
 /// The product lines, and the lines that are charges: gift cards sold, tips, lines with no
-/// SKU (custom items), and the lines' duties as one charge.
+/// SKU (custom items).
 fn lines_and_charges(
     kept: Vec<(usize, RawLine, LineRefunds)>,
     currency: &CurrencyCode,
 ) -> Result<(Vec<OrderLine>, Vec<Charge>), ParseError> {
-    let mut duties = Decimal::ZERO;
     let mut lines = Vec::with_capacity(kept.len());
     let mut charges = Vec::new();
     for (index, line, refunds) in kept {
         let field = format!("line_items[{index}]");
-        for (number, duty) in line.duties.iter().enumerate() {
-            duties += shop_amount(
-                duty.price_set.as_ref(),
-                None,
-                &format!("{field}.duties[{number}].price"),
-            )?;
-        }
         let kind = if line.gift_card {
             Some(ChargeKind::GiftCard)
         } else if line.tip_payment_gateway.is_some() {
@@ -515,14 +527,6 @@ fn lines_and_charges(
                 taxes: amounts.taxes,
             }),
         }
-    }
-    if !duties.is_zero() {
-        charges.push(Charge {
-            kind: ChargeKind::Duty,
-            title: "Duties".to_owned(),
-            amount: duties,
-            taxes: Vec::new(),
-        });
     }
     Ok((lines, charges))
 }
@@ -819,6 +823,23 @@ mod tests {
             ]
         );
         assert_eq!(order.lines.len(), 3, "the products stay lines");
+
+        // Its line gone (every unit refunded before dispatch), the duties stay charged:
+        // giving them back is a refund's to credit.
+        let mut gone: serde_json::Value = serde_json::from_str(MULTILINE).unwrap_or_default();
+        gone["line_items"][1]["duties"] = serde_json::json!([
+            {"price_set": {"shop_money": {"amount": "4.20", "currency_code": "USD"}}}
+        ]);
+        gone["line_items"][1]["current_quantity"] = 0.into();
+        let gone =
+            parse_order(&channel(), gone.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let duties: Vec<String> = gone
+            .charges
+            .iter()
+            .filter(|c| c.kind == ChargeKind::Duty)
+            .map(|c| c.amount.to_string())
+            .collect();
+        assert_eq!(duties, ["4.20"]);
     }
 
     #[test]

@@ -186,20 +186,21 @@ impl DeadLetter {
         };
         // What the runner parked carries the original's attributes as one JSON `source`; a
         // message the queue's redrive policy moved still carries them as they were.
-        let mut source: BTreeMap<String, String> = match message
-            .message_attributes()
-            .and_then(|a| a.get(attr::SOURCE))
-            .and_then(|v| v.string_value())
-        {
-            Some(json) => serde_json::from_str(json).unwrap_or_default(),
-            None => message
+        let carried = || -> BTreeMap<String, String> {
+            message
                 .message_attributes()
                 .into_iter()
                 .flatten()
                 .filter(|(name, _)| !PARKING_ATTRIBUTES.contains(&name.as_str()))
                 .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
-                .collect(),
+                .collect()
         };
+        let mut source: BTreeMap<String, String> = message
+            .message_attributes()
+            .and_then(|a| a.get(attr::SOURCE))
+            .and_then(|v| v.string_value())
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(carried);
         let group_id = source.remove("group_id").or_else(|| {
             message
                 .attributes()
