@@ -298,21 +298,26 @@ async fn a_failure_holds_back_the_rest_of_its_fifo_group_but_not_other_groups() 
     );
 }
 
-#[tokio::test]
-async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_attention() {
+/// A world whose ERP never answers (nothing listens on its port), its order messages given
+/// three receives.
+async fn world_without_erp() -> World {
     let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    // An ERP that never answers: nothing listens on this port.
     let closed = format!(
         "http://127.0.0.1:{}",
         erpsync_tools::stack::free_port().unwrap_or(9)
     );
-    let world = World::start_with_parameters(
+    World::start_with_parameters(
         &closed,
         &stack.tryton_key,
         |erp| Box::new(erp),
         &[("OrdersMaxReceiveCount", "3")],
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_attention() {
+    let world = world_without_erp().await;
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     assert_eq!(
         world
@@ -349,18 +354,7 @@ async fn when_retries_run_out_the_message_is_parked_with_its_history_and_needs_a
 /// with no reason and left no state a person would see.
 #[tokio::test]
 async fn messages_held_back_through_an_outage_are_parked_with_a_reason_not_moved_silently() {
-    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    let closed = format!(
-        "http://127.0.0.1:{}",
-        erpsync_tools::stack::free_port().unwrap_or(9)
-    );
-    let world = World::start_with_parameters(
-        &closed,
-        &stack.tryton_key,
-        |erp| Box::new(erp),
-        &[("OrdersMaxReceiveCount", "3")],
-    )
-    .await;
+    let world = world_without_erp().await;
     let mut ids = Vec::new();
     for n in 0..3 {
         let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");

@@ -441,7 +441,10 @@ impl Corpus<'_> {
         }
         let pick = rng.random_range(0..order.lines.len());
         let line = &order.lines[pick];
-        if roll < 0.5 {
+        // What an edit does to an order's duties is not documented either (erpsync keeps
+        // them charged, as when their line is refunded): orders with duties are not edited.
+        let duties = order.lines.iter().any(|l| l.duty > 0);
+        if roll < 0.5 && !duties {
             // An edit: a line removed (when others are left), else fewer units of a line
             // whose amounts divide exactly (how Shopify rounds a partial edit is not
             // documented, so the corpus does not guess it).
