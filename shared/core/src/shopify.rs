@@ -29,9 +29,18 @@ impl Amount {
             Amount::Text(text) => text.clone(),
             Amount::Number(number) => number.to_string(),
         };
-        Decimal::from_str(text.trim())
+        let amount = Decimal::from_str(text.trim())
             .or_else(|_| Decimal::from_scientific(text.trim()))
-            .map_err(|_| ParseError::new(field, format!("{text:?} is not an amount")))
+            .map_err(|_| ParseError::new(field, format!("{text:?} is not an amount")))?;
+        // Beyond any sum a shop charges, and the bound that keeps every product of an amount
+        // and a quantity (a u32) inside a decimal's range, where arithmetic cannot overflow.
+        if amount.abs() > Decimal::from(1_000_000_000_000_000_u64) {
+            return Err(ParseError::new(
+                field,
+                format!("{text:?} is beyond any amount a shop charges"),
+            ));
+        }
+        Ok(amount)
     }
 }
 
