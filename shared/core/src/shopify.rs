@@ -1,8 +1,5 @@
 //! Shopify's order payload (the REST order resource, which is the body of the `orders/*`
 //! webhooks) into the canonical order. Every error names the JSON path of the bad field.
-
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -29,18 +26,7 @@ impl Amount {
             Amount::Text(text) => text.clone(),
             Amount::Number(number) => number.to_string(),
         };
-        let amount = Decimal::from_str(text.trim())
-            .or_else(|_| Decimal::from_scientific(text.trim()))
-            .map_err(|_| ParseError::new(field, format!("{text:?} is not an amount")))?;
-        // Beyond any sum a shop charges, and the bound that keeps every product of an amount
-        // and a quantity (a u32) inside a decimal's range, where arithmetic cannot overflow.
-        if amount.abs() > Decimal::from(1_000_000_000_000_000_u64) {
-            return Err(ParseError::new(
-                field,
-                format!("{text:?} is beyond any amount a shop charges"),
-            ));
-        }
-        Ok(amount)
+        crate::inbound::amount(&text, field)
     }
 }
 

@@ -1,8 +1,5 @@
 //! WooCommerce's order payload (REST API v3 order resource, the body of the `order.*`
 //! webhooks) into the canonical order. Errors name the JSON path of the bad field.
-
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -10,7 +7,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::error::ParseError;
 use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
-use crate::inbound::from_json;
+use crate::inbound::{amount, from_json};
 use crate::order::{
     Address, ChannelOrder, Charge, ChargeKind, Customer, OrderLine, OrderTopic, ShippingLine,
     TaxLine,
@@ -114,11 +111,6 @@ struct RawOrderId {
 pub fn order_id(body: &[u8]) -> Result<ExternalOrderId, ParseError> {
     let raw: RawOrderId = from_json(body)?;
     ExternalOrderId::parse(&raw.id.to_string()).map_err(|e| e.within("id"))
-}
-
-fn amount(text: &str, field: &str) -> Result<Decimal, ParseError> {
-    Decimal::from_str(text.trim())
-        .map_err(|_| ParseError::new(field, format!("{text:?} is not an amount")))
 }
 
 /// WooCommerce's `_gmt` times carry no offset: they are UTC.
