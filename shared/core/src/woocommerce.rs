@@ -1,5 +1,6 @@
 //! WooCommerce's order payload (REST API v3 order resource, the body of the `order.*`
 //! webhooks) into the canonical order. Errors name the JSON path of the bad field.
+
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
