@@ -1,5 +1,6 @@
 //! Shopify's order payload (the REST order resource, which is the body of the `orders/*`
 //! webhooks) into the canonical order. Every error names the JSON path of the bad field.
+
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use time::OffsetDateTime;
