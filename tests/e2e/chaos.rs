@@ -385,7 +385,9 @@ async fn chaos() {
                 // Needing a person is final too (the ERP check below says whether it should be).
                 !states.get(&order.id).is_some_and(|s| {
                     s.status == SyncStatus::NeedsAttention
-                        || (order.fate != Fate::Poison && s.version == Some(latest(order)))
+                        || (order.fate != Fate::Poison
+                            && s.version.map(|v| v.unix_timestamp())
+                                == Some(latest(order).unix_timestamp()))
                 })
             })
             .count();

@@ -5,7 +5,8 @@ use erpsync_core::SyncError;
 use erpsync_core::ids::ChannelId;
 use erpsync_core::ports::{Completion, IdempotencyStore, SyncStateStore};
 use erpsync_core::state::{
-    Claim, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus,
+    Claim, ClaimToken, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord,
+    SyncStatus,
 };
 use erpsync_e2e::World;
 use serde_json::json;
@@ -27,6 +28,14 @@ fn record(entity: &EntityRef) -> SyncRecord {
     }
 }
 
+/// The token of a claim that was granted; anything else fails the test.
+fn granted(claim: Result<Claim, SyncError>) -> ClaimToken {
+    match claim {
+        Ok(Claim::Start(token)) => token,
+        other => panic!("expected the claim to be granted, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_claim_is_held_then_replayed_and_a_different_payload_is_told_apart() {
     let world = World::start().await;
@@ -35,14 +44,14 @@ async fn a_claim_is_held_then_replayed_and_a_different_payload_is_told_apart() {
     let hash = PayloadHash::of(&json!({"lines": 3}));
     let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
 
-    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    let token = granted(store.claim(&key, &hash, lease).await);
     assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::InProgress));
 
     let entity = EntityRef::order(&channel(), "1001");
     let outcome = json!({"outcome": "synced", "erp_id": 41});
     assert_eq!(
         store
-            .complete(&key, &hash, &outcome, &record(&entity))
+            .complete(&key, &token, &hash, &outcome, &record(&entity))
             .await,
         Ok(Completion::Recorded)
     );
@@ -62,7 +71,7 @@ async fn a_claim_is_held_then_replayed_and_a_different_payload_is_told_apart() {
         })
     );
     // A completed claim is never given up by a late release.
-    assert_eq!(store.release(&key).await, Ok(()));
+    assert_eq!(store.release(&key, &token).await, Ok(()));
     assert!(matches!(
         store.claim(&key, &hash, lease).await,
         Ok(Claim::AlreadyDone { .. })
@@ -86,12 +95,47 @@ async fn a_claim_whose_lease_ran_out_is_taken_over_and_a_released_one_is_free() 
     let key = IdempotencyKey::new(Flow::OrderSync, &channel(), "1002");
     let hash = PayloadHash::of(&"order");
     let expired = OffsetDateTime::now_utc() - Duration::seconds(5);
-    assert_eq!(store.claim(&key, &hash, expired).await, Ok(Claim::Start));
-    // The first worker died: its lease is over, so the next one may run.
+    let first = granted(store.claim(&key, &hash, expired).await);
+    // The first worker stalled: its lease is over, so the next one may run.
     let lease = OffsetDateTime::now_utc() + Duration::minutes(5);
-    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
-    assert_eq!(store.release(&key).await, Ok(()));
-    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    let second = granted(store.claim(&key, &hash, lease).await);
+    assert_ne!(first, second);
+    // The stalled worker wakes: its release and its completion leave the claim it lost
+    // alone (before claims had owners, its release freed the claim under the second worker).
+    assert_eq!(store.release(&key, &first).await, Ok(()));
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::InProgress));
+    let entity = EntityRef::order(&channel(), "1002");
+    let stale = SyncRecord {
+        note: Some("the stalled worker's".to_owned()),
+        ..record(&entity)
+    };
+    assert_eq!(
+        store
+            .complete(&key, &first, &hash, &json!({"by": "first"}), &stale)
+            .await,
+        Ok(Completion::TakenOver)
+    );
+    assert_eq!(store.get(&entity).await, Ok(None), "nothing written");
+    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::InProgress));
+    // The owner's release frees it.
+    assert_eq!(store.release(&key, &second).await, Ok(()));
+    let third = granted(store.claim(&key, &hash, lease).await);
+    assert_eq!(
+        store
+            .complete(
+                &key,
+                &third,
+                &hash,
+                &json!({"by": "third"}),
+                &record(&entity)
+            )
+            .await,
+        Ok(Completion::Recorded)
+    );
+    assert!(matches!(
+        store.claim(&key, &hash, lease).await,
+        Ok(Claim::AlreadyDone { outcome, .. }) if outcome == json!({"by": "third"})
+    ));
 }
 
 #[tokio::test]
@@ -145,10 +189,10 @@ async fn failures_count_attempts_and_needs_attention_is_listed_until_resolved() 
     let key = IdempotencyKey::new(Flow::OrderSync, &channel(), "1003");
     let hash = PayloadHash::of(&"fixed");
     let lease = now + Duration::minutes(5);
-    assert_eq!(store.claim(&key, &hash, lease).await, Ok(Claim::Start));
+    let token = granted(store.claim(&key, &hash, lease).await);
     assert_eq!(
         store
-            .complete(&key, &hash, &json!({}), &record(&entity))
+            .complete(&key, &token, &hash, &json!({}), &record(&entity))
             .await,
         Ok(Completion::Recorded)
     );
@@ -240,12 +284,11 @@ async fn sync_state_never_moves_back_to_an_older_version() {
     let older_key = IdempotencyKey::new(Flow::OrderSync, &channel(), "3001@older");
     let hash = PayloadHash::of(&json!({"lines": 3}));
     let outcome = json!({"outcome": "synced", "erp_id": 41});
-    for key in [&newer_key, &older_key] {
-        assert_eq!(store.claim(key, &hash, lease).await, Ok(Claim::Start));
-    }
+    let newer_token = granted(store.claim(&newer_key, &hash, lease).await);
+    let older_token = granted(store.claim(&older_key, &hash, lease).await);
     assert_eq!(
         store
-            .complete(&newer_key, &hash, &outcome, &at(newer))
+            .complete(&newer_key, &newer_token, &hash, &outcome, &at(newer))
             .await,
         Ok(Completion::Recorded)
     );
@@ -256,7 +299,9 @@ async fn sync_state_never_moves_back_to_an_older_version() {
         ..at(older)
     };
     assert_eq!(
-        store.complete(&older_key, &hash, &outcome, &skipped).await,
+        store
+            .complete(&older_key, &older_token, &hash, &outcome, &skipped)
+            .await,
         Ok(Completion::StateNewer),
         "the claim of the older version completes"
     );
@@ -323,6 +368,7 @@ async fn a_payload_over_the_item_limit_even_compressed_is_refused_with_the_reaso
     let payload = ArchivedPayload {
         topic: "orders/create".to_owned(),
         version: OffsetDateTime::now_utc(),
+        triggered_at: None,
         body,
     };
     let refused = store

@@ -493,7 +493,26 @@ impl World {
         put("x-shopify-topic", topic.to_owned());
         put("x-shopify-webhook-id", webhook_id.to_owned());
         put("x-shopify-event-id", uuid::Uuid::new_v4().to_string());
-        put("x-shopify-triggered-at", "2026-11-29T10:00:00Z".to_owned());
+        // Shopify triggers the delivery just after the change it reports: every delivery of
+        // one payload carries the same time (retries repeat the headers).
+        let triggered_at = serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|order| {
+                let updated = order.get("updated_at")?.as_str()?.to_owned();
+                time::OffsetDateTime::parse(
+                    &updated,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            })
+            .map(|updated| updated + time::Duration::milliseconds(250))
+            .and_then(|at| {
+                at.to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "2026-11-29T10:00:00Z".to_owned());
+        put("x-shopify-triggered-at", triggered_at);
         put("x-shopify-api-version", "2026-07".to_owned());
         if let Some(secret) = secret {
             put(

@@ -46,10 +46,16 @@ fn order_message(message: &SqsMessage) -> Result<OrderMessage, MessageFailure> {
     let topic = string_attribute(message, attr::TOPIC)
         .and_then(OrderTopic::parse)
         .ok_or_else(|| missing(attr::TOPIC))?;
+    // Shopify writes it RFC 3339 with nanoseconds; an unreadable one only loses the
+    // tie-break between two versions of one second (the content hash still decides).
+    let triggered_at = string_attribute(message, attr::TRIGGERED_AT).and_then(|text| {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+    });
     Ok(OrderMessage {
         channel,
         topic,
         body: message.body.clone().unwrap_or_default().into_bytes(),
+        triggered_at,
     })
 }
 

@@ -24,8 +24,8 @@ use erpsync_core::ports::{
     ArchivedPayload, Completion, IdempotencyStore, PayloadArchive, SyncStateStore,
 };
 use erpsync_core::state::{
-    Claim, EntityRef, ErrorReport, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord, SyncState,
-    SyncStatus,
+    Claim, ClaimToken, EntityRef, ErrorReport, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord,
+    SyncState, SyncStatus,
 };
 use erpsync_core::stock::StockLedger;
 use erpsync_core::{ErrorClass, state::Flow};
@@ -286,8 +286,10 @@ impl IdempotencyStore for DynamoStore {
     ) -> Result<Claim, SyncError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let lease = in_progress_until.unix_timestamp();
+        let token = ClaimToken::new(format!("{:032x}", rand::random::<u128>()));
         let mut item = Self::key(idempotency_pk(key), "IDEMPOTENCY");
         item.insert("status".to_owned(), s(IN_PROGRESS));
+        item.insert("owner".to_owned(), s(token.as_str()));
         item.insert("hash".to_owned(), s(hash.as_str()));
         item.insert("in_progress_expiry".to_owned(), n(lease));
         item.insert(
@@ -310,7 +312,7 @@ impl IdempotencyStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Start),
+            Ok(_) => Ok(Claim::Start(token)),
             Err(error) => match error.into_service_error() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     let old = failed.item().cloned().unwrap_or_default();
@@ -335,6 +337,7 @@ impl IdempotencyStore for DynamoStore {
     async fn complete(
         &self,
         key: &IdempotencyKey,
+        token: &ClaimToken,
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
@@ -342,15 +345,20 @@ impl IdempotencyStore for DynamoStore {
         let now = OffsetDateTime::now_utc();
         let mut item = Self::key(idempotency_pk(key), "IDEMPOTENCY");
         item.insert("status".to_owned(), s(COMPLETED));
+        item.insert("owner".to_owned(), s(token.as_str()));
         item.insert("hash".to_owned(), s(hash.as_str()));
         item.insert("outcome".to_owned(), s(outcome.to_string()));
         item.insert(
             "expires_at".to_owned(),
             n(now.unix_timestamp() + COMPLETED_TTL.as_secs() as i64),
         );
+        // Only our own claim (or one TTL deleted, which nobody took over) is completed.
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
+            .condition_expression(OWN_CLAIM)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(token.as_str()))
             .build()
             .map_err(|e| build_error("TransactWriteItems (build)", e))?;
         let update = record_update(&self.table, record, now)
@@ -370,44 +378,82 @@ impl IdempotencyStore for DynamoStore {
                 // attempt at an older one finished late). The claim is still completed, so
                 // the work is never redone; the state is left as it is.
                 TransactWriteItemsError::TransactionCanceledException(cancelled)
+                    if refused_by_claim_owner(&cancelled) =>
+                {
+                    tracing::warn!(entity = %record.entity, "the claim ran out and another worker took it over; nothing written");
+                    Ok(Completion::TakenOver)
+                }
+                TransactWriteItemsError::TransactionCanceledException(cancelled)
                     if refused_only_by_version_guard(&cancelled) =>
                 {
                     tracing::info!(entity = %record.entity, "a newer version is recorded; the claim is completed without touching the state");
-                    self.client
+                    let result = self
+                        .client
                         .put_item()
                         .table_name(&self.table)
                         .set_item(Some(put.item().clone()))
+                        .condition_expression(OWN_CLAIM)
+                        .expression_attribute_names("#owner", "owner")
+                        .expression_attribute_values(":owner", s(token.as_str()))
                         .send()
-                        .await
-                        .map_err(|e| store_error("PutItem (complete)", e))?;
-                    Ok(Completion::StateNewer)
+                        .await;
+                    match result {
+                        Ok(_) => Ok(Completion::StateNewer),
+                        Err(error) => match error.into_service_error() {
+                            PutItemError::ConditionalCheckFailedException(_) => {
+                                Ok(Completion::TakenOver)
+                            }
+                            other => Err(store_error("PutItem (complete)", other)),
+                        },
+                    }
                 }
                 other => Err(store_error("TransactWriteItems (complete)", other)),
             },
         }
     }
 
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
+    async fn release(&self, key: &IdempotencyKey, token: &ClaimToken) -> Result<(), SyncError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(idempotency_pk(key), "IDEMPOTENCY")))
-            // Never delete a completed record: only an in-progress claim.
-            .condition_expression("attribute_not_exists(pk) OR #status = :in_progress")
+            // Never delete a completed record, nor a claim another worker took over.
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status = :in_progress AND #owner = :owner)",
+            )
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":owner", s(token.as_str()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(error) => match error.into_service_error() {
-                // Someone completed it after our lease ran out: nothing of ours to give up.
+                // Someone took it over or completed it after our lease ran out: nothing of
+                // ours to give up.
                 DeleteItemError::ConditionalCheckFailedException(_) => Ok(()),
                 other => Err(store_error("DeleteItem (release)", other)),
             },
         }
     }
+}
+
+/// A claim is this worker's to complete: its token, or gone (TTL deleted it) and so taken by
+/// nobody. Claims written before tokens existed have no owner: theirs completes as before.
+const OWN_CLAIM: &str =
+    "attribute_not_exists(pk) OR attribute_not_exists(#owner) OR #owner = :owner";
+
+/// The transaction was cancelled by the claim's owner condition (item 0): another worker took
+/// the claim over.
+fn refused_by_claim_owner(
+    cancelled: &aws_sdk_dynamodb::types::error::TransactionCanceledException,
+) -> bool {
+    cancelled
+        .cancellation_reasons()
+        .first()
+        .is_some_and(|reason| reason.code() == Some("ConditionalCheckFailed"))
 }
 
 /// The transaction was cancelled by the state update's condition (item 1) alone, not by
@@ -927,6 +973,9 @@ impl PayloadArchive for DynamoStore {
             n(payload.version.unix_timestamp_nanos()),
         );
         item.insert("version".to_owned(), s(timestamp(payload.version)));
+        if let Some(triggered_at) = payload.triggered_at {
+            item.insert("triggered_at".to_owned(), s(timestamp(triggered_at)));
+        }
         let (name, body) = archived_body(entity, &payload.body)?;
         item.insert(name.to_owned(), body);
         item.insert(
@@ -986,6 +1035,8 @@ impl PayloadArchive for DynamoStore {
             (Some(topic), Some(version), Some(body)) => Some(ArchivedPayload {
                 topic,
                 version,
+                triggered_at: text("triggered_at")
+                    .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok()),
                 body,
             }),
             _ => None,

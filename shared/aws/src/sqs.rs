@@ -101,6 +101,9 @@ impl FoundOrders for FoundOrdersQueue {
             order.id,
             order.updated_at.unix_timestamp()
         );
+        let fetched_at = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         self.0
             .send(OutgoingMessage {
                 body,
@@ -115,6 +118,9 @@ impl FoundOrders for FoundOrdersQueue {
                     (attr::WEBHOOK_ID.to_owned(), delivery),
                     (attr::SHOP_DOMAIN.to_owned(), channel.shop_domain.clone()),
                     (attr::FOUND_BY.to_owned(), "reconciliation".to_owned()),
+                    // The body is the order as fetched now: newer than every webhook of its
+                    // `updated_at` second triggered before now (`payload_version`).
+                    (attr::TRIGGERED_AT.to_owned(), fetched_at),
                 ]),
             })
             .await

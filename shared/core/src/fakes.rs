@@ -18,7 +18,9 @@ use crate::state::*;
 /// Claims and sync state in one place, as the DynamoDB table keeps them.
 #[derive(Default)]
 pub struct FakeStore {
-    pub records: Mutex<HashMap<String, (bool, String, serde_json::Value)>>,
+    /// Per key: completed, payload hash, outcome, the token of the claim that took it.
+    pub records: Mutex<HashMap<String, (bool, String, serde_json::Value, String)>>,
+    claims_given: std::sync::atomic::AtomicU64,
     pub states: Mutex<HashMap<EntityRef, SyncState>>,
     pub completed: Mutex<Vec<SyncRecord>>,
     pub failures: Mutex<Vec<(EntityRef, SyncStatus, ErrorReport)>>,
@@ -88,14 +90,24 @@ impl IdempotencyStore for FakeStore {
         let mut records = self.records.lock().map_err(poisoned)?;
         match records.get(key.as_str()) {
             None => {
+                let token = format!(
+                    "claim-{}",
+                    self.claims_given
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                );
                 records.insert(
                     key.as_str().to_owned(),
-                    (false, hash.as_str().to_owned(), serde_json::Value::Null),
+                    (
+                        false,
+                        hash.as_str().to_owned(),
+                        serde_json::Value::Null,
+                        token.clone(),
+                    ),
                 );
-                Ok(Claim::Start)
+                Ok(Claim::Start(ClaimToken::new(token)))
             }
-            Some((false, _, _)) => Ok(Claim::InProgress),
-            Some((true, stored, outcome)) => Ok(Claim::AlreadyDone {
+            Some((false, ..)) => Ok(Claim::InProgress),
+            Some((true, stored, outcome, _)) => Ok(Claim::AlreadyDone {
                 outcome: outcome.clone(),
                 same_payload: stored == hash.as_str(),
             }),
@@ -105,14 +117,29 @@ impl IdempotencyStore for FakeStore {
     async fn complete(
         &self,
         key: &IdempotencyKey,
+        token: &ClaimToken,
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
     ) -> Result<Completion, SyncError> {
-        self.records.lock().map_err(poisoned)?.insert(
-            key.as_str().to_owned(),
-            (true, hash.as_str().to_owned(), outcome.clone()),
-        );
+        {
+            let mut records = self.records.lock().map_err(poisoned)?;
+            if records
+                .get(key.as_str())
+                .is_some_and(|(_, _, _, owner)| owner != token.as_str())
+            {
+                return Ok(Completion::TakenOver);
+            }
+            records.insert(
+                key.as_str().to_owned(),
+                (
+                    true,
+                    hash.as_str().to_owned(),
+                    outcome.clone(),
+                    token.as_str().to_owned(),
+                ),
+            );
+        }
         self.completed
             .lock()
             .map_err(poisoned)?
@@ -124,8 +151,14 @@ impl IdempotencyStore for FakeStore {
         })
     }
 
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError> {
-        self.records.lock().map_err(poisoned)?.remove(key.as_str());
+    async fn release(&self, key: &IdempotencyKey, token: &ClaimToken) -> Result<(), SyncError> {
+        let mut records = self.records.lock().map_err(poisoned)?;
+        if records
+            .get(key.as_str())
+            .is_some_and(|(done, _, _, owner)| !done && owner == token.as_str())
+        {
+            records.remove(key.as_str());
+        }
         Ok(())
     }
 }

@@ -14,7 +14,8 @@ use crate::ids::{CountryCode, Email, Sku};
 use crate::mapping::{CustomerDraft, SaleDraft};
 use crate::order::Address;
 use crate::state::{
-    Claim, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+    Claim, ClaimToken, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
+    SyncStatus,
 };
 
 /// Where a credential is read again when the service refuses the one in use: a rotation
@@ -27,7 +28,8 @@ pub trait CredentialSource: Send + Sync {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` until `in_progress_until`, or reports that it is done or held.
+    /// Claims `key` until `in_progress_until` (with a token of its own), or reports that it is
+    /// done or held.
     async fn claim(
         &self,
         key: &IdempotencyKey,
@@ -38,17 +40,21 @@ pub trait IdempotencyStore: Send + Sync {
     /// Marks the claim completed with its outcome and writes the entity's sync state in the
     /// same transaction: there is never a completed claim without its state, or the reverse.
     /// When the state holds a newer version (or a newer version's failure), the claim is
-    /// completed alone and the state left as it is: [`Completion::StateNewer`].
+    /// completed alone and the state left as it is: [`Completion::StateNewer`]. A claim
+    /// another worker took over (this one's lease ran out) is left to it:
+    /// [`Completion::TakenOver`].
     async fn complete(
         &self,
         key: &IdempotencyKey,
+        token: &ClaimToken,
         hash: &PayloadHash,
         outcome: &serde_json::Value,
         record: &SyncRecord,
     ) -> Result<Completion, SyncError>;
 
-    /// Gives the claim up after a failure, so that the retry runs again.
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), SyncError>;
+    /// Gives the claim up after a failure, so that the retry runs again; only the claim this
+    /// token took (another worker's, after this one's lease ran out, is left alone).
+    async fn release(&self, key: &IdempotencyKey, token: &ClaimToken) -> Result<(), SyncError>;
 }
 
 /// How a completed claim left the entity's sync state.
@@ -59,6 +65,9 @@ pub enum Completion {
     /// The state already holds a newer version, or a newer version's failure: it was left
     /// as it is.
     StateNewer,
+    /// This worker's lease ran out and another worker holds or completed the claim: nothing
+    /// was written; that worker's outcome stands.
+    TakenOver,
 }
 
 /// What [`once`] did: ran the work (its result), or found it done already.
@@ -82,23 +91,23 @@ where
     T: Serialize,
     F: std::future::Future<Output = Result<(T, SyncRecord), SyncError>>,
 {
-    match store.claim(key, hash, lease_until).await? {
+    let token = match store.claim(key, hash, lease_until).await? {
         Claim::AlreadyDone { .. } => return Ok(Once::Replayed),
         Claim::InProgress => {
             return Err(SyncError::in_flight(format!(
                 "{what} is being handled by another worker"
             )));
         }
-        Claim::Start => {}
-    }
+        Claim::Start(token) => token,
+    };
     match work.await {
         Ok((outcome, record)) => {
             let stored = serde_json::to_value(&outcome).unwrap_or_default();
-            store.complete(key, hash, &stored, &record).await?;
+            store.complete(key, &token, hash, &stored, &record).await?;
             Ok(Once::Ran(outcome))
         }
         Err(error) => {
-            if let Err(release) = store.release(key).await {
+            if let Err(release) = store.release(key, &token).await {
                 tracing::warn!(key = %key, error = %release, "could not release the claim");
             }
             Err(error)
@@ -292,6 +301,9 @@ pub struct ArchivedPayload {
     pub topic: String,
     #[serde(with = "time::serde::rfc3339")]
     pub version: OffsetDateTime,
+    /// The delivery's trigger time, which a replay carries so it is the same version.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub triggered_at: Option<OffsetDateTime>,
     pub body: String,
 }
 

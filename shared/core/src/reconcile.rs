@@ -191,6 +191,8 @@ pub async fn reconcile(
         let entity = EntityRef::order(&channel.id, order.id.as_str());
         let state = deps.state.get(&entity).await?;
         let recorded_sale = state.as_ref().and_then(|s| s.erp_id);
+        // The version the flag is about: the one applied (finer than the shop's second).
+        let applied = state.as_ref().and_then(|s| s.version);
         let parked = state
             .as_ref()
             .is_some_and(|s| s.status == SyncStatus::NeedsAttention);
@@ -227,7 +229,7 @@ pub async fn reconcile(
                         &entity,
                         SyncStatus::NeedsAttention,
                         &ErrorReport::new(&error, OffsetDateTime::now_utc()),
-                        Some(order.updated_at),
+                        applied.or(Some(order.updated_at)),
                     )
                     .await?;
                 outcome.flagged.push(flag);

@@ -50,11 +50,62 @@ impl PayloadHash {
     }
 }
 
+/// Whose claim it is: the store gives each claim its own token, and completes or releases a
+/// claim only for the token that took it, so a worker whose lease ran out can never complete
+/// or give up the claim another worker took over.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which version of an order a payload is, as a time: the platform's `updated_at`, told apart
+/// within its second when the platform writes whole seconds (Shopify's and WooCommerce's do),
+/// so that two different payloads of one second are two versions, ordered the same whatever
+/// order they arrive in. The rule, for an `updated_at` with no fraction:
+/// - the microseconds from `updated_at` to when the delivery was triggered (Shopify's
+///   `X-Shopify-Triggered-At`; reconciliation's fetch), at most 999,999: the later event wins,
+///   and a fetch a second or more later wins over every webhook of that second;
+/// - then the payload's SHA-256 (the nanoseconds below: 0-999, or 0-999,999,999 with no trigger
+///   time), so equal triggers still order deterministically.
+///
+/// The same payload of the same delivery is always the same version (retries, redrives and
+/// replays carry its body and trigger time).
+pub fn payload_version(
+    updated_at: OffsetDateTime,
+    triggered_at: Option<OffsetDateTime>,
+    body: &[u8],
+) -> OffsetDateTime {
+    if updated_at.nanosecond() != 0 {
+        return updated_at;
+    }
+    let digest = Sha256::digest(body);
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let hashed = u64::from_be_bytes(first);
+    let nanos = match triggered_at {
+        Some(triggered) => {
+            let micros = (triggered - updated_at)
+                .whole_microseconds()
+                .clamp(0, 999_999);
+            micros as i64 * 1_000 + (hashed % 1_000) as i64
+        }
+        None => (hashed % 1_000_000_000) as i64,
+    };
+    updated_at + time::Duration::nanoseconds(nanos)
+}
+
 /// The answer to "may I run this operation?" (claim-or-replay).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// The key is ours until `in_progress_until`: run, then complete or release.
-    Start,
+    /// The key is ours until `in_progress_until`: run, then complete or release with the token.
+    Start(ClaimToken),
     /// It already ran; here is what it produced. `same_payload` is false when the stored
     /// hash differs: the same business key arrived with other content.
     AlreadyDone {
@@ -288,6 +339,39 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn versions_of_one_second_are_told_apart_the_same_way_whatever_order_they_come_in() {
+        let second = time::macros::datetime!(2026-11-29 10:00:00 UTC);
+        let early = second + time::Duration::milliseconds(150);
+        let late = second + time::Duration::milliseconds(700);
+        let a = payload_version(second, Some(early), b"{\"note\":\"a\"}");
+        let b = payload_version(second, Some(late), b"{\"note\":\"b\"}");
+        // The later trigger is the later version, both inside the second.
+        assert!(second < a && a < b && b < second + time::Duration::SECOND);
+        // The same delivery is the same version, every time.
+        assert_eq!(a, payload_version(second, Some(early), b"{\"note\":\"a\"}"));
+        // Equal triggers: another payload is another version, ordered by its hash.
+        let c = payload_version(second, Some(early), b"{\"note\":\"c\"}");
+        assert_ne!(a, c);
+        assert_eq!(
+            a.unix_timestamp() * 1_000_000 + 150_000,
+            a.unix_timestamp_nanos() as i64 / 1_000
+        );
+        // A fetch a second or more later (reconciliation) wins over every webhook of the second.
+        let fetched = payload_version(second, Some(second + time::Duration::HOUR), b"x");
+        assert!(fetched > b && fetched < second + time::Duration::SECOND);
+        // A trigger time before updated_at (clock skew) counts as none later.
+        let skewed = payload_version(second, Some(second - time::Duration::SECOND), b"x");
+        assert!(skewed >= second && skewed < a);
+        // No trigger time: the hash alone, still within the second; a next second is newer.
+        let plain = payload_version(second, None, b"x");
+        assert!(plain >= second && plain < second + time::Duration::SECOND);
+        assert!(payload_version(second + time::Duration::SECOND, None, b"x") > b);
+        // A platform that gives fractions orders its versions itself.
+        let exact = second + time::Duration::microseconds(5);
+        assert_eq!(payload_version(exact, Some(late), b"x"), exact);
     }
 
     #[test]

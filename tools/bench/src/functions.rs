@@ -760,6 +760,7 @@ async fn order_path(
                     channel: channel.clone(),
                     topic: OrderTopic::Create,
                     body: serde_json::to_vec(&chain.order_body(*id))?,
+                    triggered_at: None,
                 };
                 let now = time::OffsetDateTime::now_utc();
                 sync_order(&deps, &message, now, now + time::Duration::seconds(60))

@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
             channel: channel.clone(),
             topic: OrderTopic::Create,
             body: serde_json::to_vec(&order)?,
+            triggered_at: None,
         };
         if sync_order(&deps, &message, now, now + Duration::seconds(60))
             .await

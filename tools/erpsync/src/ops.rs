@@ -683,7 +683,7 @@ pub async fn replay(
             .build()
     };
     let replay_id = format!("replay-{}", uuid::Uuid::new_v4().simple());
-    let sent = deployment
+    let mut send = deployment
         .sqs
         .send_message()
         .queue_url(&orders.source_url)
@@ -693,7 +693,15 @@ pub async fn replay(
         .message_attributes(attr::CHANNEL, attribute(channel.as_str())?)
         .message_attributes(attr::TOPIC, attribute(&payload.topic)?)
         .message_attributes(attr::WEBHOOK_ID, attribute(&replay_id)?)
-        .message_attributes(attr::FOUND_BY, attribute("replay")?)
+        .message_attributes(attr::FOUND_BY, attribute("replay")?);
+    // The delivery's trigger time makes the replay the same version as what failed.
+    if let Some(at) = payload.triggered_at.and_then(|at| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }) {
+        send = send.message_attributes(attr::TRIGGERED_AT, attribute(&at)?);
+    }
+    let sent = send
         .send()
         .await
         .with_context(|| format!("sending order {order_id} to {}", orders.source))?;

@@ -22,7 +22,8 @@ use crate::ports::{
     NewSale, PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
 };
 use crate::state::{
-    Claim, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState, SyncStatus,
+    Claim, ClaimToken, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
+    SyncStatus, payload_version,
 };
 use crate::stock::ErpStock;
 
@@ -32,6 +33,16 @@ pub struct OrderMessage {
     pub channel: ChannelId,
     pub topic: OrderTopic,
     pub body: Vec<u8>,
+    /// When the platform triggered the delivery (Shopify's `X-Shopify-Triggered-At`;
+    /// reconciliation's fetch): orders two versions of one second.
+    pub triggered_at: Option<OffsetDateTime>,
+}
+
+impl OrderMessage {
+    /// Which version of the order this payload is ([`payload_version`]).
+    fn version(&self, order: &ChannelOrder) -> OffsetDateTime {
+        payload_version(order.updated_at, self.triggered_at, &self.body)
+    }
 }
 
 pub struct OrderSyncDeps<'a> {
@@ -129,7 +140,7 @@ pub async fn sync_order(
         inbound::order_id(channel.platform, &message.body).map_err(|e| unattributed(e.into()))?;
     let entity = EntityRef::order(&channel.id, order_id.as_str());
     let order = inbound::parse_order(channel.platform, &channel.id, &message.body);
-    let version = order.as_ref().ok().map(|o| o.updated_at);
+    let version = order.as_ref().ok().map(|o| message.version(o));
     match run(deps, channel, message, &order, &entity, lease_until).await {
         Ok(outcome) => Ok(outcome),
         Err(error) => {
@@ -160,7 +171,8 @@ async fn keep_for_replay(
     };
     let payload = ArchivedPayload {
         topic: message.topic.as_str().to_owned(),
-        version: order.updated_at,
+        version: message.version(order),
+        triggered_at: message.triggered_at,
         body: String::from_utf8_lossy(&message.body).into_owned(),
     };
     if let Err(error) = archive.keep(entity, &payload).await {
@@ -187,7 +199,7 @@ async fn run(
         return skip(deps, entity, None, format!("channel {} is off", channel.id)).await;
     }
     let order = order.as_ref().map_err(|e| SyncError::from(e.clone()))?;
-    let version = order.updated_at;
+    let version = message.version(order);
     // Shopify neither orders nor guarantees deliveries: a version older than the one the
     // ERP reflects must never regress it.
     let current = deps.state.get(entity).await?;
@@ -243,7 +255,7 @@ async fn run(
                 previous: Box::new(previous),
             })
         }
-        Claim::Start => {
+        Claim::Start(token) => {
             let result = match &wanted {
                 Wanted::Sale(draft) => apply(deps, channel, &order.name, draft, entity).await,
                 Wanted::Cancelled { reference } => cancel(deps, &order.name, reference).await,
@@ -263,15 +275,18 @@ async fn run(
                     });
                     match deps
                         .idempotency
-                        .complete(&key, &hash, &stored, &record)
+                        .complete(&key, &token, &hash, &stored, &record)
                         .await
                     {
                         Ok(Completion::Recorded) => {}
+                        Ok(Completion::TakenOver) => {
+                            warn!(entity = %entity, "this attempt's claim ran out and another worker took it over; its outcome stands");
+                        }
                         Ok(Completion::StateNewer) => {
                             superseded(deps, entity, &order.name, &outcome, version).await;
                         }
                         Err(error) => {
-                            release(deps, &key).await;
+                            release(deps, &key, &token).await;
                             return Err(error);
                         }
                     }
@@ -279,7 +294,7 @@ async fn run(
                     Ok(outcome)
                 }
                 Err(error) => {
-                    release(deps, &key).await;
+                    release(deps, &key, &token).await;
                     Err(error)
                 }
             }
@@ -463,9 +478,9 @@ async fn shortage(stock: &dyn ErpStock, warehouse: &str, skus: &[Sku]) -> Option
     }
 }
 
-async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey) {
+async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey, token: &ClaimToken) {
     // If the release fails too, the claim's lease runs out and the retry takes it over.
-    if let Err(error) = deps.idempotency.release(key).await {
+    if let Err(error) = deps.idempotency.release(key, token).await {
         warn!(key = %key, error = %error, "could not release the idempotency claim");
     }
 }

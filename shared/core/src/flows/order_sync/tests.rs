@@ -44,15 +44,16 @@ impl World {
         topic: OrderTopic,
         body: &str,
     ) -> Result<OrderOutcome, MessageFailure> {
-        self.deliver_through(&self.store, topic, body).await
+        self.deliver_through(&self.store, topic, body, None).await
     }
 
-    /// A delivery whose sync state is read through `state`.
+    /// A delivery whose sync state is read through `state`, triggered at `triggered_at`.
     async fn deliver_through(
         &self,
         state: &dyn crate::ports::SyncStateStore,
         topic: OrderTopic,
         body: &str,
+        triggered_at: Option<OffsetDateTime>,
     ) -> Result<OrderOutcome, MessageFailure> {
         let deps = OrderSyncDeps {
             config: &self.config,
@@ -67,6 +68,7 @@ impl World {
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
             topic,
             body: body.as_bytes().to_vec(),
+            triggered_at,
         };
         let now = OffsetDateTime::now_utc();
         sync_order(&deps, &message, now, now + Duration::seconds(60)).await
@@ -181,13 +183,14 @@ async fn a_claim_held_by_another_worker_is_in_flight_and_not_recorded_as_a_failu
     let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
     let order =
         crate::shopify::parse_order(&channel, ORDER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let version = order.updated_at.unix_timestamp_nanos();
+    let version = crate::state::payload_version(order.updated_at, None, ORDER.as_bytes())
+        .unix_timestamp_nanos();
     let key = IdempotencyKey::new(Flow::OrderSync, &channel, &format!("450789469@{version}"));
     let claimed = world
         .store
         .claim(&key, &PayloadHash::of(&"other"), OffsetDateTime::now_utc())
         .await;
-    assert_eq!(claimed, Ok(Claim::Start));
+    assert!(matches!(claimed, Ok(Claim::Start(_))), "{claimed:?}");
     let failure = world.deliver(ORDER).await.err().map(|f| f.error.class);
     assert_eq!(failure, Some(ErrorClass::InFlight));
     assert!(
@@ -263,6 +266,80 @@ fn version_of(updated_at: &str, edit: impl FnOnce(&mut serde_json::Value)) -> St
     order["updated_at"] = serde_json::json!(updated_at);
     edit(&mut order);
     order.to_string()
+}
+
+/// The units of the documented order's first line the fake ERP holds.
+fn green_units(world: &World) -> rust_decimal::Decimal {
+    let lines = world
+        .erp
+        .lines
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    lines
+        .values()
+        .flatten()
+        .filter(|l| l.sku.as_ref().map(Sku::as_str) == Some("IPOD2008GREEN"))
+        .map(|l| l.quantity)
+        .sum()
+}
+
+#[tokio::test]
+async fn two_versions_of_one_second_are_both_versions_and_the_later_trigger_wins_in_either_order() {
+    let second = "2026-11-29T10:05:00Z";
+    let at = |millis: i64| {
+        Some(time::macros::datetime!(2026-11-29 10:05:00 UTC) + Duration::milliseconds(millis))
+    };
+    let first = version_of(second, |o| set_quantity(o, 0, 2));
+    let then = version_of(second, |o| set_quantity(o, 0, 3));
+    for flipped in [false, true] {
+        let world = World::new();
+        let deliveries = if flipped {
+            [(&then, at(800)), (&first, at(200))]
+        } else {
+            [(&first, at(200)), (&then, at(800))]
+        };
+        let mut outcomes = Vec::new();
+        for (body, triggered) in deliveries {
+            outcomes.push(
+                world
+                    .deliver_through(&world.store, OrderTopic::Updated, body, triggered)
+                    .await,
+            );
+        }
+        // In order, the second is applied (before this change it was "replayed": the same
+        // second was the same version); out of order, the earlier trigger is stale.
+        let last = outcomes.pop();
+        if flipped {
+            assert!(
+                matches!(last, Some(Ok(OrderOutcome::Skipped { .. }))),
+                "{last:?}"
+            );
+        } else {
+            assert!(
+                matches!(last, Some(Ok(OrderOutcome::Amended { .. }))),
+                "{last:?}"
+            );
+        }
+        assert_eq!(
+            green_units(&world),
+            rust_decimal::Decimal::from(3),
+            "flipped: {flipped}"
+        );
+    }
+    // Without trigger times the content decides, the same whatever the order of arrival.
+    let mut ends = Vec::new();
+    for bodies in [[&first, &then], [&then, &first]] {
+        let world = World::new();
+        for body in bodies {
+            let outcome = world
+                .deliver_through(&world.store, OrderTopic::Updated, body, None)
+                .await;
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        ends.push(green_units(&world));
+    }
+    assert_eq!(ends[0], ends[1]);
 }
 
 #[tokio::test]
@@ -602,7 +679,7 @@ impl World {
             &self.store,
             std::collections::HashMap::from([(entity, seen)]),
         );
-        self.deliver_through(&states, topic, body).await
+        self.deliver_through(&states, topic, body, None).await
     }
 
     fn order_state(&self) -> Option<SyncState> {
@@ -632,15 +709,16 @@ async fn a_failure_of_an_older_version_never_moves_the_state_of_a_newer_one_back
         .deliver_having_read(None, OrderTopic::Create, &create)
         .await;
     let failure = failed.err().unwrap_or_else(|| panic!("the create fails"));
+    // The version is the second of its `updated_at` (told apart within it: payload_version).
     assert_eq!(
-        failure.version,
-        Some(time::macros::datetime!(2026-11-29 15:05 UTC))
+        failure.version.map(OffsetDateTime::unix_timestamp),
+        Some(time::macros::datetime!(2026-11-29 15:05 UTC).unix_timestamp())
     );
     let state = world.order_state().unwrap_or_else(|| panic!("no state"));
     assert_eq!(state.status, SyncStatus::Synced, "{state:?}");
     assert_eq!(
-        state.version,
-        Some(time::macros::datetime!(2026-11-29 15:10 UTC))
+        state.version.map(OffsetDateTime::unix_timestamp),
+        Some(time::macros::datetime!(2026-11-29 15:10 UTC).unix_timestamp())
     );
     assert_eq!(state.last_error, None);
 }
@@ -738,8 +816,8 @@ async fn an_older_version_applied_over_a_newer_one_needs_a_person() {
         Some("superseded_while_applied".to_owned())
     );
     assert_eq!(
-        state.version,
-        Some(time::macros::datetime!(2026-11-29 15:10 UTC))
+        state.version.map(OffsetDateTime::unix_timestamp),
+        Some(time::macros::datetime!(2026-11-29 15:10 UTC).unix_timestamp())
     );
 }
 
