@@ -155,7 +155,7 @@ impl ShipWorld {
             .unwrap_or_else(|| panic!("no sandbox shop"))
     }
 
-    async fn ship(&self) -> shipment_sync::schedule_handler::ShipmentRun {
+    async fn ship(&self) -> erpsync_core::flows::shipment_run::ShipmentRun {
         shipment_sync::schedule_handler::handle(&self.deps, None).await
     }
 
@@ -168,6 +168,22 @@ impl ShipWorld {
         self.shop()
             .fulfillment_status(order_id.parse().unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// The shipment-sync rows of an order's shipments (one per shipment).
+    async fn shipment_states(&self, order_id: &str) -> Vec<erpsync_core::state::SyncState> {
+        let prefix = format!("{order_id}/");
+        // Read as the operator (a scan: the functions may not).
+        self.world
+            .store_of(erpsync_tools::roles::OPERATOR)
+            .all_states()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|s| {
+                s.entity.flow == Flow::ShipmentSync && s.entity.entity_id.starts_with(&prefix)
+            })
+            .collect()
     }
 
     async fn state(&self, flow: Flow, order_id: &str) -> Option<erpsync_core::state::SyncState> {
@@ -262,11 +278,84 @@ async fn a_full_dispatch_with_tracking_is_one_fulfilment_and_a_rerun_duplicates_
     let again = ship.ship().await;
     assert_eq!((again.fulfilled, again.already), (0, 1), "{again:?}");
     assert_eq!(ship.fulfilments(&order_id).len(), 1);
-    let state = ship
-        .state(Flow::ShipmentSync, &order_id)
+    let states = ship.shipment_states(&order_id).await;
+    assert_eq!(
+        states.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [SyncStatus::Synced],
+        "one row for the one shipment"
+    );
+    ship.tryton.stop().await;
+}
+
+#[tokio::test]
+async fn a_shipment_the_shop_keeps_failing_is_parked_with_its_reason_and_a_redrive_fulfils_it() {
+    use erpsync_core::flows::shipment_run::MAX_SHIPMENT_ATTEMPTS;
+    use erpsync_tools::ops::{self, Selection};
+    let mut ship = ShipWorld::start().await;
+    let (order_id, _) = ship.order(|_| {}).await;
+    ship.world
+        .dispatch_part(&format!("uk-shop/{order_id}"), &[], Some("RM123456785GB"))
+        .await;
+    // The store answers every call with a server error, for longer than the attempts last.
+    if let Ok(mut faults) = ship.shop().faults.lock() {
+        faults.server_errors = u32::MAX;
+    }
+    for attempt in 1..MAX_SHIPMENT_ATTEMPTS {
+        let run = ship.ship().await;
+        assert!(
+            run.fulfilled == 0 && run.needs_attention.is_empty() && !run.held.is_empty(),
+            "run {attempt}: {run:?}"
+        );
+    }
+    let last = ship.ship().await;
+    assert_eq!(last.needs_attention.len(), 1, "{last:?}");
+    assert!(last.needs_attention[0].contains(&order_id), "{last:?}");
+    let states = ship.shipment_states(&order_id).await;
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0].status, SyncStatus::NeedsAttention);
+    // What the operator sees: the parked shipment with its reason, in the shipments' DLQ.
+    let deployment = ship.world.operator();
+    let letters = ops::dead_letters(&deployment, Some("shipment-sync"))
         .await
-        .unwrap_or_else(|| panic!("no shipment state"));
-    assert_eq!(state.status, SyncStatus::Synced);
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].entity, states[0].entity.to_string());
+    assert!(
+        letters[0].reason.contains("failed"),
+        "{:?}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].attempts, MAX_SHIPMENT_ATTEMPTS.to_string());
+    // Parked, it is not attempted again by the runs that re-read it.
+    let after = ship.ship().await;
+    assert_eq!(after.shipments, 0, "{after:?}");
+
+    // The store is back; the operator redrives: one fulfilment, with its tracking.
+    if let Ok(mut faults) = ship.shop().faults.lock() {
+        faults.server_errors = 0;
+    }
+    let moved = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(moved.len(), 1);
+    assert_eq!(ship.poll_tracking().await, 1);
+    let fulfilments = ship.fulfilments(&order_id);
+    assert_eq!(fulfilments.len(), 1, "{fulfilments:?}");
+    assert_eq!(
+        fulfilments[0].tracking[0].number.as_deref(),
+        Some("RM123456785GB")
+    );
+    let states = ship.shipment_states(&order_id).await;
+    assert_eq!(states[0].status, SyncStatus::Synced, "{states:?}");
+    assert!(ship.world.dead_letters().await.is_empty());
+    // Later runs find it done.
+    let again = ship.ship().await;
+    assert_eq!(
+        (again.fulfilled, again.needs_attention.len()),
+        (0, 0),
+        "{again:?}"
+    );
+    assert_eq!(ship.fulfilments(&order_id).len(), 1);
     ship.tryton.stop().await;
 }
 

@@ -1,14 +1,20 @@
 //! The shipments queue: courier tracking events, one at a time, partial failures reported.
 //! A tracking number no fulfilment carries yet is retried with backoff (the dispatch may not
-//! have synced) and parked with its reason when the queue's receives run out.
+//! have synced) and parked with its reason when the queue's receives run out. ERP shipments
+//! the schedule parked come back here when a person redrives them: each is read from the ERP
+//! again and synced, once.
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_aws::batch::MessageProcessor;
+use erpsync_aws::sqs::{ShipmentMessage, attr, string_attribute};
 use erpsync_core::SyncError;
 use erpsync_core::batch::MessageFailure;
+use erpsync_core::fulfilment::{
+    ShipmentDeps, parse_sale_reference, shipment_entity, sync_shipment,
+};
 use erpsync_core::ports::note_failure;
 use erpsync_core::tracking::{
     TrackingDeps, apply_tracking, parse_easypost, unknown_tracking_entity,
@@ -26,10 +32,78 @@ struct TrackingProcessor<'a> {
     lease_until: OffsetDateTime,
 }
 
+impl TrackingProcessor<'_> {
+    /// A parked ERP shipment, redriven: synced as the schedule would have.
+    async fn redriven_shipment(&self, body: &str) -> Result<(), MessageFailure> {
+        let parked: ShipmentMessage = serde_json::from_str(body).map_err(|e| {
+            MessageFailure::unattributed(SyncError::permanent(
+                "invalid_message",
+                format!("not a parked ERP shipment: {e}"),
+            ))
+        })?;
+        let entity = parse_sale_reference(&parked.sale_reference)
+            .map(|(channel, order_id)| shipment_entity(&channel, &order_id, &parked.number));
+        let failed = |error: SyncError| MessageFailure {
+            error,
+            entity: entity.clone(),
+            version: None,
+        };
+        let shipment = self
+            .deps
+            .erp
+            .shipment(parked.erp_shipment)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| {
+                failed(SyncError::permanent(
+                    "shipment_not_done",
+                    format!(
+                        "shipment {} is no longer done in the ERP (cancelled or deleted): nothing to fulfil; discard this message",
+                        parked.number
+                    ),
+                ))
+            })?;
+        let deps = ShipmentDeps {
+            config: &self.deps.config,
+            idempotency: &self.deps.store,
+            state: &self.deps.store,
+            tracking: &self.deps.store,
+            shops: &self.deps.channels,
+            lease_until: self.lease_until,
+        };
+        match sync_shipment(&deps, &shipment).await {
+            Ok(outcome) => {
+                info!(shipment = %shipment.number, ?outcome, "redriven shipment done");
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(entity) = &entity {
+                    note_failure(
+                        &self.deps.store,
+                        entity,
+                        &error,
+                        None,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await;
+                }
+                Err(MessageFailure {
+                    error,
+                    entity,
+                    version: None,
+                })
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl MessageProcessor for TrackingProcessor<'_> {
     async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure> {
         let body = message.body.as_deref().unwrap_or_default();
+        if string_attribute(message, attr::KIND) == Some(attr::ERP_SHIPMENT) {
+            return self.redriven_shipment(body).await;
+        }
         let update = parse_easypost(body.as_bytes())
             .map_err(|e| {
                 MessageFailure::unattributed(SyncError::permanent(

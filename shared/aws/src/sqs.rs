@@ -54,6 +54,61 @@ pub mod attr {
     pub const SOURCE: &str = "source";
     /// `reconciliation` on orders enqueued because their webhook never came.
     pub const FOUND_BY: &str = "found_by";
+    /// What a message on a queue of several kinds is: [`ERP_SHIPMENT`] on the shipments
+    /// queue (else a courier event).
+    pub const KIND: &str = "kind";
+    pub const ERP_SHIPMENT: &str = "erp-shipment";
+}
+
+/// The body of a parked ERP shipment: which shipment to send through again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShipmentMessage {
+    pub erp_shipment: i64,
+    pub number: String,
+    pub sale_reference: String,
+}
+
+/// A shipment the schedule gave up on waits in the shipments' dead-letter queue like a parked
+/// message: `dlq list` shows its reason, `dlq redrive` puts it on the shipments queue, where
+/// shipment-sync reads it from the ERP again and syncs it.
+#[async_trait::async_trait]
+impl erpsync_core::flows::shipment_run::ParkedShipments for Queue {
+    async fn park(
+        &self,
+        shipment: &erpsync_core::fulfilment::ErpShipment,
+        entity: &EntityRef,
+        error: &SyncError,
+        attempts: u32,
+    ) -> Result<(), SyncError> {
+        let group = format!("{}-{}", attr::ERP_SHIPMENT, shipment.id);
+        let source = HashMap::from([
+            (attr::KIND.to_owned(), attr::ERP_SHIPMENT.to_owned()),
+            ("group_id".to_owned(), group.clone()),
+        ]);
+        let failure = MessageFailure {
+            error: error.clone(),
+            entity: Some(entity.clone()),
+            version: None,
+        };
+        let body = serde_json::to_string(&ShipmentMessage {
+            erp_shipment: shipment.id,
+            number: shipment.number.clone(),
+            sale_reference: shipment.sale_reference.clone(),
+        })
+        .unwrap_or_default();
+        self.send(OutgoingMessage {
+            body,
+            group_id: Some(group.clone()),
+            // Parked again after a redrive is another message, not a duplicate.
+            deduplication_id: Some(format!(
+                "{group}-{}",
+                OffsetDateTime::now_utc().unix_timestamp_nanos()
+            )),
+            attributes: dead_letter_attributes("shipment-sync", &failure, attempts, &source),
+        })
+        .await
+        .map(|_| ())
+    }
 }
 
 /// The FIFO group of an order's messages: one order's versions in order, orders in parallel.

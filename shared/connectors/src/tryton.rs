@@ -13,7 +13,7 @@ use erpsync_core::SyncError;
 use erpsync_core::audit::{ErpCatalogue, ErpContact};
 use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
-use erpsync_core::fulfilment::{ErpShipment, ErpShipments};
+use erpsync_core::fulfilment::{ErpShipment, ErpShipments, ShipmentPage};
 use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
@@ -396,11 +396,29 @@ impl TrytonClient {
         order: Option<Value>,
         context: Option<&str>,
     ) -> Result<Vec<Value>, SyncError> {
+        self.search_page(model, domain, fields, order, context, None)
+            .await
+    }
+
+    /// One page of a search: `(offset, limit)` as Tryton's REST `p` and `s`.
+    async fn search_page(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: Option<Value>,
+        context: Option<&str>,
+        page: Option<(usize, usize)>,
+    ) -> Result<Vec<Value>, SyncError> {
         let mut query: Vec<(&str, String)> =
             fields.iter().map(|f| ("f", (*f).to_owned())).collect();
         query.push(("d", encode(&domain)));
         if let Some(order) = order {
             query.push(("o", encode(&order)));
+        }
+        if let Some((offset, limit)) = page {
+            query.push(("p", offset.to_string()));
+            query.push(("s", limit.to_string()));
         }
         let result = self
             .call(
@@ -1445,10 +1463,14 @@ impl ErpShipments for TrytonClient {
     async fn shipments_done_since(
         &self,
         since: time::OffsetDateTime,
-    ) -> Result<(Vec<ErpShipment>, Option<time::OffsetDateTime>), SyncError> {
+        offset: usize,
+        limit: usize,
+    ) -> Result<ShipmentPage, SyncError> {
         let stamp = datetime_value(since);
+        // A shipment is done by a write, so its write date is its stamp; the id orders
+        // those done in one transaction (one stamp), so pages never skip or repeat a row.
         let rows = self
-            .search(
+            .search_page(
                 "stock.shipment.out",
                 json!([
                     ["state", "=", "done"],
@@ -1458,23 +1480,50 @@ impl ErpShipments for TrytonClient {
                         ["write_date", ">=", stamp]
                     ]
                 ]),
-                &[
-                    "number",
-                    "reference",
-                    "create_date",
-                    "write_date",
-                    "carrier.party.name",
-                    "outgoing_moves.product.code",
-                    "outgoing_moves.quantity",
-                    "outgoing_moves.state",
-                ],
-                Some(json!([["id", "ASC"]])),
+                SHIPMENT_FIELDS,
+                Some(json!([["write_date", "ASC"], ["id", "ASC"]])),
+                None,
+                Some((offset, limit)),
             )
             .await?;
-        let latest = rows.iter().filter_map(stamp_of).max();
+        Ok(ShipmentPage {
+            rows: rows.len(),
+            last_changed: rows.last().and_then(stamp_of),
+            shipments: self.shipments_of(&rows).await?,
+        })
+    }
+
+    async fn shipment(&self, id: i64) -> Result<Option<ErpShipment>, SyncError> {
+        let rows = self
+            .search(
+                "stock.shipment.out",
+                json!([["id", "=", id], ["state", "=", "done"]]),
+                SHIPMENT_FIELDS,
+                None,
+            )
+            .await?;
+        Ok(self.shipments_of(&rows).await?.into_iter().next())
+    }
+}
+
+/// What a customer shipment is read with.
+const SHIPMENT_FIELDS: &[&str] = &[
+    "number",
+    "reference",
+    "create_date",
+    "write_date",
+    "carrier.party.name",
+    "outgoing_moves.product.code",
+    "outgoing_moves.quantity",
+    "outgoing_moves.state",
+];
+
+impl TrytonClient {
+    /// Customer shipment rows as shipments of their sales (rows of no sale are left out).
+    async fn shipments_of(&self, rows: &[Value]) -> Result<Vec<ErpShipment>, SyncError> {
         let ids: Vec<i64> = rows.iter().filter_map(|r| id_of(r, "id")).collect();
         if ids.is_empty() {
-            return Ok((Vec::new(), latest));
+            return Ok(Vec::new());
         }
         // The sale each shipment belongs to: its reference and how far it has shipped.
         let sales = self
@@ -1496,8 +1545,10 @@ impl ErpShipments for TrytonClient {
             }
         }
         let mut shipments = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Some(id) = id_of(row, "id") else { continue };
+        for row in rows {
+            let (Some(id), Some(changed_at)) = (id_of(row, "id"), stamp_of(row)) else {
+                continue;
+            };
             let Some((sale_reference, sale_shipment_state)) = sale_of.get(&id).cloned() else {
                 // Not from a sale (a manual shipment): nothing for a shop to show.
                 continue;
@@ -1524,9 +1575,10 @@ impl ErpShipments for TrytonClient {
                 tracking_number: text_of(row, "reference").filter(|r| !r.trim().is_empty()),
                 carrier: row["carrier"]["party"]["name"].as_str().map(str::to_owned),
                 sale_shipment_state,
+                changed_at,
             });
         }
-        Ok((shipments, latest))
+        Ok(shipments)
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ErpShipment {
     pub carrier: Option<String>,
     /// The sale's shipment state after this dispatch (`partially shipped`: a back order waits).
     pub sale_shipment_state: String,
+    /// When the ERP last changed it (for a done shipment: when it was done).
+    pub changed_at: OffsetDateTime,
 }
 
 impl ErpShipment {
@@ -39,14 +41,29 @@ impl ErpShipment {
     }
 }
 
+/// One page of the ERP's done customer shipments, oldest change first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipmentPage {
+    /// Those of sales (a manual shipment has nothing for a shop to show).
+    pub shipments: Vec<ErpShipment>,
+    /// Rows the page read, sales' or not: fewer than asked is the last page.
+    pub rows: usize,
+    /// The change stamp of the page's last row.
+    pub last_changed: Option<OffsetDateTime>,
+}
+
 #[async_trait]
 pub trait ErpShipments: Send + Sync {
-    /// Customer shipments done (created or changed) at or after `since`, and the latest
-    /// change stamp seen.
+    /// Customer shipments done (created or changed) at or after `since`, ordered by their
+    /// change and id: the page of `limit` rows from `offset`.
     async fn shipments_done_since(
         &self,
         since: OffsetDateTime,
-    ) -> Result<(Vec<ErpShipment>, Option<OffsetDateTime>), SyncError>;
+        offset: usize,
+        limit: usize,
+    ) -> Result<ShipmentPage, SyncError>;
+    /// One done customer shipment (a parked one, redriven); none when it is not done or gone.
+    async fn shipment(&self, id: i64) -> Result<Option<ErpShipment>, SyncError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +150,16 @@ pub struct FulfilmentRef {
 pub trait TrackingIndex: Send + Sync {
     async fn remember(&self, tracking_number: &str, at: &FulfilmentRef) -> Result<(), SyncError>;
     async fn find(&self, tracking_number: &str) -> Result<Option<FulfilmentRef>, SyncError>;
+}
+
+/// Where one shipment's sync is recorded: under its order, one row per shipment, so a failing
+/// shipment's attempts and reason are its own.
+pub fn shipment_entity(channel: &ChannelId, order_id: &str, shipment_number: &str) -> EntityRef {
+    EntityRef {
+        flow: Flow::ShipmentSync,
+        channel: channel.clone(),
+        entity_id: format!("{order_id}/{shipment_number}"),
+    }
 }
 
 /// Splits a sale reference made by order-sync back into channel and order id.
@@ -249,11 +276,7 @@ pub async fn sync_shipment(
         &format!("shipment-{}", shipment.id),
     );
     let hash = PayloadHash::of(&shipment.id);
-    let entity = EntityRef {
-        flow: Flow::ShipmentSync,
-        channel: channel_id.clone(),
-        entity_id: order_id.clone(),
-    };
+    let entity = shipment_entity(&channel_id, &order_id, &shipment.number);
     let work = async {
         let outcome = fulfil(deps, channel, shop, &order_id, shipment).await?;
         let note = match &outcome {

@@ -1,0 +1,638 @@
+//! The scheduled shipment run: every ERP shipment done since each channel's cursor becomes its
+//! shop fulfilment, once.
+//!
+//! - Each channel keeps its own cursor, so one store's trouble (a revoked Admin token, an
+//!   outage) holds only that store's shipments; the others move on.
+//! - The ERP is read a page at a time, oldest change first, for as long as the invocation has
+//!   time; a run that stops early leaves each cursor at the last shipment it handled, and the
+//!   next run goes on from there.
+//! - A shipment that fails [`MAX_SHIPMENT_ATTEMPTS`] runs in a row, or that the shop refuses
+//!   (a permanent failure), is parked for a person: its sync state says needs-attention with
+//!   the shipment, the order and the error, and a message naming it waits in the shipments'
+//!   dead-letter queue, so `erpsync dlq redrive` sends it through again once the cause is
+//!   fixed. Its channel's cursor then moves past it.
+//! - A store that is down (or refuses the token) is tried once a run: the first shipment it
+//!   holds is attempted and the rest of its shipments wait behind it, not attempted, so one
+//!   cause is one exception and not one per shipment.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::ErrorClass;
+use crate::changes::{Cursors, next_cursor, window_start};
+use crate::error::SyncError;
+use crate::fulfilment::{
+    ErpShipment, ErpShipments, ShipmentDeps, ShipmentOutcome, parse_sale_reference,
+    shipment_entity, sync_shipment,
+};
+use crate::ids::ChannelId;
+use crate::ports::note_failure;
+use crate::state::{EntityRef, ErrorReport, SyncStatus};
+
+/// The cursor every channel shared before each had its own: a channel without a cursor of its
+/// own starts from it, so an upgrade neither re-reads nor skips anything.
+pub const SHARED_CURSOR: &str = "shipments-done";
+
+/// A channel's cursor name in the state store.
+pub fn channel_cursor(channel: &ChannelId) -> String {
+    format!("{SHARED_CURSOR}#{channel}")
+}
+
+/// Runs in a row a shipment may fail before a person is asked (about an hour at the
+/// template's 2-minute schedule).
+pub const MAX_SHIPMENT_ATTEMPTS: u32 = 30;
+
+/// Rows read from the ERP at a time.
+pub const PAGE_ROWS: usize = 100;
+
+/// A shipment is started only with this long left in the invocation: its shop calls (an
+/// order read, the fulfilment, each with the client's timeout) must finish inside it.
+pub const SHIPMENT_MARGIN: Duration = Duration::from_secs(30);
+
+/// Where a shipment a person must look at waits to be sent through again.
+#[async_trait]
+pub trait ParkedShipments: Send + Sync {
+    async fn park(
+        &self,
+        shipment: &ErpShipment,
+        entity: &EntityRef,
+        error: &SyncError,
+        attempts: u32,
+    ) -> Result<(), SyncError>;
+}
+
+pub struct ShipmentRunDeps<'a> {
+    pub shipment: ShipmentDeps<'a>,
+    pub erp: &'a dyn ErpShipments,
+    pub cursors: &'a dyn Cursors,
+    pub parked: &'a dyn ParkedShipments,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ShipmentRun {
+    /// Shipments handled this run (those of channels erpsync serves).
+    pub shipments: usize,
+    pub fulfilled: usize,
+    pub already: usize,
+    /// Parked for a person: `shipment (order): reason`.
+    pub needs_attention: Vec<String>,
+    /// Channels whose shipments wait for the next run, with why.
+    pub held: Vec<String>,
+    /// The run stopped for time before reading everything; the next run goes on.
+    pub unfinished: bool,
+    /// The ERP or the state store failed: no cursor moved.
+    pub error: Option<String>,
+}
+
+/// One channel's place in the run.
+struct ChannelProgress {
+    cursor: Option<OffsetDateTime>,
+    start: OffsetDateTime,
+    /// The change stamp of its earliest shipment left for a later run.
+    held_at: Option<OffsetDateTime>,
+    /// The store is down or refuses us: its other shipments are not attempted.
+    down: Option<String>,
+}
+
+pub async fn run_shipments(
+    deps: &ShipmentRunDeps<'_>,
+    now: OffsetDateTime,
+    deadline: Option<SystemTime>,
+) -> ShipmentRun {
+    let mut run = ShipmentRun::default();
+    let mut channels = match progress_of(deps, now).await {
+        Ok(channels) => channels,
+        Err(error) => {
+            run.error = Some(error.to_string());
+            return run;
+        }
+    };
+    let Some(start) = channels.values().map(|c| c.start).min() else {
+        return run;
+    };
+    let time_left = || {
+        deadline.is_none_or(|deadline| {
+            deadline
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left >= SHIPMENT_MARGIN)
+        })
+    };
+    // Every row up to this stamp was handled (or left for a later run on its channel).
+    let mut handled_to: Option<OffsetDateTime> = None;
+    let mut offset = 0;
+    'pages: loop {
+        let page = match deps
+            .erp
+            .shipments_done_since(start, offset, PAGE_ROWS)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                // What was handled stands; each cursor moves to it below.
+                warn!(error = %error, "could not read the ERP's shipments; the next run goes on");
+                run.error = Some(error.to_string());
+                run.unfinished = true;
+                break;
+            }
+        };
+        for shipment in &page.shipments {
+            if !time_left() {
+                run.unfinished = true;
+                break 'pages;
+            }
+            handle(deps, &mut channels, shipment, &mut run).await;
+            handled_to = handled_to.max(Some(shipment.changed_at));
+        }
+        offset += page.rows;
+        handled_to = handled_to.max(page.last_changed);
+        if page.rows < PAGE_ROWS {
+            break;
+        }
+    }
+    let mut slowest: Option<OffsetDateTime> = None;
+    for (channel, progress) in &channels {
+        let next = match progress.held_at {
+            // Read again from its first shipment left (the window starts an overlap before).
+            Some(held_at) => held_at,
+            None if run.unfinished => match handled_to {
+                Some(handled_to) => next_cursor(progress.cursor, Some(handled_to), start),
+                None => continue,
+            },
+            None => next_cursor(progress.cursor, handled_to, progress.start),
+        };
+        if let Some(down) = &progress.down {
+            run.held.push(format!("{channel}: {down}"));
+        }
+        slowest = Some(slowest.map_or(next, |slowest| slowest.min(next)));
+        if let Err(error) = deps
+            .cursors
+            .set_cursor(&channel_cursor(channel), next)
+            .await
+        {
+            run.error = Some(error.to_string());
+        }
+    }
+    // A channel added later starts where the slowest one stands, not from the first run.
+    if let Some(slowest) = slowest
+        && let Err(error) = deps.cursors.set_cursor(SHARED_CURSOR, slowest).await
+    {
+        run.error = Some(error.to_string());
+    }
+    info!(
+        shipments = run.shipments,
+        fulfilled = run.fulfilled,
+        parked = run.needs_attention.len(),
+        unfinished = run.unfinished,
+        "shipment run done"
+    );
+    run
+}
+
+/// Each served channel's cursor and where its window starts.
+async fn progress_of(
+    deps: &ShipmentRunDeps<'_>,
+    now: OffsetDateTime,
+) -> Result<HashMap<ChannelId, ChannelProgress>, SyncError> {
+    let shared = deps.cursors.cursor(SHARED_CURSOR).await?;
+    let mut channels = HashMap::new();
+    for channel in &deps.shipment.config.channels {
+        if deps.shipment.shops.shop(&channel.id).is_none() {
+            continue;
+        }
+        let cursor = deps
+            .cursors
+            .cursor(&channel_cursor(&channel.id))
+            .await?
+            .or(shared);
+        channels.insert(
+            channel.id.clone(),
+            ChannelProgress {
+                cursor,
+                start: window_start(cursor, now),
+                held_at: None,
+                down: None,
+            },
+        );
+    }
+    Ok(channels)
+}
+
+async fn handle(
+    deps: &ShipmentRunDeps<'_>,
+    channels: &mut HashMap<ChannelId, ChannelProgress>,
+    shipment: &ErpShipment,
+    run: &mut ShipmentRun,
+) {
+    let Some((channel, order_id)) = parse_sale_reference(&shipment.sale_reference) else {
+        return;
+    };
+    let Some(progress) = channels.get_mut(&channel) else {
+        return;
+    };
+    // Before its channel's window: an earlier run handled it.
+    if shipment.changed_at < progress.start {
+        return;
+    }
+    if progress.down.is_some() {
+        progress.held_at = earliest(progress.held_at, shipment.changed_at);
+        return;
+    }
+    let entity = shipment_entity(&channel, &order_id, &shipment.number);
+    // Parked (or closed) by an earlier run: a person owns it now, and a redrive sends it
+    // through the queue; the overlap re-reading it must not park it again.
+    if let Ok(Some(state)) = deps.shipment.state.get(&entity).await
+        && matches!(
+            state.status,
+            SyncStatus::NeedsAttention | SyncStatus::Resolved
+        )
+    {
+        return;
+    }
+    run.shipments += 1;
+    let failure = match sync_shipment(&deps.shipment, shipment).await {
+        Ok(ShipmentOutcome::Fulfilled { .. }) => {
+            run.fulfilled += 1;
+            return;
+        }
+        Ok(ShipmentOutcome::NotFromAChannel) => return,
+        Ok(_) => {
+            run.already += 1;
+            return;
+        }
+        Err(failure) => failure,
+    };
+    let now = OffsetDateTime::now_utc();
+    let attempts = match failure.class {
+        ErrorClass::Permanent => None,
+        // Another worker (a redrive on the queue) has it: the next run sees it done.
+        ErrorClass::InFlight => {
+            progress.held_at = earliest(progress.held_at, shipment.changed_at);
+            return;
+        }
+        ErrorClass::Retryable => {
+            note_failure(deps.shipment.state, &entity, &failure, None, now).await;
+            match deps.shipment.state.get(&entity).await {
+                Ok(state) => Some(state.map_or(1, |s| s.attempts)),
+                // Not knowing how often it failed, it waits: never parked on a guess.
+                Err(_) => Some(0),
+            }
+        }
+    };
+    if let Some(attempts) = attempts.filter(|a| *a < MAX_SHIPMENT_ATTEMPTS) {
+        warn!(shipment = %shipment.number, attempts, error = %failure, "shipment not synced; the next run retries it");
+        progress.held_at = earliest(progress.held_at, shipment.changed_at);
+        if failure.dependency_down {
+            progress.down = Some(failure.message.clone());
+        }
+        return;
+    }
+    let attempts = attempts.unwrap_or(1);
+    let reason = if failure.class == ErrorClass::Permanent {
+        format!(
+            "shipment {} of order {order_id}: {}",
+            shipment.number, failure.message
+        )
+    } else {
+        format!(
+            "shipment {} of order {order_id} failed {attempts} runs in a row: {}; fix the cause, then erpsync dlq redrive sends it again",
+            shipment.number, failure.message
+        )
+    };
+    let parked_error = SyncError {
+        message: reason.clone(),
+        ..failure.clone()
+    };
+    warn!(shipment = %shipment.number, error = %parked_error, "shipment parked for a person");
+    if let Err(error) = deps
+        .parked
+        .park(shipment, &entity, &parked_error, attempts)
+        .await
+    {
+        // Not parked: it must not be passed over, so it waits for the next run.
+        warn!(shipment = %shipment.number, error = %error, "could not park the shipment; the next run retries it");
+        progress.held_at = earliest(progress.held_at, shipment.changed_at);
+        return;
+    }
+    let report = ErrorReport::new(&parked_error, now);
+    if let Err(error) = deps
+        .shipment
+        .state
+        .record_failure(&entity, SyncStatus::NeedsAttention, &report, None)
+        .await
+    {
+        warn!(entity = %entity, error = %error, "could not mark the shipment as needing attention");
+    }
+    run.needs_attention.push(reason);
+}
+
+fn earliest(held_at: Option<OffsetDateTime>, at: OffsetDateTime) -> Option<OffsetDateTime> {
+    Some(held_at.map_or(at, |held| held.min(at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::fakes::{FakeStore, poisoned};
+    use crate::fulfilment::{
+        ChannelFulfilment, FulfilLine, FulfilmentEvent, FulfilmentRef, OpenLine, ShopFulfilment,
+        Tracking, TrackingIndex,
+    };
+    use crate::ids::Sku;
+    use crate::ports::SyncStateStore;
+
+    const CONFIG: &str = include_str!("../../../../config/erpsync.example.toml");
+    const UK: &str = "uk-shop";
+    const EU: &str = "eu-shop";
+
+    /// A shop with one open unit of one line per order; it can be down, or not know orders.
+    #[derive(Default)]
+    struct Shop {
+        down: Mutex<bool>,
+        unknown: HashSet<String>,
+        fulfilled: Mutex<HashSet<String>>,
+    }
+
+    #[async_trait]
+    impl ChannelFulfilment for Shop {
+        async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
+            if *self.down.lock().map_err(poisoned)? {
+                return Err(SyncError::dependency_down(
+                    "shop_unauthorized",
+                    "the shop refused the Admin API token (401)",
+                ));
+            }
+            if self.unknown.contains(order_id) {
+                return Ok(None);
+            }
+            let done = self.fulfilled.lock().map_err(poisoned)?.contains(order_id);
+            Ok(Some(ShopFulfilment {
+                lines: vec![OpenLine {
+                    fulfilment_order: format!("fo-{order_id}"),
+                    line_item: order_id.to_owned(),
+                    sku: Sku::parse("IPOD2008GREEN").ok(),
+                    remaining: u32::from(!done),
+                }],
+                tracking_numbers: Vec::new(),
+                status: "UNFULFILLED".to_owned(),
+            }))
+        }
+        async fn fulfil(
+            &self,
+            lines: &[FulfilLine],
+            _tracking: Option<&Tracking>,
+        ) -> Result<String, SyncError> {
+            let mut fulfilled = self.fulfilled.lock().map_err(poisoned)?;
+            for line in lines {
+                fulfilled.insert(line.line_item.clone());
+            }
+            Ok(format!("fulfilment-{}", fulfilled.len()))
+        }
+        async fn add_event(&self, _: &str, _: &FulfilmentEvent) -> Result<(), SyncError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Fakes {
+        store: FakeStore,
+        shops: HashMap<String, Shop>,
+        shipments: Vec<ErpShipment>,
+        cursors: Mutex<HashMap<String, OffsetDateTime>>,
+        parked: Mutex<Vec<(i64, String)>>,
+    }
+
+    #[async_trait]
+    impl ErpShipments for Fakes {
+        async fn shipments_done_since(
+            &self,
+            since: OffsetDateTime,
+            offset: usize,
+            limit: usize,
+        ) -> Result<crate::fulfilment::ShipmentPage, SyncError> {
+            let rows: Vec<ErpShipment> = self
+                .shipments
+                .iter()
+                .filter(|s| s.changed_at >= since)
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
+            Ok(crate::fulfilment::ShipmentPage {
+                rows: rows.len(),
+                last_changed: rows.last().map(|s| s.changed_at),
+                shipments: rows,
+            })
+        }
+        async fn shipment(&self, id: i64) -> Result<Option<ErpShipment>, SyncError> {
+            Ok(self.shipments.iter().find(|s| s.id == id).cloned())
+        }
+    }
+
+    #[async_trait]
+    impl Cursors for Fakes {
+        async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
+            Ok(self.cursors.lock().map_err(poisoned)?.get(name).copied())
+        }
+        async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
+            self.cursors
+                .lock()
+                .map_err(poisoned)?
+                .insert(name.to_owned(), at);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ParkedShipments for Fakes {
+        async fn park(
+            &self,
+            shipment: &ErpShipment,
+            _: &EntityRef,
+            error: &SyncError,
+            _: u32,
+        ) -> Result<(), SyncError> {
+            self.parked
+                .lock()
+                .map_err(poisoned)?
+                .push((shipment.id, error.message.clone()));
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl TrackingIndex for Fakes {
+        async fn remember(&self, _: &str, _: &FulfilmentRef) -> Result<(), SyncError> {
+            Ok(())
+        }
+        async fn find(&self, _: &str) -> Result<Option<FulfilmentRef>, SyncError> {
+            Ok(None)
+        }
+    }
+
+    const T0: OffsetDateTime = datetime!(2026-12-03 10:00 UTC);
+
+    /// Shipments of `channel`'s orders, one a second from `from` seconds after T0.
+    fn shipments(channel: &str, first_id: i64, count: i64, from: i64) -> Vec<ErpShipment> {
+        (0..count)
+            .map(|n| ErpShipment {
+                id: first_id + n,
+                number: format!("SH{}", first_id + n),
+                sale_reference: format!("{channel}/{}", 1000 + first_id + n),
+                moves: vec![(
+                    Sku::parse("IPOD2008GREEN").unwrap_or_else(|e| panic!("{e}")),
+                    1,
+                )],
+                tracking_number: None,
+                carrier: None,
+                sale_shipment_state: "sent".to_owned(),
+                changed_at: T0 + time::Duration::seconds(from + n),
+            })
+            .collect()
+    }
+
+    fn fakes(mut shipments: Vec<ErpShipment>) -> Fakes {
+        shipments.sort_by_key(|s| (s.changed_at, s.id));
+        Fakes {
+            shops: HashMap::from([
+                (UK.to_owned(), Shop::default()),
+                (EU.to_owned(), Shop::default()),
+            ]),
+            shipments,
+            ..Fakes::default()
+        }
+    }
+
+    async fn run(fakes: &Fakes, deadline: Option<SystemTime>) -> ShipmentRun {
+        let config = Config::from_toml(CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        let deps = ShipmentRunDeps {
+            shipment: ShipmentDeps {
+                config: &config,
+                idempotency: &fakes.store,
+                state: &fakes.store,
+                tracking: fakes,
+                shops: &fakes.shops,
+                lease_until: T0 + time::Duration::hours(1),
+            },
+            erp: fakes,
+            cursors: fakes,
+            parked: fakes,
+        };
+        // The first run looks back from a minute after the last shipment.
+        run_shipments(&deps, T0 + time::Duration::minutes(5), deadline).await
+    }
+
+    fn cursor(fakes: &Fakes, channel: &str) -> Option<OffsetDateTime> {
+        let id = ChannelId::parse(channel).unwrap_or_else(|e| panic!("{e}"));
+        fakes
+            .cursors
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&channel_cursor(&id)).copied())
+    }
+
+    fn set_down(fakes: &Fakes, channel: &str, down: bool) {
+        if let Some(mut flag) = fakes.shops.get(channel).and_then(|s| s.down.lock().ok()) {
+            *flag = down;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_store_s_trouble_holds_only_its_own_shipments_and_cursor() {
+        let mut all = shipments(UK, 1, 3, 0);
+        all.extend(shipments(EU, 100, 2, 10));
+        let fakes = fakes(all);
+        set_down(&fakes, UK, true);
+        let first = run(&fakes, None).await;
+        // The EU store's two are fulfilled; the UK store is tried once, its others wait.
+        assert_eq!((first.fulfilled, first.shipments), (2, 3), "{first:?}");
+        assert_eq!(first.held.len(), 1, "{first:?}");
+        assert!(first.held[0].starts_with(UK), "{first:?}");
+        assert_eq!(cursor(&fakes, UK), Some(T0), "at its first shipment left");
+        assert_eq!(cursor(&fakes, EU), Some(T0 + time::Duration::seconds(11)));
+        assert!(first.needs_attention.is_empty());
+
+        set_down(&fakes, UK, false);
+        let second = run(&fakes, None).await;
+        assert_eq!(second.fulfilled, 3, "{second:?}");
+        assert_eq!(cursor(&fakes, UK), Some(T0 + time::Duration::seconds(11)));
+        assert!(
+            second.held.is_empty() && second.error.is_none(),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shipment_failing_run_after_run_is_parked_once_and_its_store_moves_on() {
+        let fakes = fakes(shipments(UK, 1, 2, 0));
+        set_down(&fakes, UK, true);
+        for attempt in 1..MAX_SHIPMENT_ATTEMPTS {
+            let run = run(&fakes, None).await;
+            assert!(run.needs_attention.is_empty(), "attempt {attempt}: {run:?}");
+        }
+        let last = run(&fakes, None).await;
+        assert_eq!(last.needs_attention.len(), 1, "{last:?}");
+        let reason = &last.needs_attention[0];
+        assert!(
+            reason.contains("SH1") && reason.contains("1001") && reason.contains("401"),
+            "names the shipment, the order and the error: {reason}"
+        );
+        let parked = fakes.parked.lock().map(|p| p.clone()).unwrap_or_default();
+        assert_eq!(parked.iter().map(|p| p.0).collect::<Vec<_>>(), [1]);
+        let entity = shipment_entity(
+            &ChannelId::parse(UK).unwrap_or_else(|e| panic!("{e}")),
+            "1001",
+            "SH1",
+        );
+        let state = fakes.store.get(&entity).await.ok().flatten();
+        assert_eq!(
+            state.as_ref().map(|s| (s.status, s.attempts)),
+            Some((SyncStatus::NeedsAttention, MAX_SHIPMENT_ATTEMPTS + 1))
+        );
+        // The cursor passed it: now the second waits, and the first is never parked again.
+        assert_eq!(cursor(&fakes, UK), Some(T0 + time::Duration::seconds(1)));
+        set_down(&fakes, UK, false);
+        let after = run(&fakes, None).await;
+        assert_eq!((after.fulfilled, after.shipments), (1, 1), "{after:?}");
+        assert_eq!(fakes.parked.lock().map(|p| p.len()).unwrap_or(0), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shipment_the_shop_refuses_is_parked_at_once_and_holds_nothing() {
+        let mut fakes = fakes(shipments(UK, 1, 2, 0));
+        if let Some(shop) = fakes.shops.get_mut(UK) {
+            shop.unknown.insert("1001".to_owned());
+        }
+        let run = run(&fakes, None).await;
+        assert_eq!(
+            (run.fulfilled, run.needs_attention.len()),
+            (1, 1),
+            "{run:?}"
+        );
+        assert!(run.needs_attention[0].contains("does not have"), "{run:?}");
+        assert_eq!(cursor(&fakes, UK), Some(T0 + time::Duration::seconds(1)));
+    }
+
+    #[tokio::test]
+    async fn the_erp_is_read_a_page_at_a_time_and_a_run_out_of_time_moves_no_cursor() {
+        let fakes = fakes(shipments(EU, 1, 250, 0));
+        let short = SystemTime::now() + SHIPMENT_MARGIN / 2;
+        let stopped = run(&fakes, Some(short)).await;
+        assert!(stopped.unfinished && stopped.shipments == 0, "{stopped:?}");
+        assert_eq!(cursor(&fakes, EU), None);
+        let full = run(&fakes, None).await;
+        assert_eq!(full.fulfilled, 250, "{full:?}");
+        assert!(!full.unfinished);
+        assert_eq!(cursor(&fakes, EU), Some(T0 + time::Duration::seconds(249)));
+    }
+}
