@@ -73,6 +73,8 @@ fuzz:
 
 # Figures, never timed assertions: writes bench/report.md and bench/*.json.
 BENCH_SKUS ?= 50000
+# Orders updated in reconciliation's 6-hour window (issue 15).
+BENCH_ORDERS ?= 20000
 # The stores' plans the stock bench runs at (standard, advanced, plus): one run each.
 BENCH_PLANS ?= standard plus
 # Variants per product in the price bench's catalogue (prices are written a product at a time).
@@ -82,7 +84,8 @@ bench: setup $(ERPSYNC)
 	cargo build --release $(CARGO_FLAGS) -p sandbox -p erpsync-bench $(addprefix -p ,$(FUNCTIONS))
 	for plan in $(BENCH_PLANS); do mkdir -p bench/$$plan && \
 	  SANDBOX_BIN=target/release/sandbox target/release/stock-bench $(BENCH_SKUS) bench/$$plan $$plan && \
-	  SANDBOX_BIN=target/release/sandbox target/release/price-bench $(BENCH_SKUS) bench/$$plan $$plan $(BENCH_VARIANTS) \
+	  SANDBOX_BIN=target/release/sandbox target/release/price-bench $(BENCH_SKUS) bench/$$plan $$plan $(BENCH_VARIANTS) && \
+	  SANDBOX_BIN=target/release/sandbox target/release/reconcile-bench $(BENCH_ORDERS) bench/$$plan $$plan \
 	  || exit 1; done
 	tools/bench/callgrind.sh bench
 	# The deployable arm64 packages, for their sizes (cargo lambda from the stack's venv).

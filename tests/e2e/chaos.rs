@@ -164,6 +164,7 @@ async fn reconcile_after(
         queue: &queue,
         erp: world.review(),
         sales: &world.reviewer,
+        cursors: &store,
     };
     let channel = world
         .config
@@ -171,10 +172,14 @@ async fn reconcile_after(
         .iter()
         .find(|c| c.id.as_str() == "uk-shop")
         .ok_or_else(|| anyhow::anyhow!("no uk-shop channel"))?;
+    // Every order of the storm (their versions date from 2026-11-29) is in the window.
+    let now = time::OffsetDateTime::now_utc();
     Ok(reconcile(
         &deps,
         channel,
-        time::macros::datetime!(2026-11-29 00:00 UTC),
+        now,
+        now - time::macros::datetime!(2026-11-29 00:00 UTC),
+        None,
     )
     .await?)
 }

@@ -105,6 +105,7 @@ impl Reconciling {
             queue: &self.queue,
             erp: world.review(),
             sales: &world.reviewer,
+            cursors: &self.store,
         }
     }
 }
@@ -132,8 +133,7 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
 
     let deps = reconciling.deps(&world);
     let channel = &world.config.channels[0];
-    let since = reconciling.now - Duration::hours(2);
-    let found = reconcile(&deps, channel, since)
+    let found = reconcile(&deps, channel, reconciling.now, Duration::hours(2), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.checked, 2);
@@ -157,7 +157,7 @@ async fn reconcile_finds_an_order_whose_webhook_never_arrived_and_syncs_it_exact
     );
 
     // The next run finds nothing to do; the lost webhook turning up late changes nothing.
-    let again = reconcile(&deps, channel, since)
+    let again = reconcile(&deps, channel, reconciling.now, Duration::hours(2), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(again.enqueued.is_empty(), "{again:?}");
@@ -201,10 +201,15 @@ async fn reconcile_flags_a_synced_order_whose_erp_total_was_changed_by_hand() {
         .await;
 
     let deps = reconciling.deps(&world);
-    let since = reconciling.now - Duration::hours(2);
-    let found = reconcile(&deps, &world.config.channels[0], since)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now,
+        Duration::hours(2),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(found.enqueued.is_empty());
     assert_eq!(found.flagged.len(), 1, "{found:?}");
     assert!(
@@ -243,10 +248,15 @@ async fn reconcile_deletes_an_orphan_draft_left_by_a_create_that_committed_late(
     assert_eq!(world.erp_sales(&reference).await.len(), 2);
 
     let deps = reconciling.deps(&world);
-    let since = reconciling.now - Duration::hours(2);
-    let found = reconcile(&deps, &world.config.channels[0], since)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now,
+        Duration::hours(2),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(found.flagged.is_empty(), "{found:?}");
     assert_eq!(found.tidied.len(), 1, "{found:?}");
     assert!(
@@ -285,10 +295,15 @@ async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a
     );
 
     let deps = reconciling.deps(&world);
-    let since = reconciling.now - Duration::hours(2);
-    let found = reconcile(&deps, &world.config.channels[0], since)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now,
+        Duration::hours(2),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         found.enqueued.is_empty(),
         "parked at this version: enqueueing it again would only park it again: {found:?}"
@@ -300,9 +315,15 @@ async fn reconcile_leaves_an_order_parked_at_its_version_to_a_person_but_takes_a
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     shop.place_order(at_version(&order, &later));
-    let found = reconcile(&deps, &world.config.channels[0], since)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now,
+        Duration::hours(2),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(found.enqueued, vec![id], "{found:?}");
 }
 
@@ -401,7 +422,9 @@ async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_v
     let found = reconcile(
         &reconciling.deps(&world),
         &world.config.channels[0],
-        latest - Duration::hours(2),
+        latest,
+        Duration::hours(2),
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -440,7 +463,9 @@ async fn reconcile_flags_a_tax_inclusive_order_whose_erp_total_is_a_penny_off() 
     let found = reconcile(
         &deps,
         &world.config.channels[0],
-        reconciling.now - Duration::hours(2),
+        reconciling.now,
+        Duration::hours(2),
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -455,4 +480,38 @@ async fn reconcile_flags_a_tax_inclusive_order_whose_erp_total_is_a_penny_off() 
         .await
         .unwrap_or_else(|| panic!("no state"));
     assert_eq!(state.status, SyncStatus::NeedsAttention);
+}
+
+/// More lost webhooks than the REST bucket holds (40 requests, leaking 2 a second on
+/// Standard): reconciliation paces itself (it waits as a 429's Retry-After says, or as the
+/// call-limit header nears full) and fetches every one.
+#[tokio::test]
+async fn reconcile_paces_its_order_fetches_to_the_rest_bucket_and_fetches_them_all() {
+    let world = World::start().await;
+    let reconciling = Reconciling::start(&world).await;
+    let shop = reconciling.shop();
+    let mut ids = Vec::new();
+    for _ in 0..45 {
+        let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+        shop.place_order(at_version(&order, &reconciling.stamp()));
+        ids.push(id);
+    }
+    let deps = reconciling.deps(&world);
+    let found = reconcile(
+        &deps,
+        &world.config.channels[0],
+        reconciling.now,
+        Duration::hours(2),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    ids.sort();
+    let mut enqueued = found.enqueued.clone();
+    enqueued.sort();
+    assert_eq!(enqueued, ids, "{found:?}");
+    assert!(found.errors.is_empty(), "{found:?}");
+    assert_eq!(found.requests.shop_orders, 45);
+    let (answered, refused) = shop.rest_requests.lock().map(|c| *c).unwrap_or_default();
+    assert_eq!(answered, 45, "refused {refused}");
 }

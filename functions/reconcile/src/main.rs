@@ -53,7 +53,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            Ok::<_, lambda_runtime::Error>(schedule_handler::handle(deps, event.payload).await)
+            let deadline = Some(event.context.deadline());
+            Ok::<_, lambda_runtime::Error>(
+                schedule_handler::handle(deps, event.payload, deadline).await,
+            )
         },
     ))
     .await

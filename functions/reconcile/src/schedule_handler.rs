@@ -1,5 +1,7 @@
 //! EventBridge schedule -> one reconciliation per channel with an Admin API.
 
+use std::time::SystemTime;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_core::ports::record_run;
 use erpsync_core::reconcile::{ReconcileDeps, ReconcileOutcome, reconcile};
@@ -17,14 +19,31 @@ pub struct ChannelRun {
     pub error: Option<String>,
 }
 
+/// Each channel in turn, within the invocation's `deadline`, each given an equal share of the
+/// time left (a busy store cannot starve the next): a channel whose run stopped for time goes
+/// on from its cursor next time.
 #[instrument(skip_all)]
-pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) -> Vec<ChannelRun> {
-    let since = OffsetDateTime::now_utc() - deps.lookback;
+pub async fn handle(
+    deps: &Deps,
+    _event: EventBridgeEvent<serde_json::Value>,
+    deadline: Option<SystemTime>,
+) -> Vec<ChannelRun> {
+    let now = OffsetDateTime::now_utc();
     let mut runs = Vec::new();
-    for channel in &deps.config.channels {
-        let Some(shop) = deps.channels.get(channel.id.as_str()) else {
-            continue;
-        };
+    let served: Vec<_> = deps
+        .config
+        .channels
+        .iter()
+        .filter_map(|channel| Some((channel, deps.channels.get(channel.id.as_str())?)))
+        .collect();
+    let count = served.len();
+    for (index, (channel, shop)) in served.into_iter().enumerate() {
+        let share = deadline.map(|deadline| {
+            let left = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            SystemTime::now() + left / u32::try_from(count - index).unwrap_or(1).max(1)
+        });
         let reconcile_deps = ReconcileDeps {
             config: &deps.config,
             erp: &deps.erp,
@@ -33,8 +52,9 @@ pub async fn handle(deps: &Deps, _event: EventBridgeEvent<serde_json::Value>) ->
             state: &deps.store,
             archive: &deps.store,
             queue: &deps.orders,
+            cursors: &deps.store,
         };
-        let result = reconcile(&reconcile_deps, channel, since).await;
+        let result = reconcile(&reconcile_deps, channel, now, deps.lookback, share).await;
         let entity = EntityRef {
             flow: Flow::Reconcile,
             channel: channel.id.clone(),

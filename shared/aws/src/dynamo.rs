@@ -120,12 +120,8 @@ impl DynamoStore {
         entities: &[EntityRef],
     ) -> Result<HashMap<EntityRef, Option<SyncState>>, SyncError> {
         let mut read = HashMap::new();
-        let mut unique: Vec<&EntityRef> = Vec::new();
-        for entity in entities {
-            if !unique.contains(&entity) {
-                unique.push(entity);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&EntityRef> = entities.iter().filter(|e| seen.insert(*e)).collect();
         for chunk in unique.chunks(100) {
             let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
@@ -634,6 +630,13 @@ impl SyncStateStore for DynamoStore {
         guarded("UpdateItem (record_failure)", entity, request.send().await)
     }
 
+    async fn get_many(
+        &self,
+        entities: &[EntityRef],
+    ) -> Result<HashMap<EntityRef, Option<SyncState>>, SyncError> {
+        DynamoStore::get_many(self, entities).await
+    }
+
     async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError> {
         let output = self
             .client
@@ -683,6 +686,7 @@ fn order_basis(item: &HashMap<String, AttributeValue>) -> Option<OrderBasis> {
         .map(|&taxes_included| OrderBasis {
             taxes_included,
             refunded_before_fulfilment: None,
+            booked: None,
         })
 }
 

@@ -20,7 +20,7 @@ use erpsync_core::fulfilment::{
 };
 use erpsync_core::ids::{ExternalOrderId, Sku};
 use erpsync_core::prices::{ChannelPrices, ChannelVariant};
-use erpsync_core::reconcile::{ChannelOrders, ShopOrderRef};
+use erpsync_core::reconcile::{ChannelOrders, OrderPage, ShopOrderRef};
 use erpsync_core::stock::{ChannelInventory, ChannelItem, StockChange};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -626,8 +626,10 @@ impl ChannelInventory for ShopifyAdmin {
 }
 
 /// 2 + 100 x 1 = 102 points.
+/// Orders updated after a time, oldest update first (`sortKey: UPDATED_AT`; the default, ID,
+/// would not let a run that stops early resume where it was). 100 a page: 102 points.
 const ORDERS: &str = "query Orders($first: Int!, $after: String, $query: String) {
-  orders(first: $first, after: $after, query: $query) {
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     nodes { legacyResourceId updatedAt }
     pageInfo { hasNextPage endCursor }
   }
@@ -635,38 +637,38 @@ const ORDERS: &str = "query Orders($first: Int!, $after: String, $query: String)
 
 #[async_trait]
 impl ChannelOrders for ShopifyAdmin {
-    async fn updated_since(&self, since: OffsetDateTime) -> Result<Vec<ShopOrderRef>, SyncError> {
+    async fn updated_page(
+        &self,
+        since: OffsetDateTime,
+        after: Option<&str>,
+    ) -> Result<OrderPage, SyncError> {
         let since = since
             .to_offset(time::UtcOffset::UTC)
             .format(&Rfc3339)
             .map_err(|e| SyncError::permanent("invalid_time", e.to_string()))?;
-        let mut orders = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let variables =
-                json!({"first": 100, "after": after, "query": format!("updated_at:>'{since}'")});
-            let data = self.graphql(ORDERS, variables, 102.0).await?;
-            let page = &data["orders"];
-            for node in page["nodes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
+        let variables =
+            json!({"first": 100, "after": after, "query": format!("updated_at:>'{since}'")});
+        let data = self.graphql(ORDERS, variables, 102.0).await?;
+        let page = &data["orders"];
+        let orders = page["nodes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|node| {
                 let id = node["legacyResourceId"]
                     .as_str()
-                    .and_then(|id| ExternalOrderId::parse(id).ok());
+                    .and_then(|id| ExternalOrderId::parse(id).ok())?;
                 let updated_at = node["updatedAt"]
                     .as_str()
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
-                if let (Some(id), Some(updated_at)) = (id, updated_at) {
-                    orders.push(ShopOrderRef { id, updated_at });
-                }
-            }
-            if page["pageInfo"]["hasNextPage"] != true {
-                return Ok(orders);
-            }
-            after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
-        }
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())?;
+                Some(ShopOrderRef { id, updated_at })
+            })
+            .collect();
+        let next = (page["pageInfo"]["hasNextPage"] == true)
+            .then(|| page["pageInfo"]["endCursor"].as_str().map(str::to_owned))
+            .flatten();
+        Ok(OrderPage { orders, next })
     }
 
     async fn order_body(&self, id: &ExternalOrderId) -> Result<String, SyncError> {
@@ -674,31 +676,61 @@ impl ChannelOrders for ShopifyAdmin {
         let url = self
             .endpoint
             .replace("graphql.json", &format!("orders/{id}.json"));
-        let response = self
-            .http
-            .get(&url)
-            .header("X-Shopify-Access-Token", self.token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| {
-                SyncError::dependency_down(
-                    "channel_unavailable",
-                    format!("Shopify did not answer for order {id}: {e}"),
-                )
-            })?;
-        let status = response.status();
-        if !status.is_success() {
+        let mut throttled = 0;
+        loop {
+            let response = self
+                .http
+                .get(&url)
+                .header("X-Shopify-Access-Token", self.token.expose_secret())
+                .send()
+                .await
+                .map_err(|e| {
+                    SyncError::dependency_down(
+                        "channel_unavailable",
+                        format!("Shopify did not answer for order {id}: {e}"),
+                    )
+                })?;
+            let status = response.status();
             let delay = retry_after(response.headers());
-            return Err(Answer::of_status(status.as_u16()).error(
-                format!("Shopify answered HTTP {} for order {id}", status.as_u16()),
-                delay,
-            ));
+            // REST is a leaky bucket of requests (40, leaking 2 a second on Standard:
+            // shopify.dev/docs/api/admin-rest/usage/rate-limits): answered 429, wait as told
+            // and go again, a few times, before the run gives the store up for now.
+            if status.as_u16() == 429 && throttled < REST_THROTTLED_RETRIES {
+                throttled += 1;
+                tokio::time::sleep(delay.unwrap_or(Duration::from_secs(1))).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(Answer::of_status(status.as_u16()).error(
+                    format!("Shopify answered HTTP {} for order {id}", status.as_u16()),
+                    delay,
+                ));
+            }
+            // Nearly full: let a request leak out first, so the next one is not refused.
+            if let Some((used, size)) = call_limit(response.headers())
+                && used + 1 >= size
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let body: Value = response.json().await.map_err(|e| {
+                SyncError::retryable("channel_unexpected", format!("order {id} is not JSON: {e}"))
+            })?;
+            return Ok(body["order"].to_string());
         }
-        let body: Value = response.json().await.map_err(|e| {
-            SyncError::retryable("channel_unexpected", format!("order {id} is not JSON: {e}"))
-        })?;
-        Ok(body["order"].to_string())
     }
+}
+
+/// How often a REST call answered 429 is made again before the store is given up for now.
+const REST_THROTTLED_RETRIES: u32 = 5;
+
+/// `X-Shopify-Shop-Api-Call-Limit: 32/40`: the REST bucket's fill and size.
+fn call_limit(headers: &reqwest::header::HeaderMap) -> Option<(u32, u32)> {
+    let text = headers
+        .get("x-shopify-shop-api-call-limit")?
+        .to_str()
+        .ok()?;
+    let (used, size) = text.split_once('/')?;
+    Some((used.trim().parse().ok()?, size.trim().parse().ok()?))
 }
 
 /// Every product's variants (all of them: up to 2,048 a product), as a bulk operation.

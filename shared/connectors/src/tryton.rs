@@ -1214,6 +1214,33 @@ impl SalesReview for TrytonClient {
         Ok(rows.iter().filter_map(sale_view).collect())
     }
 
+    async fn sales_by_references(
+        &self,
+        references: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Vec<ReviewedSale>>, SyncError> {
+        let mut found: std::collections::BTreeMap<String, Vec<ReviewedSale>> = references
+            .iter()
+            .map(|reference| (reference.clone(), Vec::new()))
+            .collect();
+        if references.is_empty() {
+            return Ok(found);
+        }
+        let rows = self
+            .search(
+                "sale.sale",
+                json!([["reference", "in", references]]),
+                REVIEW_FIELDS,
+                Some(json!([["id", "ASC"]])),
+            )
+            .await?;
+        for sale in rows.iter().filter_map(sale_view) {
+            if let Some(sales) = sale.reference.as_ref().and_then(|r| found.get_mut(r)) {
+                sales.push(sale);
+            }
+        }
+        Ok(found)
+    }
+
     async fn sales_of_customer(
         &self,
         email: &Email,

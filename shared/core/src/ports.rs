@@ -138,6 +138,19 @@ pub trait SyncStateStore: Send + Sync {
     ) -> Result<(), SyncError>;
 
     async fn get(&self, entity: &EntityRef) -> Result<Option<SyncState>, SyncError>;
+
+    /// The states of many entities (each read, with its state or `None`); a store that can
+    /// read in batches answers with fewer requests. Entities it could not read are left out.
+    async fn get_many(
+        &self,
+        entities: &[EntityRef],
+    ) -> Result<HashMap<EntityRef, Option<SyncState>>, SyncError> {
+        let mut read = HashMap::new();
+        for entity in entities {
+            read.insert(entity.clone(), self.get(entity).await?);
+        }
+        Ok(read)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,19 +1,42 @@
 //! Webhooks are not guaranteed to arrive: reconciliation asks the shop which orders changed
-//! lately and enqueues, as if their webhook had come, those sync state does not know at
-//! that version. The order flow's exactly-once rules make a false alarm harmless.
+//! since it last looked and enqueues, as if their webhook had come, those sync state does not
+//! know at that version. The order flow's exactly-once rules make a false alarm harmless.
+//!
+//! At volume (thousands of orders an hour) it reads sync state first, a page of 100 in one
+//! batch, and calls the shop only for the orders sync state cannot vouch for. It keeps a
+//! cursor per channel (the last order it checked, oldest update first), so a run that runs
+//! out of time stops, says so, and the next run goes on from there; one order's error is
+//! reported in the run's note and the run goes on. ERP sales of the orders it vouched for are
+//! checked against the totals order-sync recorded when it booked them, a hundred in one ERP
+//! search, so a sale changed by hand is flagged without a shop call.
+
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::changes::{Cursors, next_cursor};
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
 use crate::ids::ExternalOrderId;
 use crate::ports::{PayloadArchive, SalesErp, SyncStateStore};
-use crate::shadow::SalesReview;
-use crate::state::{EntityRef, ErrorReport, SyncStatus};
+use crate::shadow::{ErpSaleView, SalesReview};
+use crate::state::{BookedTotals, EntityRef, ErrorReport, SyncState, SyncStatus};
 use crate::{inbound, mapping};
+
+/// Each run reads again this far behind its cursor: the shop's order search is eventually
+/// consistent, so an order can be found a little after its `updated_at`.
+pub const OVERLAP: time::Duration = time::Duration::minutes(15);
+
+/// A shop page or an order's fetch is started only with this long left in the invocation.
+pub const MARGIN: Duration = Duration::from_secs(30);
+
+/// A channel's cursor name in the state store.
+pub fn reconcile_cursor(channel: &ChannelConfig) -> String {
+    format!("reconcile#{}", channel.id)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShopOrderRef {
@@ -21,11 +44,37 @@ pub struct ShopOrderRef {
     pub updated_at: OffsetDateTime,
 }
 
+/// One page of the shop's orders updated after a time, oldest update first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<ShopOrderRef>,
+    /// Where the next page starts; none on the last page.
+    pub next: Option<String>,
+}
+
 #[async_trait]
 pub trait ChannelOrders: Send + Sync {
-    async fn updated_since(&self, since: OffsetDateTime) -> Result<Vec<ShopOrderRef>, SyncError>;
+    /// The page of orders updated after `since` that follows `after` (the first: none).
+    async fn updated_page(
+        &self,
+        since: OffsetDateTime,
+        after: Option<&str>,
+    ) -> Result<OrderPage, SyncError>;
     /// The order resource, in the shape its webhooks carry.
     async fn order_body(&self, id: &ExternalOrderId) -> Result<String, SyncError>;
+    /// Every order updated after `since` (for reports; a run reads page by page).
+    async fn updated_since(&self, since: OffsetDateTime) -> Result<Vec<ShopOrderRef>, SyncError> {
+        let mut orders = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.updated_page(since, after.as_deref()).await?;
+            orders.extend(page.orders);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(orders),
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -51,18 +100,50 @@ pub struct ReconcileOutcome {
     /// made, and moved on, the sale sync state records.
     #[serde(default)]
     pub tidied: Vec<String>,
+    /// Orders whose ERP sale was checked against what was booked.
+    #[serde(default)]
+    pub reviewed: usize,
+    /// One order's trouble (deleted meanwhile, unreadable), each with why: the run went on.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// The run stopped for time before it had checked every order; the next goes on.
+    #[serde(default)]
+    pub unfinished: bool,
+    /// Shop and ERP requests the run made (pages, order fetches, ERP searches).
+    #[serde(default)]
+    pub requests: Requests,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    pub shop_pages: usize,
+    pub shop_orders: usize,
+    pub state_batches: usize,
+    pub erp_searches: usize,
 }
 
 impl ReconcileOutcome {
     /// One line for the run's sync-state note and for people.
     pub fn summary(&self) -> String {
-        format!(
-            "{} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted",
+        let mut summary = format!(
+            "{} orders checked, {} enqueued, {} flagged, {} with orphan drafts deleted, {} ERP sales reviewed",
             self.checked,
             self.enqueued.len(),
             self.flagged.len(),
-            self.tidied.len()
-        )
+            self.tidied.len(),
+            self.reviewed
+        );
+        if self.unfinished {
+            summary.push_str("; stopped for time, the next run goes on");
+        }
+        if !self.errors.is_empty() {
+            summary.push_str(&format!(
+                "; {} order(s) could not be checked: {}",
+                self.errors.len(),
+                self.errors.join("; ")
+            ));
+        }
+        summary
     }
 }
 
@@ -76,6 +157,8 @@ pub struct ReconcileDeps<'a> {
     pub erp: &'a dyn SalesReview,
     /// Deletes orphan drafts (the same ERP client as `erp`).
     pub sales: &'a dyn SalesErp,
+    /// Where each channel's run stands.
+    pub cursors: &'a dyn Cursors,
 }
 
 /// What the ERP holds for an order sync state knows.
@@ -86,25 +169,26 @@ struct Review {
     tidied: Option<String>,
 }
 
-/// The shop's net total for the order (as the mapping sends it) against the ERP sale's
-/// untaxed amount: a difference means someone changed one side by hand. Beforehand, a draft
-/// beside the sale sync state records (moved on, so never what a retry would pick up) is an
-/// orphan from a create that committed late: it is deleted, and said so.
-async fn review_known(
+/// What a sale must add up to: the shop's net total (as the mapping sends it) and what it
+/// charged with tax; or, for a cancelled order, only that no sale is left live.
+struct Expected<'a> {
+    name: &'a str,
+    reference: &'a str,
+    totals: Option<&'a BookedTotals>,
+}
+
+/// The ERP's sales of one order against what they must add up to: a difference means
+/// someone changed one side by hand. Beforehand, a draft beside the sale sync state records
+/// (moved on, so never what a retry would pick up) is an orphan from a create that committed
+/// late: it is deleted, and said so.
+async fn review_sales(
     deps: &ReconcileDeps<'_>,
-    channel: &ChannelConfig,
-    order: &ShopOrderRef,
+    expected: &Expected<'_>,
+    mut sales: Vec<ErpSaleView>,
     recorded_sale: Option<i64>,
 ) -> Result<Review, SyncError> {
     let mut review = Review::default();
-    let body = deps.shop.order_body(&order.id).await?;
-    let Ok(parsed) = inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
-        return Ok(review);
-    };
-    let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
-        return Ok(review);
-    };
-    let mut sales = deps.erp.sales_by_reference(&draft.reference).await?;
+    let name = expected.name;
     let recorded = recorded_sale.and_then(|id| sales.iter().find(|sale| sale.id == id));
     if sales.len() > 1
         && let Some(kept) = recorded.filter(|sale| {
@@ -117,13 +201,12 @@ async fn review_known(
         let kept_number = kept.number.clone().unwrap_or_else(|| kept.id.to_string());
         let dropped = deps
             .sales
-            .drop_duplicate_drafts(&draft.reference, kept.id)
+            .drop_duplicate_drafts(expected.reference, kept.id)
             .await?;
         if !dropped.is_empty() {
-            warn!(reference = %draft.reference, kept = %kept_number, ?dropped, "orphan draft sales deleted");
+            warn!(reference = %expected.reference, kept = %kept_number, ?dropped, "orphan draft sales deleted");
             review.tidied = Some(format!(
-                "{}: deleted {} orphan draft sale(s) (ids {}) beside {kept_number}",
-                parsed.name,
+                "{name}: deleted {} orphan draft sale(s) (ids {}) beside {kept_number}",
                 dropped.len(),
                 dropped
                     .iter()
@@ -134,9 +217,9 @@ async fn review_known(
             sales.retain(|sale| !dropped.contains(&sale.id));
         }
     }
-    if parsed.cancelled {
+    let Some(totals) = expected.totals.filter(|t| !t.cancelled) else {
         return Ok(review);
-    }
+    };
     let live: Vec<_> = sales
         .into_iter()
         .filter(|sale| sale.state != "cancelled")
@@ -147,8 +230,7 @@ async fn review_known(
             .map(|s| s.number.as_deref().unwrap_or("(draft)"))
             .collect();
         review.flag = Some(format!(
-            "{} has {} live ERP sales ({}): keep the one that was confirmed, cancel the others",
-            parsed.name,
+            "{name} has {} live ERP sales ({}): keep the one that was confirmed, cancel the others",
             live.len(),
             numbers.join(", ")
         ));
@@ -157,89 +239,664 @@ async fn review_known(
     let Some(sale) = live.into_iter().next() else {
         return Ok(review);
     };
-    let shop_total = draft.currency.round(draft.total());
-    let erp_total = draft.currency.round(sale.untaxed_amount);
+    let currency = &totals.currency;
+    let shop_total = currency.round(totals.net);
+    let erp_total = currency.round(sale.untaxed_amount);
     let number = sale.number.as_deref().unwrap_or("?");
-    let charged = parsed.total();
-    let booked = sale.total_amount.map(|total| draft.currency.round(total));
+    let charged = totals.gross;
+    let booked = sale.total_amount.map(|total| currency.round(total));
     review.flag = if shop_total != erp_total {
         Some(format!(
-            "{} totals {shop_total} net in the shop but ERP sale {number} totals {erp_total}: check which side was changed by hand and correct it",
-            parsed.name
-        ))
-    } else if let Some(booked) = booked.filter(|booked| *booked != charged) {
-        // The same net, another gross: the ERP's tax (its rate or its rounding) is not what
-        // the shop charged.
-        Some(format!(
-            "{} charged {charged} with tax in the shop but ERP sale {number} totals {booked} with its taxes: check the tax mapping's rate and the ERP's tax rounding, and correct the invoice",
-            parsed.name
+            "{name} totals {shop_total} net in the shop but ERP sale {number} totals {erp_total}: check which side was changed by hand and correct it"
         ))
     } else {
-        None
+        // The same net, another gross: the ERP's tax (its rate or its rounding) is not what
+        // the shop charged.
+        booked.filter(|booked| *booked != charged).map(|booked| format!(
+            "{name} charged {charged} with tax in the shop but ERP sale {number} totals {booked} with its taxes: check the tax mapping's rate and the ERP's tax rounding, and correct the invoice"
+        ))
     };
     Ok(review)
 }
 
+/// An order whose state holds no booked totals (booked before they were kept): what it must
+/// add up to is read from the shop.
+async fn review_from_shop(
+    deps: &ReconcileDeps<'_>,
+    channel: &ChannelConfig,
+    order: &ShopOrderRef,
+    recorded_sale: Option<i64>,
+    requests: &mut Requests,
+) -> Result<Review, SyncError> {
+    requests.shop_orders += 1;
+    let body = deps.shop.order_body(&order.id).await?;
+    let Ok(parsed) = inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
+        return Ok(Review::default());
+    };
+    let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
+        return Ok(Review::default());
+    };
+    requests.erp_searches += 1;
+    let sales = deps.erp.sales_by_reference(&draft.reference).await?;
+    let totals = BookedTotals {
+        currency: draft.currency.clone(),
+        net: draft.currency.round(draft.total()),
+        gross: parsed.total(),
+        cancelled: parsed.cancelled,
+    };
+    let expected = Expected {
+        name: &parsed.name,
+        reference: &draft.reference,
+        totals: Some(&totals),
+    };
+    review_sales(deps, &expected, sales, recorded_sale).await
+}
+
+/// Sync state's word on an order at the shop's version: applied (or parked, skipped, closed
+/// for a person) at that version or a newer one, so nothing needs enqueueing.
+async fn vouched_for(
+    deps: &ReconcileDeps<'_>,
+    entity: &EntityRef,
+    order: &ShopOrderRef,
+    state: Option<&SyncState>,
+) -> Result<bool, SyncError> {
+    let Some(state) = state else {
+        return Ok(false);
+    };
+    // A version already applied, skipped or parked for a person is accounted for; so is an
+    // order a person closed (its message discarded, with a reason).
+    let known = state.status == SyncStatus::Resolved
+        || state.version.is_some_and(|v| v >= order.updated_at)
+            && matches!(
+                state.status,
+                SyncStatus::Synced
+                    | SyncStatus::Backordered
+                    | SyncStatus::Skipped
+                    | SyncStatus::Shadow
+                    | SyncStatus::NeedsAttention
+            );
+    if known || state.status != SyncStatus::NeedsAttention {
+        return Ok(known);
+    }
+    // Parked at this version (its failed payload kept says which): enqueueing it again
+    // would only park it again, once per run, until a person acts.
+    Ok(deps
+        .archive
+        .latest(entity)
+        .await?
+        .is_some_and(|kept| kept.version >= order.updated_at))
+}
+
+/// An order vouched for whose ERP sale is to be checked.
+struct ToReview {
+    order: ShopOrderRef,
+    entity: EntityRef,
+    state: SyncState,
+}
+
+fn time_left(deadline: Option<SystemTime>) -> bool {
+    deadline.is_none_or(|deadline| {
+        deadline
+            .duration_since(SystemTime::now())
+            .is_ok_and(|left| left >= MARGIN)
+    })
+}
+
+/// One channel's run: the orders updated since its cursor (the first run: the last
+/// `lookback`), page by page, while `deadline` leaves time.
 pub async fn reconcile(
     deps: &ReconcileDeps<'_>,
     channel: &ChannelConfig,
-    since: OffsetDateTime,
+    now: OffsetDateTime,
+    lookback: time::Duration,
+    deadline: Option<SystemTime>,
 ) -> Result<ReconcileOutcome, SyncError> {
+    let cursor_name = reconcile_cursor(channel);
+    let cursor = deps.cursors.cursor(&cursor_name).await?;
+    let since = cursor.map_or(now - lookback, |cursor| cursor - OVERLAP);
     let mut outcome = ReconcileOutcome::default();
-    for order in deps.shop.updated_since(since).await? {
-        outcome.checked += 1;
-        let entity = EntityRef::order(&channel.id, order.id.as_str());
-        let state = deps.state.get(&entity).await?;
-        let recorded_sale = state.as_ref().and_then(|s| s.erp_id);
-        // The version the flag is about: the one applied (finer than the shop's second).
-        let applied = state.as_ref().and_then(|s| s.version);
-        let parked = state
-            .as_ref()
-            .is_some_and(|s| s.status == SyncStatus::NeedsAttention);
-        let mut known = state.is_some_and(|s| {
-            // A version already applied, skipped or parked for a person is accounted for;
-            // so is an order a person closed (its message discarded, with a reason).
-            s.status == SyncStatus::Resolved
-                || s.version.is_some_and(|v| v >= order.updated_at)
-                    && matches!(
-                        s.status,
-                        SyncStatus::Synced
-                            | SyncStatus::Backordered
-                            | SyncStatus::Skipped
-                            | SyncStatus::Shadow
-                            | SyncStatus::NeedsAttention
-                    )
-        });
-        if !known && parked {
-            // Parked at this version (its failed payload kept says which): enqueueing it
-            // again would only park it again, once per run, until a person acts.
-            known = deps
-                .archive
-                .latest(&entity)
-                .await?
-                .is_some_and(|kept| kept.version >= order.updated_at);
+    let mut checked_to: Option<OffsetDateTime> = None;
+    let mut to_review: Vec<ToReview> = Vec::new();
+    let mut after: Option<String> = None;
+    let stopped: Option<SyncError> = 'pages: loop {
+        if !time_left(deadline) {
+            outcome.unfinished = true;
+            break None;
         }
-        if known {
-            let review = review_known(deps, channel, &order, recorded_sale).await?;
-            outcome.tidied.extend(review.tidied);
-            if let Some(flag) = review.flag {
-                let error = SyncError::permanent("totals_disagree", flag.clone());
-                deps.state
-                    .record_failure(
-                        &entity,
-                        SyncStatus::NeedsAttention,
-                        &ErrorReport::new(&error, OffsetDateTime::now_utc()),
-                        applied.or(Some(order.updated_at)),
-                    )
-                    .await?;
-                outcome.flagged.push(flag);
+        outcome.requests.shop_pages += 1;
+        let page = match deps.shop.updated_page(since, after.as_deref()).await {
+            Ok(page) => page,
+            Err(error) => break Some(error),
+        };
+        let entities: Vec<EntityRef> = page
+            .orders
+            .iter()
+            .map(|order| EntityRef::order(&channel.id, order.id.as_str()))
+            .collect();
+        outcome.requests.state_batches += 1;
+        let mut states = match deps.state.get_many(&entities).await {
+            Ok(states) => states,
+            Err(error) => break Some(error),
+        };
+        for (order, entity) in page.orders.iter().zip(entities) {
+            let state = match states.remove(&entity) {
+                Some(state) => state,
+                None => match deps.state.get(&entity).await {
+                    Ok(state) => state,
+                    Err(error) => break 'pages Some(error),
+                },
+            };
+            match vouched_for(deps, &entity, order, state.as_ref()).await {
+                Ok(true) => {
+                    if let Some(state) = state.filter(|s| {
+                        matches!(s.status, SyncStatus::Synced | SyncStatus::Backordered)
+                    }) {
+                        to_review.push(ToReview {
+                            order: order.clone(),
+                            entity,
+                            state,
+                        });
+                    }
+                }
+                Ok(false) => {
+                    if !time_left(deadline) {
+                        outcome.unfinished = true;
+                        break 'pages None;
+                    }
+                    outcome.requests.shop_orders += 1;
+                    let found = match deps.shop.order_body(&order.id).await {
+                        Ok(body) => deps.queue.enqueue(channel, order, body).await,
+                        Err(error) => Err(error),
+                    };
+                    match found {
+                        Ok(()) => {
+                            info!(channel = %channel.id, order = %order.id, "order found by reconciliation enqueued");
+                            outcome.enqueued.push(order.id.to_string());
+                        }
+                        // The shop (or the queue) is down: the run stops here, and the next
+                        // one goes on from this order.
+                        Err(error) if error.dependency_down => break 'pages Some(error),
+                        Err(error) => outcome
+                            .errors
+                            .push(format!("order {}: {}", order.id, error.message)),
+                    }
+                }
+                Err(error) => break 'pages Some(error),
             }
-            continue;
+            outcome.checked += 1;
+            checked_to = checked_to.max(Some(order.updated_at));
         }
-        let body = deps.shop.order_body(&order.id).await?;
-        deps.queue.enqueue(channel, &order, body).await?;
-        info!(channel = %channel.id, order = %order.id, "order found by reconciliation enqueued");
-        outcome.enqueued.push(order.id.to_string());
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break None,
+        }
+    };
+    if stopped.is_none() {
+        review(deps, channel, &to_review, deadline, &mut outcome).await;
     }
-    Ok(outcome)
+    // A run that read every page has seen every order updated until it began.
+    let reached = if stopped.is_none() && !outcome.unfinished {
+        checked_to.max(Some(now))
+    } else {
+        checked_to
+    };
+    if let Some(reached) = reached {
+        deps.cursors
+            .set_cursor(&cursor_name, next_cursor(cursor, Some(reached), since))
+            .await?;
+    }
+    match stopped {
+        Some(error) => Err(error),
+        None => Ok(outcome),
+    }
+}
+
+/// The ERP sales of the orders vouched for, against what order-sync booked: a hundred in one
+/// ERP search. Orders booked before the totals were kept are read from the shop, while the
+/// run has time. A review that fails is the run's note, not its end.
+async fn review(
+    deps: &ReconcileDeps<'_>,
+    channel: &ChannelConfig,
+    orders: &[ToReview],
+    deadline: Option<SystemTime>,
+    outcome: &mut ReconcileOutcome,
+) {
+    let (booked, legacy): (Vec<&ToReview>, Vec<&ToReview>) = orders
+        .iter()
+        .partition(|o| o.state.basis.as_ref().is_some_and(|b| b.booked.is_some()));
+    for chunk in booked.chunks(100) {
+        if !time_left(deadline) {
+            outcome.unfinished = true;
+            return;
+        }
+        let references: Vec<String> = chunk
+            .iter()
+            .map(|o| mapping::sale_reference(&channel.id, &o.order.id))
+            .collect();
+        outcome.requests.erp_searches += 1;
+        let mut sales = match deps.erp.sales_by_references(&references).await {
+            Ok(sales) => sales,
+            Err(error) => {
+                outcome
+                    .errors
+                    .push(format!("ERP sales not reviewed: {}", error.message));
+                return;
+            }
+        };
+        for (item, reference) in chunk.iter().zip(&references) {
+            let name = format!("order {}", item.order.id);
+            let expected = Expected {
+                name: &name,
+                reference,
+                totals: item.state.basis.as_ref().and_then(|b| b.booked.as_ref()),
+            };
+            let found = sales.remove(reference).unwrap_or_default();
+            let result = review_sales(deps, &expected, found, item.state.erp_id).await;
+            settle(deps, item, result, outcome).await;
+        }
+    }
+    for item in legacy {
+        if !time_left(deadline) {
+            outcome.unfinished = true;
+            return;
+        }
+        let result = review_from_shop(
+            deps,
+            channel,
+            &item.order,
+            item.state.erp_id,
+            &mut outcome.requests,
+        )
+        .await;
+        settle(deps, item, result, outcome).await;
+    }
+}
+
+/// A review's outcome into the run's: a flag needs a person (sync state says why), a tidy
+/// is reported, a failure is noted.
+async fn settle(
+    deps: &ReconcileDeps<'_>,
+    item: &ToReview,
+    result: Result<Review, SyncError>,
+    outcome: &mut ReconcileOutcome,
+) {
+    let review = match result {
+        Ok(review) => review,
+        Err(error) => {
+            outcome.errors.push(format!(
+                "order {} not reviewed: {}",
+                item.order.id, error.message
+            ));
+            return;
+        }
+    };
+    outcome.reviewed += 1;
+    outcome.tidied.extend(review.tidied);
+    let Some(flag) = review.flag else {
+        return;
+    };
+    let error = SyncError::permanent("totals_disagree", flag.clone());
+    // The version the flag is about: the one applied (finer than the shop's second).
+    let version = item.state.version.or(Some(item.order.updated_at));
+    if let Err(state_error) = deps
+        .state
+        .record_failure(
+            &item.entity,
+            SyncStatus::NeedsAttention,
+            &ErrorReport::new(&error, OffsetDateTime::now_utc()),
+            version,
+        )
+        .await
+    {
+        outcome.errors.push(format!(
+            "order {}: flag not recorded: {}",
+            item.order.id, state_error.message
+        ));
+    }
+    outcome.flagged.push(flag);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::Mutex;
+
+    use rust_decimal::Decimal;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fakes::{FakeErp, FakeStore, poisoned};
+    use crate::ids::CurrencyCode;
+    use crate::ports::ArchivedPayload;
+    use crate::state::{OrderBasis, SyncRecord};
+
+    const CONFIG: &str = include_str!("../../../config/erpsync.example.toml");
+    const NOW: OffsetDateTime = datetime!(2026-12-03 12:00 UTC);
+
+    /// The shop: orders by id and update time, pages of 100; some it cannot serve.
+    #[derive(Default)]
+    struct Shop {
+        orders: Vec<ShopOrderRef>,
+        gone: HashSet<String>,
+        down: Mutex<HashSet<String>>,
+        fetched: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl ChannelOrders for Shop {
+        async fn updated_page(
+            &self,
+            since: OffsetDateTime,
+            after: Option<&str>,
+        ) -> Result<OrderPage, SyncError> {
+            let start: usize = after.and_then(|a| a.parse().ok()).unwrap_or(0);
+            let listed: Vec<ShopOrderRef> = self
+                .orders
+                .iter()
+                .filter(|o| o.updated_at > since)
+                .cloned()
+                .collect();
+            let orders: Vec<ShopOrderRef> = listed.iter().skip(start).take(100).cloned().collect();
+            let next = (start + 100 < listed.len()).then(|| (start + 100).to_string());
+            Ok(OrderPage { orders, next })
+        }
+        async fn order_body(&self, id: &ExternalOrderId) -> Result<String, SyncError> {
+            if self.down.lock().map_err(poisoned)?.contains(id.as_str()) {
+                return Err(SyncError::dependency_down(
+                    "channel_unavailable",
+                    "Shopify answered HTTP 503",
+                ));
+            }
+            if self.gone.contains(id.as_str()) {
+                return Err(SyncError::permanent(
+                    "channel_refused",
+                    format!("Shopify answered HTTP 404 for order {id}"),
+                ));
+            }
+            self.fetched.lock().map_err(poisoned)?.push(id.to_string());
+            Ok(format!("{{\"id\": {id}}}"))
+        }
+    }
+
+    #[derive(Default)]
+    struct Rest {
+        store: FakeStore,
+        erp: FakeErp,
+        enqueued: Mutex<Vec<String>>,
+        cursors: Mutex<HashMap<String, OffsetDateTime>>,
+        /// reference -> (untaxed, total) of its one sale.
+        sales: HashMap<String, (Decimal, Decimal)>,
+        searches: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl FoundOrders for Rest {
+        async fn enqueue(
+            &self,
+            _: &ChannelConfig,
+            order: &ShopOrderRef,
+            _: String,
+        ) -> Result<(), SyncError> {
+            self.enqueued
+                .lock()
+                .map_err(poisoned)?
+                .push(order.id.to_string());
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Cursors for Rest {
+        async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
+            Ok(self.cursors.lock().map_err(poisoned)?.get(name).copied())
+        }
+        async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
+            self.cursors
+                .lock()
+                .map_err(poisoned)?
+                .insert(name.to_owned(), at);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl PayloadArchive for Rest {
+        async fn keep(&self, _: &EntityRef, _: &ArchivedPayload) -> Result<(), SyncError> {
+            Ok(())
+        }
+        async fn latest(&self, _: &EntityRef) -> Result<Option<ArchivedPayload>, SyncError> {
+            Ok(None)
+        }
+    }
+
+    #[async_trait]
+    impl SalesReview for Rest {
+        async fn sales_by_reference(&self, reference: &str) -> Result<Vec<ErpSaleView>, SyncError> {
+            Ok(self
+                .sales
+                .get(reference)
+                .map(|(untaxed, total)| ErpSaleView {
+                    id: 1,
+                    number: Some(format!("SO-{reference}")),
+                    reference: Some(reference.to_owned()),
+                    customer_name: String::new(),
+                    customer_emails: Vec::new(),
+                    currency: "GBP".to_owned(),
+                    sale_date: None,
+                    lines: Vec::new(),
+                    untaxed_amount: *untaxed,
+                    total_amount: Some(*total),
+                    state: "processing".to_owned(),
+                })
+                .into_iter()
+                .collect())
+        }
+        async fn sales_by_references(
+            &self,
+            references: &[String],
+        ) -> Result<BTreeMap<String, Vec<ErpSaleView>>, SyncError> {
+            *self.searches.lock().map_err(poisoned)? += 1;
+            let mut found = BTreeMap::new();
+            for reference in references {
+                found.insert(reference.clone(), self.sales_by_reference(reference).await?);
+            }
+            Ok(found)
+        }
+        async fn sales_of_customer(
+            &self,
+            _: &crate::ids::Email,
+            _: time::Date,
+            _: time::Date,
+        ) -> Result<Vec<ErpSaleView>, SyncError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn order(n: i64) -> ShopOrderRef {
+        ShopOrderRef {
+            id: ExternalOrderId::parse(&(1000 + n).to_string()).unwrap_or_else(|e| panic!("{e}")),
+            updated_at: NOW - time::Duration::hours(1) + time::Duration::seconds(n),
+        }
+    }
+
+    fn config() -> Config {
+        Config::from_toml(CONFIG).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Sync state says `order` was booked at its version for 10.00 net, 12.00 with tax.
+    async fn booked(rest: &Rest, channel: &ChannelConfig, order: &ShopOrderRef) {
+        let record = SyncRecord {
+            entity: EntityRef::order(&channel.id, order.id.as_str()),
+            status: SyncStatus::Synced,
+            erp_id: Some(1),
+            erp_number: None,
+            version: Some(order.updated_at),
+            note: None,
+            basis: Some(OrderBasis {
+                taxes_included: false,
+                refunded_before_fulfilment: None,
+                booked: Some(BookedTotals {
+                    currency: CurrencyCode::parse("GBP").unwrap_or_else(|e| panic!("{e}")),
+                    net: Decimal::new(1000, 2),
+                    gross: Decimal::new(1200, 2),
+                    cancelled: false,
+                }),
+            }),
+        };
+        let stored = rest.store.record(&record).await;
+        assert!(stored.is_ok(), "{stored:?}");
+    }
+
+    async fn run(
+        rest: &Rest,
+        shop: &Shop,
+        config: &Config,
+        deadline: Option<SystemTime>,
+    ) -> Result<ReconcileOutcome, SyncError> {
+        let deps = ReconcileDeps {
+            config,
+            shop,
+            state: &rest.store,
+            archive: rest,
+            queue: rest,
+            erp: rest,
+            sales: &rest.erp,
+            cursors: rest,
+        };
+        reconcile(
+            &deps,
+            &config.channels[0],
+            NOW,
+            time::Duration::hours(6),
+            deadline,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn orders_sync_state_vouches_for_cost_no_shop_call_and_are_reviewed_a_hundred_a_search() {
+        let config = config();
+        let channel = &config.channels[0];
+        let shop = Shop {
+            orders: (0..250).map(order).collect(),
+            ..Shop::default()
+        };
+        let mut rest = Rest::default();
+        for order in &shop.orders {
+            let reference = mapping::sale_reference(&channel.id, &order.id);
+            rest.sales
+                .insert(reference, (Decimal::new(1000, 2), Decimal::new(1200, 2)));
+        }
+        // One sale was changed by hand in the ERP.
+        let changed = mapping::sale_reference(&channel.id, &shop.orders[7].id);
+        rest.sales
+            .insert(changed, (Decimal::new(1500, 2), Decimal::new(1800, 2)));
+        for order in &shop.orders {
+            booked(&rest, channel, order).await;
+        }
+        let outcome = run(&rest, &shop, &config, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (outcome.checked, outcome.reviewed),
+            (250, 250),
+            "{outcome:?}"
+        );
+        assert!(
+            outcome.enqueued.is_empty() && outcome.errors.is_empty(),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            outcome.requests,
+            Requests {
+                shop_pages: 3,
+                shop_orders: 0,
+                state_batches: 3,
+                erp_searches: 3
+            }
+        );
+        assert_eq!(*rest.searches.lock().unwrap_or_else(|e| panic!("{e}")), 3);
+        assert_eq!(outcome.flagged.len(), 1, "{outcome:?}");
+        assert!(
+            outcome.flagged[0].contains("1007") && outcome.flagged[0].contains("15.00"),
+            "{outcome:?}"
+        );
+        let entity = EntityRef::order(&channel.id, "1007");
+        let state = rest.store.get(&entity).await.ok().flatten();
+        assert_eq!(state.map(|s| s.status), Some(SyncStatus::NeedsAttention));
+    }
+
+    #[tokio::test]
+    async fn one_order_s_error_is_the_run_s_note_and_the_run_goes_on() {
+        let config = config();
+        let shop = Shop {
+            orders: (0..3).map(order).collect(),
+            gone: HashSet::from(["1001".to_owned()]),
+            ..Shop::default()
+        };
+        let rest = Rest::default();
+        let outcome = run(&rest, &shop, &config, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.enqueued, ["1000", "1002"], "{outcome:?}");
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert!(outcome.errors[0].contains("1001") && outcome.errors[0].contains("404"));
+        assert!(
+            outcome.summary().contains("could not be checked"),
+            "{}",
+            outcome.summary()
+        );
+        // Every page read: the cursor is where the run began.
+        let cursor = rest
+            .cursor(&reconcile_cursor(&config.channels[0]))
+            .await
+            .ok()
+            .flatten();
+        assert_eq!(cursor, Some(NOW));
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_by_the_shop_or_the_clock_goes_on_from_its_cursor_next_time() {
+        let config = config();
+        let name = reconcile_cursor(&config.channels[0]);
+        let shop = Shop {
+            orders: (0..5).map(order).collect(),
+            ..Shop::default()
+        };
+        let rest = Rest::default();
+        // Out of time before the first page: nothing checked, the cursor not set.
+        let short = SystemTime::now() + MARGIN / 2;
+        let stopped = run(&rest, &shop, &config, Some(short))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(stopped.unfinished && stopped.checked == 0, "{stopped:?}");
+        assert!(stopped.summary().contains("the next run goes on"));
+        assert_eq!(rest.cursor(&name).await.ok().flatten(), None);
+        // The shop goes down at the fourth order: the run stops there, with the error.
+        if let Ok(mut down) = shop.down.lock() {
+            down.insert("1003".to_owned());
+        }
+        let failed = run(&rest, &shop, &config, None).await;
+        assert!(
+            failed.as_ref().is_err_and(|e| e.dependency_down),
+            "{failed:?}"
+        );
+        assert_eq!(
+            rest.cursor(&name).await.ok().flatten(),
+            Some(order(2).updated_at)
+        );
+        // Back up: the next run reads from the cursor (less the overlap) and goes on.
+        if let Ok(mut down) = shop.down.lock() {
+            down.clear();
+        }
+        let resumed = run(&rest, &shop, &config, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            resumed.enqueued.contains(&"1003".to_owned())
+                && resumed.enqueued.contains(&"1004".to_owned()),
+            "{resumed:?}"
+        );
+        assert_eq!(rest.cursor(&name).await.ok().flatten(), Some(NOW));
+    }
 }

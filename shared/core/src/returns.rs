@@ -996,6 +996,7 @@ mod tests {
                     lines.iter().map(|(l, u)| ((*l).to_owned(), *u)).collect(),
                 )])
             }),
+            booked: None,
         };
         plan_return(
             &config,

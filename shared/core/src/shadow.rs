@@ -34,6 +34,18 @@ pub struct ErpSaleView {
 #[async_trait]
 pub trait SalesReview: Send + Sync {
     async fn sales_by_reference(&self, reference: &str) -> Result<Vec<ErpSaleView>, SyncError>;
+    /// The sales of many references (each asked for is in the answer, maybe with none); an
+    /// ERP that can search for them together answers in fewer requests.
+    async fn sales_by_references(
+        &self,
+        references: &[String],
+    ) -> Result<BTreeMap<String, Vec<ErpSaleView>>, SyncError> {
+        let mut found = BTreeMap::new();
+        for reference in references {
+            found.insert(reference.clone(), self.sales_by_reference(reference).await?);
+        }
+        Ok(found)
+    }
     /// Sales of the customer with this e-mail dated within [from, to].
     async fn sales_of_customer(
         &self,

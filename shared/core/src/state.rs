@@ -298,7 +298,8 @@ pub struct SyncRecord {
     pub basis: Option<OrderBasis>,
 }
 
-/// What return-sync needs of an order to read its refunds as order-sync did.
+/// What order-sync recorded of how it booked an order: return-sync reads the order's refunds
+/// by it, and reconciliation compares the ERP sale's totals with it (no shop call needed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderBasis {
     /// Its amounts, and so its refunds', include tax.
@@ -306,6 +307,21 @@ pub struct OrderBasis {
     /// Units of its refunds taken off the sale; None in rows written before it was kept.
     #[serde(default)]
     pub refunded_before_fulfilment: Option<crate::order::RefundedBeforeFulfilment>,
+    /// The totals the sale was booked at; None in rows written before they were kept.
+    #[serde(default)]
+    pub booked: Option<BookedTotals>,
+}
+
+/// An order's totals as order-sync sent it to the ERP, at the version it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookedTotals {
+    pub currency: crate::ids::CurrencyCode,
+    /// The sale's net total as sent (the ERP's untaxed amount must equal it).
+    pub net: rust_decimal::Decimal,
+    /// What the shop charged, with tax (the ERP's total must equal it).
+    pub gross: rust_decimal::Decimal,
+    /// The order was cancelled: no sale should be live.
+    pub cancelled: bool,
 }
 
 /// A state row as read back.

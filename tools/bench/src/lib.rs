@@ -54,10 +54,20 @@ pub async fn synthetic_stores(
     skus: &str,
     plan: Plan,
 ) -> anyhow::Result<(tokio::process::Child, Vec<ChannelConfig>)> {
+    synthetic_stores_with(skus, plan, &[]).await
+}
+
+/// [`synthetic_stores`], with more of the sandbox's arguments (`--orders`).
+pub async fn synthetic_stores_with(
+    skus: &str,
+    plan: Plan,
+    more: &[String],
+) -> anyhow::Result<(tokio::process::Child, Vec<ChannelConfig>)> {
     let sandbox_bin =
         std::env::var("SANDBOX_BIN").unwrap_or_else(|_| "target/release/sandbox".to_owned());
     let mut child = tokio::process::Command::new(&sandbox_bin)
         .args(["--bind", "127.0.0.1:0"])
+        .args(more)
         .args(CHANNELS.iter().flat_map(|(_, domain)| {
             [
                 "--synthetic".to_owned(),

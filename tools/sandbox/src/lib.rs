@@ -114,6 +114,16 @@ impl Bucket {
     }
 }
 
+/// The REST Admin API's bucket for a store whose GraphQL restores `graphql_rate` points a
+/// second: REST leaks 2 / 4 / 20 / 40 requests a second on Standard / Advanced / Plus /
+/// Enterprise (shopify.dev/docs/api/admin-rest/usage/rate-limits, one fiftieth of the
+/// GraphQL rate on every plan) and holds 20 seconds of it (40 requests on Standard, as
+/// `X-Shopify-Shop-Api-Call-Limit: n/40` reads).
+fn rest_bucket(graphql_rate: f64) -> Bucket {
+    let rate = (graphql_rate / 50.0).max(1.0);
+    Bucket::new(rate * BUCKET_SECONDS, rate)
+}
+
 /// Faults to inject into a store's next requests.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -141,6 +151,10 @@ pub struct Shop {
     pub faults: Mutex<Faults>,
     /// Requests refused as THROTTLED, for tests and reports.
     pub throttled: Mutex<u64>,
+    /// The REST Admin API's own leaky bucket of requests.
+    pub rest_bucket: Mutex<Bucket>,
+    /// REST requests answered, and those refused with 429, for tests and reports.
+    pub rest_requests: Mutex<(u64, u64)>,
 }
 
 impl Shop {
@@ -346,6 +360,8 @@ impl Shops {
             bucket: Mutex::new(Bucket::new(setup.maximum_available, setup.restore_rate)),
             faults: Mutex::new(Faults::default()),
             throttled: Mutex::new(0),
+            rest_bucket: Mutex::new(rest_bucket(setup.restore_rate)),
+            rest_requests: Mutex::new((0, 0)),
         };
         if let Ok(mut shops) = self.shops.lock() {
             shops.insert(setup.domain, Arc::new(shop));
@@ -605,6 +621,41 @@ async fn rest_order(
             "[API] Invalid API key or access token",
         );
     }
+    // One request from the REST bucket; an empty bucket is 429 with Retry-After (seconds,
+    // as Shopify writes it: "2.0").
+    let taken = shop.rest_bucket.lock().ok().map(|mut bucket| {
+        let maximum = bucket.maximum;
+        (bucket.take(1.0), maximum)
+    });
+    let Some((taken, maximum)) = taken else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "sandbox lock poisoned");
+    };
+    let used =
+        |available: f64| format!("{}/{}", (maximum - available).ceil() as u64, maximum as u64);
+    let call_limit = match taken {
+        Ok(available) => used(available),
+        Err(available) => {
+            if let Ok(mut counts) = shop.rest_requests.lock() {
+                counts.1 += 1;
+            }
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.",
+            );
+            for (name, value) in [
+                ("retry-after", "2.0".to_owned()),
+                ("x-shopify-shop-api-call-limit", used(available)),
+            ] {
+                if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            return response;
+        }
+    };
+    if let Ok(mut counts) = shop.rest_requests.lock() {
+        counts.0 += 1;
+    }
     let id = id.trim_end_matches(".json");
     let order = shop.store.lock().ok().and_then(|store| {
         store
@@ -613,8 +664,14 @@ async fn rest_order(
             .find(|o| o.id.to_string() == id)
             .map(|o| o.body.clone())
     });
-    match order {
+    let mut response = match order {
         Some(body) => Json(json!({"order": body})).into_response(),
         None => error_response(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&call_limit) {
+        response
+            .headers_mut()
+            .insert("x-shopify-shop-api-call-limit", value);
     }
+    response
 }

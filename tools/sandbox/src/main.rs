@@ -19,6 +19,35 @@ struct Args {
     /// (a product each) or `COUNTxV`, products of V variants each.
     #[arg(long)]
     synthetic: Vec<String>,
+    /// Orders for a store added above, `domain:count:hours`: ids 1000000..., their
+    /// `updated_at` spread evenly over the last `hours` (for the reconciliation bench).
+    #[arg(long)]
+    orders: Vec<String>,
+}
+
+/// `count` orders updated evenly over the last `hours`, oldest first.
+fn synthetic_orders(count: u64, hours: u64) -> Vec<serde_json::Value> {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let span = time::Duration::hours(i64::try_from(hours).unwrap_or(6));
+    (0..count)
+        .map(|n| {
+            let at = now - span + span * (n as f64 / count.max(1) as f64);
+            let at = at
+                .replace_nanosecond(0)
+                .unwrap_or(at)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            serde_json::json!({
+                "id": 1_000_000 + n,
+                "name": format!("#{}", 1001 + n),
+                "updated_at": at,
+                "currency": "GBP",
+                "line_items": [],
+            })
+        })
+        .collect()
 }
 
 fn synthetic(spec: &str) -> anyhow::Result<ShopSetup> {
@@ -59,6 +88,19 @@ async fn main() -> anyhow::Result<()> {
     for setup in setups {
         println!("{}", sandbox.admin_url(&setup.domain));
         sandbox.shops.add(setup);
+    }
+    for spec in &args.orders {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [domain, count, hours] = parts.as_slice() else {
+            anyhow::bail!("--orders takes domain:count:hours, got {spec:?}");
+        };
+        let shop = sandbox
+            .shops
+            .get(domain)
+            .ok_or_else(|| anyhow::anyhow!("--orders for {domain}, which is not a store here"))?;
+        for order in synthetic_orders(count.parse()?, hours.parse()?) {
+            shop.place_order(order);
+        }
     }
     println!("sandbox listening on {}", sandbox.url());
     tokio::signal::ctrl_c().await?;

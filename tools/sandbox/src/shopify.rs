@@ -531,35 +531,77 @@ impl QueryRoot {
             .map(OrderNode::of))
     }
 
-    /// Orders, oldest update first. `query` takes Shopify's search syntax for the one filter
-    /// reconciliation needs: `updated_at:>'2026-11-29T10:00:00Z'` (also `>=`).
+    /// Orders in `sortKey` order (Shopify's default is ID; UPDATED_AT is modelled too).
+    /// `query` takes Shopify's search syntax for the one filter reconciliation needs:
+    /// `updated_at:>'2026-11-29T10:00:00Z'` (also `>=`).
     async fn orders(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
         query: Option<String>,
+        #[graphql(default_with = "OrderSortKeys::Id")] sort_key: OrderSortKeys,
+        #[graphql(default)] reverse: bool,
     ) -> async_graphql::Result<OrderConnection> {
         let store = lock(ctx)?;
         let since = query.as_deref().and_then(updated_since);
+        let since = match since {
+            Some((at, inclusive)) => Some((
+                updated_instant(&at).ok_or_else(|| {
+                    async_graphql::Error::new(format!("updated_at {at:?} is not a time"))
+                })?,
+                inclusive,
+            )),
+            None => None,
+        };
+        // Compared as times: orders carry their shop's offset, the filter is UTC.
         let mut orders: Vec<&StoredOrder> = store
             .orders
             .iter()
             .filter(|o| {
                 since.as_ref().is_none_or(|(at, inclusive)| {
+                    let updated = updated_instant(&o.updated_at);
                     if *inclusive {
-                        o.updated_at >= *at
+                        updated >= Some(*at)
                     } else {
-                        o.updated_at > *at
+                        updated > Some(*at)
                     }
                 })
             })
             .collect();
-        orders.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        match sort_key {
+            OrderSortKeys::Id => orders.sort_by_key(|o| o.id),
+            // Ties (one second) in id order, so pages never skip or repeat an order.
+            OrderSortKeys::UpdatedAt => orders.sort_by(|a, b| {
+                updated_instant(&a.updated_at)
+                    .cmp(&updated_instant(&b.updated_at))
+                    .then(a.id.cmp(&b.id))
+            }),
+        }
+        if reverse {
+            orders.reverse();
+        }
         let nodes: Vec<OrderNode> = orders.iter().map(|o| OrderNode::of(o)).collect();
         let (nodes, page_info) = page(ctx, &nodes, first, after.as_deref())?;
         Ok(OrderConnection { nodes, page_info })
     }
+}
+
+/// `OrderSortKeys` (shopify.dev/docs/api/admin-graphql/latest/enums/OrderSortKeys): the two
+/// keys the sandbox models; a query using another is refused as an unknown value.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "OrderSortKeys")]
+enum OrderSortKeys {
+    #[graphql(name = "ID")]
+    Id,
+    #[graphql(name = "UPDATED_AT")]
+    UpdatedAt,
+}
+
+/// An `updated_at` as an instant (orders carry their shop's offset: `-05:00`), so they sort
+/// as times; unreadable ones first.
+fn updated_instant(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// `sku:'A' OR sku:B` -> the SKUs; any other filter is refused rather than ignored.

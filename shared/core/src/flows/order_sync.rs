@@ -264,7 +264,8 @@ async fn run(
                 Ok(outcome) => {
                     let stored = serde_json::to_value(&outcome).unwrap_or_default();
                     let mut record = record_of(entity, &outcome, version);
-                    // How its refunds read: return-sync follows it.
+                    // How its refunds read (return-sync follows it) and the totals booked
+                    // (reconciliation compares the ERP's with them).
                     record.basis = Some(crate::state::OrderBasis {
                         taxes_included: order.taxes_included,
                         refunded_before_fulfilment: Some(refund_split(
@@ -272,6 +273,7 @@ async fn run(
                             &outcome,
                             current.as_ref(),
                         )),
+                        booked: booked_totals(order, &wanted, &outcome),
                     });
                     match deps
                         .idempotency
@@ -300,6 +302,34 @@ async fn run(
             }
         }
     }
+}
+
+/// What the ERP must now hold for the order, when this outcome put it there.
+fn booked_totals(
+    order: &ChannelOrder,
+    wanted: &Wanted,
+    outcome: &OrderOutcome,
+) -> Option<crate::state::BookedTotals> {
+    if matches!(
+        outcome,
+        OrderOutcome::Skipped { .. } | OrderOutcome::Shadow { .. }
+    ) {
+        return None;
+    }
+    Some(match wanted {
+        Wanted::Sale(draft) => crate::state::BookedTotals {
+            currency: draft.currency.clone(),
+            net: draft.currency.round(draft.total()),
+            gross: order.total(),
+            cancelled: false,
+        },
+        Wanted::Cancelled { .. } => crate::state::BookedTotals {
+            currency: order.currency.clone(),
+            net: rust_decimal::Decimal::ZERO,
+            gross: rust_decimal::Decimal::ZERO,
+            cancelled: true,
+        },
+    })
 }
 
 /// The units each refund took off the sale, for return-sync. An outcome that left the sale as

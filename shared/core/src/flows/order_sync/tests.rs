@@ -851,6 +851,7 @@ fn a_refund_s_split_stays_as_recorded_and_a_sale_left_alone_lost_nothing() {
         basis: Some(crate::state::OrderBasis {
             taxes_included: false,
             refunded_before_fulfilment: Some([("r1".to_owned(), lines(&[]))].into()),
+            booked: None,
         }),
     };
     let amended = OrderOutcome::Amended {
