@@ -315,59 +315,7 @@ impl TrytonClient {
             .ok()
             .and_then(|v| text_of(&v, "message"))
             .unwrap_or_else(|| text.chars().take(300).collect());
-        let error = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SyncError::dependency_down(
-                "erp_auth",
-                format!(
-                    "Tryton refused the REST key (HTTP {}) on {path}: check the secret {} and the application key's state",
-                    status.as_u16(),
-                    self.erp.api_key_secret
-                ),
-            ),
-            StatusCode::TOO_MANY_REQUESTS => SyncError::dependency_down(
-                "erp_throttled",
-                format!("Tryton throttled {path}: {message}"),
-            ),
-            s if s.is_server_error() => SyncError::dependency_down(
-                "erp_unavailable",
-                format!(
-                    "Tryton failed on {method} {path} (HTTP {}): {message}",
-                    s.as_u16()
-                ),
-            ),
-            // Two transactions drawing the same sequence number (party codes, sale numbers)
-            // collide on a unique constraint; the retry draws a fresh one. A workflow step
-            // refused because the record moved on meanwhile ("You can not call quote on ...")
-            // is the same kind of race: the retry reads the state again, as for a record
-            // deleted meanwhile (a duplicate draft removed by another attempt).
-            s if message.contains("must be unique")
-                || message.contains("You can not call")
-                || message.contains("You are trying to read records") =>
-            {
-                SyncError::retryable(
-                    "erp_conflict",
-                    format!(
-                        "Tryton reported a concurrent write on {method} {path} (HTTP {}): {message}",
-                        s.as_u16()
-                    ),
-                )
-            }
-            // A record gone from under a read or a workflow step: another attempt deleted its
-            // duplicate draft meanwhile. The retry looks the sale up by reference again.
-            StatusCode::NOT_FOUND if names_a_record(path) => SyncError::retryable(
-                "erp_conflict",
-                format!(
-                    "Tryton has no record at {method} {path} (HTTP 404): deleted meanwhile, by another attempt or by hand"
-                ),
-            ),
-            s => SyncError::permanent(
-                "erp_rejected",
-                format!(
-                    "Tryton refused {method} {path} (HTTP {}): {message}",
-                    s.as_u16()
-                ),
-            ),
-        };
+        let error = refusal(status, &method, path, &message, &self.erp.api_key_secret);
         let error = match delay {
             Some(delay) => error.with_retry_after(delay),
             // A 5xx may come from a gateway after Tryton did the work.
@@ -1533,6 +1481,76 @@ impl ErpShipments for TrytonClient {
     }
 }
 
+/// What Tryton's refusal of a call means, by its status and message: the ERP down or
+/// refusing the key (the dependency), a race the retry resolves, or data a person must fix.
+fn refusal(
+    status: StatusCode,
+    method: &Method,
+    path: &str,
+    message: &str,
+    key_secret: &str,
+) -> SyncError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SyncError::dependency_down(
+            "erp_auth",
+            format!(
+                "Tryton refused the REST key (HTTP {}) on {path}: check the secret {} and the application key's state",
+                status.as_u16(),
+                key_secret
+            ),
+        ),
+        StatusCode::TOO_MANY_REQUESTS => SyncError::dependency_down(
+            "erp_throttled",
+            format!("Tryton throttled {path}: {message}"),
+        ),
+        s if s.is_server_error() => SyncError::dependency_down(
+            "erp_unavailable",
+            format!(
+                "Tryton failed on {method} {path} (HTTP {}): {message}",
+                s.as_u16()
+            ),
+        ),
+        // Two transactions drawing the next party code from its sequence collide on the
+        // party's unique code (party.msg_party_code_unique); the retry draws a fresh one.
+        // Any other unique constraint is data a person must fix (a duplicate the retry
+        // would only repeat), so it is not retried. A workflow step refused because the
+        // record moved on meanwhile ("You can not call quote on ...") is a race too: the
+        // retry reads the state again, as for a record deleted meanwhile (a duplicate draft
+        // removed by another attempt).
+        s if message.contains(PARTY_CODE_RACE)
+            || message.contains("You can not call")
+            || message.contains("You are trying to read records") =>
+        {
+            SyncError::retryable(
+                "erp_conflict",
+                format!(
+                    "Tryton reported a concurrent write on {method} {path} (HTTP {}): {message}",
+                    s.as_u16()
+                ),
+            )
+        }
+        // A record gone from under a read or a workflow step: another attempt deleted its
+        // duplicate draft meanwhile. The retry looks the sale up by reference again.
+        StatusCode::NOT_FOUND if names_a_record(path) => SyncError::retryable(
+            "erp_conflict",
+            format!(
+                "Tryton has no record at {method} {path} (HTTP 404): deleted meanwhile, by another attempt or by hand"
+            ),
+        ),
+        s => SyncError::permanent(
+            "erp_rejected",
+            format!(
+                "Tryton refused {method} {path} (HTTP {}): {message}",
+                s.as_u16()
+            ),
+        ),
+    }
+}
+
+/// Tryton's message when two new parties draw the same code (party.msg_party_code_unique):
+/// the one unique-constraint violation that is a race, and so retried.
+const PARTY_CODE_RACE: &str = "The code on party must be unique";
+
 /// What a customer shipment is read with.
 const SHIPMENT_FIELDS: &[&str] = &[
     "number",
@@ -1848,6 +1866,44 @@ impl ErpCatalogue for TrytonClient {
 #[cfg(test)]
 mod tests {
     use super::names_a_record;
+
+    #[test]
+    fn only_the_party_code_race_among_unique_violations_is_retried() {
+        use super::{Method, StatusCode, refusal};
+        use erpsync_core::ErrorClass;
+        let answer = |message: &str| {
+            refusal(
+                StatusCode::BAD_REQUEST,
+                &Method::POST,
+                "model/party.party",
+                message,
+                "erpsync/erp-api-key",
+            )
+        };
+        let race = answer("The code on party must be unique.");
+        assert_eq!(
+            (race.class, race.kind.as_str()),
+            (ErrorClass::Retryable, "erp_conflict")
+        );
+        // Another unique constraint is data to fix: a retry would only repeat it.
+        let duplicate = answer("The code on language must be unique.");
+        assert_eq!(
+            (duplicate.class, duplicate.kind.as_str()),
+            (ErrorClass::Permanent, "erp_rejected")
+        );
+        assert!(duplicate.message.contains("language"), "{duplicate}");
+        // A workflow step on a record that moved on meanwhile is a race.
+        let moved = answer("You can not call quote on sale \"SO12\".");
+        assert_eq!(moved.class, ErrorClass::Retryable);
+        let refused = refusal(
+            StatusCode::UNAUTHORIZED,
+            &Method::GET,
+            "model/sale.sale",
+            "",
+            "erpsync/erp-api-key",
+        );
+        assert!(refused.dependency_down && refused.message.contains("erpsync/erp-api-key"));
+    }
 
     #[test]
     fn a_404_names_a_record_only_on_a_record_or_its_buttons() {
