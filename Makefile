@@ -53,9 +53,12 @@ lint: $(VENV)/.installed
 # N orders through the local stack under faults; asserts from the ERP that none was lost or
 # duplicated and prints a summary. CI runs 500; the full run is CHAOS_ORDERS=5000.
 CHAOS_ORDERS ?= 500
+# storm: short faults (duplicates, reordering, poison, 5xx, timeouts, killed invocations); outage:
+# the ERP gone long enough to spend every receive, and same-second versions (issue 15).
+CHAOS_SCENARIO ?= storm
 chaos: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) -p erpsync-e2e --tests
-	CHAOS_ORDERS=$(CHAOS_ORDERS) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --ignored --nocapture --exact chaos::chaos
+	CHAOS_ORDERS=$(CHAOS_ORDERS) CHAOS_SCENARIO=$(CHAOS_SCENARIO) $(ERPSYNC) stack run -- cargo test $(CARGO_FLAGS) -p erpsync-e2e --test e2e -- --ignored --nocapture --exact chaos::chaos
 
 # The money corpus (issue 14) at N orders, seeded (MONEY_SEED replays one): the ERP books what
 # the shop charged, to the minor unit. make test runs 24.

@@ -5,6 +5,14 @@
 //! invocations killed mid-message. Then the ERP itself is asked: every valid order exactly
 //! once, in its latest state; the dead-letter queue holds exactly the poison, each with its
 //! reason; once the missing product exists, a redrive books each of those exactly once.
+//!
+//! `CHAOS_SCENARIO=outage` (issue 15) is the long fault: the ERP unreachable long enough for
+//! messages, attempted and held back alike, to use up the orders queue's receives, and bursts
+//! of two versions of an order in one second (some delivered later version first). Each
+//! message that runs out is parked with its reason and its order needs attention; nothing is
+//! moved silently. Then the operator does what the README says (the exceptions, then
+//! `dlq redrive --all` once the ERP is back and the missing product exists), and the ERP is
+//! asked: every order exactly once, in its latest state, the later of a second's two versions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,10 +88,30 @@ impl Invoker for KillingInvoker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     Plain,
-    Updated { reordered: bool },
+    Updated {
+        reordered: bool,
+    },
     Cancelled,
     Poison,
+    /// A second version in the same second (more red iPods), triggered later; `reversed`:
+    /// its webhook arrives first.
+    SameSecond {
+        reversed: bool,
+    },
 }
+
+/// Which chaos: the storm of short faults (CI's N=500), or the long outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Storm,
+    Outage,
+}
+
+/// How long the outage scenario keeps the ERP unreachable: well past the orders' receives.
+const OUTAGE: Duration = Duration::from_secs(90);
+/// The orders queue's receives in the outage scenario: spent in seconds at the test's
+/// 1-2 s backoff, so the outage outlasts them.
+const OUTAGE_RECEIVES: &str = "6";
 
 struct PlannedOrder {
     id: String,
@@ -112,6 +140,22 @@ fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) ->
     order
 }
 
+/// The fix for the poison orders: their product is created in the ERP.
+async fn create_poison_product(desk: &ErpDesk) {
+    let category = desk
+        .search("product.category", json!([["name", "=", "Goods"]]), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    desk.create(
+        "product.template",
+        json!({"name": "Chaos poison", "code": POISON_SKU, "type": "goods", "default_uom": 1,
+               "sale_uom": 1, "salable": true, "list_price": "10", "account_category": category[0]["id"],
+               "products": [["create", [{}]]]}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// The order as the shop holds it at the end: its last version.
 fn latest_body(order: &PlannedOrder) -> Value {
     let id: u64 = order.id.parse().unwrap_or_default();
@@ -120,6 +164,7 @@ fn latest_body(order: &PlannedOrder) -> Value {
         Fate::Cancelled => order_body(id, 2, 1, false, true),
         Fate::Plain => order_body(id, 1, 1, false, false),
         Fate::Poison => order_body(id, 1, 1, true, false),
+        Fate::SameSecond { .. } => order_body(id, 1, 2, false, false),
     }
 }
 
@@ -192,6 +237,11 @@ async fn chaos() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(500);
+    let scenario = match std::env::var("CHAOS_SCENARIO").as_deref() {
+        Ok("outage") => Scenario::Outage,
+        Ok("storm") | Err(_) => Scenario::Storm,
+        Ok(other) => panic!("CHAOS_SCENARIO {other:?}: storm or outage"),
+    };
     let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
     let run_dir = stack
         .run_dir
@@ -213,11 +263,16 @@ async fn chaos() {
     let proxy = FaultProxy::start(&tryton.url, ProxyFaults::default())
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    // Enough receives to ride out the faults and the outage with this backoff.
+    // The storm: enough receives to ride out the faults and its outage with this backoff.
+    // The long outage: far fewer than it lasts.
+    let receives = match scenario {
+        Scenario::Storm => "60",
+        Scenario::Outage => OUTAGE_RECEIVES,
+    };
     let world = World::start_on(
         &proxy.url,
         &tryton.api_key,
-        &[("OrdersMaxReceiveCount", "60")],
+        &[("OrdersMaxReceiveCount", receives)],
         |config| {
             config.erp.request_timeout_seconds = 3;
         },
@@ -247,11 +302,16 @@ async fn chaos() {
     let plan: Vec<PlannedOrder> = (0..n)
         .map(|i| {
             // 1 % poison, 5 % cancelled, 30 % updated (10 % of those before their create).
+            // The outage adds 10 % with two versions in one second (a third of them
+            // delivered later version first).
             let fate = match draw(i, 1, 100) {
                 0 => Fate::Poison,
                 1..=5 => Fate::Cancelled,
                 6..=35 => Fate::Updated {
                     reordered: draw(i, 2, 10) == 0,
+                },
+                36..=45 if scenario == Scenario::Outage => Fate::SameSecond {
+                    reversed: draw(i, 4, 3) == 0,
                 },
                 _ => Fate::Plain,
             };
@@ -263,19 +323,31 @@ async fn chaos() {
             }
         })
         .collect();
-    // Deliveries, in the order the shop's webhooks arrive.
-    let mut deliveries: Vec<(String, &'static str, Value)> = Vec::new();
+    // Deliveries, in the order the shop's webhooks arrive; some with the time Shopify
+    // triggered them (else the harness's: just after the version's `updated_at`).
+    type Delivery = (String, &'static str, Value, Option<&'static str>);
+    let mut deliveries: Vec<Delivery> = Vec::new();
     for order in &plan {
         let id: u64 = order.id.parse().unwrap_or_default();
         let poison = order.fate == Fate::Poison;
         let create = order_body(id, 1, 1, poison, false);
-        let mut these = vec![(format!("c-{id}"), "orders/create", create.clone())];
+        let first_trigger = match order.fate {
+            Fate::SameSecond { .. } => Some("2026-11-29T15:05:00.100Z"),
+            _ => None,
+        };
+        let mut these = vec![(
+            format!("c-{id}"),
+            "orders/create",
+            create.clone(),
+            first_trigger,
+        )];
         match order.fate {
             Fate::Updated { reordered } => {
                 let update = (
                     format!("u-{id}"),
                     "orders/updated",
                     order_body(id, 2, 2, false, false),
+                    None,
                 );
                 if reordered {
                     these.insert(0, update);
@@ -287,13 +359,33 @@ async fn chaos() {
                 format!("x-{id}"),
                 "orders/cancelled",
                 order_body(id, 2, 1, false, true),
+                None,
             )),
+            Fate::SameSecond { reversed } => {
+                // The same `updated_at` (Shopify's has whole seconds), other content.
+                let update = (
+                    format!("u-{id}"),
+                    "orders/updated",
+                    order_body(id, 1, 2, false, false),
+                    Some("2026-11-29T15:05:00.600Z"),
+                );
+                if reversed {
+                    these.insert(0, update);
+                } else {
+                    these.push(update);
+                }
+            }
             Fate::Plain | Fate::Poison => {}
         }
         if order.duplicated {
             // Shopify's retry of the same delivery, and another topic for the same version.
-            these.push((format!("c-{id}"), "orders/create", create.clone()));
-            these.push((format!("p-{id}"), "orders/paid", create));
+            these.push((
+                format!("c-{id}"),
+                "orders/create",
+                create.clone(),
+                first_trigger,
+            ));
+            these.push((format!("p-{id}"), "orders/paid", create, first_trigger));
         }
         deliveries.extend(these);
     }
@@ -324,14 +416,25 @@ async fn chaos() {
         pollers.push(tokio::spawn(esm.run(stopped.clone())));
     }
 
-    // The ERP misbehaves from now on; one 30 s outage 20 s in.
+    // The ERP misbehaves from now on. The storm: one 30 s outage 20 s in; the long one: the
+    // ERP gone for OUTAGE from 10 s in, its receives spent long before it is back.
     proxy.set_faults(ProxyFaults {
         error_before: 0.05,
         error_after: 0.05,
         timeout: 0.02,
         hold: Duration::from_secs(4),
     });
-    proxy.outage(Duration::from_secs(20), Duration::from_secs(30));
+    let outage_ends = Instant::now()
+        + match scenario {
+            Scenario::Storm => {
+                proxy.outage(Duration::from_secs(20), Duration::from_secs(30));
+                Duration::from_secs(50)
+            }
+            Scenario::Outage => {
+                proxy.outage(Duration::from_secs(10), OUTAGE);
+                Duration::from_secs(10) + OUTAGE
+            }
+        };
     let mut refused = 0;
     for chunk in deliveries.chunks(16) {
         // Webhooks arrive over time, not all at once: a backlog beyond a few hundred adds
@@ -342,8 +445,11 @@ async fn chaos() {
         }
         // A burst of deliveries at once, as a busy shop sends them.
         let mut burst = tokio::task::JoinSet::new();
-        for (webhook_id, topic, body) in chunk {
-            let request = world.signed("uk-shop", topic, webhook_id, &body.to_string());
+        for (webhook_id, topic, body, triggered_at) in chunk {
+            let request = match triggered_at {
+                Some(at) => world.signed_at("uk-shop", topic, webhook_id, &body.to_string(), at),
+                None => world.signed("uk-shop", topic, webhook_id, &body.to_string()),
+            };
             let webhook = world.webhook.clone();
             burst.spawn(async move {
                 shop_webhook::http_handler::handle(&webhook, request)
@@ -365,7 +471,9 @@ async fn chaos() {
     let limit = Duration::from_secs((60 * 40).max(n as u64 * 6));
     let latest = |order: &PlannedOrder| match order.fate {
         Fate::Updated { .. } | Fate::Cancelled => time::macros::datetime!(2026-11-29 15:10 UTC),
-        Fate::Plain | Fate::Poison => time::macros::datetime!(2026-11-29 15:05 UTC),
+        Fate::Plain | Fate::Poison | Fate::SameSecond { .. } => {
+            time::macros::datetime!(2026-11-29 15:05 UTC)
+        }
     };
     // Watched as an operator would (`erpsync status` scans the table; the functions may not).
     let observer = world.store_of(erpsync_tools::roles::OPERATOR);
@@ -416,6 +524,79 @@ async fn chaos() {
     let faults = proxy.counts();
     proxy.set_faults(ProxyFaults::default());
     let processed_in = started.elapsed();
+    let deployment = world.operator();
+    // The long outage: what the operator finds, and does, once the ERP is back.
+    let mut outage_parked: BTreeMap<String, usize> = BTreeMap::new();
+    if scenario == Scenario::Outage {
+        let letters = ops::dead_letters(&deployment, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let exceptions: std::collections::HashSet<String> = ops::exceptions(&deployment)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .into_iter()
+            .map(|line| line.entity)
+            .collect();
+        for letter in &letters {
+            // Nothing moved silently: each parked message says why, and its order is an
+            // exception a person sees.
+            assert!(
+                !letter.reason.is_empty() && !letter.error_kind.is_empty(),
+                "a dead letter without its reason: {letter:?}"
+            );
+            assert!(
+                exceptions.contains(&letter.entity),
+                "{} is parked but not among the exceptions",
+                letter.entity
+            );
+            *outage_parked.entry(letter.error_kind.clone()).or_default() += 1;
+        }
+        // Given up on for the outage: their reason names the ERP's failure.
+        let for_the_outage = letters
+            .iter()
+            .filter(|l| l.error_kind == "retries_exhausted" && l.reason.contains("erp_"))
+            .count();
+        assert!(
+            for_the_outage > 0,
+            "the outage parked nothing: it did not outlast the receives ({outage_parked:?})"
+        );
+        // The operator redrives once the ERP is back (and the missing product exists).
+        tokio::time::sleep(outage_ends.saturating_duration_since(Instant::now())).await;
+        create_poison_product(&desk).await;
+        ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        loop {
+            tokio::time::sleep(every).await;
+            let states: HashMap<String, SyncState> = observer
+                .all_states()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.entity.flow == Flow::OrderSync)
+                .map(|s| (s.entity.entity_id.clone(), s))
+                .collect();
+            let waiting = plan
+                .iter()
+                .filter(|order| {
+                    !states.get(&order.id).is_some_and(|s| {
+                        s.status != SyncStatus::NeedsAttention
+                            && s.version.map(|v| v.unix_timestamp())
+                                == Some(latest(order).unix_timestamp())
+                    })
+                })
+                .count();
+            let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
+            if waiting == 0 && depth == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "after the redrive {waiting} order(s) are short of their latest version, {depth} message(s) queued"
+            );
+        }
+    }
+    let poison_booked = scenario == Scenario::Outage;
 
     // Production's scheduled reconciliation runs over what the storm left.
     let reconciled = reconcile_after(&world, &plan)
@@ -471,7 +652,15 @@ async fn chaos() {
             .cloned()
             .unwrap_or_default();
         let (kind, ok) = match order.fate {
+            Fate::Poison if poison_booked => (
+                "poison (redriven)",
+                found.len() == 1 && red(found[0]) == 1.0,
+            ),
             Fate::Poison => ("poison (parked)", found.is_empty()),
+            Fate::SameSecond { .. } => (
+                "two in one second",
+                found.len() == 1 && red(found[0]) == 2.0,
+            ),
             Fate::Cancelled => (
                 "cancelled",
                 found.len() <= 1
@@ -504,8 +693,8 @@ async fn chaos() {
         }
     }
 
-    // The dead-letter queue: exactly the poison, each with its reason.
-    let deployment = world.operator();
+    // The dead-letter queue: exactly the poison, each with its reason (after the outage's
+    // redrive: nothing).
     let parked = ops::dead_letters(&deployment, None)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -515,6 +704,7 @@ async fn chaos() {
     parked_entities.dedup();
     let mut expected: Vec<String> = poison
         .iter()
+        .filter(|_| !poison_booked)
         .map(|o| format!("order-sync/uk-shop/{}", o.id))
         .collect();
     expected.sort();
@@ -522,22 +712,16 @@ async fn chaos() {
         .iter()
         .all(|l| l.error_kind == "unknown_sku" && l.reason.contains(POISON_SKU));
 
-    // The fix: the product is created; every parked message goes back once.
-    let category = desk
-        .search("product.category", json!([["name", "=", "Goods"]]), &[])
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    desk.create(
-        "product.template",
-        json!({"name": "Chaos poison", "code": POISON_SKU, "type": "goods", "default_uom": 1,
-               "sale_uom": 1, "salable": true, "list_price": "10", "account_category": category[0]["id"],
-               "products": [["create", [{}]]]}),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    let redriven = ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The fix: the product is created; every parked message goes back once (the outage
+    // did both already).
+    let redriven = if poison_booked {
+        Vec::new()
+    } else {
+        create_poison_product(&desk).await;
+        ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let mut waiting = 0;
@@ -588,14 +772,27 @@ async fn chaos() {
         .iter()
         .filter(|o| o.fate == Fate::Updated { reordered: true })
         .count();
+    let same_second = plan
+        .iter()
+        .filter(|o| matches!(o.fate, Fate::SameSecond { .. }))
+        .count();
     println!(
-        "\nchaos run: {n} orders, {deliveries_sent} signed deliveries, {:.0} s to drain, {:.0} s in all",
+        "\nchaos run ({scenario:?}): {n} orders, {deliveries_sent} signed deliveries, {:.0} s to drain, {:.0} s in all",
         processed_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     println!(
         "  injected: {duplicated} orders delivered twice more (same id, another topic), {reordered} updates before their create,"
     );
+    if scenario == Scenario::Outage {
+        println!(
+            "            {same_second} orders with two versions in one second; the ERP unreachable for {} s",
+            OUTAGE.as_secs()
+        );
+        println!(
+            "  parked by the outage, each with its reason and its order an exception (by kind): {outage_parked:?}; then redriven"
+        );
+    }
     println!(
         "            ERP: {} 5xx before the work, {} after it, {} answers past the timeout, {} refused in the 30 s outage ({} forwarded);",
         faults.error_before,

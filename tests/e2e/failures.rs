@@ -393,6 +393,45 @@ async fn messages_held_back_through_an_outage_are_parked_with_a_reason_not_moved
     }
 }
 
+/// Two versions of one order (one FIFO group) while the ERP is down: the first is attempted
+/// on each receive and parked on its last; the second, held behind it, is parked behind it on
+/// the same receive, with its reason, instead of being returned for the redrive policy to
+/// move without one.
+#[tokio::test]
+async fn a_message_held_behind_its_group_is_parked_behind_it_not_moved_silently() {
+    let world = world_without_erp().await;
+    let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let update = erpsync_e2e::at_version(&order, "2026-11-29T16:00:00Z");
+    for (topic, webhook, body) in [
+        ("orders/create", "wh-c", &order),
+        ("orders/updated", "wh-u", &update),
+    ] {
+        assert_eq!(
+            world
+                .post(world.signed("uk-shop", topic, webhook, &body.to_string()))
+                .await,
+            200
+        );
+    }
+    world.drain(DRAIN).await;
+    let parked = world.dead_letters().await;
+    assert_eq!(parked.len(), 2, "{:?}", parked_reasons(&world).await);
+    let kinds: Vec<String> = parked
+        .iter()
+        .map(|m| attribute(m, attr::ERROR_KIND).to_owned())
+        .collect();
+    assert_eq!(kinds, ["retries_exhausted", "retries_exhausted"]);
+    assert!(
+        attribute(&parked[1], attr::REASON).contains("behind a failed message of its group"),
+        "{}",
+        attribute(&parked[1], attr::REASON)
+    );
+    assert_eq!(
+        world.state("uk-shop", &id).await.map(|s| s.status),
+        Some(SyncStatus::NeedsAttention)
+    );
+}
+
 #[tokio::test]
 async fn a_read_refused_at_once_is_tried_again_and_a_refused_write_is_not() {
     use erpsync_core::ports::SalesErp;

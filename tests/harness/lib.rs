@@ -573,6 +573,23 @@ impl World {
         self.shopify_request(channel, topic, webhook_id, body, secret.as_deref())
     }
 
+    /// [`Self::signed`], triggered at `triggered_at` (RFC 3339): two deliveries of one second
+    /// told apart as Shopify's `X-Shopify-Triggered-At` tells them.
+    pub fn signed_at(
+        &self,
+        channel: &str,
+        topic: &str,
+        webhook_id: &str,
+        body: &str,
+        triggered_at: &str,
+    ) -> LambdaFunctionUrlRequest {
+        let mut request = self.signed(channel, topic, webhook_id, body);
+        if let Ok(value) = http::HeaderValue::from_str(triggered_at) {
+            request.headers.insert("x-shopify-triggered-at", value);
+        }
+        request
+    }
+
     pub async fn post(&self, request: LambdaFunctionUrlRequest) -> i64 {
         shop_webhook::http_handler::handle(&self.webhook, request)
             .await

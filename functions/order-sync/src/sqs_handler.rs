@@ -61,6 +61,14 @@ fn order_message(message: &SqsMessage) -> Result<OrderMessage, MessageFailure> {
 
 #[async_trait]
 impl MessageProcessor for OrderProcessor<'_> {
+    /// The order, from the message's group (`channel:order`).
+    fn entity(&self, message: &SqsMessage) -> Option<EntityRef> {
+        message
+            .attributes
+            .get("MessageGroupId")
+            .and_then(|group| order_of_group(group))
+    }
+
     async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure> {
         let order = order_message(message)?;
         let deps = OrderSyncDeps {

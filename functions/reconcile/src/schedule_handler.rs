@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use erpsync_core::ports::record_run;
-use erpsync_core::reconcile::{ReconcileDeps, ReconcileOutcome, reconcile};
+use erpsync_core::reconcile::{MARGIN, ReconcileDeps, ReconcileOutcome, reconcile};
 use erpsync_core::state::{EntityRef, Flow};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -38,11 +38,15 @@ pub async fn handle(
         .collect();
     let count = served.len();
     for (index, (channel, shop)) in served.into_iter().enumerate() {
+        // The time to work in (what is left less the margin every run keeps) is shared:
+        // this channel's deadline is its share plus that margin.
         let share = deadline.map(|deadline| {
-            let left = deadline
+            let usable = deadline
                 .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            SystemTime::now() + left / u32::try_from(count - index).unwrap_or(1).max(1)
+                .unwrap_or_default()
+                .saturating_sub(MARGIN);
+            let channels_left = u32::try_from(count - index).unwrap_or(1).max(1);
+            SystemTime::now() + usable / channels_left + MARGIN
         });
         let reconcile_deps = ReconcileDeps {
             config: &deps.config,

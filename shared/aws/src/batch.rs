@@ -12,7 +12,7 @@ use erpsync_core::SyncError;
 use erpsync_core::batch::{Disposition, MessageFailure, disposition};
 use erpsync_core::config::RetryPolicy;
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{ErrorReport, SyncStatus};
+use erpsync_core::state::{EntityRef, ErrorReport, SyncStatus};
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -21,6 +21,11 @@ use crate::sqs::{OutgoingMessage, Queue, attr, dead_letter_attributes, source_at
 #[async_trait]
 pub trait MessageProcessor: Send + Sync {
     async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure>;
+    /// The entity a message is about, known without processing it (the orders queue's
+    /// group is the order): a message parked unattempted marks it as needing attention.
+    fn entity(&self, _message: &SqsMessage) -> Option<EntityRef> {
+        None
+    }
 }
 
 /// A message held back behind a down dependency is attempted on its last receive only when
@@ -94,9 +99,25 @@ impl BatchRunner {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
             let last_receive = self.max_receives.is_some_and(|max| receive_count >= max);
-            // Behind a failed message of its group: held, to keep the group's order (that
-            // message was parked on its own last receive, so this one comes back first next).
+            // Behind a failed message of its group: held, to keep the group's order. On its
+            // last receive, returning it would let the redrive policy move it without a
+            // reason: it is parked behind the one before it, in the group's order.
             if let Some(delay) = group.as_ref().and_then(|g| failed_groups.get(g).copied()) {
+                if last_receive {
+                    let parked = MessageFailure {
+                        error: SyncError::permanent(
+                            "retries_exhausted",
+                            format!(
+                                "held back on its {receive_count} receives behind a failed message of its group (parked before it, with its reason). Fix that cause, then redrive both"
+                            ),
+                        ),
+                        entity: processor.entity(message),
+                        version: None,
+                    };
+                    self.park_unattempted(message, &parked, receive_count, &span, &mut response)
+                        .await;
+                    continue;
+                }
                 span.in_scope(|| info!(retry_in_s = delay.as_secs(), "held back behind its group"));
                 self.delay(message, delay, &span).await;
                 response.add_failure(id);
@@ -118,17 +139,19 @@ impl BatchRunner {
                     continue;
                 }
                 if !time_left {
-                    let parked = MessageFailure::unattributed(SyncError::permanent(
-                        "retries_exhausted",
-                        format!(
-                            "held back on all its {receive_count} receives while a dependency was down; the last failure was {}: {}. Fix the cause, then redrive",
-                            down.kind, down.message
+                    let parked = MessageFailure {
+                        error: SyncError::permanent(
+                            "retries_exhausted",
+                            format!(
+                                "held back on all its {receive_count} receives while a dependency was down; the last failure was {}: {}. Fix the cause, then redrive",
+                                down.kind, down.message
+                            ),
                         ),
-                    ));
-                    if let Err(error) = self.park(message, &parked, receive_count).await {
-                        span.in_scope(|| error!(error = %error, "could not park the message; it stays on the queue"));
-                        response.add_failure(id);
-                    }
+                        entity: processor.entity(message),
+                        version: None,
+                    };
+                    self.park_unattempted(message, &parked, receive_count, &span, &mut response)
+                        .await;
                     continue;
                 }
             }
@@ -186,6 +209,32 @@ impl BatchRunner {
             }
         }
         response
+    }
+
+    /// Parks a message the runner gives up on without attempting it, as it parks attempted
+    /// ones: with its reason, and its entity (when known) marked as needing attention.
+    async fn park_unattempted(
+        &self,
+        message: &SqsMessage,
+        parked: &MessageFailure,
+        receive_count: u32,
+        span: &tracing::Span,
+        response: &mut SqsBatchResponse,
+    ) {
+        match self.park(message, parked, receive_count).await {
+            Ok(()) => {
+                span.in_scope(|| {
+                    warn!(kind = %parked.error.kind, reason = %parked.error.message, "parked in the dead-letter queue")
+                });
+                self.needs_attention(parked, span).await;
+            }
+            Err(error) => {
+                span.in_scope(
+                    || error!(error = %error, "could not park the message; it stays on the queue"),
+                );
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
+        }
     }
 
     /// The flow recorded "retrying"; now that the runner gave up, a person must act.

@@ -150,13 +150,14 @@ impl FoundOrders for FoundOrdersQueue {
         channel: &ChannelConfig,
         order: &ShopOrderRef,
         body: String,
+        fetched_at: OffsetDateTime,
     ) -> Result<(), SyncError> {
         let delivery = format!(
             "reconcile-{}-{}",
             order.id,
             order.updated_at.unix_timestamp()
         );
-        let fetched_at = OffsetDateTime::now_utc()
+        let fetched_at = fetched_at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         self.0
@@ -173,8 +174,9 @@ impl FoundOrders for FoundOrdersQueue {
                     (attr::WEBHOOK_ID.to_owned(), delivery),
                     (attr::SHOP_DOMAIN.to_owned(), channel.shop_domain.clone()),
                     (attr::FOUND_BY.to_owned(), "reconciliation".to_owned()),
-                    // The body is the order as fetched now: newer than every webhook of its
-                    // `updated_at` second triggered before now (`payload_version`).
+                    // The body is the order as it was when it was asked for: newer than
+                    // every webhook of its `updated_at` second triggered before
+                    // (`payload_version`).
                     (attr::TRIGGERED_AT.to_owned(), fetched_at),
                 ]),
             })

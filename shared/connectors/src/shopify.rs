@@ -642,7 +642,11 @@ impl ChannelOrders for ShopifyAdmin {
         since: OffsetDateTime,
         after: Option<&str>,
     ) -> Result<OrderPage, SyncError> {
+        // Whole seconds, as Shopify's search syntax shows dates (no fractions documented);
+        // rounding down only widens the window.
         let since = since
+            .replace_nanosecond(0)
+            .unwrap_or(since)
             .to_offset(time::UtcOffset::UTC)
             .format(&Rfc3339)
             .map_err(|e| SyncError::permanent("invalid_time", e.to_string()))?;

@@ -80,12 +80,13 @@ pub trait ChannelOrders: Send + Sync {
 #[async_trait]
 pub trait FoundOrders: Send + Sync {
     /// Puts the order on the orders queue as its webhook would have, marked as found by
-    /// reconciliation.
+    /// reconciliation; `fetched_at`, when its body was asked for, is its trigger time.
     async fn enqueue(
         &self,
         channel: &ChannelConfig,
         order: &ShopOrderRef,
         body: String,
+        fetched_at: OffsetDateTime,
     ) -> Result<(), SyncError>;
 }
 
@@ -404,8 +405,10 @@ pub async fn reconcile(
                         break 'pages None;
                     }
                     outcome.requests.shop_orders += 1;
+                    // Before the fetch: a change made while it is answered is newer.
+                    let fetched_at = OffsetDateTime::now_utc();
                     let found = match deps.shop.order_body(&order.id).await {
-                        Ok(body) => deps.queue.enqueue(channel, order, body).await,
+                        Ok(body) => deps.queue.enqueue(channel, order, body, fetched_at).await,
                         Err(error) => Err(error),
                     };
                     match found {
@@ -636,6 +639,7 @@ mod tests {
             _: &ChannelConfig,
             order: &ShopOrderRef,
             _: String,
+            _: OffsetDateTime,
         ) -> Result<(), SyncError> {
             self.enqueued
                 .lock()

@@ -21,6 +21,10 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// A key as a store keeps it.
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

@@ -114,6 +114,7 @@ impl FoundOrders for Rest {
         _: &ChannelConfig,
         _: &ShopOrderRef,
         _: String,
+        _: OffsetDateTime,
     ) -> Result<(), SyncError> {
         if let Ok(mut count) = self.enqueued.lock() {
             *count += 1;

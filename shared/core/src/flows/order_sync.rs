@@ -226,12 +226,20 @@ async fn run(
             &deps.config.erp,
         )?))
     };
+    // One claim per second of `updated_at` and content: the same content delivered again
+    // in its second (orders/create, orders/paid, a retry, each triggered apart) is replayed,
+    // not applied again; other content of that second is a version of its own.
+    let hash = PayloadHash::of(&wanted);
     let key = IdempotencyKey::new(
         Flow::OrderSync,
         &channel.id,
-        &format!("{}@{}", order.external_id, version.unix_timestamp_nanos()),
+        &format!(
+            "{}@{}#{}",
+            order.external_id,
+            order.updated_at.unix_timestamp(),
+            hash.as_str().get(..16).unwrap_or(hash.as_str())
+        ),
     );
-    let hash = PayloadHash::of(&wanted);
     match deps.idempotency.claim(&key, &hash, lease_until).await? {
         Claim::InProgress => Err(SyncError::in_flight(format!(
             "order {} is being synced by another worker",

@@ -179,13 +179,20 @@ async fn a_sale_left_by_a_crash_is_found_by_reference_and_confirmed_not_recreate
 
 #[tokio::test]
 async fn a_claim_held_by_another_worker_is_in_flight_and_not_recorded_as_a_failure() {
+    // The order's claim key, as a first delivery makes it.
+    let key = {
+        let first = World::new();
+        assert!(first.deliver(ORDER).await.is_ok());
+        let keys: Vec<String> = first
+            .store
+            .records
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        IdempotencyKey::from_stored(keys[0].clone())
+    };
     let world = World::new();
-    let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
-    let order =
-        crate::shopify::parse_order(&channel, ORDER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let version = crate::state::payload_version(order.updated_at, None, ORDER.as_bytes())
-        .unix_timestamp_nanos();
-    let key = IdempotencyKey::new(Flow::OrderSync, &channel, &format!("450789469@{version}"));
     let claimed = world
         .store
         .claim(&key, &PayloadHash::of(&"other"), OffsetDateTime::now_utc())
@@ -340,6 +347,32 @@ async fn two_versions_of_one_second_are_both_versions_and_the_later_trigger_wins
         ends.push(green_units(&world));
     }
     assert_eq!(ends[0], ends[1]);
+}
+
+#[tokio::test]
+async fn the_same_content_delivered_again_in_its_second_is_replayed_not_applied_again() {
+    let world = World::new();
+    let at = |millis: i64| {
+        Some(time::macros::datetime!(2026-11-29 10:05:00 UTC) + Duration::milliseconds(millis))
+    };
+    let body = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    // orders/create, then orders/paid for the same change, triggered apart.
+    let first = world
+        .deliver_through(&world.store, OrderTopic::Create, &body, at(100))
+        .await;
+    assert!(
+        matches!(first, Ok(OrderOutcome::Synced { .. })),
+        "{first:?}"
+    );
+    let writes = world.erp.writes();
+    let again = world
+        .deliver_through(&world.store, OrderTopic::Updated, &body, at(400))
+        .await;
+    assert!(
+        matches!(again, Ok(OrderOutcome::Replayed { .. })),
+        "{again:?}"
+    );
+    assert_eq!(world.erp.writes(), writes, "nothing written again");
 }
 
 #[tokio::test]
