@@ -13,7 +13,7 @@ use erpsync_core::SyncError;
 use erpsync_core::audit::{ErpCatalogue, ErpContact};
 use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
-use erpsync_core::fulfilment::{ErpShipment, ErpShipments, ShipmentPage};
+use erpsync_core::fulfilment::{ErpShipment, ErpShipments, ShipmentKey, ShipmentPage};
 use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
 use erpsync_core::order::Address;
@@ -1438,32 +1438,48 @@ impl ErpShipments for TrytonClient {
     async fn shipments_done_since(
         &self,
         since: time::OffsetDateTime,
-        offset: usize,
+        after: Option<ShipmentKey>,
         limit: usize,
     ) -> Result<ShipmentPage, SyncError> {
         let stamp = datetime_value(since);
-        // A shipment is done by a write, so its write date is its stamp; the id orders
-        // those done in one transaction (one stamp), so pages never skip or repeat a row.
+        let mut domain = vec![
+            json!(["state", "=", "done"]),
+            json!([
+                "OR",
+                ["create_date", ">=", stamp],
+                ["write_date", ">=", stamp]
+            ]),
+        ];
+        // A shipment is done by a write, so its write date is its stamp, and the id orders
+        // those done in one transaction (one stamp). Pages follow on from the last row read
+        // (not an offset): a shipment written again or undone meanwhile shifts nothing.
+        if let Some(after) = after {
+            let last = datetime_value(after.changed_at);
+            domain.push(json!([
+                "OR",
+                ["write_date", ">", last],
+                ["AND", ["write_date", "=", last], ["id", ">", after.id]]
+            ]));
+        }
         let rows = self
             .search_page(
                 "stock.shipment.out",
-                json!([
-                    ["state", "=", "done"],
-                    [
-                        "OR",
-                        ["create_date", ">=", stamp],
-                        ["write_date", ">=", stamp]
-                    ]
-                ]),
+                Value::Array(domain),
                 SHIPMENT_FIELDS,
                 Some(json!([["write_date", "ASC"], ["id", "ASC"]])),
                 None,
-                Some((offset, limit)),
+                Some((0, limit)),
             )
             .await?;
+        let last = rows.last().and_then(|row| {
+            Some(ShipmentKey {
+                changed_at: stamp_of(row)?,
+                id: id_of(row, "id")?,
+            })
+        });
         Ok(ShipmentPage {
             rows: rows.len(),
-            last_changed: rows.last().and_then(stamp_of),
+            last,
             shipments: self.shipments_of(&rows).await?,
         })
     }

@@ -41,6 +41,14 @@ impl ErpShipment {
     }
 }
 
+/// Where a page of shipments ends: the next page starts after this change stamp and id, so
+/// a shipment changed or undone meanwhile shifts nothing (as an offset would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShipmentKey {
+    pub changed_at: OffsetDateTime,
+    pub id: i64,
+}
+
 /// One page of the ERP's done customer shipments, oldest change first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShipmentPage {
@@ -48,18 +56,18 @@ pub struct ShipmentPage {
     pub shipments: Vec<ErpShipment>,
     /// Rows the page read, sales' or not: fewer than asked is the last page.
     pub rows: usize,
-    /// The change stamp of the page's last row.
-    pub last_changed: Option<OffsetDateTime>,
+    /// The page's last row, sales' or not: where the next page starts.
+    pub last: Option<ShipmentKey>,
 }
 
 #[async_trait]
 pub trait ErpShipments: Send + Sync {
     /// Customer shipments done (created or changed) at or after `since`, ordered by their
-    /// change and id: the page of `limit` rows from `offset`.
+    /// change and id: at most `limit` rows after `after` (the first page: none).
     async fn shipments_done_since(
         &self,
         since: OffsetDateTime,
-        offset: usize,
+        after: Option<ShipmentKey>,
         limit: usize,
     ) -> Result<ShipmentPage, SyncError>;
     /// One done customer shipment (a parked one, redriven); none when it is not done or gone.

@@ -124,13 +124,13 @@ pub async fn run_shipments(
     };
     // Every row up to this stamp was handled (or left for a later run on its channel).
     let mut handled_to: Option<OffsetDateTime> = None;
-    let mut offset = 0;
+    let mut after = None;
     'pages: loop {
-        let page = match deps
-            .erp
-            .shipments_done_since(start, offset, PAGE_ROWS)
-            .await
-        {
+        if !time_left() {
+            run.unfinished = true;
+            break;
+        }
+        let page = match deps.erp.shipments_done_since(start, after, PAGE_ROWS).await {
             Ok(page) => page,
             Err(error) => {
                 // What was handled stands; each cursor moves to it below.
@@ -148,9 +148,9 @@ pub async fn run_shipments(
             handle(deps, &mut channels, shipment, &mut run).await;
             handled_to = handled_to.max(Some(shipment.changed_at));
         }
-        offset += page.rows;
-        handled_to = handled_to.max(page.last_changed);
-        if page.rows < PAGE_ROWS {
+        handled_to = handled_to.max(page.last.map(|last| last.changed_at));
+        after = page.last;
+        if page.rows < PAGE_ROWS || after.is_none() {
             break;
         }
     }
@@ -417,20 +417,23 @@ mod tests {
         async fn shipments_done_since(
             &self,
             since: OffsetDateTime,
-            offset: usize,
+            after: Option<crate::fulfilment::ShipmentKey>,
             limit: usize,
         ) -> Result<crate::fulfilment::ShipmentPage, SyncError> {
             let rows: Vec<ErpShipment> = self
                 .shipments
                 .iter()
                 .filter(|s| s.changed_at >= since)
-                .skip(offset)
+                .filter(|s| after.is_none_or(|a| (s.changed_at, s.id) > (a.changed_at, a.id)))
                 .take(limit)
                 .cloned()
                 .collect();
             Ok(crate::fulfilment::ShipmentPage {
                 rows: rows.len(),
-                last_changed: rows.last().map(|s| s.changed_at),
+                last: rows.last().map(|s| crate::fulfilment::ShipmentKey {
+                    changed_at: s.changed_at,
+                    id: s.id,
+                }),
                 shipments: rows,
             })
         }
