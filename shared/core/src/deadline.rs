@@ -12,6 +12,23 @@ pub fn time_to_stop(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
 }
 
+/// The time a run keeps in hand before `deadline`: `wanted`, but at most a quarter of what is
+/// left when the run starts (a short local invocation still does work).
+pub fn margin(deadline: Option<SystemTime>, wanted: Duration) -> Duration {
+    deadline
+        .and_then(|deadline| deadline.duration_since(SystemTime::now()).ok())
+        .map_or(wanted, |left| wanted.min(left / 4))
+}
+
+/// Whether `deadline` leaves at least `margin`; none: no limit.
+pub fn leaves(deadline: Option<SystemTime>, margin: Duration) -> bool {
+    deadline.is_none_or(|deadline| {
+        deadline
+            .duration_since(SystemTime::now())
+            .is_ok_and(|left| left >= margin)
+    })
+}
+
 /// The runtime's wall-clock deadline as a monotonic instant; one already passed is now (the
 /// run stops at once rather than running without a limit).
 pub fn monotonic(deadline: SystemTime) -> Option<Instant> {

@@ -335,12 +335,10 @@ struct ToReview {
     state: SyncState,
 }
 
-fn time_left(deadline: Option<SystemTime>) -> bool {
-    deadline.is_none_or(|deadline| {
-        deadline
-            .duration_since(SystemTime::now())
-            .is_ok_and(|left| left >= MARGIN)
-    })
+/// Whether the run may start more work: `MARGIN` left, or a quarter of what was left when it
+/// began if that is less (`deadline::margin`).
+fn time_left(deadline: Option<SystemTime>, margin: Duration) -> bool {
+    crate::deadline::leaves(deadline, margin)
 }
 
 /// One channel's run: the orders updated since its cursor (the first run: the last
@@ -352,6 +350,7 @@ pub async fn reconcile(
     lookback: time::Duration,
     deadline: Option<SystemTime>,
 ) -> Result<ReconcileOutcome, SyncError> {
+    let margin = crate::deadline::margin(deadline, MARGIN);
     let cursor_name = reconcile_cursor(channel);
     let cursor = deps.cursors.cursor(&cursor_name).await?;
     let since = cursor.map_or(now - lookback, |cursor| cursor - OVERLAP);
@@ -360,7 +359,7 @@ pub async fn reconcile(
     let mut to_review: Vec<ToReview> = Vec::new();
     let mut after: Option<String> = None;
     let stopped: Option<SyncError> = 'pages: loop {
-        if !time_left(deadline) {
+        if !time_left(deadline, margin) {
             outcome.unfinished = true;
             break None;
         }
@@ -400,7 +399,7 @@ pub async fn reconcile(
                     }
                 }
                 Ok(false) => {
-                    if !time_left(deadline) {
+                    if !time_left(deadline, margin) {
                         outcome.unfinished = true;
                         break 'pages None;
                     }
@@ -435,7 +434,7 @@ pub async fn reconcile(
         }
     };
     if stopped.is_none() {
-        review(deps, channel, &to_review, deadline, &mut outcome).await;
+        review(deps, channel, &to_review, deadline, margin, &mut outcome).await;
     }
     // A run that read every page has seen every order updated until it began.
     let reached = if stopped.is_none() && !outcome.unfinished {
@@ -462,13 +461,14 @@ async fn review(
     channel: &ChannelConfig,
     orders: &[ToReview],
     deadline: Option<SystemTime>,
+    margin: Duration,
     outcome: &mut ReconcileOutcome,
 ) {
     let (booked, legacy): (Vec<&ToReview>, Vec<&ToReview>) = orders
         .iter()
         .partition(|o| o.state.basis.as_ref().is_some_and(|b| b.booked.is_some()));
     for chunk in booked.chunks(100) {
-        if !time_left(deadline) {
+        if !time_left(deadline, margin) {
             outcome.unfinished = true;
             return;
         }
@@ -499,7 +499,7 @@ async fn review(
         }
     }
     for item in legacy {
-        if !time_left(deadline) {
+        if !time_left(deadline, margin) {
             outcome.unfinished = true;
             return;
         }
@@ -869,7 +869,7 @@ mod tests {
         };
         let rest = Rest::default();
         // Out of time before the first page: nothing checked, the cursor not set.
-        let short = SystemTime::now() + MARGIN / 2;
+        let short = SystemTime::now() - Duration::from_secs(1);
         let stopped = run(&rest, &shop, &config, Some(short))
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -115,13 +115,8 @@ pub async fn run_shipments(
     let Some(start) = channels.values().map(|c| c.start).min() else {
         return run;
     };
-    let time_left = || {
-        deadline.is_none_or(|deadline| {
-            deadline
-                .duration_since(SystemTime::now())
-                .is_ok_and(|left| left >= SHIPMENT_MARGIN)
-        })
-    };
+    let margin = crate::deadline::margin(deadline, SHIPMENT_MARGIN);
+    let time_left = || crate::deadline::leaves(deadline, margin);
     // Every row up to this stamp was handled (or left for a later run on its channel).
     let mut handled_to: Option<OffsetDateTime> = None;
     let mut after = None;
@@ -629,7 +624,7 @@ mod tests {
     #[tokio::test]
     async fn the_erp_is_read_a_page_at_a_time_and_a_run_out_of_time_moves_no_cursor() {
         let fakes = fakes(shipments(EU, 1, 250, 0));
-        let short = SystemTime::now() + SHIPMENT_MARGIN / 2;
+        let short = SystemTime::now() - Duration::from_secs(1);
         let stopped = run(&fakes, Some(short)).await;
         assert!(stopped.unfinished && stopped.shipments == 0, "{stopped:?}");
         assert_eq!(cursor(&fakes, EU), None);
