@@ -418,9 +418,26 @@ pub async fn reconcile(
                         // The shop (or the queue) is down: the run stops here, and the next
                         // one goes on from this order.
                         Err(error) if error.dependency_down => break 'pages Some(error),
-                        Err(error) => outcome
-                            .errors
-                            .push(format!("order {}: {}", order.id, error.message)),
+                        // Passed by the cursor, so a person must see it: the run's note and
+                        // the order's sync state (needs attention, with the shop's answer).
+                        Err(error) => {
+                            outcome
+                                .errors
+                                .push(format!("order {}: {}", order.id, error.message));
+                            let report = ErrorReport::new(&error, OffsetDateTime::now_utc());
+                            if let Err(state_error) = deps
+                                .state
+                                .record_failure(
+                                    &entity,
+                                    SyncStatus::NeedsAttention,
+                                    &report,
+                                    Some(order.updated_at),
+                                )
+                                .await
+                            {
+                                warn!(entity = %entity, error = %state_error, "could not record the order reconciliation could not check");
+                            }
+                        }
                     }
                 }
                 Err(error) => break 'pages Some(error),
@@ -849,6 +866,16 @@ mod tests {
             outcome.summary().contains("could not be checked"),
             "{}",
             outcome.summary()
+        );
+        // Passed by the cursor, it is a person's: its sync state says so, with the answer.
+        let entity = EntityRef::order(&config.channels[0].id, "1001");
+        let state = rest.store.get(&entity).await.ok().flatten();
+        assert_eq!(
+            state.map(|s| (s.status, s.last_error.map(|e| e.kind))),
+            Some((
+                SyncStatus::NeedsAttention,
+                Some("channel_refused".to_owned())
+            ))
         );
         // Every page read: the cursor is where the run began.
         let cursor = rest
