@@ -140,6 +140,18 @@ fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) ->
     order
 }
 
+/// Every order's sync state by order id, as an operator scans it.
+async fn order_states(observer: &erpsync_aws::dynamo::DynamoStore) -> HashMap<String, SyncState> {
+    observer
+        .all_states()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.entity.flow == Flow::OrderSync)
+        .map(|s| (s.entity.entity_id.clone(), s))
+        .collect()
+}
+
 /// The fix for the poison orders: their product is created in the ERP.
 async fn create_poison_product(desk: &ErpDesk) {
     let category = desk
@@ -485,14 +497,7 @@ async fn chaos() {
         tokio::time::sleep(every).await;
         // One scan per round rather than a read per order: at N = 5,000 the reads would
         // crowd out the run itself.
-        let states: HashMap<String, SyncState> = observer
-            .all_states()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.entity.flow == Flow::OrderSync)
-            .map(|s| (s.entity.entity_id.clone(), s))
-            .collect();
+        let states = order_states(&observer).await;
         let waiting = plan
             .iter()
             .filter(|order| {
@@ -601,14 +606,7 @@ async fn chaos() {
         let mut redrives = 1;
         loop {
             tokio::time::sleep(every).await;
-            let states: HashMap<String, SyncState> = observer
-                .all_states()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| s.entity.flow == Flow::OrderSync)
-                .map(|s| (s.entity.entity_id.clone(), s))
-                .collect();
+            let states = order_states(&observer).await;
             let waiting = plan
                 .iter()
                 .filter(|order| {

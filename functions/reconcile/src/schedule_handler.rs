@@ -28,8 +28,7 @@ pub async fn handle(
     _event: EventBridgeEvent<serde_json::Value>,
     deadline: Option<SystemTime>,
 ) -> Vec<ChannelRun> {
-    // A deadline already past is none given (a local runtime's invocation carries 0).
-    let deadline = deadline.filter(|d| *d > SystemTime::now());
+    let deadline = erpsync_core::deadline::given(deadline);
     let now = OffsetDateTime::now_utc();
     let mut runs = Vec::new();
     let served: Vec<_> = deps

@@ -13,8 +13,7 @@ use crate::Deps;
 
 #[instrument(skip_all)]
 pub async fn handle(deps: &Deps, deadline: Option<SystemTime>) -> ShipmentRun {
-    // A deadline already past is none given (a local runtime's invocation carries 0).
-    let deadline = deadline.filter(|d| *d > SystemTime::now());
+    let deadline = erpsync_core::deadline::given(deadline);
     let now = OffsetDateTime::now_utc();
     let lease_until = deadline.map_or(now + time::Duration::minutes(5), OffsetDateTime::from);
     let run_deps = ShipmentRunDeps {

@@ -16,6 +16,7 @@ use erpsync_core::fulfilment::{
     ShipmentDeps, parse_sale_reference, shipment_entity, sync_shipment,
 };
 use erpsync_core::ports::note_failure;
+use erpsync_core::state::EntityRef;
 use erpsync_core::tracking::{
     TrackingDeps, apply_tracking, parse_easypost, unknown_tracking_entity,
 };
@@ -33,6 +34,25 @@ struct TrackingProcessor<'a> {
 }
 
 impl TrackingProcessor<'_> {
+    /// A failure recorded in its entity's sync state (when known), for the runner.
+    async fn failed(&self, error: SyncError, entity: Option<EntityRef>) -> MessageFailure {
+        if let Some(entity) = &entity {
+            note_failure(
+                &self.deps.store,
+                entity,
+                &error,
+                None,
+                OffsetDateTime::now_utc(),
+            )
+            .await;
+        }
+        MessageFailure {
+            error,
+            entity,
+            version: None,
+        }
+    }
+
     /// A parked ERP shipment, redriven: synced as the schedule would have.
     async fn redriven_shipment(&self, body: &str) -> Result<(), MessageFailure> {
         let parked: ShipmentMessage = serde_json::from_str(body).map_err(|e| {
@@ -76,23 +96,7 @@ impl TrackingProcessor<'_> {
                 info!(shipment = %shipment.number, ?outcome, "redriven shipment done");
                 Ok(())
             }
-            Err(error) => {
-                if let Some(entity) = &entity {
-                    note_failure(
-                        &self.deps.store,
-                        entity,
-                        &error,
-                        None,
-                        OffsetDateTime::now_utc(),
-                    )
-                    .await;
-                }
-                Err(MessageFailure {
-                    error,
-                    entity,
-                    version: None,
-                })
-            }
+            Err(error) => Err(self.failed(error, entity).await),
         }
     }
 }
@@ -126,24 +130,8 @@ impl MessageProcessor for TrackingProcessor<'_> {
         let entity = unknown_tracking_entity(&update);
         let outcome = match apply_tracking(&deps, &update).await {
             Ok(outcome) => outcome,
-            Err(error) => {
-                // Filed under the parcel: people see it waiting (retrying), then stuck.
-                if let Some(entity) = &entity {
-                    note_failure(
-                        &self.deps.store,
-                        entity,
-                        &error,
-                        None,
-                        OffsetDateTime::now_utc(),
-                    )
-                    .await;
-                }
-                return Err(MessageFailure {
-                    error,
-                    entity,
-                    version: None,
-                });
-            }
+            // Filed under the parcel: people see it waiting (retrying), then stuck.
+            Err(error) => return Err(self.failed(error, entity).await),
         };
         info!(tracking_code = %update.tracking_code, ?outcome, "tracking event done");
         Ok(())

@@ -1151,15 +1151,12 @@ fn sale_view(sale: &Value) -> Option<ReviewedSale> {
 #[async_trait]
 impl SalesReview for TrytonClient {
     async fn sales_by_reference(&self, reference: &str) -> Result<Vec<ReviewedSale>, SyncError> {
-        let rows = self
-            .search(
-                "sale.sale",
-                json!([["reference", "=", reference]]),
-                REVIEW_FIELDS,
-                Some(json!([["id", "ASC"]])),
-            )
-            .await?;
-        Ok(rows.iter().filter_map(sale_view).collect())
+        let reference = reference.to_owned();
+        Ok(self
+            .sales_by_references(std::slice::from_ref(&reference))
+            .await?
+            .remove(&reference)
+            .unwrap_or_default())
     }
 
     async fn sales_by_references(

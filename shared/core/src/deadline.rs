@@ -12,6 +12,12 @@ pub fn time_to_stop(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() + STOP_MARGIN >= deadline)
 }
 
+/// The invocation's deadline, if it gave one: one already past is none (a local runtime's
+/// invocation carries 0).
+pub fn given(deadline: Option<SystemTime>) -> Option<SystemTime> {
+    deadline.filter(|d| *d > SystemTime::now())
+}
+
 /// The time a run keeps in hand before `deadline`: `wanted`, but at most a quarter of what is
 /// left when the run starts (a short local invocation still does work).
 pub fn margin(deadline: Option<SystemTime>, wanted: Duration) -> Duration {

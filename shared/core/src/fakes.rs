@@ -493,3 +493,18 @@ impl SalesErp for FakeErp {
         self.set_state(sale_id, ErpSaleState::Processing)
     }
 }
+
+/// Change-feed cursors in memory (reconciliation, shipment runs).
+#[derive(Default)]
+pub struct FakeCursors(pub Mutex<HashMap<String, OffsetDateTime>>);
+
+#[async_trait]
+impl crate::changes::Cursors for FakeCursors {
+    async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
+        Ok(self.0.lock().map_err(poisoned)?.get(name).copied())
+    }
+    async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
+        self.0.lock().map_err(poisoned)?.insert(name.to_owned(), at);
+        Ok(())
+    }
+}

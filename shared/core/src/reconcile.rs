@@ -585,7 +585,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::fakes::{FakeErp, FakeStore, poisoned};
+    use crate::fakes::{FakeCursors, FakeErp, FakeStore, poisoned};
     use crate::ids::CurrencyCode;
     use crate::ports::ArchivedPayload;
     use crate::state::{OrderBasis, SyncRecord};
@@ -643,7 +643,7 @@ mod tests {
         store: FakeStore,
         erp: FakeErp,
         enqueued: Mutex<Vec<String>>,
-        cursors: Mutex<HashMap<String, OffsetDateTime>>,
+        cursors: FakeCursors,
         /// reference -> (untaxed, total) of its one sale.
         sales: HashMap<String, (Decimal, Decimal)>,
         searches: Mutex<usize>,
@@ -662,20 +662,6 @@ mod tests {
                 .lock()
                 .map_err(poisoned)?
                 .push(order.id.to_string());
-            Ok(())
-        }
-    }
-
-    #[async_trait]
-    impl Cursors for Rest {
-        async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
-            Ok(self.cursors.lock().map_err(poisoned)?.get(name).copied())
-        }
-        async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
-            self.cursors
-                .lock()
-                .map_err(poisoned)?
-                .insert(name.to_owned(), at);
             Ok(())
         }
     }
@@ -782,7 +768,7 @@ mod tests {
             queue: rest,
             erp: rest,
             sales: &rest.erp,
-            cursors: rest,
+            cursors: &rest.cursors,
         };
         reconcile(
             &deps,
@@ -879,6 +865,7 @@ mod tests {
         );
         // Every page read: the cursor is where the run began.
         let cursor = rest
+            .cursors
             .cursor(&reconcile_cursor(&config.channels[0]))
             .await
             .ok()
@@ -902,7 +889,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(stopped.unfinished && stopped.checked == 0, "{stopped:?}");
         assert!(stopped.summary().contains("the next run goes on"));
-        assert_eq!(rest.cursor(&name).await.ok().flatten(), None);
+        assert_eq!(rest.cursors.cursor(&name).await.ok().flatten(), None);
         // The shop goes down at the fourth order: the run stops there, with the error.
         if let Ok(mut down) = shop.down.lock() {
             down.insert("1003".to_owned());
@@ -913,7 +900,7 @@ mod tests {
             "{failed:?}"
         );
         assert_eq!(
-            rest.cursor(&name).await.ok().flatten(),
+            rest.cursors.cursor(&name).await.ok().flatten(),
             Some(order(2).updated_at)
         );
         // Back up: the next run reads from the cursor (less the overlap) and goes on.
@@ -928,6 +915,6 @@ mod tests {
                 && resumed.enqueued.contains(&"1004".to_owned()),
             "{resumed:?}"
         );
-        assert_eq!(rest.cursor(&name).await.ok().flatten(), Some(NOW));
+        assert_eq!(rest.cursors.cursor(&name).await.ok().flatten(), Some(NOW));
     }
 }

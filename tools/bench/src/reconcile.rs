@@ -13,7 +13,6 @@
 //! Two runs: the first, with no cursor, reads the whole 6-hour window (a first run, or the
 //! run after an outage); the second is the steady one, 30 minutes after the first.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,7 +20,7 @@ use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::changes::Cursors;
 use erpsync_core::config::{ChannelConfig, Config};
-use erpsync_core::fakes::FakeErp;
+use erpsync_core::fakes::{FakeCursors, FakeErp};
 use erpsync_core::ids::CurrencyCode;
 use erpsync_core::ports::{ArchivedPayload, PayloadArchive, SyncStateStore};
 use erpsync_core::reconcile::{
@@ -104,7 +103,7 @@ impl SyncStateStore for State {
 #[derive(Default)]
 struct Rest {
     enqueued: Mutex<usize>,
-    cursors: Mutex<BTreeMap<String, OffsetDateTime>>,
+    cursors: FakeCursors,
 }
 
 #[async_trait]
@@ -118,19 +117,6 @@ impl FoundOrders for Rest {
     ) -> Result<(), SyncError> {
         if let Ok(mut count) = self.enqueued.lock() {
             *count += 1;
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Cursors for Rest {
-    async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
-        Ok(self.cursors.lock().ok().and_then(|c| c.get(name).copied()))
-    }
-    async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
-        if let Ok(mut cursors) = self.cursors.lock() {
-            cursors.insert(name.to_owned(), at);
         }
         Ok(())
     }
@@ -246,14 +232,15 @@ async fn main() -> anyhow::Result<()> {
         queue: &rest,
         erp: &rest,
         sales: &erp,
-        cursors: &rest,
+        cursors: &rest.cursors,
     };
     let (first, first_s) = timed_run(&deps, channel).await?;
     // Thirty minutes on: the steady run reads from its cursor (less the overlap).
     let cursor = reconcile_cursor(channel);
-    let after_first = rest.cursor(&cursor).await?;
+    let after_first = rest.cursors.cursor(&cursor).await?;
     if let Some(at) = after_first {
-        rest.set_cursor(&cursor, at - time::Duration::minutes(30))
+        rest.cursors
+            .set_cursor(&cursor, at - time::Duration::minutes(30))
             .await?;
     }
     let (steady, steady_s) = timed_run(&deps, channel).await?;

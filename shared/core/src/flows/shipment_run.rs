@@ -338,7 +338,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::fakes::{FakeStore, poisoned};
+    use crate::fakes::{FakeCursors, FakeStore, poisoned};
     use crate::fulfilment::{
         ChannelFulfilment, FulfilLine, FulfilmentEvent, FulfilmentRef, OpenLine, ShopFulfilment,
         Tracking, TrackingIndex,
@@ -403,7 +403,7 @@ mod tests {
         store: FakeStore,
         shops: HashMap<String, Shop>,
         shipments: Vec<ErpShipment>,
-        cursors: Mutex<HashMap<String, OffsetDateTime>>,
+        cursors: FakeCursors,
         parked: Mutex<Vec<(i64, String)>>,
     }
 
@@ -434,20 +434,6 @@ mod tests {
         }
         async fn shipment(&self, id: i64) -> Result<Option<ErpShipment>, SyncError> {
             Ok(self.shipments.iter().find(|s| s.id == id).cloned())
-        }
-    }
-
-    #[async_trait]
-    impl Cursors for Fakes {
-        async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
-            Ok(self.cursors.lock().map_err(poisoned)?.get(name).copied())
-        }
-        async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError> {
-            self.cursors
-                .lock()
-                .map_err(poisoned)?
-                .insert(name.to_owned(), at);
-            Ok(())
         }
     }
 
@@ -523,7 +509,7 @@ mod tests {
                 lease_until: T0 + time::Duration::hours(1),
             },
             erp: fakes,
-            cursors: fakes,
+            cursors: &fakes.cursors,
             parked: fakes,
         };
         // The first run looks back from a minute after the last shipment.
@@ -534,6 +520,7 @@ mod tests {
         let id = ChannelId::parse(channel).unwrap_or_else(|e| panic!("{e}"));
         fakes
             .cursors
+            .0
             .lock()
             .ok()
             .and_then(|c| c.get(&channel_cursor(&id)).copied())
