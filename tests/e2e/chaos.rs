@@ -25,11 +25,12 @@ use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::reconcile::{ReconcileDeps, reconcile};
 use erpsync_core::state::{Flow, SyncState, SyncStatus};
-use erpsync_e2e::{Stack, Tryton, World, fixture, set_quantity};
+use erpsync_e2e::{Stack, Tryton, World, courier_request, fixture, priced, set_quantity};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
 use erpsync_tools::ops::{self, Selection};
 use erpsync_tools::queues;
+use sandbox::courier::{TrackerUpdate, tracker_updated};
 use sandbox::proxy::{FaultProxy, ProxyFaults};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -117,6 +118,48 @@ struct PlannedOrder {
     id: String,
     fate: Fate,
     duplicated: bool,
+    /// The outage: refunded in the shop, its `refunds/create` delivered before the order.
+    refunded: bool,
+    /// The outage: dispatched in the ERP once booked, with a tracking number.
+    dispatched: bool,
+    /// The outage: the courier's first event comes before the order (and its dispatch).
+    early_event: bool,
+}
+
+const UK: &str = "erpsync-uk.myshopify.com";
+const EU: &str = "erpsync-eu.myshopify.com";
+const COURIER_SECRET: &str = "chaos-courier-secret";
+
+impl PlannedOrder {
+    fn tracking(&self) -> String {
+        format!("RM{}GB", self.id)
+    }
+
+    /// The refund Shopify sends for it: the red iPod, kept by the customer, paid back.
+    fn refund(&self) -> (Value, String) {
+        let id: u64 = self.id.parse().unwrap_or_default();
+        let refund_id = id * 10 + 1;
+        let mut refund = fixture("shopify-refunds-create.json");
+        refund["id"] = json!(refund_id);
+        refund["order_id"] = json!(id);
+        priced(&mut refund, 0, "no_restock", "195.67", "11.74", "207.41");
+        (refund, refund_id.to_string())
+    }
+}
+
+/// The courier's first event for a tracking number.
+fn collected(event_id: &str, tracking_code: &str) -> String {
+    tracker_updated(
+        event_id,
+        &TrackerUpdate {
+            tracking_code,
+            carrier: "RoyalMail",
+            status: "in_transit",
+            message: "Collected",
+            at: "2026-11-29T12:00:00Z",
+        },
+    )
+    .to_string()
 }
 
 fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) -> Value {
@@ -140,16 +183,24 @@ fn order_body(id: u64, version: u32, red: u32, poison: bool, cancelled: bool) ->
     order
 }
 
-/// Every order's sync state by order id, as an operator scans it.
-async fn order_states(observer: &erpsync_aws::dynamo::DynamoStore) -> HashMap<String, SyncState> {
+/// A flow's sync states by entity id, as an operator scans them.
+async fn states_of(
+    observer: &erpsync_aws::dynamo::DynamoStore,
+    flow: Flow,
+) -> HashMap<String, SyncState> {
     observer
         .all_states()
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s.entity.flow == Flow::OrderSync)
+        .filter(|s| s.entity.flow == flow)
         .map(|s| (s.entity.entity_id.clone(), s))
         .collect()
+}
+
+/// Every order's sync state by order id.
+async fn order_states(observer: &erpsync_aws::dynamo::DynamoStore) -> HashMap<String, SyncState> {
+    states_of(observer, Flow::OrderSync).await
 }
 
 /// The fix for the poison orders: their product is created in the ERP.
@@ -184,29 +235,8 @@ fn latest_body(order: &PlannedOrder) -> Value {
 /// sandbox, holding every order at its last version) against sync state and the ERP.
 async fn reconcile_after(
     world: &World,
-    plan: &[PlannedOrder],
+    admin: &ShopifyAdmin,
 ) -> anyhow::Result<erpsync_core::reconcile::ReconcileOutcome> {
-    let shop_domain = world.shop_domain("uk-shop");
-    let sandbox = Sandbox::start("127.0.0.1:0").await?;
-    sandbox.shops.add(ShopSetup::with_skus::<&str>(
-        &shop_domain,
-        "gid://shopify/Location/1",
-        &[],
-        2000.0,
-        100.0,
-    ));
-    let shop = sandbox
-        .shops
-        .get(&shop_domain)
-        .ok_or_else(|| anyhow::anyhow!("no sandbox shop {shop_domain}"))?;
-    for order in plan {
-        shop.place_order(latest_body(order));
-    }
-    let admin = ShopifyAdmin::new(
-        &sandbox.admin_url(&shop_domain),
-        "2026-07",
-        SecretString::from(format!("shpat_{shop_domain}")),
-    )?;
     // reconcile under its role.
     let queue = FoundOrdersQueue(Queue::new(
         world.sqs_of("ReconcileFunction"),
@@ -215,7 +245,7 @@ async fn reconcile_after(
     let store = world.store_of("ReconcileFunction");
     let deps = ReconcileDeps {
         config: &world.config,
-        shop: &admin,
+        shop: admin,
         state: &store,
         archive: &store,
         queue: &queue,
@@ -239,6 +269,198 @@ async fn reconcile_after(
         None,
     )
     .await?)
+}
+
+/// What the outage's dispatch phase did.
+#[derive(Debug, Default)]
+struct Dispatches {
+    uk: usize,
+    eu: usize,
+    early_events: usize,
+    /// shipment-sync runs until the UK store's shipments were all fulfilled once its access
+    /// came back.
+    runs_after_restore: usize,
+    courier_redrives: usize,
+    problems: Vec<String>,
+}
+
+/// The outage's dispatches: the warehouse ships a sample of the UK orders and a few EU
+/// orders; the UK store's Admin token is revoked for a while (the EU store's fulfilments
+/// must not wait for it); then it is granted again and the operator redrives the courier
+/// events that came before their orders. Every dispatch is one fulfilment with its tracking
+/// number, every early event one fulfilment event.
+async fn dispatch_phase(
+    world: &World,
+    desk: &ErpDesk,
+    sandbox: &Sandbox,
+    plan: &[PlannedOrder],
+    eu_base: u64,
+    shipments: &Arc<shipment_sync::Deps>,
+    limit: Instant,
+) -> Dispatches {
+    let mut report = Dispatches::default();
+    let shop = |domain: &str| {
+        sandbox
+            .shops
+            .get(domain)
+            .unwrap_or_else(|| panic!("no sandbox shop {domain}"))
+    };
+    let (uk, eu) = (shop(UK), shop(EU));
+    let observer = world.store_of(erpsync_tools::roles::OPERATOR);
+    // Enough on the shelves for every dispatch (the storm sold more than the 100 there were).
+    for code in ["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"] {
+        desk.count_stock(code, 100_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    // The EU store's orders, booked as any other.
+    let eu_ids: Vec<u64> = (0..(plan.len() / 20).max(3) as u64)
+        .map(|j| eu_base + j)
+        .collect();
+    for id in &eu_ids {
+        let mut body = order_body(*id, 1, 1, false, false);
+        body["currency"] = json!("EUR");
+        body["name"] = json!(format!("#E{id}"));
+        eu.place_order(body.clone());
+        let request = world.signed(
+            "eu-shop",
+            "orders/create",
+            &format!("e-{id}"),
+            &body.to_string(),
+        );
+        let status = shop_webhook::http_handler::handle(&world.webhook, request)
+            .await
+            .status_code;
+        assert_eq!(status, 200, "the EU order {id} was refused");
+    }
+    loop {
+        let states = order_states(&observer).await;
+        if eu_ids.iter().all(|id| {
+            states
+                .get(&id.to_string())
+                .is_some_and(|s| s.status != SyncStatus::NeedsAttention && s.erp_id.is_some())
+        }) {
+            break;
+        }
+        assert!(Instant::now() < limit, "the EU orders were not booked");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // (reference, tracking number, store, order id, the courier was early)
+    let mut parcels: Vec<(String, String, &str, u64, bool)> = plan
+        .iter()
+        .filter(|o| o.dispatched)
+        .map(|o| {
+            (
+                format!("uk-shop/{}", o.id),
+                o.tracking(),
+                UK,
+                o.id.parse().unwrap_or_default(),
+                o.early_event,
+            )
+        })
+        .collect();
+    parcels.extend(
+        eu_ids
+            .iter()
+            .map(|id| (format!("eu-shop/{id}"), format!("DHL{id}"), EU, *id, false)),
+    );
+    for (reference, tracking, _, _, _) in &parcels {
+        if let Err(error) = desk.dispatch_part(reference, &[], Some(tracking)).await {
+            report
+                .problems
+                .push(format!("dispatching {reference}: {error:#}"));
+        }
+    }
+    report.uk = parcels.iter().filter(|p| p.2 == UK).count();
+    report.eu = parcels.len() - report.uk;
+    report.early_events = parcels.iter().filter(|p| p.4).count();
+
+    // The UK store withdraws the app's access: its shipments wait, the EU store's do not.
+    uk.revoke_access(true);
+    let run = shipment_sync::schedule_handler::handle(shipments, None).await;
+    for (reference, _, domain, id, _) in &parcels {
+        let made = shop(domain).fulfillments(*id).len();
+        let expected = usize::from(*domain == EU);
+        if made != expected {
+            report.problems.push(format!(
+                "{reference}: {made} fulfilment(s) while the UK store refused access, expected {expected} ({run:?})"
+            ));
+        }
+    }
+    if report.uk > 0 && !run.held.iter().any(|h| h.contains("uk-shop")) {
+        report
+            .problems
+            .push(format!("the UK store's shipments were not held: {run:?}"));
+    }
+    // Access granted again: the held shipments go on from the UK store's cursor.
+    uk.revoke_access(false);
+    loop {
+        let run = shipment_sync::schedule_handler::handle(shipments, None).await;
+        report.runs_after_restore += 1;
+        let missing = parcels
+            .iter()
+            .filter(|p| p.2 == UK && uk.fulfillments(p.3).is_empty())
+            .count();
+        if missing == 0 {
+            break;
+        }
+        if report.runs_after_restore >= 5 {
+            report.problems.push(format!(
+                "{missing} UK dispatch(es) unfulfilled after 5 runs with access back ({run:?})"
+            ));
+            break;
+        }
+    }
+    // The courier's early events: parked once their receives ran out (or still waiting);
+    // the operator redrives them now that their dispatches are in the shop.
+    let deployment = world.operator();
+    let applied = |parcels: &[(String, String, &str, u64, bool)]| {
+        parcels
+            .iter()
+            .filter(|p| p.4)
+            .filter(|p| uk.fulfillments(p.3).iter().all(|f| f.events.is_empty()))
+            .count()
+    };
+    let sqs = aws_sdk_sqs::Client::new(&world.sdk);
+    let shipments_url = world.queue("ShipmentsQueue");
+    loop {
+        let waiting = applied(&parcels);
+        let depth = queues::depth(&sqs, &shipments_url).await.unwrap_or(1);
+        if waiting == 0 && depth == 0 {
+            break;
+        }
+        if depth == 0 {
+            if report.courier_redrives >= 3 {
+                report.problems.push(format!(
+                    "{waiting} early courier event(s) not applied after {} redrive(s)",
+                    report.courier_redrives
+                ));
+                break;
+            }
+            ops::redrive(&deployment, Selection::All { flow: None }, &|_| {})
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            report.courier_redrives += 1;
+        }
+        assert!(Instant::now() < limit, "the courier events did not settle");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Each dispatch once, with its tracking number; each early event once.
+    for (reference, tracking, domain, id, early) in &parcels {
+        let made = shop(domain).fulfillments(*id);
+        let numbers: Vec<Option<String>> = made
+            .iter()
+            .flat_map(|f| f.tracking.iter().map(|t| t.number.clone()))
+            .collect();
+        let events: usize = made.iter().map(|f| f.events.len()).sum();
+        if made.len() != 1 || numbers != [Some(tracking.clone())] || events != usize::from(*early) {
+            report.problems.push(format!(
+                "{reference}: {} fulfilment(s), tracking {numbers:?}, {events} event(s) (early: {early})",
+                made.len()
+            ));
+        }
+    }
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -281,17 +503,58 @@ async fn chaos() {
         Scenario::Storm => "60",
         Scenario::Outage => OUTAGE_RECEIVES,
     };
+    // The stores: the UK one holds every order at its last version (reconciliation reads
+    // it, dispatches are fulfilled there); the EU one takes the outage's other dispatches.
+    let sandbox = Sandbox::start("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for domain in [UK, EU] {
+        sandbox.shops.add(ShopSetup::with_skus::<&str>(
+            domain,
+            "gid://shopify/Location/1",
+            &[],
+            2000.0,
+            100.0,
+        ));
+    }
     let world = World::start_on(
         &proxy.url,
         &tryton.api_key,
         &[("OrdersMaxReceiveCount", receives)],
         |config| {
             config.erp.request_timeout_seconds = 3;
+            for channel in &mut config.channels {
+                let domain = channel.shop_domain.clone();
+                if let Some(api) = channel.admin_api.as_mut() {
+                    api.url = sandbox.admin_url(&domain);
+                }
+            }
         },
     )
     .await;
+    // shipment-sync (its schedule and the courier events' queue) and return-sync, on the
+    // ERP behind the same faults.
+    let admin = |domain: &str| {
+        ShopifyAdmin::new(
+            &sandbox.admin_url(domain),
+            "2026-07",
+            SecretString::from(format!("shpat_{domain}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let shipments = world.shipment_sync(
+        &proxy.url,
+        &tryton.api_key,
+        HashMap::from([
+            ("uk-shop".to_owned(), admin(UK)),
+            ("eu-shop".to_owned(), admin(EU)),
+        ]),
+    );
+    let courier = world.courier(COURIER_SECRET).await;
+    let returns = world.return_sync();
     let sqs = aws_sdk_sqs::Client::new(&world.sdk);
     let orders_url = world.queue("OrdersQueue");
+    let returns_url = world.queue("ReturnsQueue");
     sqs.set_queue_attributes()
         .queue_url(&orders_url)
         .attributes(
@@ -327,14 +590,32 @@ async fn chaos() {
                 },
                 _ => Fate::Plain,
             };
+            // The outage's dispatches and refunds: 10 % of plain orders refunded before they
+            // arrive, 1 in 12 of the rest dispatched (half of those tracked by the courier
+            // before the order arrives).
+            let outage = scenario == Scenario::Outage;
+            let refunded = outage && fate == Fate::Plain && draw(i, 5, 10) == 0;
+            let dispatched = outage
+                && !refunded
+                && !matches!(fate, Fate::Poison | Fate::Cancelled)
+                && draw(i, 6, 12) == 0;
             PlannedOrder {
                 id: (base + i as u64).to_string(),
                 fate,
                 // 20 % delivered again.
                 duplicated: draw(i, 3, 5) == 0,
+                refunded,
+                dispatched,
+                early_event: dispatched && draw(i, 7, 2) == 0,
             }
         })
         .collect();
+    // The UK store holds every order at its last version.
+    if let Some(uk) = sandbox.shops.get(UK) {
+        for order in &plan {
+            uk.place_order(latest_body(order));
+        }
+    }
     // Deliveries, in the order the shop's webhooks arrive; some with the time Shopify
     // triggered them (else the harness's: just after the version's `updated_at`).
     type Delivery = (String, &'static str, Value, Option<&'static str>);
@@ -389,6 +670,14 @@ async fn chaos() {
             }
             Fate::Plain | Fate::Poison => {}
         }
+        if order.refunded {
+            // The refund overtakes its order (a backlog on the orders queue).
+            let (refund, refund_id) = order.refund();
+            these.insert(
+                0,
+                (format!("r-{refund_id}"), "refunds/create", refund, None),
+            );
+        }
         if order.duplicated {
             // Shopify's retry of the same delivery, and another topic for the same version.
             these.push((
@@ -426,6 +715,22 @@ async fn chaos() {
             invoker: invoker.clone(),
         };
         pollers.push(tokio::spawn(esm.run(stopped.clone())));
+    }
+    // One each for refunds and courier events (few, and they wait for their orders).
+    pollers.push(tokio::spawn(
+        world.returns_source(&returns).run(stopped.clone()),
+    ));
+    pollers.push(tokio::spawn(
+        world.tracking_source(&shipments).run(stopped.clone()),
+    ));
+    // The courier is first: events for parcels whose orders have not even arrived.
+    for order in plan.iter().filter(|o| o.early_event) {
+        let body = collected(&format!("evt-{}", order.id), &order.tracking());
+        let status =
+            courier_webhook::http_handler::handle(&courier, courier_request(&body, COURIER_SECRET))
+                .await
+                .status_code;
+        assert_eq!(status, 200, "courier-webhook took the early event");
     }
 
     // The ERP misbehaves from now on. The storm: one 30 s outage 20 s in; the long one: the
@@ -557,24 +862,25 @@ async fn chaos() {
         // Nothing the runner gave up on is moved silently: each message it parked says why,
         // and its order is an exception a person sees. Only an invocation that died (killed,
         // or stopped at its timeout) on a message's last receive leaves the move to the
-        // queue, without a reason: at most its batch's messages.
+        // queue, without a reason: at most its batch's messages, and each is an exception
+        // all the same (named by its order, from its group).
         let died =
             invoker.killed.load(Ordering::Relaxed) + invoker.timed_out.load(Ordering::Relaxed);
         let mut without_reason = 0;
         for letter in &letters {
-            // `dlq list` shows such a letter as moved by the queue's redrive policy.
-            if letter.entity == "unknown" && letter.reason.contains("redrive policy") {
+            let listed = exceptions.contains(&letter.entity)
+                || exceptions.contains(&format!(
+                    "{} message {}",
+                    letter.dead_letter_queue, letter.id
+                ));
+            assert!(listed, "{letter:?} is parked but not among the exceptions");
+            if letter.moved_by_queue {
                 without_reason += 1;
                 continue;
             }
             assert!(
                 !letter.error_kind.is_empty(),
                 "a dead letter without its kind: {letter:?}"
-            );
-            assert!(
-                exceptions.contains(&letter.entity),
-                "{} is parked but not among the exceptions",
-                letter.entity
             );
             *outage_parked.entry(letter.error_kind.clone()).or_default() += 1;
         }
@@ -617,8 +923,21 @@ async fn chaos() {
                     })
                 })
                 .count();
-            let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1);
-            if waiting == 0 && depth == 0 {
+            // Each refund booked (it waited for its order, or was parked behind it).
+            let refunds = states_of(&observer, Flow::ReturnSync).await;
+            let refunds_waiting = plan
+                .iter()
+                .filter(|order| order.refunded)
+                .filter(|order| {
+                    let (_, refund_id) = order.refund();
+                    !refunds
+                        .get(&format!("{}/refund-{refund_id}", order.id))
+                        .is_some_and(|s| s.status == SyncStatus::Synced)
+                })
+                .count();
+            let depth = queues::depth(&sqs, &orders_url).await.unwrap_or(1)
+                + queues::depth(&sqs, &returns_url).await.unwrap_or(1);
+            if waiting == 0 && refunds_waiting == 0 && depth == 0 {
                 break;
             }
             if depth == 0 && redrives < 5 {
@@ -631,15 +950,29 @@ async fn chaos() {
             }
             assert!(
                 started.elapsed() < limit,
-                "after {redrives} redrive(s) {waiting} order(s) are short of their latest version, {depth} message(s) queued"
+                "after {redrives} redrive(s) {waiting} order(s) are short of their latest version, {refunds_waiting} refund(s) not booked, {depth} message(s) queued"
             );
         }
         outage_parked.insert("redrives".to_owned(), redrives);
     }
     let poison_booked = scenario == Scenario::Outage;
+    let dispatches = if scenario == Scenario::Outage {
+        dispatch_phase(
+            &world,
+            &desk,
+            &sandbox,
+            &plan,
+            base + n as u64,
+            &shipments,
+            started + limit,
+        )
+        .await
+    } else {
+        Dispatches::default()
+    };
 
     // Production's scheduled reconciliation runs over what the storm left.
-    let reconciled = reconcile_after(&world, &plan)
+    let reconciled = reconcile_after(&world, &admin(UK))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
 
@@ -685,6 +1018,25 @@ async fn chaos() {
                 .map(|id| format!("reconciliation found {id} unknown at its last version")),
         )
         .collect();
+    problems.extend(dispatches.problems.iter().cloned());
+    // Each refund once: one return sale, its credit note the money paid back.
+    let mut refunds_booked = 0;
+    for order in plan.iter().filter(|o| o.refunded) {
+        let (_, refund_id) = order.refund();
+        let booked = world.return_sales("uk-shop", &order.id, &refund_id).await;
+        let credits: Vec<String> = booked
+            .iter()
+            .map(|sale| erpsync_e2e::decimal(&sale["invoices"][0]["total_amount"]))
+            .collect();
+        if credits == ["-207.41"] {
+            refunds_booked += 1;
+        } else {
+            problems.push(format!(
+                "refund {refund_id} of {}: credit notes {credits:?}",
+                order.id
+            ));
+        }
+    }
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for order in &plan {
         let found = by_reference
@@ -831,6 +1183,18 @@ async fn chaos() {
         );
         println!(
             "  parked by the outage, each with its reason and its order an exception (by kind): {outage_parked:?}; then redriven"
+        );
+        let refunded = plan.iter().filter(|o| o.refunded).count();
+        println!(
+            "  {refunded} refunds delivered before their orders: {refunds_booked} booked once with their credit note"
+        );
+        println!(
+            "  dispatches: {} UK (the store's token revoked through the first shipment run, {} run(s) once granted again) and {} EU (fulfilled in the first run);",
+            dispatches.uk, dispatches.runs_after_restore, dispatches.eu
+        );
+        println!(
+            "            {} courier events before their orders, applied once after {} redrive(s)",
+            dispatches.early_events, dispatches.courier_redrives
         );
     }
     println!(

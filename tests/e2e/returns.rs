@@ -9,7 +9,7 @@ use erpsync_connectors::TrytonClient;
 use erpsync_core::ids::Sku;
 use erpsync_core::state::{SyncState, SyncStatus};
 use erpsync_core::stock::ErpStock;
-use erpsync_e2e::{ReturnSync, Stack, Tryton, World, attribute, fixture, fresh_order};
+use erpsync_e2e::{ReturnSync, Stack, Tryton, World, attribute, fixture, fresh_order, priced};
 use erpsync_tools::queues;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -98,17 +98,6 @@ impl ReturnWorld {
 
 fn credit_total(sale: &Value) -> String {
     erpsync_e2e::decimal(&sale["invoices"][0]["total_amount"])
-}
-
-/// Refund line `index` as Shopify reports it after the line was fulfilled: its restock type,
-/// its own shop-money subtotal and tax; the refund's transaction pays back `paid`.
-fn priced(refund: &mut Value, index: usize, restock: &str, subtotal: &str, tax: &str, paid: &str) {
-    let line = &mut refund["refund_line_items"][index];
-    line["restock_type"] = json!(restock);
-    line["line_item"]["fulfillment_status"] = json!("fulfilled");
-    line["subtotal_set"]["shop_money"]["amount"] = json!(subtotal);
-    line["total_tax_set"]["shop_money"]["amount"] = json!(tax);
-    refund["transactions"][0]["amount"] = json!(paid);
 }
 
 #[tokio::test]

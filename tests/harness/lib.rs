@@ -1022,21 +1022,6 @@ impl World {
         let _ = esm.poll_once(Duration::from_secs(1)).await;
     }
 
-    /// return-sync behind the returns queue's event source mapping.
-    fn returns_source(&self, returns: &Arc<ReturnSync>) -> EventSourceMapping {
-        EventSourceMapping {
-            sqs: self.sqs_of("ReturnSyncFunction"),
-            queue_url: self.queue("ReturnsQueue"),
-            queue_arn: self
-                .resources
-                .queue_arn("ReturnsQueue")
-                .unwrap_or_default()
-                .to_owned(),
-            batch_size: 10,
-            invoker: returns.clone(),
-        }
-    }
-
     /// Runs return-sync until the returns queue is empty, retries (a refund waiting for its
     /// order) included.
     pub async fn drain_returns(&self, returns: &Arc<ReturnSync>, timeout: Duration) {
@@ -1134,4 +1119,139 @@ pub fn tax_as_rated(order: &mut Value) {
 pub fn set_quantity(order: &mut Value, line: usize, quantity: u32) {
     order["line_items"][line]["quantity"] = json!(quantity);
     order["line_items"][line]["current_quantity"] = json!(quantity);
+}
+
+/// Refund line `index` as Shopify reports it after the line was fulfilled: its restock type,
+/// its own shop-money subtotal and tax; the refund's transaction pays back `paid`.
+pub fn priced(
+    refund: &mut Value,
+    index: usize,
+    restock: &str,
+    subtotal: &str,
+    tax: &str,
+    paid: &str,
+) {
+    let line = &mut refund["refund_line_items"][index];
+    line["restock_type"] = json!(restock);
+    line["line_item"]["fulfillment_status"] = json!("fulfilled");
+    line["subtotal_set"]["shop_money"]["amount"] = json!(subtotal);
+    line["total_tax_set"]["shop_money"]["amount"] = json!(tax);
+    refund["transactions"][0]["amount"] = json!(paid);
+}
+
+/// shipment-sync's queue handler (courier events, redriven shipments) behind the emulated
+/// event source mapping.
+pub struct Tracking(pub Arc<shipment_sync::Deps>);
+
+#[async_trait]
+impl Invoker for Tracking {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        Ok(shipment_sync::sqs_handler::handle(&self.0, event, None).await)
+    }
+}
+
+impl World {
+    /// A queue of this world under `role`, as the template grants it.
+    fn queue_as(&self, role: &str, logical_id: &str) -> Queue {
+        Queue::new(self.sqs_of(role), self.queue(logical_id))
+    }
+
+    /// shipment-sync as the template wires it, under its role, on the ERP at `erp_url`,
+    /// with each channel's Admin API client.
+    pub fn shipment_sync(
+        &self,
+        erp_url: &str,
+        erp_key: &str,
+        channels: HashMap<String, erpsync_connectors::shopify::ShopifyAdmin>,
+    ) -> Arc<shipment_sync::Deps> {
+        let environment = Template::project()
+            .and_then(|t| t.function_environment("ShipmentSyncFunction", &self.resources.resolver))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let erp = TrytonClient::new(
+            erp_url,
+            SecretString::from(erp_key.to_owned()),
+            self.config.erp.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(shipment_sync::Deps {
+            config: self.config.clone(),
+            store: self.store_of("ShipmentSyncFunction"),
+            erp: Box::new(erp),
+            channels,
+            runner: BatchRunner {
+                flow: "shipment-sync",
+                source: self.queue_as("ShipmentSyncFunction", "ShipmentsQueue"),
+                dead_letter: self.queue_as("ShipmentSyncFunction", "ShipmentsDeadLetterQueue"),
+                retry: self.config.retry.clone(),
+                max_receives: environment
+                    .get("MAX_RECEIVE_COUNT")
+                    .and_then(|m| m.parse().ok()),
+                state: Some(Arc::new(self.store_of("ShipmentSyncFunction"))),
+            },
+        })
+    }
+
+    /// courier-webhook under its role, with `secret` stored as the EasyPost webhook secret.
+    pub async fn courier(&self, secret: &str) -> courier_webhook::Deps {
+        let secret_name = format!("erpsync/{}/easypost-webhook", self.stage);
+        put_secret(&self.sdk, &secret_name, secret)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        courier_webhook::Deps {
+            secret_name,
+            secrets: SecretCache::new(
+                aws_sdk_secretsmanager::Client::new(self.sdk_of("CourierWebhookFunction")),
+                Duration::from_secs(60),
+            ),
+            shipments: self.queue_as("CourierWebhookFunction", "ShipmentsQueue"),
+            shipments_dead_letter: self
+                .queue_as("CourierWebhookFunction", "ShipmentsDeadLetterQueue"),
+        }
+    }
+
+    /// shipment-sync behind the shipments queue's event source mapping.
+    pub fn tracking_source(&self, deps: &Arc<shipment_sync::Deps>) -> EventSourceMapping {
+        EventSourceMapping {
+            sqs: self.sqs_of("ShipmentSyncFunction"),
+            queue_url: self.queue("ShipmentsQueue"),
+            queue_arn: self
+                .resources
+                .queue_arn("ShipmentsQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: Arc::new(Tracking(deps.clone())),
+        }
+    }
+
+    /// return-sync behind the returns queue's event source mapping.
+    pub fn returns_source(&self, returns: &Arc<ReturnSync>) -> EventSourceMapping {
+        EventSourceMapping {
+            sqs: self.sqs_of("ReturnSyncFunction"),
+            queue_url: self.queue("ReturnsQueue"),
+            queue_arn: self
+                .resources
+                .queue_arn("ReturnsQueue")
+                .unwrap_or_default()
+                .to_owned(),
+            batch_size: 10,
+            invoker: returns.clone(),
+        }
+    }
+}
+
+/// The courier's signed (or forged) EasyPost event, as courier-webhook receives it.
+pub fn courier_request(body: &str, secret: &str) -> LambdaFunctionUrlRequest {
+    let mut request = LambdaFunctionUrlRequest::default();
+    request.request_context.http.method = Some("POST".to_owned());
+    request.headers.insert(
+        "x-hmac-signature",
+        http::HeaderValue::from_str(&erpsync_core::signature::sign_easypost(
+            body.as_bytes(),
+            &SecretString::from(secret.to_owned()),
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    request.body = Some(body.to_owned());
+    request
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, anyhow, bail};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use erpsync_aws::dynamo::DynamoStore;
-use erpsync_aws::sqs::attr;
+use erpsync_aws::sqs::{attr, order_of_group};
 use erpsync_core::ports::SyncStateStore;
 use erpsync_core::state::{EntityRef, Flow, SyncRecord, SyncState, SyncStatus};
 use serde::Serialize;
@@ -153,6 +153,9 @@ pub struct DeadLetter {
     pub first_failure: String,
     pub last_failure: String,
     pub group_id: Option<String>,
+    /// Moved by the queue's redrive policy (its invocation died on its last receive), not
+    /// parked by a flow: nothing recorded why, and its entity's state may still say retrying.
+    pub moved_by_queue: bool,
     /// The original message's attributes, to send it back as it was.
     pub source_attributes: BTreeMap<String, String>,
     pub body: String,
@@ -223,12 +226,27 @@ impl DeadLetter {
             }
         };
         let reason = attribute(attr::REASON);
+        let moved_by_queue = reason.is_empty();
+        // A moved order message still names its order by its group.
+        let moved_order = (moved_by_queue && pair.source == "OrdersQueue")
+            .then(|| group_id.as_deref().and_then(order_of_group))
+            .flatten();
         Self {
             id: message.message_id().unwrap_or_default().to_owned(),
             dead_letter_queue: pair.dead_letter.clone(),
             source_queue: pair.source.clone(),
-            flow: or(attribute(attr::FLOW), "unknown"),
-            entity: or(attribute(attr::ENTITY), "unknown"),
+            flow: or(
+                attribute(attr::FLOW),
+                if moved_order.is_some() {
+                    Flow::OrderSync.as_str()
+                } else {
+                    "unknown"
+                },
+            ),
+            entity: or(
+                attribute(attr::ENTITY),
+                &moved_order.map_or_else(|| "unknown".to_owned(), |order| order.to_string()),
+            ),
             // Moved by the redrive policy after a whole invocation failed: no flow wrote one.
             reason: or(
                 reason,
@@ -240,6 +258,7 @@ impl DeadLetter {
             first_failure: or(attribute(attr::FIRST_FAILED_AT), &sent),
             last_failure: or(attribute(attr::FAILED_AT), &sent),
             group_id,
+            moved_by_queue,
             source_attributes: source,
             body: message.body().unwrap_or_default().to_owned(),
             parked_at,
@@ -481,6 +500,28 @@ pub struct StateLine {
     pub error_kind: Option<String>,
 }
 
+impl StateLine {
+    /// A dead letter the queue moved without a reason, as an exception: what it is and
+    /// what to do.
+    fn moved_by_queue(letter: &DeadLetter) -> Self {
+        Self {
+            entity: if letter.entity == "unknown" {
+                format!("{} message {}", letter.dead_letter_queue, letter.id)
+            } else {
+                letter.entity.clone()
+            },
+            status: SyncStatus::NeedsAttention.as_str().to_owned(),
+            updated_at: letter.last_failure.clone(),
+            erp_number: None,
+            note: Some(format!(
+                "{}; in {} as message {}: `erpsync dlq show {}`, then redrive it",
+                letter.reason, letter.dead_letter_queue, letter.id, letter.id
+            )),
+            error_kind: Some("moved_by_queue".to_owned()),
+        }
+    }
+}
+
 impl From<&SyncState> for StateLine {
     fn from(state: &SyncState) -> Self {
         Self {
@@ -596,7 +637,17 @@ pub async fn exceptions(deployment: &Deployment) -> anyhow::Result<Vec<StateLine
         states.extend(deployment.store.needing_attention(flow).await?);
     }
     states.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
-    Ok(states.iter().map(StateLine::from).collect())
+    let mut lines: Vec<StateLine> = states.iter().map(StateLine::from).collect();
+    // A message the queue moved by itself (its invocation died on its last receive) has no
+    // state saying so; it is a person's all the same.
+    let named: std::collections::HashSet<String> =
+        lines.iter().map(|line| line.entity.clone()).collect();
+    for letter in dead_letters(deployment, None).await? {
+        if letter.moved_by_queue && !named.contains(&letter.entity) {
+            lines.push(StateLine::moved_by_queue(&letter));
+        }
+    }
+    Ok(lines)
 }
 
 /// Plain-text table: columns padded to their widest cell.
@@ -726,7 +777,7 @@ mod tests {
     #[test]
     fn a_dead_letter_moved_by_the_redrive_policy_keeps_the_attributes_it_was_sent_with() {
         let pair = QueuePair {
-            source: "orders".to_owned(),
+            source: "OrdersQueue".to_owned(),
             source_url: "https://sqs/orders.fifo".to_owned(),
             dead_letter: "orders-dlq".to_owned(),
             dead_letter_url: "https://sqs/orders-dlq.fifo".to_owned(),
@@ -752,6 +803,13 @@ mod tests {
             "{}",
             letter.reason
         );
+        // Nothing recorded its entity: its group names the order, for `erpsync exceptions`.
+        assert!(letter.moved_by_queue);
+        assert_eq!(letter.entity, "order-sync/uk-shop/1");
+        assert_eq!(
+            StateLine::moved_by_queue(&letter).error_kind.as_deref(),
+            Some("moved_by_queue")
+        );
 
         // One the runner parked sends back its `source`, never its parking attributes.
         let parked = Message::builder()
@@ -764,6 +822,7 @@ mod tests {
             )
             .build();
         let letter = DeadLetter::of(&parked, &pair);
+        assert!(!letter.moved_by_queue);
         assert_eq!(
             letter.source_attributes,
             BTreeMap::from([

@@ -147,6 +147,9 @@ pub struct Shop {
     pub store: SharedStore,
     schema: ShopSchema,
     pub access_token: String,
+    /// The token revoked (the app's access withdrawn in the store's admin): every Admin API
+    /// call answers 401 until it is granted again.
+    revoked: std::sync::atomic::AtomicBool,
     pub bucket: Mutex<Bucket>,
     pub faults: Mutex<Faults>,
     /// Requests refused as THROTTLED, for tests and reports.
@@ -158,6 +161,18 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// Whether `token` opens this store's Admin API now.
+    fn admits(&self, token: Option<&str>) -> bool {
+        token == Some(self.access_token.as_str())
+            && !self.revoked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The store withdraws (`true`) or grants again (`false`) the app's access token.
+    pub fn revoke_access(&self, revoked: bool) {
+        self.revoked
+            .store(revoked, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What the store shows as available for a SKU at a location.
     pub fn available(&self, sku: &str, location: &str) -> Option<i64> {
         let store = self.store.lock().ok()?;
@@ -357,6 +372,7 @@ impl Shops {
             schema: shopify::schema(store.clone()),
             store,
             access_token: setup.access_token,
+            revoked: std::sync::atomic::AtomicBool::new(false),
             bucket: Mutex::new(Bucket::new(setup.maximum_available, setup.restore_rate)),
             faults: Mutex::new(Faults::default()),
             throttled: Mutex::new(0),
@@ -450,7 +466,7 @@ async fn graphql(
     let token = headers
         .get("x-shopify-access-token")
         .and_then(|v| v.to_str().ok());
-    if token != Some(shop.access_token.as_str()) {
+    if !shop.admits(token) {
         return error_response(
             StatusCode::UNAUTHORIZED,
             "[API] Invalid API key or access token (unrecognized login or wrong password)",
@@ -611,11 +627,11 @@ async fn rest_order(
     let Some(shop) = shops.get(&shop) else {
         return error_response(StatusCode::NOT_FOUND, "Not Found");
     };
-    if headers
-        .get("x-shopify-access-token")
-        .and_then(|v| v.to_str().ok())
-        != Some(shop.access_token.as_str())
-    {
+    if !shop.admits(
+        headers
+            .get("x-shopify-access-token")
+            .and_then(|v| v.to_str().ok()),
+    ) {
         return error_response(
             StatusCode::UNAUTHORIZED,
             "[API] Invalid API key or access token",

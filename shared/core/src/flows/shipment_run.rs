@@ -12,8 +12,10 @@
 //!   dead-letter queue, so `erpsync dlq redrive` sends it through again once the cause is
 //!   fixed. Its channel's cursor then moves past it.
 //! - A store that is down (or refuses the token) is tried once a run: the first shipment it
-//!   holds is attempted and the rest of its shipments wait behind it, not attempted, so one
-//!   cause is one exception and not one per shipment.
+//!   holds is attempted and the rest of its shipments wait behind it, not attempted. None of
+//!   them is parked for it: after [`MAX_SHIPMENT_ATTEMPTS`] runs the *store* needs attention
+//!   (one cause, one exception, [`store_entity`]), its shipments keep waiting, and the
+//!   exception clears itself on the first run the store answers again.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -46,6 +48,15 @@ pub fn channel_cursor(channel: &ChannelId) -> String {
 /// Runs in a row a shipment may fail before a person is asked (about an hour at the
 /// template's 2-minute schedule).
 pub const MAX_SHIPMENT_ATTEMPTS: u32 = 30;
+
+/// The exception a store that stays down is recorded under (one per channel).
+pub fn store_entity(channel: &ChannelId) -> EntityRef {
+    EntityRef {
+        flow: crate::state::Flow::ShipmentSync,
+        channel: channel.clone(),
+        entity_id: "store".to_owned(),
+    }
+}
 
 /// Rows read from the ERP at a time.
 pub const PAGE_ROWS: usize = 100;
@@ -97,6 +108,10 @@ struct ChannelProgress {
     held_at: Option<OffsetDateTime>,
     /// The store is down or refuses us: its other shipments are not attempted.
     down: Option<String>,
+    /// It has been down this many runs in a row, past [`MAX_SHIPMENT_ATTEMPTS`].
+    down_for: Option<u32>,
+    /// It answered this run (a shipment of it went through).
+    answered: bool,
 }
 
 pub async fn run_shipments(
@@ -163,6 +178,7 @@ pub async fn run_shipments(
         if let Some(down) = &progress.down {
             run.held.push(format!("{channel}: {down}"));
         }
+        store_exception(deps, channel, progress, &mut run).await;
         slowest = Some(slowest.map_or(next, |slowest| slowest.min(next)));
         if let Err(error) = deps
             .cursors
@@ -211,6 +227,8 @@ async fn progress_of(
                 start: window_start(cursor, now),
                 held_at: None,
                 down: None,
+                down_for: None,
+                answered: false,
             },
         );
     }
@@ -252,11 +270,13 @@ async fn handle(
     let failure = match sync_shipment(&deps.shipment, shipment).await {
         Ok(ShipmentOutcome::Fulfilled { .. }) => {
             run.fulfilled += 1;
+            progress.answered = true;
             return;
         }
         Ok(ShipmentOutcome::NotFromAChannel) => return,
         Ok(_) => {
             run.already += 1;
+            progress.answered = true;
             return;
         }
         Err(failure) => failure,
@@ -278,12 +298,18 @@ async fn handle(
             }
         }
     };
+    // The store itself down or refusing us: its shipments wait, none is parked for it; past
+    // the attempts the store is the exception (recorded once the run is over).
+    if let Some(attempts) = attempts.filter(|_| failure.dependency_down) {
+        warn!(shipment = %shipment.number, attempts, error = %failure, "the store is down; its shipments wait for the next run");
+        progress.held_at = earliest(progress.held_at, shipment.changed_at);
+        progress.down = Some(failure.message.clone());
+        progress.down_for = (attempts >= MAX_SHIPMENT_ATTEMPTS).then_some(attempts);
+        return;
+    }
     if let Some(attempts) = attempts.filter(|a| *a < MAX_SHIPMENT_ATTEMPTS) {
         warn!(shipment = %shipment.number, attempts, error = %failure, "shipment not synced; the next run retries it");
         progress.held_at = earliest(progress.held_at, shipment.changed_at);
-        if failure.dependency_down {
-            progress.down = Some(failure.message.clone());
-        }
         return;
     }
     let attempts = attempts.unwrap_or(1);
@@ -325,6 +351,58 @@ async fn handle(
     run.needs_attention.push(reason);
 }
 
+/// A store down past the attempts is a person's (one exception for the store, naming how
+/// many runs and its answer); one that answers again clears it.
+async fn store_exception(
+    deps: &ShipmentRunDeps<'_>,
+    channel: &ChannelId,
+    progress: &ChannelProgress,
+    run: &mut ShipmentRun,
+) {
+    let entity = store_entity(channel);
+    let state = deps.shipment.state;
+    if let (Some(runs), Some(down)) = (progress.down_for, &progress.down) {
+        let reason = format!(
+            "store {channel} has failed every shipment run for {runs} runs: {down}. Its shipments wait (none is parked) and go through on the first run it answers: fix the cause (the app's access, the Admin token in Secrets Manager)"
+        );
+        let error = SyncError::dependency_down("store_down", reason.clone());
+        let report = ErrorReport::new(&error, OffsetDateTime::now_utc());
+        if let Err(error) = state
+            .record_failure(&entity, SyncStatus::NeedsAttention, &report, None)
+            .await
+        {
+            warn!(entity = %entity, error = %error, "could not mark the store as needing attention");
+        }
+        run.needs_attention.push(reason);
+        return;
+    }
+    if !progress.answered {
+        return;
+    }
+    let flagged = matches!(
+        state.get(&entity).await,
+        Ok(Some(s)) if s.status == SyncStatus::NeedsAttention
+    );
+    if flagged
+        && let Err(error) = state
+            .record(&crate::state::SyncRecord {
+                entity: entity.clone(),
+                status: SyncStatus::Resolved,
+                erp_id: None,
+                erp_number: None,
+                version: None,
+                note: Some(format!(
+                    "the store answered again at {}; its waiting shipments went through",
+                    OffsetDateTime::now_utc()
+                )),
+                basis: None,
+            })
+            .await
+    {
+        warn!(entity = %entity, error = %error, "could not clear the store's exception");
+    }
+}
+
 fn earliest(held_at: Option<OffsetDateTime>, at: OffsetDateTime) -> Option<OffsetDateTime> {
     Some(held_at.map_or(at, |held| held.min(at)))
 }
@@ -355,6 +433,8 @@ mod tests {
     struct Shop {
         down: Mutex<bool>,
         unknown: HashSet<String>,
+        /// Orders whose reads fail (the store itself answers the rest).
+        failing: HashSet<String>,
         fulfilled: Mutex<HashSet<String>>,
     }
 
@@ -369,6 +449,12 @@ mod tests {
             }
             if self.unknown.contains(order_id) {
                 return Ok(None);
+            }
+            if self.failing.contains(order_id) {
+                return Err(SyncError::retryable(
+                    "shop_busy",
+                    format!("the shop timed out reading order {order_id}"),
+                ));
             }
             let done = self.fulfilled.lock().map_err(poisoned)?.contains(order_id);
             Ok(Some(ShopFulfilment {
@@ -559,17 +645,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_shipment_failing_run_after_run_is_parked_once_and_its_store_moves_on() {
-        let fakes = fakes(shipments(UK, 1, 2, 0));
-        set_down(&fakes, UK, true);
+        let mut fakes = fakes(shipments(UK, 1, 2, 0));
+        if let Some(shop) = fakes.shops.get_mut(UK) {
+            shop.failing.insert("1001".to_owned());
+        }
         for attempt in 1..MAX_SHIPMENT_ATTEMPTS {
             let run = run(&fakes, None).await;
             assert!(run.needs_attention.is_empty(), "attempt {attempt}: {run:?}");
+            assert_eq!(run.fulfilled, usize::from(attempt == 1), "{run:?}");
         }
         let last = run(&fakes, None).await;
         assert_eq!(last.needs_attention.len(), 1, "{last:?}");
         let reason = &last.needs_attention[0];
         assert!(
-            reason.contains("SH1") && reason.contains("1001") && reason.contains("401"),
+            reason.contains("SH1") && reason.contains("1001") && reason.contains("timed out"),
             "names the shipment, the order and the error: {reason}"
         );
         let parked = fakes.parked.lock().map(|p| p.clone()).unwrap_or_default();
@@ -584,12 +673,44 @@ mod tests {
             state.as_ref().map(|s| (s.status, s.attempts)),
             Some((SyncStatus::NeedsAttention, MAX_SHIPMENT_ATTEMPTS + 1))
         );
-        // The cursor passed it: now the second waits, and the first is never parked again.
+        // The cursor passed it, and it is never parked again.
         assert_eq!(cursor(&fakes, UK), Some(T0 + time::Duration::seconds(1)));
-        set_down(&fakes, UK, false);
         let after = run(&fakes, None).await;
-        assert_eq!((after.fulfilled, after.shipments), (1, 1), "{after:?}");
+        assert!(after.needs_attention.is_empty(), "{after:?}");
         assert_eq!(fakes.parked.lock().map(|p| p.len()).unwrap_or(0), 1);
+    }
+
+    /// A store down for hours parks none of its shipments (one per hour, before): the store
+    /// is the one exception, and it clears when the store answers again.
+    #[tokio::test]
+    async fn a_store_down_for_hours_is_one_exception_and_parks_none_of_its_shipments() {
+        let fakes = fakes(shipments(UK, 1, 3, 0));
+        set_down(&fakes, UK, true);
+        let store = store_entity(&ChannelId::parse(UK).unwrap_or_else(|e| panic!("{e}")));
+        for attempt in 1..MAX_SHIPMENT_ATTEMPTS {
+            let run = run(&fakes, None).await;
+            assert!(run.needs_attention.is_empty(), "attempt {attempt}: {run:?}");
+        }
+        for _ in 0..3 {
+            let run = run(&fakes, None).await;
+            assert_eq!(run.needs_attention.len(), 1, "{run:?}");
+            assert!(
+                run.needs_attention[0].contains("401"),
+                "{:?}",
+                run.needs_attention
+            );
+        }
+        assert!(fakes.parked.lock().map(|p| p.is_empty()).unwrap_or(false));
+        let flagged = fakes.store.get(&store).await.ok().flatten();
+        assert_eq!(flagged.map(|s| s.status), Some(SyncStatus::NeedsAttention));
+        assert_eq!(cursor(&fakes, UK), Some(T0), "every shipment still waits");
+
+        set_down(&fakes, UK, false);
+        let back = run(&fakes, None).await;
+        assert_eq!(back.fulfilled, 3, "{back:?}");
+        assert!(back.needs_attention.is_empty(), "{back:?}");
+        let cleared = fakes.store.get(&store).await.ok().flatten();
+        assert_eq!(cleared.map(|s| s.status), Some(SyncStatus::Resolved));
     }
 
     #[tokio::test]
