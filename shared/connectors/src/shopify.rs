@@ -834,6 +834,10 @@ const FULFILMENT: &str = "query Fulfilment($id: ID!, $after: String) {
     }
   }
 }";
+/// The store's own id: a query every app may make (no access scope), costing 1 point.
+const SHOP_ID: &str = "query ShopId { shop { id } }";
+const SHOP_ID_COST: f64 = 1.0;
+
 const FULFILMENT_COST: f64 = 828.0;
 
 /// The rest of one fulfilment order's lines: 1 + 2 + 100 x (1 + 1) = 203 points.
@@ -914,6 +918,12 @@ fn user_errors(payload: &Value) -> Option<String> {
 
 #[async_trait]
 impl ChannelFulfilment for ShopifyAdmin {
+    async fn answers(&self) -> Result<(), SyncError> {
+        self.graphql(SHOP_ID, json!({}), SHOP_ID_COST)
+            .await
+            .map(|_| ())
+    }
+
     async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
         let id = format!("gid://shopify/Order/{order_id}");
         let mut lines = Vec::new();
@@ -1093,6 +1103,7 @@ mod tests {
                 FULFILMENTS_MADE_COST,
             ),
             ("BULK_STATUS", BULK_STATUS, json!({}), 1.0),
+            ("SHOP_ID", SHOP_ID, json!({}), SHOP_ID_COST),
             ("BULK_RUN", BULK_RUN, json!({}), 10.0),
             ("SET", SET, json!({}), 10.0),
             ("UPDATE_PRICES", UPDATE_PRICES, json!({}), 10.0),

@@ -239,6 +239,14 @@ pub struct AdminApi {
     pub version: String,
     /// Secrets Manager secret holding the Admin API access token.
     pub access_token_secret: String,
+    /// How long the store may fail every shipment run (down, or refusing the token) before
+    /// it needs a person. Its shipments wait meanwhile; none is parked for it.
+    #[serde(default = "default_down_alert_minutes")]
+    pub down_alert_minutes: u32,
+}
+
+fn default_down_alert_minutes() -> u32 {
+    60
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -622,6 +630,14 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if let Some(api) = &channel.admin_api
+                && api.down_alert_minutes > 7 * 24 * 60
+            {
+                return Err(invalid(
+                    format!("{key}.admin_api.down_alert_minutes"),
+                    "must be at most a week (10080): a store down longer needs a person",
+                ));
             }
             if let Some(stock) = &channel.stock {
                 if !(1..=250).contains(&stock.batch_size) {

@@ -118,6 +118,9 @@ pub struct FulfilmentEvent {
 
 #[async_trait]
 pub trait ChannelFulfilment: Send + Sync {
+    /// The cheapest call the store answers (its own id): whether it is there for us at all,
+    /// to tell a store that is down from one shipment's failure.
+    async fn answers(&self) -> Result<(), SyncError>;
     /// None when the shop does not know the order.
     async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError>;
     /// Creates one fulfilment; answers its id.

@@ -108,6 +108,7 @@ pub async fn synthetic_stores_with(
                 url,
                 version: "2026-07".to_owned(),
                 access_token_secret: "unused".to_owned(),
+                down_alert_minutes: 60,
             });
             Ok(channel)
         })

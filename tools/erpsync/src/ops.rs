@@ -439,7 +439,10 @@ pub async fn discard(
     let (_, receipt) = take(deployment, pair, id)
         .await?
         .with_context(|| format!("message {id} could not be taken from {}", pair.dead_letter))?;
-    if let Some(entity) = EntityRef::parse(&letter.entity) {
+    // A letter the queue moved recorded nothing on its entity (whose state may be at a newer
+    // version since): discarding it closes only the letter, or reconciliation would take the
+    // order as settled at any version.
+    if let Some(entity) = EntityRef::parse(&letter.entity).filter(|_| !letter.moved_by_queue) {
         deployment
             .store
             .record(&SyncRecord {
@@ -501,15 +504,32 @@ pub struct StateLine {
 }
 
 impl StateLine {
+    /// Messages naming no entity that the queue moved without a reason, as one exception
+    /// for their queue.
+    fn moved_from(queue: &str, letters: &[DeadLetter]) -> Self {
+        let newest = letters
+            .iter()
+            .map(|l| l.last_failure.clone())
+            .max()
+            .unwrap_or_default();
+        Self {
+            entity: format!("{queue} ({} message(s))", letters.len()),
+            status: SyncStatus::NeedsAttention.as_str().to_owned(),
+            updated_at: newest,
+            erp_number: None,
+            note: Some(
+                "moved by the queue's redrive policy after their receives ran out (no reason recorded): `erpsync dlq list`, then redrive or discard them"
+                    .to_owned(),
+            ),
+            error_kind: Some("moved_by_queue".to_owned()),
+        }
+    }
+
     /// A dead letter the queue moved without a reason, as an exception: what it is and
     /// what to do.
     fn moved_by_queue(letter: &DeadLetter) -> Self {
         Self {
-            entity: if letter.entity == "unknown" {
-                format!("{} message {}", letter.dead_letter_queue, letter.id)
-            } else {
-                letter.entity.clone()
-            },
+            entity: letter.entity.clone(),
             status: SyncStatus::NeedsAttention.as_str().to_owned(),
             updated_at: letter.last_failure.clone(),
             erp_number: None,
@@ -636,17 +656,52 @@ pub async fn exceptions(deployment: &Deployment) -> anyhow::Result<Vec<StateLine
     for flow in Flow::ALL {
         states.extend(deployment.store.needing_attention(flow).await?);
     }
-    states.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
     let mut lines: Vec<StateLine> = states.iter().map(StateLine::from).collect();
     // A message the queue moved by itself (its invocation died on its last receive) has no
-    // state saying so; it is a person's all the same.
-    let named: std::collections::HashSet<String> =
-        lines.iter().map(|line| line.entity.clone()).collect();
-    for letter in dead_letters(deployment, None).await? {
-        if letter.moved_by_queue && !named.contains(&letter.entity) {
-            lines.push(StateLine::moved_by_queue(&letter));
+    // state saying so; it is a person's all the same. The dead-letter queues are read for
+    // them; if they cannot be, the states still list (and the line says so).
+    match dead_letters(deployment, None).await {
+        Ok(letters) => {
+            let named: std::collections::HashSet<String> =
+                lines.iter().map(|line| line.entity.clone()).collect();
+            // Letters naming no entity (stock refresh signals, courier events): one line per
+            // queue, not one per message.
+            let mut unnamed: BTreeMap<String, Vec<DeadLetter>> = BTreeMap::new();
+            for letter in letters.into_iter().filter(|l| l.moved_by_queue) {
+                if letter.entity != "unknown" {
+                    if !named.contains(&letter.entity) {
+                        lines.push(StateLine::moved_by_queue(&letter));
+                    }
+                } else {
+                    unnamed
+                        .entry(letter.dead_letter_queue.clone())
+                        .or_default()
+                        .push(letter);
+                }
+            }
+            lines.extend(
+                unnamed
+                    .iter()
+                    .map(|(queue, letters)| StateLine::moved_from(queue, letters)),
+            );
         }
+        Err(error) => lines.push(StateLine {
+            entity: "dead-letter queues".to_owned(),
+            status: SyncStatus::NeedsAttention.as_str().to_owned(),
+            updated_at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            erp_number: None,
+            note: Some(format!(
+                "could not be read for messages the queue moved without a reason: {error:#}"
+            )),
+            error_kind: Some("dlq_unreadable".to_owned()),
+        }),
     }
+    // Newest first.
+    lines.sort_by_cached_key(|line| {
+        std::cmp::Reverse(OffsetDateTime::parse(&line.updated_at, &Rfc3339).ok())
+    });
     Ok(lines)
 }
 

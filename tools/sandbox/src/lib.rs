@@ -243,6 +243,14 @@ impl Shop {
             .unwrap_or_default()
     }
 
+    /// Every fulfilment the store holds, of any order.
+    pub fn all_fulfillments(&self) -> Vec<fulfilment::Fulfillment> {
+        self.store
+            .lock()
+            .map(|s| s.fulfillments.clone())
+            .unwrap_or_default()
+    }
+
     /// Fault hooks for bulk operations: fail or expire the next, hold them running.
     pub fn bulk_faults(&self, change: impl FnOnce(&mut bulk::BulkFaults)) {
         if let Ok(mut store) = self.store.lock() {

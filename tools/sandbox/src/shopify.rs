@@ -412,6 +412,13 @@ struct OrderConnection {
 
 edges!(OrderConnection, OrderEdge, OrderNode, "OrderEdge");
 
+/// `Shop`: the fields erpsync reads.
+#[derive(SimpleObject)]
+#[graphql(name = "Shop")]
+pub struct ShopNode {
+    id: async_graphql::ID,
+}
+
 pub struct QueryRoot;
 
 #[Object]
@@ -515,6 +522,15 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<crate::bulk::BulkOperationNode>> {
         let _ = kind;
         crate::bulk::current(ctx)
+    }
+
+    /// The store the token belongs to (shopify.dev/docs/api/admin-graphql/latest/queries/shop:
+    /// "the Shop resource corresponding to the access token used in the request"; no access
+    /// scope needed). The sandbox's stores have one shop each.
+    async fn shop(&self) -> ShopNode {
+        ShopNode {
+            id: async_graphql::ID::from("gid://shopify/Shop/1"),
+        }
     }
 
     /// One order by its GraphQL id (`gid://shopify/Order/N`).

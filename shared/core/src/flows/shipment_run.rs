@@ -13,9 +13,12 @@
 //!   fixed. Its channel's cursor then moves past it.
 //! - A store that is down (or refuses the token) is tried once a run: the first shipment it
 //!   holds is attempted and the rest of its shipments wait behind it, not attempted. None of
-//!   them is parked for it: after [`MAX_SHIPMENT_ATTEMPTS`] runs the *store* needs attention
-//!   (one cause, one exception, [`store_entity`]), its shipments keep waiting, and the
-//!   exception clears itself on the first run the store answers again.
+//!   them is parked for it: down for its `admin_api.down_alert_minutes` (an hour by default,
+//!   about 30 runs at the template's schedule) the *store* needs attention (one
+//!   cause, one exception, [`store_entity`]), its shipments keep waiting, and the exception
+//!   clears itself on the first run the store answers again. A shipment whose failure reads
+//!   as the store being down (an access error, a timeout) while the store answers a probe
+//!   fails on its own, and is parked after its attempts like any other.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -34,7 +37,7 @@ use crate::fulfilment::{
 };
 use crate::ids::ChannelId;
 use crate::ports::note_failure;
-use crate::state::{EntityRef, ErrorReport, SyncStatus};
+use crate::state::{EntityRef, ErrorReport, SyncState, SyncStatus};
 
 /// The cursor every channel shared before each had its own: a channel without a cursor of its
 /// own starts from it, so an upgrade neither re-reads nor skips anything.
@@ -108,9 +111,7 @@ struct ChannelProgress {
     held_at: Option<OffsetDateTime>,
     /// The store is down or refuses us: its other shipments are not attempted.
     down: Option<String>,
-    /// It has been down this many runs in a row, past [`MAX_SHIPMENT_ATTEMPTS`].
-    down_for: Option<u32>,
-    /// It answered this run (a shipment of it went through).
+    /// It answered this run (anything but "down": a fulfilment, a refusal, a probe).
     answered: bool,
 }
 
@@ -150,12 +151,29 @@ pub async fn run_shipments(
                 break;
             }
         };
+        // The page's shipment states in one batch read, not one read per shipment.
+        let entities: Vec<EntityRef> = page
+            .shipments
+            .iter()
+            .filter_map(|shipment| {
+                let (channel, order_id) = parse_sale_reference(&shipment.sale_reference)?;
+                channels
+                    .contains_key(&channel)
+                    .then(|| shipment_entity(&channel, &order_id, &shipment.number))
+            })
+            .collect();
+        let known = deps
+            .shipment
+            .state
+            .get_many(&entities)
+            .await
+            .unwrap_or_default();
         for shipment in &page.shipments {
             if !time_left() {
                 run.unfinished = true;
                 break 'pages;
             }
-            handle(deps, &mut channels, shipment, &mut run).await;
+            handle(deps, &mut channels, shipment, &known, &mut run).await;
             handled_to = handled_to.max(Some(shipment.changed_at));
         }
         handled_to = handled_to.max(page.last.map(|last| last.changed_at));
@@ -178,7 +196,7 @@ pub async fn run_shipments(
         if let Some(down) = &progress.down {
             run.held.push(format!("{channel}: {down}"));
         }
-        store_exception(deps, channel, progress, &mut run).await;
+        store_exception(deps, channel, progress, now, &mut run).await;
         slowest = Some(slowest.map_or(next, |slowest| slowest.min(next)));
         if let Err(error) = deps
             .cursors
@@ -227,7 +245,6 @@ async fn progress_of(
                 start: window_start(cursor, now),
                 held_at: None,
                 down: None,
-                down_for: None,
                 answered: false,
             },
         );
@@ -239,6 +256,7 @@ async fn handle(
     deps: &ShipmentRunDeps<'_>,
     channels: &mut HashMap<ChannelId, ChannelProgress>,
     shipment: &ErpShipment,
+    known: &HashMap<EntityRef, Option<SyncState>>,
     run: &mut ShipmentRun,
 ) {
     let Some((channel, order_id)) = parse_sale_reference(&shipment.sale_reference) else {
@@ -258,7 +276,12 @@ async fn handle(
     let entity = shipment_entity(&channel, &order_id, &shipment.number);
     // Parked (or closed) by an earlier run: a person owns it now, and a redrive sends it
     // through the queue; the overlap re-reading it must not park it again.
-    if let Ok(Some(state)) = deps.shipment.state.get(&entity).await
+    let state = match known.get(&entity) {
+        Some(state) => Ok(state.clone()),
+        // Left out of the batch read: read on its own.
+        None => deps.shipment.state.get(&entity).await,
+    };
+    if let Ok(Some(state)) = state
         && matches!(
             state.status,
             SyncStatus::NeedsAttention | SyncStatus::Resolved
@@ -281,6 +304,9 @@ async fn handle(
         }
         Err(failure) => failure,
     };
+    if !failure.dependency_down {
+        progress.answered = true;
+    }
     let now = OffsetDateTime::now_utc();
     let attempts = match failure.class {
         ErrorClass::Permanent => None,
@@ -298,14 +324,27 @@ async fn handle(
             }
         }
     };
-    // The store itself down or refusing us: its shipments wait, none is parked for it; past
-    // the attempts the store is the exception (recorded once the run is over).
+    // The store itself down or refusing us: its shipments wait, none is parked for it (the
+    // store is the exception once it has been down long enough, at the end of the run).
+    // Past the attempts, a probe tells a store that is down from a shipment that fails on
+    // its own: that one is parked below.
     if let Some(attempts) = attempts.filter(|_| failure.dependency_down) {
-        warn!(shipment = %shipment.number, attempts, error = %failure, "the store is down; its shipments wait for the next run");
-        progress.held_at = earliest(progress.held_at, shipment.changed_at);
-        progress.down = Some(failure.message.clone());
-        progress.down_for = (attempts >= MAX_SHIPMENT_ATTEMPTS).then_some(attempts);
-        return;
+        let store_answers = attempts >= MAX_SHIPMENT_ATTEMPTS
+            && match deps.shipment.shops.shop(&channel) {
+                Some(shop) => shop.answers().await.is_ok(),
+                None => false,
+            };
+        if store_answers {
+            progress.answered = true;
+        } else {
+            warn!(shipment = %shipment.number, attempts, error = %failure, "the store is down; its shipments wait for the next run");
+            progress.held_at = earliest(progress.held_at, shipment.changed_at);
+            progress.down = Some(format!(
+                "shipment {} of order {order_id}: {}",
+                shipment.number, failure.message
+            ));
+            return;
+        }
     }
     if let Some(attempts) = attempts.filter(|a| *a < MAX_SHIPMENT_ATTEMPTS) {
         warn!(shipment = %shipment.number, attempts, error = %failure, "shipment not synced; the next run retries it");
@@ -351,55 +390,108 @@ async fn handle(
     run.needs_attention.push(reason);
 }
 
-/// A store down past the attempts is a person's (one exception for the store, naming how
-/// many runs and its answer); one that answers again clears it.
+/// A store's downtime, on its own sync state row ([`store_entity`]): its `version` is the
+/// moment the downtime counts from (the first run of the streak that found it down). Down for
+/// its channel's `admin_api.down_alert_minutes`, it needs attention, once, naming since when
+/// and its answer; the first run it answers clears it.
 async fn store_exception(
     deps: &ShipmentRunDeps<'_>,
     channel: &ChannelId,
     progress: &ChannelProgress,
+    now: OffsetDateTime,
     run: &mut ShipmentRun,
 ) {
+    let down = progress.down.as_ref().filter(|_| !progress.answered);
+    if down.is_none() && !progress.answered {
+        // Not called this run (nothing to ship): it says nothing either way.
+        return;
+    }
     let entity = store_entity(channel);
     let state = deps.shipment.state;
-    if let (Some(runs), Some(down)) = (progress.down_for, &progress.down) {
-        let reason = format!(
-            "store {channel} has failed every shipment run for {runs} runs: {down}. Its shipments wait (none is parked) and go through on the first run it answers: fix the cause (the app's access, the Admin token in Secrets Manager)"
-        );
-        let error = SyncError::dependency_down("store_down", reason.clone());
-        let report = ErrorReport::new(&error, OffsetDateTime::now_utc());
-        if let Err(error) = state
-            .record_failure(&entity, SyncStatus::NeedsAttention, &report, None)
-            .await
-        {
-            warn!(entity = %entity, error = %error, "could not mark the store as needing attention");
+    let current = match state.get(&entity).await {
+        Ok(current) => current,
+        Err(error) => {
+            warn!(entity = %entity, error = %error, "could not read the store's downtime; the next run looks again");
+            return;
         }
-        run.needs_attention.push(reason);
-        return;
-    }
-    if !progress.answered {
-        return;
-    }
-    let flagged = matches!(
-        state.get(&entity).await,
-        Ok(Some(s)) if s.status == SyncStatus::NeedsAttention
-    );
-    if flagged
-        && let Err(error) = state
-            .record(&crate::state::SyncRecord {
-                entity: entity.clone(),
-                status: SyncStatus::Resolved,
-                erp_id: None,
-                erp_number: None,
-                version: None,
-                note: Some(format!(
-                    "the store answered again at {}; its waiting shipments went through",
-                    OffsetDateTime::now_utc()
-                )),
-                basis: None,
-            })
-            .await
-    {
-        warn!(entity = %entity, error = %error, "could not clear the store's exception");
+    };
+    let streak = current
+        .as_ref()
+        .filter(|s| matches!(s.status, SyncStatus::Retrying | SyncStatus::NeedsAttention));
+    let record = |status: SyncStatus, note: String| crate::state::SyncRecord {
+        entity: entity.clone(),
+        status,
+        erp_id: None,
+        erp_number: None,
+        version: Some(now),
+        note: Some(note),
+        basis: None,
+    };
+    let at = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let written = match (down, streak) {
+        // It answered: a downtime ends (an exception a person saw becomes resolved).
+        (None, Some(streak)) => {
+            let status = if streak.status == SyncStatus::NeedsAttention {
+                SyncStatus::Resolved
+            } else {
+                SyncStatus::Synced
+            };
+            state
+                .record(&record(
+                    status,
+                    format!(
+                        "the store answered again at {}; its waiting shipments went on",
+                        at(now)
+                    ),
+                ))
+                .await
+        }
+        (None, None) => Ok(()),
+        // The first run of a downtime: it counts from now.
+        (Some(down), None) => {
+            state
+                .record(&record(
+                    SyncStatus::Retrying,
+                    format!("down since {}: {down}", at(now)),
+                ))
+                .await
+        }
+        (Some(down), Some(streak)) => {
+            let since = streak.version.unwrap_or(now);
+            let limit = deps
+                .shipment
+                .config
+                .channels
+                .iter()
+                .find(|c| &c.id == channel)
+                .and_then(|c| c.admin_api.as_ref())
+                .map_or(60, |api| api.down_alert_minutes);
+            if streak.status == SyncStatus::NeedsAttention
+                || now - since < time::Duration::minutes(i64::from(limit))
+            {
+                return;
+            }
+            let reason = format!(
+                "store {channel} has failed every shipment run since {}: {down}. Its shipments wait (none is parked) and go on the first run it answers: fix the cause (the app's access, the Admin token in Secrets Manager)",
+                at(since)
+            );
+            run.needs_attention.push(reason.clone());
+            let error = SyncError::dependency_down("store_down", reason);
+            state
+                .record_failure(
+                    &entity,
+                    SyncStatus::NeedsAttention,
+                    &ErrorReport::new(&error, now),
+                    None,
+                )
+                .await
+        }
+    };
+    if let Err(error) = written {
+        warn!(entity = %entity, error = %error, "could not record the store's downtime");
     }
 }
 
@@ -435,16 +527,30 @@ mod tests {
         unknown: HashSet<String>,
         /// Orders whose reads fail (the store itself answers the rest).
         failing: HashSet<String>,
+        /// Orders whose reads are refused as if the store were (a missing scope for a
+        /// fulfilment order another app holds), while the store answers everything else.
+        denied: HashSet<String>,
         fulfilled: Mutex<HashSet<String>>,
     }
 
     #[async_trait]
     impl ChannelFulfilment for Shop {
-        async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
+        async fn answers(&self) -> Result<(), SyncError> {
             if *self.down.lock().map_err(poisoned)? {
                 return Err(SyncError::dependency_down(
                     "shop_unauthorized",
                     "the shop refused the Admin API token (401)",
+                ));
+            }
+            Ok(())
+        }
+
+        async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError> {
+            self.answers().await?;
+            if self.denied.contains(order_id) {
+                return Err(SyncError::dependency_down(
+                    "shop_access_denied",
+                    format!("ACCESS_DENIED reading order {order_id}"),
                 ));
             }
             if self.unknown.contains(order_id) {
@@ -584,6 +690,16 @@ mod tests {
     }
 
     async fn run(fakes: &Fakes, deadline: Option<SystemTime>) -> ShipmentRun {
+        // The first run looks back from a minute after the last shipment.
+        run_at(fakes, deadline, T0 + time::Duration::minutes(5)).await
+    }
+
+    /// The run the schedule starts at `now`.
+    async fn run_at(
+        fakes: &Fakes,
+        deadline: Option<SystemTime>,
+        now: OffsetDateTime,
+    ) -> ShipmentRun {
         let config = Config::from_toml(CONFIG).unwrap_or_else(|e| panic!("{e}"));
         let deps = ShipmentRunDeps {
             shipment: ShipmentDeps {
@@ -598,8 +714,7 @@ mod tests {
             cursors: &fakes.cursors,
             parked: fakes,
         };
-        // The first run looks back from a minute after the last shipment.
-        run_shipments(&deps, T0 + time::Duration::minutes(5), deadline).await
+        run_shipments(&deps, now, deadline).await
     }
 
     fn cursor(fakes: &Fakes, channel: &str) -> Option<OffsetDateTime> {
@@ -680,37 +795,72 @@ mod tests {
         assert_eq!(fakes.parked.lock().map(|p| p.len()).unwrap_or(0), 1);
     }
 
-    /// A store down for hours parks none of its shipments (one per hour, before): the store
-    /// is the one exception, and it clears when the store answers again.
+    /// A store down for hours parks none of its shipments (one an hour, before): the store is
+    /// the one exception, once, and it clears when the store answers again.
     #[tokio::test]
     async fn a_store_down_for_hours_is_one_exception_and_parks_none_of_its_shipments() {
         let fakes = fakes(shipments(UK, 1, 3, 0));
         set_down(&fakes, UK, true);
         let store = store_entity(&ChannelId::parse(UK).unwrap_or_else(|e| panic!("{e}")));
-        for attempt in 1..MAX_SHIPMENT_ATTEMPTS {
-            let run = run(&fakes, None).await;
-            assert!(run.needs_attention.is_empty(), "attempt {attempt}: {run:?}");
+        // Every 2 minutes, as the template schedules it: 30 runs make the hour.
+        let at = |run: i64| T0 + time::Duration::minutes(5 + 2 * run);
+        for n in 0..30 {
+            let run = run_at(&fakes, None, at(n)).await;
+            assert!(run.needs_attention.is_empty(), "run {n}: {run:?}");
+            assert_eq!(run.held.len(), 1, "run {n}: {run:?}");
         }
-        for _ in 0..3 {
-            let run = run(&fakes, None).await;
-            assert_eq!(run.needs_attention.len(), 1, "{run:?}");
-            assert!(
-                run.needs_attention[0].contains("401"),
-                "{:?}",
-                run.needs_attention
-            );
-        }
+        let flagged = run_at(&fakes, None, at(30)).await;
+        assert_eq!(flagged.needs_attention.len(), 1, "{flagged:?}");
+        assert!(
+            flagged.needs_attention[0].contains("401")
+                && flagged.needs_attention[0].contains("SH1"),
+            "names the store's answer and the shipment: {:?}",
+            flagged.needs_attention
+        );
+        // Once: later runs do not raise it again.
+        let later = run_at(&fakes, None, at(31)).await;
+        assert!(later.needs_attention.is_empty(), "{later:?}");
         assert!(fakes.parked.lock().map(|p| p.is_empty()).unwrap_or(false));
-        let flagged = fakes.store.get(&store).await.ok().flatten();
-        assert_eq!(flagged.map(|s| s.status), Some(SyncStatus::NeedsAttention));
+        let state = fakes.store.get(&store).await.ok().flatten();
+        assert_eq!(state.map(|s| s.status), Some(SyncStatus::NeedsAttention));
         assert_eq!(cursor(&fakes, UK), Some(T0), "every shipment still waits");
 
         set_down(&fakes, UK, false);
-        let back = run(&fakes, None).await;
+        let back = run_at(&fakes, None, at(32)).await;
         assert_eq!(back.fulfilled, 3, "{back:?}");
         assert!(back.needs_attention.is_empty(), "{back:?}");
         let cleared = fakes.store.get(&store).await.ok().flatten();
         assert_eq!(cleared.map(|s| s.status), Some(SyncStatus::Resolved));
+    }
+
+    /// A shipment refused as though the store were down (an access error on its order
+    /// alone), while the store answers: after its attempts it is parked like any shipment
+    /// failing on its own, and the store's other shipments go on.
+    #[tokio::test]
+    async fn a_shipment_refused_while_its_store_answers_is_parked_after_its_attempts() {
+        let mut fakes = fakes(shipments(UK, 1, 2, 0));
+        if let Some(shop) = fakes.shops.get_mut(UK) {
+            shop.denied.insert("1001".to_owned());
+        }
+        let at = |run: i64| T0 + time::Duration::minutes(5 + 2 * run);
+        for n in 0..i64::from(MAX_SHIPMENT_ATTEMPTS) - 1 {
+            let run = run_at(&fakes, None, at(n)).await;
+            assert!(run.needs_attention.is_empty(), "run {n}: {run:?}");
+            assert_eq!(run.fulfilled, 0, "held behind it: {run:?}");
+        }
+        let last = run_at(&fakes, None, at(30)).await;
+        assert_eq!(last.needs_attention.len(), 1, "{last:?}");
+        assert!(
+            last.needs_attention[0].contains("SH1")
+                && last.needs_attention[0].contains("ACCESS_DENIED"),
+            "{last:?}"
+        );
+        assert_eq!(
+            last.fulfilled, 1,
+            "the store's next shipment went on: {last:?}"
+        );
+        let parked = fakes.parked.lock().map(|p| p.clone()).unwrap_or_default();
+        assert_eq!(parked.iter().map(|p| p.0).collect::<Vec<_>>(), [1]);
     }
 
     #[tokio::test]
