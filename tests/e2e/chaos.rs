@@ -926,10 +926,17 @@ async fn chaos() {
                 s.status != SyncStatus::NeedsAttention
                     && letter_version(letter).is_some_and(|parked| s.version >= Some(parked))
             });
-            assert!(
-                listed || superseded,
-                "{letter:?} is parked but not among the exceptions (its state: {state:?})"
-            );
+            if !(listed || superseded) {
+                let same: Vec<(&str, bool, &str)> = letters
+                    .iter()
+                    .filter(|l| l.entity == letter.entity || l.moved_by_queue)
+                    .map(|l| (l.entity.as_str(), l.moved_by_queue, l.reason.as_str()))
+                    .collect();
+                panic!(
+                    "{} ({}) is parked but not among the exceptions; its state: {state:?}; letters of it or moved: {same:?}; exceptions: {exceptions:?}",
+                    letter.entity, letter.reason
+                );
+            }
             if letter.moved_by_queue {
                 without_reason += 1;
                 continue;

@@ -355,6 +355,77 @@ async fn sync_state_never_moves_back_to_an_older_version() {
     );
 }
 
+/// A newer version parked (needing attention), then an older one of the same order failing
+/// and at last applied (the outage chaos run met it: the update parked, its create booked
+/// after the ERP came back): the older one's failure neither hides the newer one's nor lowers
+/// the failed version, so its outcome cannot mark the order synced while the newer version
+/// waits in the dead-letter queue; the newer one's can.
+#[tokio::test]
+async fn an_older_version_failing_or_applied_after_a_newer_one_was_parked_leaves_it_needing_attention()
+ {
+    let world = World::start().await;
+    let store = &world.orders.store;
+    let entity = EntityRef::order(&channel(), "3002");
+    let older = time::macros::datetime!(2026-11-29 15:05 UTC);
+    let newer = time::macros::datetime!(2026-11-29 15:10 UTC);
+    let failure = |message: &str| ErrorReport {
+        class: ErrorClass::Retryable,
+        kind: "erp_unavailable".to_owned(),
+        message: message.to_owned(),
+        at: OffsetDateTime::now_utc(),
+    };
+    let status = || async {
+        store
+            .get(&entity)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| (s.status, s.version))
+    };
+    assert_eq!(
+        store
+            .record_failure(
+                &entity,
+                SyncStatus::NeedsAttention,
+                &failure("the update, parked"),
+                Some(newer)
+            )
+            .await,
+        Ok(())
+    );
+    // The create fails after it: nothing is written over the update's failure.
+    assert_eq!(
+        store
+            .record_failure(
+                &entity,
+                SyncStatus::Retrying,
+                &failure("the create, retrying"),
+                Some(older)
+            )
+            .await,
+        Ok(())
+    );
+    assert_eq!(status().await, Some((SyncStatus::NeedsAttention, None)));
+    // The create is booked once the ERP is back: its outcome is not recorded.
+    let applied = |version| SyncRecord {
+        basis: None,
+        version: Some(version),
+        ..record(&entity)
+    };
+    assert_eq!(store.record(&applied(older)).await, Ok(()));
+    assert_eq!(status().await, Some((SyncStatus::NeedsAttention, None)));
+    // As `erpsync exceptions` lists it (under the operator's role).
+    let listed = world
+        .store_of(erpsync_tools::roles::OPERATOR)
+        .needing_attention(Flow::OrderSync)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(listed.iter().any(|s| s.entity == entity), "{listed:?}");
+    // The redriven update is: the order is synced at its latest version.
+    assert_eq!(store.record(&applied(newer)).await, Ok(()));
+    assert_eq!(status().await, Some((SyncStatus::Synced, Some(newer))));
+}
+
 #[tokio::test]
 async fn a_payload_over_the_item_limit_even_compressed_is_refused_with_the_reason() {
     use base64::Engine;

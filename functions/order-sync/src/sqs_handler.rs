@@ -69,6 +69,10 @@ impl MessageProcessor for OrderProcessor<'_> {
             .and_then(|group| order_of_group(group))
     }
 
+    fn version(&self, message: &SqsMessage) -> Option<OffsetDateTime> {
+        order_message(message).ok()?.version_in(&self.deps.config)
+    }
+
     async fn process(&self, message: &SqsMessage) -> Result<(), MessageFailure> {
         let order = order_message(message)?;
         let deps = OrderSyncDeps {

@@ -26,6 +26,11 @@ pub trait MessageProcessor: Send + Sync {
     fn entity(&self, _message: &SqsMessage) -> Option<EntityRef> {
         None
     }
+    /// The version of its entity a message carries, known without processing it: a message
+    /// parked unattempted records it as the version that failed.
+    fn version(&self, _message: &SqsMessage) -> Option<OffsetDateTime> {
+        None
+    }
 }
 
 /// A message held back behind a down dependency is attempted on its last receive only when
@@ -112,7 +117,7 @@ impl BatchRunner {
                             ),
                         ),
                         entity: processor.entity(message),
-                        version: None,
+                        version: processor.version(message),
                     };
                     self.park_unattempted(message, &parked, receive_count, &span, &mut response)
                         .await;
@@ -148,7 +153,7 @@ impl BatchRunner {
                             ),
                         ),
                         entity: processor.entity(message),
-                        version: None,
+                        version: processor.version(message),
                     };
                     self.park_unattempted(message, &parked, receive_count, &span, &mut response)
                         .await;

@@ -468,15 +468,12 @@ fn refused_only_by_version_guard(
     )
 }
 
-/// The condition that keeps an entity's state from moving backwards: no version recorded
-/// yet, or one no newer than `version`. Rows written before `version_ns` existed compare
-/// by their RFC 3339 text (UTC, so it orders as the times do within a second).
-const VERSION_GUARD: &str = "((attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text)) \
-     OR version_ns <= :guard_ns)";
-
-/// An outcome's guard: [`VERSION_GUARD`], and no failure of a newer version recorded, so a
-/// replay of an older version cannot mark an order synced while its latest version is
-/// parked or retrying.
+/// The guard of every versioned write of an entity's state (outcomes and failures alike):
+/// the state never moves backwards (no version recorded yet, or one no newer than
+/// `version`; rows written before `version_ns` existed compare by their RFC 3339 text, UTC,
+/// so it orders as the times do within a second), and no failure of a newer version is
+/// recorded, so an older version (a replay, or one delivered late) can neither mark an order
+/// synced nor hide a failure while its latest version is parked or retrying.
 const OUTCOME_GUARD: &str = "((attribute_not_exists(version_ns) AND (attribute_not_exists(version) OR version <= :guard_text)) \
      OR version_ns <= :guard_ns) AND (attribute_not_exists(failed_version_ns) OR failed_version_ns <= :guard_ns)";
 
@@ -488,7 +485,7 @@ fn guard_values(version: OffsetDateTime) -> [(&'static str, AttributeValue); 2] 
 }
 
 /// The update that writes an outcome into an entity's state row; attempts are kept, the
-/// attention index entry is removed. With a version it is guarded by [`VERSION_GUARD`].
+/// attention index entry is removed. With a version it is guarded by [`OUTCOME_GUARD`].
 fn record_update(
     table: &str,
     record: &SyncRecord,
@@ -608,7 +605,11 @@ impl SyncStateStore for DynamoStore {
             .expression_attribute_values(":one", n(1));
         let mut sets = sets.to_owned();
         if let Some(version) = version {
-            request = request.condition_expression(VERSION_GUARD);
+            // Not over a newer version applied, nor over a newer version's failure: an older
+            // version failing must neither lower `failed_version_ns` (then its own outcome
+            // could clear the state while the newer one is parked) nor hide the newer one's
+            // needs-attention.
+            request = request.condition_expression(OUTCOME_GUARD);
             for (name, value) in guard_values(version) {
                 request = request.expression_attribute_values(name, value);
             }

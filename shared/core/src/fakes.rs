@@ -181,10 +181,12 @@ impl SyncStateStore for FakeStore {
             return Ok(());
         }
         if let Some(version) = version {
-            self.failed_versions
-                .lock()
-                .map_err(poisoned)?
-                .insert(entity.clone(), version);
+            let mut failed = self.failed_versions.lock().map_err(poisoned)?;
+            // A newer version's failure stands: an older one's neither lowers nor hides it.
+            if failed.get(entity).is_some_and(|newer| *newer > version) {
+                return Ok(());
+            }
+            failed.insert(entity.clone(), version);
         }
         let state = SyncState {
             basis: stored.and_then(|s| s.basis.clone()),

@@ -43,6 +43,14 @@ impl OrderMessage {
     fn version(&self, order: &ChannelOrder) -> OffsetDateTime {
         payload_version(order.updated_at, self.triggered_at, &self.body)
     }
+
+    /// Its version without processing it (a message parked unattempted records which version
+    /// failed, so an older one applied later cannot clear the failure); None: unreadable.
+    pub fn version_in(&self, config: &Config) -> Option<OffsetDateTime> {
+        let channel = config.channels.iter().find(|c| c.id == self.channel)?;
+        let order = inbound::parse_order(channel.platform, &channel.id, &self.body).ok()?;
+        Some(self.version(&order))
+    }
 }
 
 pub struct OrderSyncDeps<'a> {

@@ -905,3 +905,44 @@ fn a_refund_s_split_stays_as_recorded_and_a_sale_left_alone_lost_nothing() {
         "{split:?}"
     );
 }
+
+/// A message parked without being processed (held back behind a down ERP) records the
+/// version it carries, read the way its sync would record it, so an older version applied
+/// later cannot clear the failure (the outage chaos run met it: the later version parked, the
+/// earlier one booked, and the order no longer among the exceptions).
+#[tokio::test]
+async fn a_message_s_version_read_without_processing_is_the_one_its_sync_records() {
+    let world = World::new();
+    let triggered_at = Some(time::macros::datetime!(2026-11-29 15:05:00.6 UTC));
+    let message = OrderMessage {
+        channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+        topic: OrderTopic::Create,
+        body: ORDER.as_bytes().to_vec(),
+        triggered_at,
+    };
+    let read = message.version_in(&world.config);
+    let synced = world
+        .deliver_through(&world.store, OrderTopic::Create, ORDER, triggered_at)
+        .await;
+    assert!(synced.is_ok(), "{synced:?}");
+    let recorded = world
+        .store
+        .completed
+        .lock()
+        .map(|c| c.iter().map(|r| r.version).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert_eq!(recorded, [read]);
+    assert!(read.is_some());
+    // A channel the config does not serve, or a body that is no order: no version.
+    let elsewhere = OrderMessage {
+        channel: ChannelId::parse("no-such-shop").unwrap_or_else(|e| panic!("{e}")),
+        ..message
+    };
+    assert_eq!(elsewhere.version_in(&world.config), None);
+    let garbled = OrderMessage {
+        channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+        body: b"{}".to_vec(),
+        ..elsewhere
+    };
+    assert_eq!(garbled.version_in(&world.config), None);
+}
