@@ -66,6 +66,7 @@ impl ShipWorld {
         let deps = world.shipment_sync(
             &tryton.url,
             &tryton.api_key,
+            world.config.erp.clone(),
             HashMap::from([("uk-shop".to_owned(), admin)]),
         );
         let courier = world.courier(COURIER_SECRET).await;

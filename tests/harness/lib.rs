@@ -1156,23 +1156,20 @@ impl World {
         Queue::new(self.sqs_of(role), self.queue(logical_id))
     }
 
-    /// shipment-sync as the template wires it, under its role, on the ERP at `erp_url`,
-    /// with each channel's Admin API client.
+    /// shipment-sync as the template wires it, under its role, on the ERP at `erp_url`
+    /// (with the ERP settings `erp`), with each channel's Admin API client.
     pub fn shipment_sync(
         &self,
         erp_url: &str,
         erp_key: &str,
+        erp: erpsync_core::config::ErpConfig,
         channels: HashMap<String, erpsync_connectors::shopify::ShopifyAdmin>,
     ) -> Arc<shipment_sync::Deps> {
         let environment = Template::project()
             .and_then(|t| t.function_environment("ShipmentSyncFunction", &self.resources.resolver))
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let erp = TrytonClient::new(
-            erp_url,
-            SecretString::from(erp_key.to_owned()),
-            self.config.erp.clone(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let erp = TrytonClient::new(erp_url, SecretString::from(erp_key.to_owned()), erp)
+            .unwrap_or_else(|e| panic!("{e}"));
         Arc::new(shipment_sync::Deps {
             config: self.config.clone(),
             store: self.store_of("ShipmentSyncFunction"),

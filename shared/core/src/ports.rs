@@ -334,6 +334,31 @@ pub trait StockSignal: Send + Sync {
     async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
 }
 
+/// A create whose answer was lost (a timeout while the ERP was still at work) can commit
+/// after the retry looked the reference up and made its own sale. Whenever a sale is about to
+/// move on, the one furthest along is kept and the other drafts are deleted, so two attempts
+/// never leave two sales (orders and return sales alike).
+pub async fn keep_one_sale(
+    erp: &dyn SalesErp,
+    reference: &str,
+    ours: ErpSale,
+) -> Result<ErpSale, SyncError> {
+    let kept = match erp.find_sale_by_reference(reference).await? {
+        Some(oldest) if oldest.id != ours.id => oldest,
+        _ => ours,
+    };
+    let dropped = erp.drop_duplicate_drafts(reference, kept.id).await?;
+    if !dropped.is_empty() {
+        tracing::warn!(
+            reference,
+            kept = kept.id,
+            ?dropped,
+            "duplicate draft sales from lost creates deleted"
+        );
+    }
+    Ok(kept)
+}
+
 /// Sync state read ahead for a whole batch (one batch read instead of one read per
 /// message), in front of the store. Each prefetched entry answers its entity's first read
 /// only, and any write through here drops it, so a later message of the same entity in the

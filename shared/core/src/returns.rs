@@ -16,8 +16,8 @@ use crate::flows::order_sync::confirm;
 use crate::ids::{CurrencyCode, ExternalOrderId, Sku};
 use crate::mapping::{bundle_shares, lines_for_total, sale_reference};
 use crate::ports::{
-    ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, note_failure,
-    once,
+    ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, keep_one_sale,
+    note_failure, once,
 };
 use crate::state::{
     EntityRef, Flow, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord, SyncStatus,
@@ -828,13 +828,17 @@ async fn book(
             return Ok((ReturnOutcome::NothingToBook, record));
         }
     };
-    // A return left by an interrupted attempt is moved on, not made twice.
+    // A return left by an interrupted attempt is moved on, not made twice; a draft a lost
+    // create left beside it is deleted (before confirming, and again once settled: such a
+    // create can land late).
     let sale = match deps.erp.find_sale_by_reference(&draft.reference).await? {
         Some(sale) => sale,
         None => deps.erp.create_return(&draft).await?,
     };
+    let sale = keep_one_sale(deps.erp, &draft.reference, sale).await?;
     let sale = confirm(deps.erp, sale, &draft.reference).await?;
     let settled = deps.erp.settle_return(sale.id, draft.restocks()).await?;
+    keep_one_sale(deps.erp, &draft.reference, sale.clone()).await?;
     info!(refund = %refund.id, return_sale = ?sale.number, credit_note = ?settled.credit_note, "refund booked");
     let note = format!(
         "refund {}: return sale {}, credit note {} ({}){}; the shop paid back {}",

@@ -339,7 +339,10 @@ pub async fn redrive(
             moved.push(letter.id);
         }
         Selection::All { flow } => {
-            // Bounded by the messages a queue can hold per group, not by time.
+            // Bounded by the messages a queue can hold per group, not by time. A letter that
+            // cannot be taken now (its group's head is in flight: another operator's listing
+            // hides messages for a minute) waits for a later pass; only a pass that moves
+            // nothing while letters remain is an error.
             for _pass in 0..REDRIVE_PASSES {
                 let wanted: Vec<DeadLetter> = dead_letters(deployment, flow)
                     .await?
@@ -349,10 +352,20 @@ pub async fn redrive(
                 if wanted.is_empty() {
                     break;
                 }
-                for letter in wanted {
-                    send_back(deployment, &letter).await?;
-                    progress(&letter);
-                    moved.push(letter.id);
+                let mut stuck = Vec::new();
+                for letter in &wanted {
+                    match send_back(deployment, letter).await {
+                        Ok(()) => {
+                            progress(letter);
+                            moved.push(letter.id.clone());
+                        }
+                        Err(error) if error.is::<NotTaken>() => stuck.push(error),
+                        Err(error) => return Err(error),
+                    }
+                }
+                if stuck.len() == wanted.len() {
+                    let named: Vec<String> = stuck.iter().map(|e| e.to_string()).collect();
+                    bail!("nothing could be redriven: {}", named.join("; "));
                 }
             }
         }
@@ -375,14 +388,23 @@ async fn remove(deployment: &Deployment, pair: &QueuePair, receipt: &str) -> any
     Ok(())
 }
 
+/// A parked message that could not be received to be sent back (behind another message of
+/// its group that is in flight, or gone meanwhile).
+#[derive(Debug, thiserror::Error)]
+#[error("message {id} could not be taken from {queue} (behind another message of its group?)")]
+struct NotTaken {
+    id: String,
+    queue: String,
+}
+
 async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Result<()> {
     let pair = pair_of(deployment, letter)?;
     let Some((message, receipt)) = take(deployment, pair, &letter.id).await? else {
-        bail!(
-            "message {} could not be taken from {} (behind another message of its group?)",
-            letter.id,
-            pair.dead_letter
-        );
+        return Err(NotTaken {
+            id: letter.id.clone(),
+            queue: pair.dead_letter.clone(),
+        }
+        .into());
     };
     let fifo = pair.source_url.ends_with(".fifo");
     let mut send = deployment

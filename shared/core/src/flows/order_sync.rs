@@ -19,7 +19,8 @@ use crate::mapping::{self, CustomerDraft, SaleDraft};
 use crate::order::{Address, ChannelOrder, OrderTopic};
 use crate::ports::{
     ArchivedPayload, Completion, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore,
-    NewSale, PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, note_failure,
+    NewSale, PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, keep_one_sale,
+    note_failure,
 };
 use crate::state::{
     Claim, ClaimToken, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
@@ -472,31 +473,6 @@ async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &Order
     if moved && let Err(error) = stock.stock_moved(&draft.skus()).await {
         warn!(error = %error, "could not signal the stock change; the scheduled run will catch up");
     }
-}
-
-/// A create whose answer was lost (a timeout while the ERP was still at work) can commit
-/// after the retry looked the reference up and made its own sale. Whenever a sale is about to
-/// move on, the one furthest along is kept and the other drafts are deleted, so two attempts
-/// never leave two sales.
-async fn keep_one_sale(
-    erp: &dyn SalesErp,
-    reference: &str,
-    ours: ErpSale,
-) -> Result<ErpSale, SyncError> {
-    let kept = match erp.find_sale_by_reference(reference).await? {
-        Some(oldest) if oldest.id != ours.id => oldest,
-        _ => ours,
-    };
-    let dropped = erp.drop_duplicate_drafts(reference, kept.id).await?;
-    if !dropped.is_empty() {
-        warn!(
-            reference,
-            kept = kept.id,
-            ?dropped,
-            "duplicate draft sales from lost creates deleted"
-        );
-    }
-    Ok(kept)
 }
 
 /// After a sale is confirmed its reservation is counted: a SKU whose available stock is now
