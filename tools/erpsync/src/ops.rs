@@ -526,8 +526,8 @@ pub struct StateLine {
 }
 
 impl StateLine {
-    /// Messages naming no entity that the queue moved without a reason, as one exception
-    /// for their queue.
+    /// Parked messages naming no entity (most of them moved by the queue without a reason),
+    /// as one exception for their queue.
     fn moved_from(queue: &str, letters: &[DeadLetter]) -> Self {
         let newest = letters
             .iter()
@@ -540,26 +540,30 @@ impl StateLine {
             updated_at: newest,
             erp_number: None,
             note: Some(
-                "moved by the queue's redrive policy after their receives ran out (no reason recorded): `erpsync dlq list`, then redrive or discard them"
+                "parked naming no entity (or moved by the queue's redrive policy, with no reason recorded): `erpsync dlq list`, then redrive or discard them"
                     .to_owned(),
             ),
-            error_kind: Some("moved_by_queue".to_owned()),
+            error_kind: Some("parked".to_owned()),
         }
     }
 
-    /// A dead letter the queue moved without a reason, as an exception: what it is and
-    /// what to do.
-    fn moved_by_queue(letter: &DeadLetter) -> Self {
+    /// A dead letter whose entity's state does not say it needs a person, as an exception:
+    /// what it is and what to do.
+    fn parked(letter: &DeadLetter) -> Self {
         Self {
             entity: letter.entity.clone(),
             status: SyncStatus::NeedsAttention.as_str().to_owned(),
             updated_at: letter.last_failure.clone(),
             erp_number: None,
             note: Some(format!(
-                "{}; in {} as message {}: `erpsync dlq show {}`, then redrive it",
+                "{}; in {} as message {}: `erpsync dlq show {}`, then redrive it (a version older than the one applied since replays as stale) or discard it",
                 letter.reason, letter.dead_letter_queue, letter.id, letter.id
             )),
-            error_kind: Some("moved_by_queue".to_owned()),
+            error_kind: Some(if letter.moved_by_queue {
+                "moved_by_queue".to_owned()
+            } else {
+                letter.error_kind.clone()
+            }),
         }
     }
 }
@@ -679,20 +683,22 @@ pub async fn exceptions(deployment: &Deployment) -> anyhow::Result<Vec<StateLine
         states.extend(deployment.store.needing_attention(flow).await?);
     }
     let mut lines: Vec<StateLine> = states.iter().map(StateLine::from).collect();
-    // A message the queue moved by itself (its invocation died on its last receive) has no
-    // state saying so; it is a person's all the same. The dead-letter queues are read for
-    // them; if they cannot be, the states still list (and the line says so).
+    // Every parked message is a person's until it is redriven or discarded, whatever its
+    // entity's state says now: one the queue moved by itself (its invocation died on its last
+    // receive) has no state saying so, and a newer version retrying or moved after it can
+    // hide an older one parked. The dead-letter queues are read for them; if they cannot be,
+    // the states still list (and a line says so).
     match dead_letters(deployment, None).await {
         Ok(letters) => {
-            let named: std::collections::HashSet<String> =
+            let mut named: std::collections::HashSet<String> =
                 lines.iter().map(|line| line.entity.clone()).collect();
             // Letters naming no entity (stock refresh signals, courier events): one line per
             // queue, not one per message.
             let mut unnamed: BTreeMap<String, Vec<DeadLetter>> = BTreeMap::new();
-            for letter in letters.into_iter().filter(|l| l.moved_by_queue) {
+            for letter in letters {
                 if letter.entity != "unknown" {
-                    if !named.contains(&letter.entity) {
-                        lines.push(StateLine::moved_by_queue(&letter));
+                    if named.insert(letter.entity.clone()) {
+                        lines.push(StateLine::parked(&letter));
                     }
                 } else {
                     unnamed
@@ -884,7 +890,7 @@ mod tests {
         assert!(letter.moved_by_queue);
         assert_eq!(letter.entity, "order-sync/uk-shop/1");
         assert_eq!(
-            StateLine::moved_by_queue(&letter).error_kind.as_deref(),
+            StateLine::parked(&letter).error_kind.as_deref(),
             Some("moved_by_queue")
         );
 
