@@ -148,7 +148,9 @@ pub struct Shop {
     schema: ShopSchema,
     pub access_token: String,
     /// The token revoked (the app's access withdrawn in the store's admin): every Admin API
-    /// call answers 401 until it is granted again.
+    /// call answers 401 until it is granted again, as Shopify answers a missing or invalid
+    /// token (shopify.dev/docs/api/usage/response-codes: "401 Unauthorized: The client doesn't
+    /// have correct authentication credentials").
     revoked: std::sync::atomic::AtomicBool,
     pub bucket: Mutex<Bucket>,
     pub faults: Mutex<Faults>,
