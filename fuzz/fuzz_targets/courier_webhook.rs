@@ -2,10 +2,10 @@
 //! of the body must verify, a wrong one must not), then parsed as a tracker event.
 #![no_main]
 
-use erpsync_core::signature::{sign_easypost, verify_easypost};
-use erpsync_core::tracking::parse_easypost;
+use erpsync_core::channels::signature::{sign_easypost, verify_easypost};
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
+use erpsync_core::channels::easypost::parse_easypost;
 
 fuzz_target!(|body: &[u8]| {
     let secret = SecretString::from("sécret".to_owned());
@@ -17,6 +17,6 @@ fuzz_target!(|body: &[u8]| {
     }
     if let Ok(Some(update)) = parse_easypost(body) {
         let _ = update.status.shop_event();
-        let _ = erpsync_core::tracking::tracking_group_id(&update.tracking_code);
+        let _ = erpsync_core::flows::tracking::tracking_group_id(&update.tracking_code);
     }
 });

@@ -4,8 +4,9 @@
 #![no_main]
 
 use erpsync_core::config::{Config, Platform};
-use erpsync_core::signature::{sign_base64_hmac_sha256, verify_base64_hmac_sha256};
-use erpsync_core::{inbound, mapping, shopify};
+use erpsync_core::channels::signature::{sign_base64_hmac_sha256, verify_base64_hmac_sha256};
+use erpsync_core::channels::{self, shopify};
+use erpsync_core::mapping;
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
 
@@ -22,7 +23,7 @@ fuzz_target!(|body: &[u8]| {
     if header != signature {
         assert!(verify_base64_hmac_sha256(body, Some(&header), &[secret]).is_err());
     }
-    let _ = inbound::order_id(Platform::Shopify, body);
+    let _ = channels::order_id(Platform::Shopify, body);
     let _ = shopify::parse_refund(body);
     let Some(config) = CONFIG.as_ref() else {
         return;

@@ -3,8 +3,9 @@
 #![no_main]
 
 use erpsync_core::config::{Config, Platform};
-use erpsync_core::signature::{sign_base64_hmac_sha256, verify_base64_hmac_sha256};
-use erpsync_core::{inbound, mapping, woocommerce};
+use erpsync_core::channels::signature::{sign_base64_hmac_sha256, verify_base64_hmac_sha256};
+use erpsync_core::channels::{self, woocommerce};
+use erpsync_core::mapping;
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
 
@@ -17,7 +18,7 @@ fuzz_target!(|body: &[u8]| {
     let secret = SecretString::from("wc_fuzz".to_owned());
     let signature = sign_base64_hmac_sha256(body, &secret);
     assert!(verify_base64_hmac_sha256(body, Some(&signature), &[secret]).is_ok());
-    let _ = inbound::order_id(Platform::Woocommerce, body);
+    let _ = channels::order_id(Platform::Woocommerce, body);
     let Some(config) = CONFIG.as_ref() else {
         return;
     };

@@ -23,8 +23,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
 use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::reconcile::{ReconcileDeps, reconcile};
-use erpsync_core::state::{Flow, SyncState, SyncStatus};
+use erpsync_core::flows::reconcile::{ReconcileDeps, reconcile};
+use erpsync_core::model::state::{Flow, SyncState, SyncStatus};
 use erpsync_e2e::{Stack, Tryton, World, courier_request, fixture, priced, set_quantity};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
@@ -236,7 +236,7 @@ fn latest_body(order: &PlannedOrder) -> Value {
 async fn reconcile_after(
     world: &World,
     admin: &ShopifyAdmin,
-) -> anyhow::Result<erpsync_core::reconcile::ReconcileOutcome> {
+) -> anyhow::Result<erpsync_core::flows::reconcile::ReconcileOutcome> {
     // reconcile under its role.
     let queue = FoundOrdersQueue(Queue::new(
         world.sqs_of("ReconcileFunction"),

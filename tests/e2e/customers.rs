@@ -1,7 +1,7 @@
 //! Customers as the ERP keeps them: guests, businesses, and addresses it cannot take.
 
 use erpsync_aws::sqs::attr;
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{World, attribute, fresh_order, parked_reasons};
 use serde_json::json;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use erpsync_aws::sqs::attr;
-use erpsync_core::state::{Flow, SyncStatus};
+use erpsync_core::model::state::{Flow, SyncStatus};
 use erpsync_e2e::{
     Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order, order_event, parked_reasons,
 };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{World, decimal, fresh_order, order_event, parked_reasons};
 use serde_json::Value;
 

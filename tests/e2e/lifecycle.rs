@@ -2,7 +2,7 @@
 //! on the real Tryton with its sale amendments.
 
 use erpsync_aws::sqs::attr;
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{
     World, at_version, attribute, decimal, fresh_order, parked_reasons, set_quantity,
 };

@@ -2,7 +2,7 @@
 //! tax-inclusive prices, and what happens when something is not mapped.
 
 use erpsync_aws::sqs::attr;
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{World, attribute, decimal, fresh_order, parked_reasons};
 use serde_json::{Value, json};
 

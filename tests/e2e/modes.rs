@@ -1,8 +1,8 @@
 //! Go-live one channel at a time: off, shadow (dual running with a report), live.
 
 use erpsync_core::config::Mode;
-use erpsync_core::shadow::MatchedBy;
-use erpsync_core::state::SyncStatus;
+use erpsync_core::flows::shadow::MatchedBy;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{World, at_version, fresh_order};
 use serde_json::json;
 

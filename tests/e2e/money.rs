@@ -22,8 +22,8 @@
 //! `price` is.
 
 use erpsync_core::config::{Config, TaxCode};
-use erpsync_core::ids::{ChannelId, CountryCode, CurrencyCode};
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::ids::{ChannelId, CountryCode, CurrencyCode};
+use erpsync_core::model::state::SyncStatus;
 use erpsync_e2e::{World, decimal, fresh_order};
 use futures::StreamExt;
 use rand::rngs::StdRng;

@@ -2,8 +2,8 @@
 //! list, show, redrive (effect once), discard (recorded), status and exceptions; and the
 //! `erpsync` binary itself, finding the stage's resources by name.
 
+use erpsync_core::model::state::{EntityRef, SyncStatus};
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, SyncStatus};
 use erpsync_e2e::{Stack, World, fresh_order};
 use erpsync_tools::ops::{self, Deployment, Selection};
 use serde_json::{Value, json};
@@ -194,7 +194,8 @@ async fn status_and_exceptions_after_a_mixed_run() {
         .orders
         .store
         .get(&EntityRef::order(
-            &erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            &erpsync_core::model::ids::ChannelId::parse("uk-shop")
+                .unwrap_or_else(|e| panic!("{e}")),
             &good_id,
         ))
         .await
@@ -440,7 +441,8 @@ async fn a_discarded_order_is_replayed_from_its_kept_payload_once_fixed_and_only
     .unwrap_or_else(|e| panic!("{e:#}"));
 
     create_product(&world, &sku).await;
-    let channel = erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
+    let channel =
+        erpsync_core::model::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..2 {
         let sent = ops::replay(&deployment, &channel, &id)
             .await

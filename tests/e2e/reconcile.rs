@@ -4,13 +4,13 @@
 use erpsync_aws::sqs::{FoundOrdersQueue, Queue};
 use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::flows::order_sync::{OrderMessage, OrderOutcome, OrderSyncDeps, sync_order};
-use erpsync_core::ids::ChannelId;
-use erpsync_core::order::OrderTopic;
+use erpsync_core::flows::orders::{OrderMessage, OrderOutcome, OrderSyncDeps, sync_order};
+use erpsync_core::flows::reconcile::{ReconcileDeps, reconcile};
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::order::OrderTopic;
+use erpsync_core::model::state::EntityRef;
+use erpsync_core::model::state::SyncStatus;
 use erpsync_core::ports::PrefetchedStates;
-use erpsync_core::reconcile::{ReconcileDeps, reconcile};
-use erpsync_core::state::EntityRef;
-use erpsync_core::state::SyncStatus;
 use erpsync_e2e::{Fault, FaultyErp, World, at_version, fresh_order, set_quantity, tax_as_rated};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -379,7 +379,7 @@ async fn a_stale_create_that_failed_once_leaves_the_order_synced_at_its_latest_v
         message: &OrderMessage,
         state: &dyn erpsync_core::ports::SyncStateStore,
         erp: &dyn erpsync_core::ports::SalesErp,
-    ) -> Result<OrderOutcome, erpsync_core::batch::MessageFailure> {
+    ) -> Result<OrderOutcome, erpsync_core::runtime::batch::MessageFailure> {
         let deps = OrderSyncDeps {
             config: &world.config,
             idempotency: &world.orders.store,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use erpsync_aws::sqs::attr;
 use erpsync_connectors::TrytonClient;
-use erpsync_core::ids::Sku;
-use erpsync_core::state::{SyncState, SyncStatus};
-use erpsync_core::stock::ErpStock;
+use erpsync_core::model::ids::Sku;
+use erpsync_core::model::state::{SyncState, SyncStatus};
+use erpsync_core::ports::ErpStock;
 use erpsync_e2e::{ReturnSync, Stack, Tryton, World, attribute, fixture, fresh_order, priced};
 use erpsync_tools::queues;
 use secrecy::SecretString;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::ids::ChannelId;
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::state::{EntityRef, Flow, SyncStatus};
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, Flow, SyncStatus};
 use erpsync_e2e::{Stack, Tryton, World, courier_request, fresh_order, set_quantity};
 use sandbox::courier::{TrackerUpdate, tracker_updated};
 use sandbox::{Sandbox, ShopSetup};
@@ -97,7 +97,7 @@ impl ShipWorld {
             .unwrap_or_else(|| panic!("no sandbox shop"))
     }
 
-    async fn ship(&self) -> erpsync_core::flows::shipment_run::ShipmentRun {
+    async fn ship(&self) -> erpsync_core::flows::fulfilment::run::ShipmentRun {
         shipment_sync::schedule_handler::handle(&self.deps, None).await
     }
 
@@ -113,7 +113,7 @@ impl ShipWorld {
     }
 
     /// The shipment-sync rows of an order's shipments (one per shipment).
-    async fn shipment_states(&self, order_id: &str) -> Vec<erpsync_core::state::SyncState> {
+    async fn shipment_states(&self, order_id: &str) -> Vec<erpsync_core::model::state::SyncState> {
         let prefix = format!("{order_id}/");
         // Read as the operator (a scan: the functions may not).
         self.world
@@ -128,7 +128,11 @@ impl ShipWorld {
             .collect()
     }
 
-    async fn state(&self, flow: Flow, order_id: &str) -> Option<erpsync_core::state::SyncState> {
+    async fn state(
+        &self,
+        flow: Flow,
+        order_id: &str,
+    ) -> Option<erpsync_core::model::state::SyncState> {
         let entity = EntityRef {
             flow,
             channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
@@ -213,7 +217,7 @@ async fn a_full_dispatch_with_tracking_is_one_fulfilment_and_a_rerun_duplicates_
 /// answers.
 #[tokio::test]
 async fn a_store_failing_for_hours_is_one_exception_and_its_shipments_go_through_when_it_answers() {
-    use erpsync_core::flows::shipment_run::store_entity;
+    use erpsync_core::flows::fulfilment::run::store_entity;
     use erpsync_tools::ops;
     let mut ship = ShipWorld::start().await;
     let (first, _) = ship.order(|_| {}).await;

@@ -6,8 +6,8 @@ use erpsync_connectors::TrytonClient;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::SyncError;
 use erpsync_core::config::ChannelConfig;
-use erpsync_core::prices::sync_prices;
-use erpsync_core::stock::{StockDeps, StockOutcome, sync_stock};
+use erpsync_core::flows::prices::sync_prices;
+use erpsync_core::flows::stock::{StockDeps, StockOutcome, sync_stock};
 use erpsync_e2e::{Stack, Tryton, World};
 use sandbox::{Faults, Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -395,9 +395,10 @@ async fn the_scheduled_function_syncs_every_stocked_channel_and_records_the_run(
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs.iter().all(|r| r.error.is_none()), "{runs:?}");
     assert_eq!(stock.shown(EU, "IPOD2008BLACK", EU_LOCATION), Some(100));
-    let entity = erpsync_core::state::EntityRef {
-        flow: erpsync_core::state::Flow::StockSync,
-        channel: erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+    let entity = erpsync_core::model::state::EntityRef {
+        flow: erpsync_core::model::state::Flow::StockSync,
+        channel: erpsync_core::model::ids::ChannelId::parse("uk-shop")
+            .unwrap_or_else(|e| panic!("{e}")),
         entity_id: "stock".to_owned(),
     };
     use erpsync_core::ports::SyncStateStore;

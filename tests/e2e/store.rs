@@ -2,12 +2,12 @@
 
 use erpsync_core::ErrorClass;
 use erpsync_core::SyncError;
-use erpsync_core::ids::ChannelId;
-use erpsync_core::ports::{Completion, IdempotencyStore, SyncStateStore};
-use erpsync_core::state::{
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::state::{
     Claim, ClaimToken, EntityRef, ErrorReport, Flow, IdempotencyKey, PayloadHash, SyncRecord,
     SyncStatus,
 };
+use erpsync_core::ports::{Completion, IdempotencyStore, SyncStateStore};
 use erpsync_e2e::World;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};

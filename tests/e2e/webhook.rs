@@ -119,8 +119,8 @@ async fn the_largest_body_accepted_is_queued_and_parked_whole_and_one_byte_more_
     assert_eq!(parked[0].body().map(str::len), Some(MAX_BODY_BYTES));
     assert_eq!(attribute(&parked[0], attr::ERROR_KIND), "unknown_sku");
     // Its payload is kept for a replay (compressed: over DynamoDB's item limit as text).
-    let entity = erpsync_core::state::EntityRef::order(
-        &erpsync_core::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+    let entity = erpsync_core::model::state::EntityRef::order(
+        &erpsync_core::model::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
         &id,
     );
     let kept = erpsync_core::ports::PayloadArchive::latest(&world.orders.store, &entity)

@@ -20,16 +20,16 @@ use erpsync_aws::secrets::SecretCache;
 use erpsync_aws::sqs::{Queue, StockRefreshQueue};
 use erpsync_connectors::TrytonClient;
 use erpsync_core::SyncError;
+use erpsync_core::channels::signature::sign_base64_hmac_sha256;
 use erpsync_core::config::Config;
-use erpsync_core::ids::{ChannelId, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
-use erpsync_core::order::Address;
+use erpsync_core::model::ids::{ChannelId, Email, Sku};
+use erpsync_core::model::order::Address;
+use erpsync_core::model::state::{EntityRef, SyncState};
 use erpsync_core::ports::{
     ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, NewSale, SaleAmendment, SalesErp,
     SyncStateStore,
 };
-use erpsync_core::signature::sign_base64_hmac_sha256;
-use erpsync_core::state::{EntityRef, SyncState};
 use erpsync_tools::desk::ErpDesk;
 use erpsync_tools::esm::{EventSourceMapping, Invoker};
 use erpsync_tools::queues;
@@ -458,7 +458,7 @@ impl World {
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    pub fn review(&self) -> &dyn erpsync_core::shadow::SalesReview {
+    pub fn review(&self) -> &dyn erpsync_core::ports::SalesReview {
         &self.reviewer
     }
 
@@ -1046,7 +1046,7 @@ impl World {
         refund_id: &str,
     ) -> Option<SyncState> {
         let entity = EntityRef {
-            flow: erpsync_core::state::Flow::ReturnSync,
+            flow: erpsync_core::model::state::Flow::ReturnSync,
             channel: ChannelId::parse(channel).ok()?,
             entity_id: format!("{order_id}/refund-{refund_id}"),
         };
@@ -1243,7 +1243,7 @@ pub fn courier_request(body: &str, secret: &str) -> LambdaFunctionUrlRequest {
     request.request_context.http.method = Some("POST".to_owned());
     request.headers.insert(
         "x-hmac-signature",
-        http::HeaderValue::from_str(&erpsync_core::signature::sign_easypost(
+        http::HeaderValue::from_str(&erpsync_core::channels::signature::sign_easypost(
             body.as_bytes(),
             &SecretString::from(secret.to_owned()),
         ))

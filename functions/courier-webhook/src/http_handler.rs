@@ -10,13 +10,14 @@ use erpsync_aws::function_url::{
 };
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes};
 use erpsync_core::SyncError;
-use erpsync_core::batch::MessageFailure;
-use erpsync_core::signature::{SignatureError, verify_easypost};
-use erpsync_core::state::PayloadHash;
-use erpsync_core::tracking::{TRACKER_UPDATED, parse_easypost, tracking_group_id};
+use erpsync_core::channels::signature::{SignatureError, verify_easypost};
+use erpsync_core::flows::tracking::tracking_group_id;
+use erpsync_core::model::state::PayloadHash;
+use erpsync_core::runtime::batch::MessageFailure;
 use tracing::{info, instrument, warn};
 
 use crate::Deps;
+use erpsync_core::channels::easypost::{TRACKER_UPDATED, parse_easypost};
 
 const FLOW: &str = "courier-webhook";
 

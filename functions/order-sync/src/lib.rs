@@ -6,8 +6,8 @@ use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::sqs::StockRefreshQueue;
 use erpsync_core::config::Config;
+use erpsync_core::ports::ErpStock;
 use erpsync_core::ports::SalesErp;
-use erpsync_core::stock::ErpStock;
 
 pub struct Deps {
     pub config: Config,

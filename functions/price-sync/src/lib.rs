@@ -8,9 +8,8 @@ use std::collections::HashMap;
 
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::changes::ErpChangeFeed;
 use erpsync_core::config::Config;
-use erpsync_core::prices::ErpPrices;
+use erpsync_core::ports::{ErpChangeFeed, ErpPrices};
 
 /// The ERP as price-sync uses it: prices, and whether anything they depend on changed.
 pub trait PriceErp: ErpPrices + ErpChangeFeed {}

@@ -44,7 +44,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
             // Runs stop before the invocation times out.
-            let deadline = erpsync_core::deadline::monotonic(event.context.deadline());
+            let deadline = erpsync_core::runtime::deadline::monotonic(event.context.deadline());
             Ok::<_, lambda_runtime::Error>(
                 schedule_handler::handle(deps, event.payload, deadline).await,
             )

@@ -4,18 +4,19 @@
 //!   the ERP changed a list price, a price list or a currency rate since the last poll.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use erpsync_core::changes::{Cursors, PRICE_CURSOR, next_cursor, window_start};
 use erpsync_core::config::ChannelConfig;
-use erpsync_core::ids::ChannelId;
+use erpsync_core::flows::prices::{PriceOutcome, sync_prices};
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::state::{EntityRef, Flow};
 use erpsync_core::ports::record_run;
-use erpsync_core::prices::{PriceOutcome, sync_prices};
-use erpsync_core::state::{EntityRef, Flow};
+use erpsync_core::runtime::changes::{PRICE_CURSOR, next_cursor, window_start};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::{error, info, instrument};
 
 use crate::Deps;
+use erpsync_core::ports::Cursors;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,7 +159,7 @@ async fn record(
         .filter(|o| !o.rejected.is_empty())
         .map(|o| {
             erpsync_core::SyncError::permanent(
-                erpsync_core::prices::REJECTED,
+                erpsync_core::flows::prices::REJECTED,
                 format!(
                     "{} prices updated; the shop refused {} product(s): {}",
                     o.updated.len(),

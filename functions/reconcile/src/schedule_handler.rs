@@ -3,9 +3,9 @@
 use std::time::SystemTime;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use erpsync_core::flows::reconcile::{MARGIN, ReconcileDeps, ReconcileOutcome, reconcile};
+use erpsync_core::model::state::{EntityRef, Flow};
 use erpsync_core::ports::record_run;
-use erpsync_core::reconcile::{MARGIN, ReconcileDeps, ReconcileOutcome, reconcile};
-use erpsync_core::state::{EntityRef, Flow};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{error, instrument};
@@ -28,7 +28,7 @@ pub async fn handle(
     _event: EventBridgeEvent<serde_json::Value>,
     deadline: Option<SystemTime>,
 ) -> Vec<ChannelRun> {
-    let deadline = erpsync_core::deadline::given(deadline);
+    let deadline = erpsync_core::runtime::deadline::given(deadline);
     let now = OffsetDateTime::now_utc();
     let mut runs = Vec::new();
     let served: Vec<_> = deps

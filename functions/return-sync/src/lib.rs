@@ -6,7 +6,7 @@ pub mod sqs_handler;
 use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_core::config::Config;
-use erpsync_core::returns::ReturnsErp;
+use erpsync_core::ports::ReturnsErp;
 
 pub struct Deps {
     pub config: Config,

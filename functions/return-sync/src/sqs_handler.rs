@@ -9,10 +9,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_aws::batch::MessageProcessor;
 use erpsync_aws::sqs::{attr, string_attribute};
 use erpsync_core::SyncError;
-use erpsync_core::batch::MessageFailure;
-use erpsync_core::ids::ChannelId;
-use erpsync_core::returns::{ReturnDeps, refund_entity, sync_refund};
-use erpsync_core::shopify::parse_refund;
+use erpsync_core::channels::shopify::parse_refund;
+use erpsync_core::flows::returns::{ReturnDeps, refund_entity, sync_refund};
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::runtime::batch::MessageFailure;
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 

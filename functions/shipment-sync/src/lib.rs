@@ -13,7 +13,7 @@ use erpsync_aws::batch::BatchRunner;
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::config::Config;
-use erpsync_core::fulfilment::ErpShipments;
+use erpsync_core::ports::ErpShipments;
 
 /// What invokes the function: the shipments queue or the schedule.
 #[derive(serde::Deserialize)]

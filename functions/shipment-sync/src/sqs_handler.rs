@@ -11,19 +11,18 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_aws::batch::MessageProcessor;
 use erpsync_aws::sqs::{ShipmentMessage, attr, string_attribute};
 use erpsync_core::SyncError;
-use erpsync_core::batch::MessageFailure;
-use erpsync_core::fulfilment::{
+use erpsync_core::flows::fulfilment::{
     ShipmentDeps, parse_sale_reference, shipment_entity, sync_shipment,
 };
+use erpsync_core::flows::tracking::{TrackingDeps, apply_tracking, unknown_tracking_entity};
+use erpsync_core::model::state::EntityRef;
 use erpsync_core::ports::note_failure;
-use erpsync_core::state::EntityRef;
-use erpsync_core::tracking::{
-    TrackingDeps, apply_tracking, parse_easypost, unknown_tracking_entity,
-};
+use erpsync_core::runtime::batch::MessageFailure;
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 
 use crate::Deps;
+use erpsync_core::channels::easypost::parse_easypost;
 
 /// Lease on a claim when the invocation carries no deadline (local runs).
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);

@@ -10,12 +10,13 @@ use erpsync_aws::function_url::{
     Answer, UNAUTHORIZED, header, is_deduplication_id, raw_body, require_post, respond,
 };
 use erpsync_aws::sqs::{OutgoingMessage, attr, dead_letter_attributes, order_group_id};
-use erpsync_core::batch::MessageFailure;
+use erpsync_core::SyncError;
+use erpsync_core::channels::signature::{SignatureError, verify_base64_hmac_sha256};
+use erpsync_core::channels::{self, shopify, woocommerce};
 use erpsync_core::config::{ChannelConfig, Mode, Platform};
-use erpsync_core::order::OrderTopic;
-use erpsync_core::signature::{SignatureError, verify_base64_hmac_sha256};
-use erpsync_core::state::PayloadHash;
-use erpsync_core::{SyncError, inbound, shopify, woocommerce};
+use erpsync_core::model::order::OrderTopic;
+use erpsync_core::model::state::PayloadHash;
+use erpsync_core::runtime::batch::MessageFailure;
 use http::HeaderMap;
 use tracing::{info, instrument, warn};
 
@@ -100,7 +101,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     };
     // A refund is grouped with its order: refunds of one order are booked in order.
     let order_id = match route {
-        Route::Order(_) => inbound::order_id(channel.platform, body_text.as_bytes())
+        Route::Order(_) => channels::order_id(channel.platform, body_text.as_bytes())
             .map_err(|e| format!("not an order: {e}")),
         Route::Refund => shopify::parse_refund(body_text.as_bytes())
             .map(|refund| refund.order_id)

@@ -23,7 +23,7 @@ pub struct Deps {
 #[cfg(test)]
 mod tests {
     use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
-    use erpsync_core::signature::verify_base64_hmac_sha256;
+    use erpsync_core::channels::signature::verify_base64_hmac_sha256;
     use secrecy::SecretString;
 
     #[test]

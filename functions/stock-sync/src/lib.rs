@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::changes::ErpChangeFeed;
 use erpsync_core::config::{ChannelConfig, Config};
-use erpsync_core::ids::Sku;
+use erpsync_core::flows::stock::{StockDeps, StockOutcome, sync_stock};
+use erpsync_core::model::ids::Sku;
+use erpsync_core::model::state::{EntityRef, Flow};
 use erpsync_core::ports::record_run;
-use erpsync_core::state::{EntityRef, Flow};
-use erpsync_core::stock::{ErpStock, StockDeps, StockOutcome, sync_stock};
+use erpsync_core::ports::{ErpChangeFeed, ErpStock};
 use serde::Serialize;
 use tracing::error;
 

@@ -42,7 +42,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
         // Runs stop before the invocation times out.
-        let deadline = erpsync_core::deadline::monotonic(event.context.deadline());
+        let deadline = erpsync_core::runtime::deadline::monotonic(event.context.deadline());
         let answer = match event.payload {
             Trigger::Queue(batch) => {
                 serde_json::to_value(sqs_handler::handle(deps, batch, deadline).await)?

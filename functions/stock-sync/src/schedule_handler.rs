@@ -9,13 +9,14 @@
 use std::time::Instant;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use erpsync_core::changes::{Cursors, STOCK_CURSOR, next_cursor, window_start};
 use erpsync_core::config::ChannelConfig;
+use erpsync_core::runtime::changes::{STOCK_CURSOR, next_cursor, window_start};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 
 use crate::{ChannelRun, Deps, run_channel};
+use erpsync_core::ports::Cursors;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

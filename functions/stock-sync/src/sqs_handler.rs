@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use erpsync_core::ids::Sku;
+use erpsync_core::model::ids::Sku;
 use serde::Deserialize;
 use tracing::{instrument, warn};
 

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use erpsync_core::SyncError;
-use erpsync_core::batch::{Disposition, MessageFailure, disposition};
 use erpsync_core::config::RetryPolicy;
+use erpsync_core::model::state::{EntityRef, ErrorReport, SyncStatus};
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, ErrorReport, SyncStatus};
+use erpsync_core::runtime::batch::{Disposition, MessageFailure, disposition};
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 

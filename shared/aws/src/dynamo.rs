@@ -16,19 +16,18 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update, WriteRequest,
 };
+use erpsync_core::ErrorClass;
 use erpsync_core::SyncError;
-use erpsync_core::changes::Cursors;
-use erpsync_core::fulfilment::{FulfilmentRef, TrackingIndex};
-use erpsync_core::ids::{ChannelId, Sku};
-use erpsync_core::ports::{
-    ArchivedPayload, Completion, IdempotencyStore, PayloadArchive, SyncStateStore,
-};
-use erpsync_core::state::{
+use erpsync_core::model::ids::{ChannelId, Sku};
+use erpsync_core::model::state::Flow;
+use erpsync_core::model::state::{
     Claim, ClaimToken, EntityRef, ErrorReport, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord,
     SyncState, SyncStatus,
 };
-use erpsync_core::stock::StockLedger;
-use erpsync_core::{ErrorClass, state::Flow};
+use erpsync_core::ports::{
+    ArchivedPayload, Completion, IdempotencyStore, PayloadArchive, SyncStateStore,
+};
+use erpsync_core::ports::{Cursors, FulfilmentRef, StockLedger, TrackingIndex};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -697,7 +696,7 @@ fn state_from_item(item: &HashMap<String, AttributeValue>) -> Option<SyncState> 
     let flow = Flow::parse(&text("flow")?)?;
     let entity = EntityRef {
         flow,
-        channel: erpsync_core::ids::ChannelId::parse(&text("channel")?).ok()?,
+        channel: erpsync_core::model::ids::ChannelId::parse(&text("channel")?).ok()?,
         entity_id: text("entity_id")?,
     };
     let parse_time = |t: Option<String>| t.and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());

@@ -9,13 +9,13 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use erpsync_core::SyncError;
-use erpsync_core::batch::MessageFailure;
 use erpsync_core::config::ChannelConfig;
-use erpsync_core::ids::{ChannelId, ExternalOrderId, Sku};
-use erpsync_core::order::OrderTopic;
+use erpsync_core::model::ids::{ChannelId, ExternalOrderId, Sku};
+use erpsync_core::model::order::OrderTopic;
+use erpsync_core::model::state::EntityRef;
 use erpsync_core::ports::StockSignal;
-use erpsync_core::reconcile::{FoundOrders, ShopOrderRef};
-use erpsync_core::state::EntityRef;
+use erpsync_core::ports::{FoundOrders, ShopOrderRef};
+use erpsync_core::runtime::batch::MessageFailure;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -72,10 +72,10 @@ pub struct ShipmentMessage {
 /// message: `dlq list` shows its reason, `dlq redrive` puts it on the shipments queue, where
 /// shipment-sync reads it from the ERP again and syncs it.
 #[async_trait::async_trait]
-impl erpsync_core::flows::shipment_run::ParkedShipments for Queue {
+impl erpsync_core::ports::ParkedShipments for Queue {
     async fn park(
         &self,
-        shipment: &erpsync_core::fulfilment::ErpShipment,
+        shipment: &erpsync_core::ports::ErpShipment,
         entity: &EntityRef,
         error: &SyncError,
         attempts: u32,

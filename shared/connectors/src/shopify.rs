@@ -13,15 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use erpsync_core::SyncError;
-use erpsync_core::answers::Answer;
 use erpsync_core::config::{ChannelConfig, Config};
-use erpsync_core::fulfilment::{
-    ChannelFulfilment, FulfilLine, FulfilmentEvent, OpenLine, ShopFulfilment, Tracking,
-};
-use erpsync_core::ids::{ExternalOrderId, Sku};
-use erpsync_core::prices::{ChannelPrices, ChannelVariant};
-use erpsync_core::reconcile::{ChannelOrders, OrderPage, ShopOrderRef};
-use erpsync_core::stock::{ChannelInventory, ChannelItem, StockChange};
+use erpsync_core::model::ids::{ExternalOrderId, Sku};
+use erpsync_core::runtime::answers::Answer;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -30,6 +24,11 @@ use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use crate::http::retry_after;
+use erpsync_core::ports::{
+    ChannelFulfilment, ChannelInventory, ChannelItem, ChannelPrices, ChannelVariant, FulfilLine,
+    FulfilmentEvent, OpenLine, ShopFulfilment, StockChange, Tracking,
+};
+use erpsync_core::ports::{ChannelOrders, OrderPage, ShopOrderRef};
 
 /// How long one call may wait for the bucket in all before the run gives up (and resumes
 /// at the next run).
@@ -799,7 +798,7 @@ impl ChannelPrices for ShopifyAdmin {
         match errors.first() {
             None => Ok(()),
             Some(error) => Err(SyncError::permanent(
-                erpsync_core::prices::REJECTED,
+                erpsync_core::flows::prices::REJECTED,
                 format!(
                     "Shopify refused the prices of {product_id}: {}",
                     error["message"].as_str().unwrap_or("(no message)")

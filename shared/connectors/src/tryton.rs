@@ -10,21 +10,14 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use erpsync_core::SyncError;
-use erpsync_core::audit::{ErpCatalogue, ErpContact};
-use erpsync_core::changes::{ErpChangeFeed, ErpChanges};
 use erpsync_core::config::ErpConfig;
-use erpsync_core::fulfilment::{ErpShipment, ErpShipments, ShipmentKey, ShipmentPage};
-use erpsync_core::ids::{CountryCode, CurrencyCode, Email, Sku};
 use erpsync_core::mapping::CustomerDraft;
-use erpsync_core::order::Address;
+use erpsync_core::model::ids::{CountryCode, CurrencyCode, Email, Sku};
+use erpsync_core::model::order::Address;
 use erpsync_core::ports::{
     CredentialSource, ErpAddress, ErpCustomer, ErpProduct, ErpSale, ErpSaleDetails, ErpSaleLine,
     ErpSaleState, NewSale, SaleAmendment, SalesErp,
 };
-use erpsync_core::prices::ErpPrices;
-use erpsync_core::returns::{ReturnDraft, ReturnProduct, ReturnsErp, SettledReturn};
-use erpsync_core::shadow::{ErpSaleView as ReviewedSale, SalesReview};
-use erpsync_core::stock::ErpStock;
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
@@ -35,6 +28,13 @@ use tokio::sync::{Mutex, OnceCell};
 use tracing::{debug, info, warn};
 
 use crate::http::retry_after;
+use erpsync_core::ports::{
+    ErpCatalogue, ErpContact, ReturnDraft, ReturnProduct, ReturnsErp, SettledReturn,
+};
+use erpsync_core::ports::{
+    ErpChangeFeed, ErpChanges, ErpPrices, ErpSaleView as ReviewedSale, ErpShipment, ErpShipments,
+    ErpStock, SalesReview, ShipmentKey, ShipmentPage,
+};
 
 pub struct TrytonClient {
     http: reqwest::Client,

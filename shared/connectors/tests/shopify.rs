@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::ErrorClass;
-use erpsync_core::fulfilment::{ChannelFulfilment, FulfilLine, Tracking};
-use erpsync_core::ids::Sku;
-use erpsync_core::prices::ChannelPrices;
-use erpsync_core::stock::ChannelInventory;
+use erpsync_core::model::ids::Sku;
+use erpsync_core::ports::{
+    ChannelFulfilment, ChannelInventory, ChannelPrices, FulfilLine, Tracking,
+};
 use sandbox::bulk::BulkErrorCode;
 use sandbox::shopify::{Location, Product, Variant};
 use sandbox::{Plan, Sandbox, ShopSetup};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ChannelId, CountryCode, CurrencyCode, Sku};
+use crate::model::ids::{ChannelId, CountryCode, CurrencyCode, Sku};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -214,7 +214,7 @@ pub struct ChannelConfig {
     /// items, duties, fees) -> the ERP service product each is booked to. A charge of a kind
     /// not mapped here waits for a person, naming the line and the key.
     #[serde(default)]
-    pub charges: BTreeMap<crate::order::ChargeKind, Sku>,
+    pub charges: BTreeMap<crate::model::order::ChargeKind, Sku>,
     /// The customer an order with no address is booked to (a point-of-sale sale, digital
     /// goods, some draft orders). None: such an order waits for a person.
     pub default_customer: Option<FallbackCustomer>,
@@ -340,8 +340,8 @@ pub struct TaxCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackCustomer {
-    pub email: Option<crate::ids::Email>,
-    pub address: crate::order::Address,
+    pub email: Option<crate::model::ids::Email>,
+    pub address: crate::model::order::Address,
 }
 
 /// Why a shop tax has no ERP tax.
@@ -691,7 +691,10 @@ impl Config {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../../config/erpsync.example.toml");
+    const EXAMPLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/erpsync.example.toml"
+    ));
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::from_toml(text).map_err(|e| e.to_string())

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::SyncError;
-use crate::ids::{CountryCode, Email, Sku};
 use crate::mapping::CustomerDraft;
-use crate::order::Address;
+use crate::model::ids::{CountryCode, Email, Sku};
+use crate::model::order::Address;
+use crate::model::state::*;
 use crate::ports::*;
-use crate::state::*;
 
 /// Claims and sync state in one place, as the DynamoDB table keeps them.
 #[derive(Default)]
@@ -501,7 +501,7 @@ impl SalesErp for FakeErp {
 pub struct FakeCursors(pub Mutex<HashMap<String, OffsetDateTime>>);
 
 #[async_trait]
-impl crate::changes::Cursors for FakeCursors {
+impl crate::ports::Cursors for FakeCursors {
     async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError> {
         Ok(self.0.lock().map_err(poisoned)?.get(name).copied())
     }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Bundle, ChannelConfig, ErpConfig, TaxMiss, TaxRounding};
 use crate::error::{ParseError, SyncError};
-use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
-use crate::order::{Address, ChannelOrder, TaxLine};
+use crate::model::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::model::order::{Address, ChannelOrder, TaxLine};
+use std::collections::BTreeSet;
 
 /// The ERP sale's `reference`: the channel and the channel's order id. It is how a sale is
 /// found again, so it must never change for an order.
@@ -558,11 +559,40 @@ pub fn lines_for_total(
     vec![(quantity - 1, base), (1, last)]
 }
 
+/// The ERP SKUs a channel SKU draws on: itself or its alias, or a bundle's components.
+pub fn erp_skus(channel: &ChannelConfig, sku: &Sku) -> Vec<Sku> {
+    match channel.bundles.get(sku) {
+        Some(bundle) => bundle.components.iter().map(|c| c.sku.clone()).collect(),
+        None => vec![channel.erp_sku(sku).clone()],
+    }
+}
+
+/// The channel SKUs whose stock depends on these ERP SKUs: themselves, their aliases, and
+/// the bundles they are part of.
+pub fn channel_skus_drawing_on(channel: &ChannelConfig, erp: &BTreeSet<Sku>) -> Vec<Sku> {
+    let mut skus: BTreeSet<Sku> = erp.clone();
+    skus.extend(
+        channel
+            .sku_aliases
+            .iter()
+            .filter(|(_, target)| erp.contains(*target))
+            .map(|(alias, _)| alias.clone()),
+    );
+    skus.extend(
+        channel
+            .bundles
+            .iter()
+            .filter(|(_, bundle)| bundle.components.iter().any(|c| erp.contains(&c.sku)))
+            .map(|(sku, _)| sku.clone()),
+    );
+    skus.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channels::shopify::parse_order;
     use crate::config::Config;
-    use crate::shopify::parse_order;
 
     fn dec(text: &str) -> Decimal {
         text.parse().unwrap_or_default()
@@ -646,12 +676,16 @@ mod tests {
 
     #[test]
     fn the_documented_order_maps_to_erp_lines_with_aliases_and_shipping() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let channel = &config.channels[0];
-        let body = include_str!(
-            "../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
-        )
+        let body = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+        ))
         .replace("IPOD2008BLACK", "IPOD-BLACK-LEGACY");
         let order = parse_order(&channel.id, body.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         let draft = sale_draft(&order, channel, &config.erp).unwrap_or_else(|e| panic!("{e}"));
@@ -680,14 +714,18 @@ mod tests {
     }
 
     fn config() -> Config {
-        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn documented() -> serde_json::Value {
-        serde_json::from_str(include_str!(
-            "../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
-        ))
+        serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+        )))
         .unwrap_or_default()
     }
 

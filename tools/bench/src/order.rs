@@ -6,9 +6,9 @@
 
 use erpsync_core::config::Config;
 use erpsync_core::fakes::{FakeErp, FakeStore};
-use erpsync_core::flows::order_sync::{OrderMessage, OrderSyncDeps, sync_order};
-use erpsync_core::ids::ChannelId;
-use erpsync_core::order::OrderTopic;
+use erpsync_core::flows::orders::{OrderMessage, OrderSyncDeps, sync_order};
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::order::OrderTopic;
 use time::{Duration, OffsetDateTime};
 
 #[tokio::main(flavor = "current_thread")]

@@ -21,8 +21,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::config::{ChannelConfig, PriceConfig};
-use erpsync_core::ids::{CurrencyCode, Sku};
-use erpsync_core::prices::{ErpPrices, MAX_VARIANTS_PER_UPDATE, PriceOutcome, sync_prices};
+use erpsync_core::flows::prices::{MAX_VARIANTS_PER_UPDATE, PriceOutcome, sync_prices};
+use erpsync_core::model::ids::{CurrencyCode, Sku};
+use erpsync_core::ports::ErpPrices;
 use rust_decimal::Decimal;
 use serde_json::json;
 

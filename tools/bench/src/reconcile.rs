@@ -18,18 +18,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use erpsync_core::SyncError;
-use erpsync_core::changes::Cursors;
 use erpsync_core::config::{ChannelConfig, Config};
 use erpsync_core::fakes::{FakeCursors, FakeErp};
-use erpsync_core::ids::CurrencyCode;
-use erpsync_core::ports::{ArchivedPayload, PayloadArchive, SyncStateStore};
-use erpsync_core::reconcile::{
-    FoundOrders, ReconcileDeps, ReconcileOutcome, ShopOrderRef, reconcile, reconcile_cursor,
+use erpsync_core::flows::reconcile::{
+    ReconcileDeps, ReconcileOutcome, reconcile, reconcile_cursor,
 };
-use erpsync_core::shadow::{ErpSaleView, SalesReview};
-use erpsync_core::state::{
+use erpsync_core::model::ids::CurrencyCode;
+use erpsync_core::model::state::{
     BookedTotals, EntityRef, ErrorReport, OrderBasis, SyncRecord, SyncState, SyncStatus,
 };
+use erpsync_core::ports::{ArchivedPayload, PayloadArchive, SyncStateStore};
+use erpsync_core::ports::{Cursors, ErpSaleView, SalesReview};
+use erpsync_core::ports::{FoundOrders, ShopOrderRef};
 use rust_decimal::Decimal;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -154,7 +154,7 @@ impl SalesReview for Rest {
     }
     async fn sales_of_customer(
         &self,
-        _: &erpsync_core::ids::Email,
+        _: &erpsync_core::model::ids::Email,
         _: time::Date,
         _: time::Date,
     ) -> Result<Vec<ErpSaleView>, SyncError> {

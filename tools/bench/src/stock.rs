@@ -23,8 +23,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::config::{ChannelConfig, StockConfig, StockLocation};
-use erpsync_core::ids::Sku;
-use erpsync_core::stock::{ErpStock, StockDeps, StockLedger, StockOutcome, sync_stock};
+use erpsync_core::flows::stock::{StockDeps, StockOutcome, sync_stock};
+use erpsync_core::model::ids::Sku;
+use erpsync_core::ports::{ErpStock, StockLedger};
 use serde_json::json;
 
 const BATCH: usize = 250;

@@ -1,18 +1,18 @@
 //! `erpsync audit`: the preflight before go-live, over the ERP and each channel's Admin API
-//! (the rules are in erpsync_core::audit).
+//! (the rules are in erpsync_core::flows::audit).
 
 use std::collections::HashMap;
 
 use erpsync_connectors::shopify::ShopifyAdmin;
-use erpsync_core::audit::{
-    Duplicate, DuplicateCustomers, ErpCatalogue, Unmapped, currency_mismatch, duplicate_customers,
-    duplicates, tax_rate_mismatches, unknown_skus, unmapped,
-};
+use erpsync_core::channels;
 use erpsync_core::config::Config;
-use erpsync_core::ids::Sku;
-use erpsync_core::inbound;
-use erpsync_core::prices::ChannelPrices;
-use erpsync_core::reconcile::ChannelOrders;
+use erpsync_core::flows::audit::{
+    Duplicate, DuplicateCustomers, Unmapped, currency_mismatch, duplicate_customers, duplicates,
+    tax_rate_mismatches, unknown_skus, unmapped,
+};
+use erpsync_core::model::ids::Sku;
+use erpsync_core::ports::ChannelPrices;
+use erpsync_core::ports::{ChannelOrders, ErpCatalogue};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -102,7 +102,7 @@ pub async fn audit(
         for order in shop.updated_since(since).await? {
             progress(&format!("{}: order {}", channel.id, order.id));
             let body = shop.order_body(&order.id).await?;
-            match inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) {
+            match channels::parse_order(channel.platform, &channel.id, body.as_bytes()) {
                 Ok(parsed) => orders.push(parsed),
                 Err(error) => found
                     .unreadable_orders

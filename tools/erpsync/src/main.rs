@@ -10,7 +10,7 @@ use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::secrets::SecretCache;
 use erpsync_connectors::TrytonClient;
 use erpsync_core::config::Config;
-use erpsync_core::ids::ChannelId;
+use erpsync_core::model::ids::ChannelId;
 use erpsync_tools::shadow;
 use erpsync_tools::stack::{Moto, Tryton, stack_dir};
 

@@ -8,8 +8,8 @@ use anyhow::{Context, anyhow, bail};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::sqs::{attr, order_of_group};
+use erpsync_core::model::state::{EntityRef, Flow, SyncRecord, SyncState, SyncStatus};
 use erpsync_core::ports::SyncStateStore;
-use erpsync_core::state::{EntityRef, Flow, SyncRecord, SyncState, SyncStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -797,7 +797,7 @@ pub fn parked(status: &Status, deployment: &Deployment) -> u64 {
 /// payload is kept for it. Idempotency makes a version that already took effect a no-op.
 pub async fn replay(
     deployment: &Deployment,
-    channel: &erpsync_core::ids::ChannelId,
+    channel: &erpsync_core::model::ids::ChannelId,
     order_id: &str,
 ) -> anyhow::Result<Option<String>> {
     use erpsync_core::ports::PayloadArchive;

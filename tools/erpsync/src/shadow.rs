@@ -2,10 +2,11 @@
 //! entered in the ERP by hand during dual running, with the differences field by field.
 
 use erpsync_aws::dynamo::DynamoStore;
-use erpsync_core::ids::ChannelId;
+use erpsync_core::flows::shadow::{Difference, MatchedBy, best_match, compare};
 use erpsync_core::mapping::SaleDraft;
-use erpsync_core::shadow::{Difference, MatchedBy, SalesReview, best_match, compare};
-use erpsync_core::state::SyncStatus;
+use erpsync_core::model::ids::ChannelId;
+use erpsync_core::model::state::SyncStatus;
+use erpsync_core::ports::SalesReview;
 use serde::Serialize;
 use time::Duration;
 

@@ -3,7 +3,7 @@
 //! oldest first), signed as EasyPost signs them (`X-Hmac-Signature: hmac-sha256-hex=...`,
 //! the secret NFKD-normalised).
 
-use erpsync_core::signature::sign_easypost;
+use erpsync_core::channels::signature::sign_easypost;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! The sandbox acting as the shop: webhook deliveries signed exactly as Shopify signs them
 //! (`X-Shopify-Hmac-Sha256` over the raw body), with the documented headers.
 
-use erpsync_core::signature::sign_base64_hmac_sha256;
+use erpsync_core::channels::signature::sign_base64_hmac_sha256;
 use secrecy::SecretString;
 
 /// One delivery: which store, which topic, which delivery id, what body.

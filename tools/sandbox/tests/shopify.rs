@@ -234,7 +234,7 @@ async fn injected_server_errors_come_first_then_normal_answers() {
 #[tokio::test]
 async fn the_sandbox_delivers_webhooks_signed_as_shopify_signs_them() {
     use axum::http::HeaderMap;
-    use erpsync_core::signature::verify_base64_hmac_sha256;
+    use erpsync_core::channels::signature::verify_base64_hmac_sha256;
     use sandbox::webhooks::{Delivery, deliver};
     use secrecy::SecretString;
     use std::sync::{Arc, Mutex};

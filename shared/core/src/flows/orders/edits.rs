@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 
+use super::customers::same_address;
 use crate::error::SyncError;
-use crate::flows::order_sync::same_address;
-use crate::ids::Sku;
 use crate::mapping::SaleDraft;
+use crate::model::ids::Sku;
 use crate::ports::{AmendedLine, ErpProduct, ErpSaleDetails};
 
 /// The amendment an edit needs, with a line per change for people to read.
@@ -179,9 +179,9 @@ pub fn plan_edit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{CountryCode, CurrencyCode};
     use crate::mapping::{CustomerDraft, SaleLineDraft};
-    use crate::order::Address;
+    use crate::model::ids::{CountryCode, CurrencyCode};
+    use crate::model::order::Address;
     use crate::ports::{ErpAddress, ErpSale, ErpSaleLine, ErpSaleState};
 
     fn sku(text: &str) -> Sku {

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::model::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
 
 /// Per refund id, per order line id: the units refunded before they were fulfilled, which
 /// leave the sale (the order's amendment) and are never credited. Every refund the order

@@ -6,10 +6,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::json::from_json;
 use crate::error::ParseError;
-use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
-use crate::inbound::from_json;
-use crate::order::{
+use crate::model::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::model::order::{
     Address, ChannelOrder, Charge, ChargeKind, Customer, OrderLine, ShippingLine, TaxLine,
 };
 
@@ -27,7 +27,7 @@ impl Amount {
             Amount::Text(text) => text.clone(),
             Amount::Number(number) => number.to_string(),
         };
-        crate::inbound::amount(&text, field)
+        super::json::amount(&text, field)
     }
 }
 
@@ -91,7 +91,7 @@ struct RawRefund {
 struct RawRefundLine {
     line_item_id: Id,
     quantity: u32,
-    restock_type: Option<crate::returns::RestockType>,
+    restock_type: Option<crate::model::refund::RestockType>,
     subtotal: Option<Amount>,
     subtotal_set: Option<RawMoneySet>,
     total_tax: Option<Amount>,
@@ -369,11 +369,11 @@ fn refunds_by_line(
 ) -> Result<
     (
         std::collections::HashMap<String, LineRefunds>,
-        crate::order::RefundedBeforeFulfilment,
+        crate::model::order::RefundedBeforeFulfilment,
     ),
     ParseError,
 > {
-    use crate::returns::RestockType;
+    use crate::model::refund::RestockType;
     use std::collections::HashMap;
     let returned = |restock: Option<RestockType>| {
         matches!(
@@ -409,7 +409,7 @@ fn refunds_by_line(
     // Undated refunds come after the dated ones, in the list's order (oldest first).
     chronological.sort_by_key(|(at, index, _)| (at.is_none(), *at, *index));
     let mut by_line: HashMap<String, LineRefunds> = HashMap::new();
-    let mut split = crate::order::RefundedBeforeFulfilment::new();
+    let mut split = crate::model::order::RefundedBeforeFulfilment::new();
     for (at, index, refund) in chronological {
         // Units of the line fulfilled when this refund was made (an undated one counts).
         let fulfilled_by_then = |line: &str| -> u32 {
@@ -715,12 +715,18 @@ fn non_negative(amount: Decimal, field: &str) -> Result<Decimal, ParseError> {
 mod tests {
     use super::*;
 
-    const MULTILINE: &str =
-        include_str!("../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
-    const DISCOUNT_CODE: &str =
-        include_str!("../../../tests/fixtures/shopify-orders-create-discount-code.json");
-    const EUR_NO_CUSTOMER: &str =
-        include_str!("../../../tests/fixtures/shopify-orders-create-eur-no-customer.json");
+    const MULTILINE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+    ));
+    const DISCOUNT_CODE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/shopify-orders-create-discount-code.json"
+    ));
+    const EUR_NO_CUSTOMER: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/shopify-orders-create-eur-no-customer.json"
+    ));
 
     fn channel() -> ChannelId {
         ChannelId::parse("us-shop").unwrap_or_else(|e| panic!("{e}"))
@@ -851,7 +857,10 @@ mod tests {
 
     #[test]
     fn edited_quantities_are_what_is_left_and_removed_lines_are_gone() {
-        let cancelled = include_str!("../../../tests/fixtures/shopify-orders-cancelled.json");
+        let cancelled = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/shopify-orders-cancelled.json"
+        ));
         let order = parse_order(&channel(), cancelled.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert!(order.cancelled);
         let skus: Vec<_> = order.lines.iter().map(|l| l.sku.as_str()).collect();
@@ -1071,7 +1080,7 @@ struct RawRefundBody {
 struct RawRefundedItem {
     line_item_id: Id,
     quantity: u32,
-    restock_type: Option<crate::returns::RestockType>,
+    restock_type: Option<crate::model::refund::RestockType>,
     line_item: Option<RawRefundedLineItem>,
     subtotal_set: Option<RawMoneySet>,
     total_tax_set: Option<RawMoneySet>,
@@ -1136,8 +1145,8 @@ fn shop_amount(
 }
 
 /// A `refunds/create` body (the REST refund resource) into the canonical refund, in shop money.
-pub fn parse_refund(body: &[u8]) -> Result<crate::returns::Refund, ParseError> {
-    use crate::returns::{LineFulfilment, Paid, Refund, RefundedItem, RestockType};
+pub fn parse_refund(body: &[u8]) -> Result<crate::model::refund::Refund, ParseError> {
+    use crate::model::refund::{LineFulfilment, Paid, Refund, RefundedItem, RestockType};
     let raw: RawRefundBody = from_json(body)?;
     let order_id = ExternalOrderId::parse(&raw.order_id.text())
         .map_err(|e| ParseError::new("order_id", e.reason))?;

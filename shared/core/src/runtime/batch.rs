@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::backoff::retry_delay;
 use crate::config::RetryPolicy;
 use crate::error::{ErrorClass, SyncError};
-use crate::state::EntityRef;
+use crate::model::state::EntityRef;
+use crate::runtime::backoff::retry_delay;
 
 /// A failed message, with the entity it was about when that much could be read, and the
 /// entity's version it carried (so that giving up on a stale message does not mark a newer

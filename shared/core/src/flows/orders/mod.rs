@@ -5,28 +5,32 @@
 //! creating it (a crash between the ERP write and the state write), and the confirm step
 //! that resumes from whatever state the sale is in.
 
+mod customers;
+pub mod edits;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::batch::MessageFailure;
+use crate::channels;
 use crate::config::{ChannelConfig, Config, Mode, Owner};
-use crate::edits;
 use crate::error::SyncError;
-use crate::ids::{ChannelId, Sku};
-use crate::inbound;
-use crate::mapping::{self, CustomerDraft, SaleDraft};
-use crate::order::{Address, ChannelOrder, OrderTopic};
-use crate::ports::{
-    ArchivedPayload, Completion, ErpAddress, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore,
-    NewSale, PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, keep_one_sale,
-    note_failure,
-};
-use crate::state::{
+use crate::mapping::{self, SaleDraft};
+use crate::model::ids::{ChannelId, Sku};
+use crate::model::order::{ChannelOrder, OrderTopic};
+use crate::model::state::{
     Claim, ClaimToken, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
     SyncStatus, payload_version,
 };
-use crate::stock::ErpStock;
+use crate::ports::ErpStock;
+use crate::ports::confirm;
+use crate::ports::{
+    ArchivedPayload, Completion, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale,
+    PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, keep_one_sale,
+    note_failure,
+};
+use crate::runtime::batch::MessageFailure;
+use customers::{address_for, ensure_customer};
 
 /// An order message as it comes off the orders queue.
 #[derive(Debug, Clone)]
@@ -49,7 +53,7 @@ impl OrderMessage {
     /// failed, so an older one applied later cannot clear the failure); None: unreadable.
     pub fn version_in(&self, config: &Config) -> Option<OffsetDateTime> {
         let channel = config.channels.iter().find(|c| c.id == self.channel)?;
-        let order = inbound::parse_order(channel.platform, &channel.id, &self.body).ok()?;
+        let order = channels::parse_order(channel.platform, &channel.id, &self.body).ok()?;
         Some(self.version(&order))
     }
 }
@@ -146,9 +150,9 @@ pub async fn sync_order(
         ))
     })?;
     let order_id =
-        inbound::order_id(channel.platform, &message.body).map_err(|e| unattributed(e.into()))?;
+        channels::order_id(channel.platform, &message.body).map_err(|e| unattributed(e.into()))?;
     let entity = EntityRef::order(&channel.id, order_id.as_str());
-    let order = inbound::parse_order(channel.platform, &channel.id, &message.body);
+    let order = channels::parse_order(channel.platform, &channel.id, &message.body);
     let version = order.as_ref().ok().map(|o| message.version(o));
     match run(deps, channel, message, &order, &entity, lease_until).await {
         Ok(outcome) => Ok(outcome),
@@ -283,7 +287,7 @@ async fn run(
                     let mut record = record_of(entity, &outcome, version);
                     // How its refunds read (return-sync follows it) and the totals booked
                     // (reconciliation compares the ERP's with them).
-                    record.basis = Some(crate::state::OrderBasis {
+                    record.basis = Some(crate::model::state::OrderBasis {
                         taxes_included: order.taxes_included,
                         refunded_before_fulfilment: Some(refund_split(
                             order,
@@ -326,7 +330,7 @@ fn booked_totals(
     order: &ChannelOrder,
     wanted: &Wanted,
     outcome: &OrderOutcome,
-) -> Option<crate::state::BookedTotals> {
+) -> Option<crate::model::state::BookedTotals> {
     if matches!(
         outcome,
         OrderOutcome::Skipped { .. } | OrderOutcome::Shadow { .. }
@@ -334,13 +338,13 @@ fn booked_totals(
         return None;
     }
     Some(match wanted {
-        Wanted::Sale(draft) => crate::state::BookedTotals {
+        Wanted::Sale(draft) => crate::model::state::BookedTotals {
             currency: draft.currency.clone(),
             net: draft.currency.round(draft.total()),
             gross: order.total(),
             cancelled: false,
         },
-        Wanted::Cancelled { .. } => crate::state::BookedTotals {
+        Wanted::Cancelled { .. } => crate::model::state::BookedTotals {
             currency: order.currency.clone(),
             net: rust_decimal::Decimal::ZERO,
             gross: rust_decimal::Decimal::ZERO,
@@ -357,12 +361,12 @@ fn refund_split(
     order: &ChannelOrder,
     outcome: &OrderOutcome,
     current: Option<&SyncState>,
-) -> crate::order::RefundedBeforeFulfilment {
+) -> crate::model::order::RefundedBeforeFulfilment {
     let applied = !matches!(
         outcome,
         OrderOutcome::Skipped { .. } | OrderOutcome::Shadow { .. }
     );
-    let mut split: crate::order::RefundedBeforeFulfilment = order
+    let mut split: crate::model::order::RefundedBeforeFulfilment = order
         .refunded_before_fulfilment
         .iter()
         .map(|(refund, lines)| {
@@ -828,167 +832,6 @@ fn unknown_skus(channel: &ChannelConfig, missing: &[&Sku]) -> SyncError {
             channel.id, channel.id
         ),
     )
-}
-
-/// Moves the sale on to confirmed from wherever an earlier, interrupted attempt left it.
-pub(crate) async fn confirm(
-    erp: &dyn SalesErp,
-    sale: ErpSale,
-    reference: &str,
-) -> Result<ErpSale, SyncError> {
-    let sale = match sale.state {
-        ErpSaleState::Draft => erp.quote_sale(sale.id).await?,
-        _ => sale,
-    };
-    match &sale.state {
-        ErpSaleState::Quotation => erp.confirm_sale(sale.id).await,
-        ErpSaleState::Confirmed | ErpSaleState::Processing | ErpSaleState::Done => Ok(sale),
-        ErpSaleState::Cancelled => Err(SyncError::permanent(
-            "erp_sale_cancelled",
-            format!(
-                "the ERP sale {} for {reference} is cancelled: reinstate it in the ERP or discard this message",
-                sale.number.as_deref().unwrap_or("(no number)")
-            ),
-        )),
-        ErpSaleState::Draft | ErpSaleState::Other(_) => Err(SyncError::permanent(
-            "erp_sale_state",
-            format!(
-                "the ERP sale {} for {reference} is in state {:?}, which this flow cannot move on",
-                sale.id, sale.state
-            ),
-        )),
-    }
-}
-
-struct ResolvedCustomer {
-    id: i64,
-    invoice_address_id: i64,
-    shipment_address_id: i64,
-    /// A change the shop wanted that ownership refused, for the record.
-    refused: Option<String>,
-}
-
-/// Finds the customer by normalised e-mail (or creates it) and the addresses the sale needs.
-async fn ensure_customer(
-    erp: &dyn SalesErp,
-    draft: &CustomerDraft,
-    owner: Owner,
-) -> Result<ResolvedCustomer, SyncError> {
-    let existing = match &draft.email {
-        Some(email) => erp.find_customer_by_email(email).await?,
-        None => None,
-    };
-    let customer = match existing {
-        Some(customer) => customer,
-        None => {
-            let created = erp.create_customer(draft).await?;
-            return match created.addresses.as_slice() {
-                [invoice] => Ok(ResolvedCustomer {
-                    id: created.id,
-                    invoice_address_id: invoice.id,
-                    shipment_address_id: invoice.id,
-                    refused: None,
-                }),
-                [invoice, shipment, ..] => Ok(ResolvedCustomer {
-                    id: created.id,
-                    invoice_address_id: invoice.id,
-                    shipment_address_id: shipment.id,
-                    refused: None,
-                }),
-                [] => Err(SyncError::permanent(
-                    "erp_customer",
-                    format!("the ERP created customer {} without an address", created.id),
-                )),
-            };
-        }
-    };
-    // The shop's name for an existing customer is master data: applied only when the
-    // channel owns customers. New delivery addresses are order data and always added.
-    let mut refused = None;
-    if let Some(erp_name) = &customer.name
-        && normalised(erp_name) != normalised(&draft.name)
-    {
-        match owner {
-            Owner::Channel => erp.rename_customer(customer.id, &draft.name).await?,
-            Owner::Erp => {
-                refused = Some(format!(
-                    "ownership: the shop names customer {} {:?}, the ERP {:?}; customers are owned by the ERP, so it was not changed",
-                    customer.id, draft.name, erp_name
-                ));
-            }
-        }
-    }
-    // The invoice address is the customer's master data; the delivery address is the order's.
-    let known_invoice_address = customer
-        .addresses
-        .iter()
-        .find(|a| same_address(a, &draft.invoice_address));
-    let invoice_address_id = match (known_invoice_address, owner, customer.addresses.first()) {
-        (Some(found), _, _) => found.id,
-        (None, Owner::Erp, Some(erp_address)) => {
-            let note = format!(
-                "ownership: the shop's billing address for customer {} ({}) is not one the ERP has; customers are owned by the ERP, so it was not added and the ERP's address was invoiced",
-                customer.id,
-                draft.invoice_address.street.replace('\n', ", ")
-            );
-            refused = Some(match refused {
-                Some(previous) => format!("{previous}; {note}"),
-                None => note,
-            });
-            erp_address.id
-        }
-        (None, _, _) => {
-            erp.add_address(customer.id, &draft.invoice_address)
-                .await?
-                .id
-        }
-    };
-    let shipment_address_id =
-        if draft.shipment_address == draft.invoice_address && known_invoice_address.is_some() {
-            invoice_address_id
-        } else {
-            address_for(erp, &customer, &draft.shipment_address).await?
-        };
-    Ok(ResolvedCustomer {
-        id: customer.id,
-        invoice_address_id,
-        shipment_address_id,
-        refused,
-    })
-}
-
-fn normalised(name: &str) -> String {
-    name.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
-async fn address_for(
-    erp: &dyn SalesErp,
-    customer: &ErpCustomer,
-    address: &Address,
-) -> Result<i64, SyncError> {
-    match customer.addresses.iter().find(|a| same_address(a, address)) {
-        Some(found) => Ok(found.id),
-        None => Ok(erp.add_address(customer.id, address).await?.id),
-    }
-}
-
-/// Two addresses are the same place when street, postcode, city and country agree, ignoring
-/// case, spacing and punctuation ("12 St. James's Sq" == "12 st james's sq").
-pub fn same_address(erp: &ErpAddress, address: &Address) -> bool {
-    fn norm(text: Option<&str>) -> String {
-        text.unwrap_or_default()
-            .chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(char::to_lowercase)
-            .collect()
-    }
-    norm(erp.street.as_deref()) == norm(Some(&address.street))
-        && norm(erp.postal_code.as_deref()) == norm(address.postal_code.as_deref())
-        && norm(erp.city.as_deref()) == norm(address.city.as_deref())
-        && erp.country.as_ref() == Some(&address.country)
 }
 
 #[cfg(test)]

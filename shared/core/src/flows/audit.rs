@@ -5,34 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::ChannelConfig;
-use crate::error::SyncError;
-use crate::ids::Sku;
-use crate::order::ChannelOrder;
-use crate::stock::erp_skus;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErpContact {
-    pub party_id: i64,
-    pub party_name: String,
-    pub email: String,
-}
-
-#[async_trait]
-pub trait ErpCatalogue: Send + Sync {
-    /// Every product's code (the ERP SKU), one entry per product.
-    async fn product_codes(&self) -> Result<Vec<String>, SyncError>;
-    /// Every customer e-mail, with its party.
-    async fn customer_emails(&self) -> Result<Vec<ErpContact>, SyncError>;
-    /// Every tax by name, with its rate as a fraction (none: not a percentage tax).
-    async fn tax_rates(&self) -> Result<HashMap<String, Option<Decimal>>, SyncError>;
-    /// Every currency by ISO code, with the amount the ERP rounds it to (0.01, 1, 0.001).
-    async fn currency_roundings(&self) -> Result<HashMap<String, Decimal>, SyncError>;
-}
+use crate::mapping::erp_skus;
+use crate::model::ids::Sku;
+use crate::model::order::ChannelOrder;
+use crate::ports::ErpContact;
 
 /// Whether the ERP books the channel's currency to its ISO 4217 minor unit: Tryton makes
 /// every currency 0.01 unless told otherwise, so a yen or dinar shop's amounts would be
@@ -242,8 +222,11 @@ mod tests {
     use crate::config::Config;
 
     fn config() -> Config {
-        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -255,10 +238,12 @@ mod tests {
             ("KWD".to_owned(), dec("0.01")),
         ]);
         assert_eq!(currency_mismatch(&channel, &erp), None);
-        channel.currency = crate::ids::CurrencyCode::parse("KWD").unwrap_or_else(|e| panic!("{e}"));
+        channel.currency =
+            crate::model::ids::CurrencyCode::parse("KWD").unwrap_or_else(|e| panic!("{e}"));
         let found = currency_mismatch(&channel, &erp).unwrap_or_default();
         assert!(found.contains("0.01") && found.contains("0.001"), "{found}");
-        channel.currency = crate::ids::CurrencyCode::parse("JPY").unwrap_or_else(|e| panic!("{e}"));
+        channel.currency =
+            crate::model::ids::CurrencyCode::parse("JPY").unwrap_or_else(|e| panic!("{e}"));
         assert!(currency_mismatch(&channel, &erp).is_some_and(|f| f.contains("no such")));
     }
 

@@ -4,15 +4,21 @@
 use time::{Duration, OffsetDateTime};
 
 use super::*;
-use crate::batch::MessageFailure;
 use crate::error::ErrorClass;
 use crate::fakes::{FakeErp, FakeStore};
-use crate::ids::Email;
+use crate::model::ids::Email;
+use crate::ports::ErpAddress;
 use crate::ports::{IdempotencyStore, SalesErp};
+use crate::runtime::batch::MessageFailure;
 
-const ORDER: &str =
-    include_str!("../../../../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json");
-const CONFIG: &str = include_str!("../../../../../config/erpsync.example.toml");
+const ORDER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/shopify-orders-create-multiline-discount-tax.json"
+));
+const CONFIG: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/erpsync.example.toml"
+));
 
 struct World {
     config: Config,
@@ -140,7 +146,7 @@ async fn a_sale_left_by_a_crash_is_found_by_reference_and_confirmed_not_recreate
     let world = World::new();
     // The crashed attempt created the sale (in draft) and died before anything else.
     let channel = &world.config.channels[0];
-    let order = crate::shopify::parse_order(&channel.id, ORDER.as_bytes())
+    let order = crate::channels::shopify::parse_order(&channel.id, ORDER.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
     let draft = crate::mapping::sale_draft(&order, channel, &world.config.erp)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -259,7 +265,7 @@ async fn shadow_mode_records_the_request_and_writes_nothing_to_the_erp() {
     assert_eq!(completed[0].status, SyncStatus::Shadow);
 }
 
-use crate::ids::CountryCode;
+use crate::model::ids::CountryCode;
 
 /// A line's quantity after an edit, as Shopify reports it (current_quantity).
 fn set_quantity(order: &mut serde_json::Value, line: usize, quantity: u32) {
@@ -773,7 +779,7 @@ async fn a_replay_of_an_applied_version_restores_a_state_left_behind() {
             .record_failure(
                 &entity,
                 SyncStatus::Retrying,
-                &crate::state::ErrorReport::new(&error, OffsetDateTime::now_utc()),
+                &crate::model::state::ErrorReport::new(&error, OffsetDateTime::now_utc()),
                 None,
             )
             .await
@@ -861,8 +867,8 @@ async fn an_older_version_applied_over_a_newer_one_needs_a_person() {
 #[test]
 fn a_refund_s_split_stays_as_recorded_and_a_sale_left_alone_lost_nothing() {
     let channel = ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
-    let mut order =
-        crate::shopify::parse_order(&channel, ORDER.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let mut order = crate::channels::shopify::parse_order(&channel, ORDER.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
     let lines = |units: &[(&str, u32)]| -> std::collections::BTreeMap<String, u32> {
         units.iter().map(|(l, u)| ((*l).to_owned(), *u)).collect()
     };
@@ -881,7 +887,7 @@ fn a_refund_s_split_stays_as_recorded_and_a_sale_left_alone_lost_nothing() {
         attempts: 0,
         last_error: None,
         updated_at: OffsetDateTime::UNIX_EPOCH,
-        basis: Some(crate::state::OrderBasis {
+        basis: Some(crate::model::state::OrderBasis {
             taxes_included: false,
             refunded_before_fulfilment: Some([("r1".to_owned(), lines(&[]))].into()),
             booked: None,

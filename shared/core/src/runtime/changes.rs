@@ -3,14 +3,9 @@
 //! since a cursor kept in the state store, so real-time channels need not wait for the
 //! full scheduled run.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
-
-use crate::error::SyncError;
-use crate::ids::Sku;
 
 /// Re-read this far behind the cursor: a transaction that commits late carries a stamp
 /// from before the previous poll. Refreshing twice is harmless (only differences are sent).
@@ -22,33 +17,6 @@ pub const FIRST_LOOK_BACK: Duration = Duration::from_secs(600);
 /// Cursor names in the state store.
 pub const STOCK_CURSOR: &str = "stock-changes";
 pub const PRICE_CURSOR: &str = "price-changes";
-
-/// What the ERP changed since a moment: the SKUs whose stock moved, and the latest stamp
-/// seen (the next cursor).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ErpChanges {
-    pub skus: BTreeSet<Sku>,
-    pub latest: Option<OffsetDateTime>,
-}
-
-#[async_trait]
-pub trait ErpChangeFeed: Send + Sync {
-    /// SKUs whose stock moves were created or changed at or after `since`.
-    async fn stock_moved_since(&self, since: OffsetDateTime) -> Result<ErpChanges, SyncError>;
-    /// The latest change at or after `since` to what sale prices depend on (list prices,
-    /// price lists, currency rates); none when nothing changed.
-    async fn prices_changed_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Option<OffsetDateTime>, SyncError>;
-}
-
-/// Named positions in a change feed, kept between invocations.
-#[async_trait]
-pub trait Cursors: Send + Sync {
-    async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError>;
-    async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError>;
-}
 
 /// Where a poll starts reading: the cursor less the overlap, or a short look-back at first.
 pub fn window_start(cursor: Option<OffsetDateTime>, now: OffsetDateTime) -> OffsetDateTime {

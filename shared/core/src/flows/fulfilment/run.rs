@@ -23,21 +23,21 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::ErrorClass;
-use crate::changes::{Cursors, next_cursor, window_start};
 use crate::error::SyncError;
-use crate::fulfilment::{
-    ErpShipment, ErpShipments, ShipmentDeps, ShipmentOutcome, parse_sale_reference,
-    shipment_entity, sync_shipment,
+use crate::flows::fulfilment::{
+    ShipmentDeps, ShipmentOutcome, parse_sale_reference, shipment_entity, sync_shipment,
 };
-use crate::ids::ChannelId;
+use crate::model::ids::ChannelId;
+use crate::model::state::{EntityRef, ErrorReport, SyncState, SyncStatus};
+use crate::ports::ParkedShipments;
 use crate::ports::note_failure;
-use crate::state::{EntityRef, ErrorReport, SyncState, SyncStatus};
+use crate::ports::{Cursors, ErpShipment, ErpShipments};
+use crate::runtime::changes::{next_cursor, window_start};
 
 /// The cursor every channel shared before each had its own: a channel without a cursor of its
 /// own starts from it, so an upgrade neither re-reads nor skips anything.
@@ -55,7 +55,7 @@ pub const MAX_SHIPMENT_ATTEMPTS: u32 = 30;
 /// The exception a store that stays down is recorded under (one per channel).
 pub fn store_entity(channel: &ChannelId) -> EntityRef {
     EntityRef {
-        flow: crate::state::Flow::ShipmentSync,
+        flow: crate::model::state::Flow::ShipmentSync,
         channel: channel.clone(),
         entity_id: "store".to_owned(),
     }
@@ -67,18 +67,6 @@ pub const PAGE_ROWS: usize = 100;
 /// A shipment is started only with this long left in the invocation: its shop calls (an
 /// order read, the fulfilment, each with the client's timeout) must finish inside it.
 pub const SHIPMENT_MARGIN: Duration = Duration::from_secs(30);
-
-/// Where a shipment a person must look at waits to be sent through again.
-#[async_trait]
-pub trait ParkedShipments: Send + Sync {
-    async fn park(
-        &self,
-        shipment: &ErpShipment,
-        entity: &EntityRef,
-        error: &SyncError,
-        attempts: u32,
-    ) -> Result<(), SyncError>;
-}
 
 pub struct ShipmentRunDeps<'a> {
     pub shipment: ShipmentDeps<'a>,
@@ -131,8 +119,8 @@ pub async fn run_shipments(
     let Some(start) = channels.values().map(|c| c.start).min() else {
         return run;
     };
-    let margin = crate::deadline::margin(deadline, SHIPMENT_MARGIN);
-    let time_left = || crate::deadline::leaves(deadline, margin);
+    let margin = crate::runtime::deadline::margin(deadline, SHIPMENT_MARGIN);
+    let time_left = || crate::runtime::deadline::leaves(deadline, margin);
     // Every row up to this stamp was handled (or left for a later run on its channel).
     let mut handled_to: Option<OffsetDateTime> = None;
     let mut after = None;
@@ -418,7 +406,7 @@ async fn store_exception(
     let streak = current
         .as_ref()
         .filter(|s| matches!(s.status, SyncStatus::Retrying | SyncStatus::NeedsAttention));
-    let record = |status: SyncStatus, note: String| crate::state::SyncRecord {
+    let record = |status: SyncStatus, note: String| crate::model::state::SyncRecord {
         entity: entity.clone(),
         status,
         erp_id: None,
@@ -504,19 +492,23 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
+    use async_trait::async_trait;
     use time::macros::datetime;
 
     use super::*;
     use crate::config::Config;
     use crate::fakes::{FakeCursors, FakeStore, poisoned};
-    use crate::fulfilment::{
+    use crate::model::ids::Sku;
+    use crate::ports::SyncStateStore;
+    use crate::ports::{
         ChannelFulfilment, FulfilLine, FulfilmentEvent, FulfilmentRef, OpenLine, ShopFulfilment,
         Tracking, TrackingIndex,
     };
-    use crate::ids::Sku;
-    use crate::ports::SyncStateStore;
 
-    const CONFIG: &str = include_str!("../../../../config/erpsync.example.toml");
+    const CONFIG: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/erpsync.example.toml"
+    ));
     const UK: &str = "uk-shop";
     const EU: &str = "eu-shop";
 
@@ -604,9 +596,9 @@ mod tests {
         async fn shipments_done_since(
             &self,
             since: OffsetDateTime,
-            after: Option<crate::fulfilment::ShipmentKey>,
+            after: Option<crate::ports::ShipmentKey>,
             limit: usize,
-        ) -> Result<crate::fulfilment::ShipmentPage, SyncError> {
+        ) -> Result<crate::ports::ShipmentPage, SyncError> {
             let rows: Vec<ErpShipment> = self
                 .shipments
                 .iter()
@@ -615,9 +607,9 @@ mod tests {
                 .take(limit)
                 .cloned()
                 .collect();
-            Ok(crate::fulfilment::ShipmentPage {
+            Ok(crate::ports::ShipmentPage {
                 rows: rows.len(),
-                last: rows.last().map(|s| crate::fulfilment::ShipmentKey {
+                last: rows.last().map(|s| crate::ports::ShipmentKey {
                     changed_at: s.changed_at,
                     id: s.id,
                 }),

@@ -3,57 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use time::Date;
 
-use crate::error::SyncError;
-use crate::ids::{Email, Sku};
 use crate::mapping::SaleDraft;
-
-/// A sale as the ERP holds it, for comparison.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErpSaleView {
-    pub id: i64,
-    pub number: Option<String>,
-    pub reference: Option<String>,
-    pub customer_name: String,
-    pub customer_emails: Vec<Email>,
-    pub currency: String,
-    pub sale_date: Option<Date>,
-    /// (SKU, quantity, unit price) of each product line.
-    pub lines: Vec<(Sku, Decimal, Decimal)>,
-    pub untaxed_amount: Decimal,
-    /// With the ERP's taxes (none: the ERP did not say).
-    pub total_amount: Option<Decimal>,
-    /// The ERP's state (draft, quotation, confirmed, processing, done, cancelled).
-    pub state: String,
-}
-
-#[async_trait]
-pub trait SalesReview: Send + Sync {
-    async fn sales_by_reference(&self, reference: &str) -> Result<Vec<ErpSaleView>, SyncError>;
-    /// The sales of many references (each asked for is in the answer, maybe with none); an
-    /// ERP that can search for them together answers in fewer requests.
-    async fn sales_by_references(
-        &self,
-        references: &[String],
-    ) -> Result<BTreeMap<String, Vec<ErpSaleView>>, SyncError> {
-        let mut found = BTreeMap::new();
-        for reference in references {
-            found.insert(reference.clone(), self.sales_by_reference(reference).await?);
-        }
-        Ok(found)
-    }
-    /// Sales of the customer with this e-mail dated within [from, to].
-    async fn sales_of_customer(
-        &self,
-        email: &Email,
-        from: Date,
-        to: Date,
-    ) -> Result<Vec<ErpSaleView>, SyncError>;
-}
+use crate::model::ids::{Email, Sku};
+use crate::ports::ErpSaleView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,9 +111,9 @@ pub fn compare(draft: &SaleDraft, sale: &ErpSaleView) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{CountryCode, CurrencyCode};
     use crate::mapping::{CustomerDraft, SaleLineDraft};
-    use crate::order::Address;
+    use crate::model::ids::{CountryCode, CurrencyCode};
+    use crate::model::order::Address;
 
     fn sku(text: &str) -> Sku {
         Sku::parse(text).unwrap_or_else(|e| panic!("{e}"))

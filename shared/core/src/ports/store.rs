@@ -1,19 +1,18 @@
-//! The ports: small traits the flows call, implemented by adapters in shared/aws and
-//! shared/connectors, and by in-memory fakes in core's unit tests. Every error comes back
-//! already classified as a `SyncError`.
+//! The stores: idempotency claims, sync state, cursors, the payload archive, the stock
+//! ledger, and the credentials read afresh.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::channels::ShopOrderRef;
+use super::erp::ErpShipment;
+use crate::config::ChannelConfig;
 use crate::error::SyncError;
-use crate::ids::{CountryCode, Email, Sku};
-use crate::mapping::{CustomerDraft, SaleDraft};
-use crate::order::Address;
-use crate::state::{
+use crate::model::ids::Sku;
+use crate::model::state::{
     Claim, ClaimToken, EntityRef, ErrorReport, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
     SyncStatus,
 };
@@ -153,160 +152,6 @@ pub trait SyncStateStore: Send + Sync {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErpSaleState {
-    Draft,
-    Quotation,
-    Confirmed,
-    Processing,
-    Done,
-    Cancelled,
-    Other(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErpSale {
-    pub id: i64,
-    pub number: Option<String>,
-    pub state: ErpSaleState,
-}
-
-/// A sale line as the ERP holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErpSaleLine {
-    pub id: i64,
-    pub sku: Option<Sku>,
-    pub product_id: Option<i64>,
-    pub unit_id: Option<i64>,
-    pub quantity: Decimal,
-    pub unit_price: Decimal,
-    pub description: Option<String>,
-    /// The rates of its percentage taxes (0.20 for 20 %), to predict the ERP's tax on it.
-    pub tax_rates: Vec<Decimal>,
-}
-
-/// What the flows need to know about a sale before changing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErpSaleDetails {
-    pub sale: ErpSale,
-    pub customer_id: i64,
-    pub invoice_address_id: i64,
-    pub shipment_address: ErpAddress,
-    pub lines: Vec<ErpSaleLine>,
-    /// A shipment has gone past waiting (assigned, picked, packed, shipped, done): the
-    /// warehouse is working on it, so the sale is no longer the shop's to change.
-    pub fulfilment_started: bool,
-    /// An invoice is validated, posted or paid.
-    pub invoiced: bool,
-}
-
-/// A change to a confirmed sale, applied by the ERP as one amendment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaleAmendment {
-    pub description: String,
-    pub lines: Vec<AmendedLine>,
-    /// New shipment address (already created on the customer), if it changed.
-    pub shipment_address_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmendedLine {
-    pub line_id: i64,
-    pub product_id: i64,
-    pub unit_id: i64,
-    pub quantity: Decimal,
-    pub unit_price: Decimal,
-    pub description: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErpProduct {
-    pub id: i64,
-    pub unit_id: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErpAddress {
-    pub id: i64,
-    pub street: Option<String>,
-    pub postal_code: Option<String>,
-    pub city: Option<String>,
-    pub country: Option<CountryCode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErpCustomer {
-    pub id: i64,
-    pub name: Option<String>,
-    pub addresses: Vec<ErpAddress>,
-}
-
-/// A sale ready to be written: the draft plus the ERP ids it refers to.
-#[derive(Debug, Clone)]
-pub struct NewSale<'a> {
-    pub draft: &'a SaleDraft,
-    pub customer_id: i64,
-    pub invoice_address_id: i64,
-    pub shipment_address_id: i64,
-    pub products: &'a HashMap<Sku, ErpProduct>,
-}
-
-#[async_trait]
-pub trait SalesErp: Send + Sync {
-    /// The sale with this reference: the one furthest along (confirmed or later, then
-    /// quotation, then draft; cancelled last), the oldest among equals.
-    async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError>;
-    /// Deletes the draft sales with this reference other than `keep`: left by a create whose
-    /// answer was lost while the ERP was still working on it. Answers the ids deleted.
-    async fn drop_duplicate_drafts(
-        &self,
-        reference: &str,
-        keep: i64,
-    ) -> Result<Vec<i64>, SyncError>;
-
-    /// The products known under these SKUs; unknown SKUs are simply absent.
-    async fn products_by_sku(&self, skus: &[Sku]) -> Result<HashMap<Sku, ErpProduct>, SyncError>;
-
-    /// The customer with this e-mail (compared case-insensitively); the oldest if several.
-    async fn find_customer_by_email(&self, email: &Email)
-    -> Result<Option<ErpCustomer>, SyncError>;
-
-    /// Creates the customer with its e-mail and its invoice address, plus the shipment
-    /// address when it differs; the addresses come back in that order.
-    async fn create_customer(&self, customer: &CustomerDraft) -> Result<ErpCustomer, SyncError>;
-
-    async fn add_address(
-        &self,
-        customer_id: i64,
-        address: &Address,
-    ) -> Result<ErpAddress, SyncError>;
-
-    async fn rename_customer(&self, customer_id: i64, name: &str) -> Result<(), SyncError>;
-
-    async fn create_sale(&self, sale: &NewSale<'_>) -> Result<ErpSale, SyncError>;
-
-    async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
-
-    async fn confirm_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
-
-    /// Runs the ERP's processing of a confirmed sale (shipments, invoices) now: safe to repeat.
-    async fn process_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
-
-    async fn sale_details(&self, sale_id: i64) -> Result<ErpSaleDetails, SyncError>;
-
-    /// Cancels a sale that is not yet processing (draft, quotation or confirmed).
-    async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError>;
-
-    /// Applies an amendment to a processing sale; the ERP re-plans its shipments and
-    /// invoices from the amended lines.
-    async fn amend_sale(
-        &self,
-        sale_id: i64,
-        amendment: &SaleAmendment,
-    ) -> Result<ErpSale, SyncError>;
-}
-
 /// The latest payload received for an entity, kept so a person can replay it after fixing
 /// what made it fail (`erpsync replay`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,38 +170,6 @@ pub trait PayloadArchive: Send + Sync {
     /// Keeps `payload` unless a newer version is already kept.
     async fn keep(&self, entity: &EntityRef, payload: &ArchivedPayload) -> Result<(), SyncError>;
     async fn latest(&self, entity: &EntityRef) -> Result<Option<ArchivedPayload>, SyncError>;
-}
-
-/// Tells the stock flow that orders moved the ERP's stock of these SKUs, so channels that
-/// want it real-time are refreshed now rather than at the next scheduled run.
-#[async_trait]
-pub trait StockSignal: Send + Sync {
-    async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError>;
-}
-
-/// A create whose answer was lost (a timeout while the ERP was still at work) can commit
-/// after the retry looked the reference up and made its own sale. Whenever a sale is about to
-/// move on, the one furthest along is kept and the other drafts are deleted, so two attempts
-/// never leave two sales (orders and return sales alike).
-pub async fn keep_one_sale(
-    erp: &dyn SalesErp,
-    reference: &str,
-    ours: ErpSale,
-) -> Result<ErpSale, SyncError> {
-    let kept = match erp.find_sale_by_reference(reference).await? {
-        Some(oldest) if oldest.id != ours.id => oldest,
-        _ => ours,
-    };
-    let dropped = erp.drop_duplicate_drafts(reference, kept.id).await?;
-    if !dropped.is_empty() {
-        tracing::warn!(
-            reference,
-            kept = kept.id,
-            ?dropped,
-            "duplicate draft sales from lost creates deleted"
-        );
-    }
-    Ok(kept)
 }
 
 /// Sync state read ahead for a whole batch (one batch read instead of one read per
@@ -417,34 +230,6 @@ impl SyncStateStore for PrefetchedStates<'_> {
     }
 }
 
-/// Stock moves gathered over a batch of messages, to be announced once at its end: one
-/// message per batch instead of one per order (the signal is best effort either way: the
-/// scheduled run catches up with any that is lost).
-#[derive(Debug, Default)]
-pub struct GatheredStockMoves {
-    skus: std::sync::Mutex<std::collections::BTreeSet<Sku>>,
-}
-
-impl GatheredStockMoves {
-    /// The SKUs gathered so far, emptying the set.
-    pub fn take(&self) -> Vec<Sku> {
-        self.skus
-            .lock()
-            .map(|mut skus| std::mem::take(&mut *skus).into_iter().collect())
-            .unwrap_or_default()
-    }
-}
-
-#[async_trait]
-impl StockSignal for GatheredStockMoves {
-    async fn stock_moved(&self, skus: &[Sku]) -> Result<(), SyncError> {
-        if let Ok(mut gathered) = self.skus.lock() {
-            gathered.extend(skus.iter().cloned());
-        }
-        Ok(())
-    }
-}
-
 /// Records a failure in sync state with the status its class leads to (retrying, or
 /// needs-attention); in-flight duplicates are not failures of the entity. A state store that
 /// fails too is only logged: the message's own retry or dead letter still carries the error.
@@ -495,68 +280,41 @@ pub async fn record_run(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Named positions in a change feed, kept between invocations.
+#[async_trait]
+pub trait Cursors: Send + Sync {
+    async fn cursor(&self, name: &str) -> Result<Option<OffsetDateTime>, SyncError>;
+    async fn set_cursor(&self, name: &str, at: OffsetDateTime) -> Result<(), SyncError>;
+}
 
-    #[tokio::test]
-    async fn stock_moves_of_a_batch_are_gathered_once_each_and_taken_once() {
-        let sku = |s: &str| Sku::parse(s).unwrap_or_else(|e| panic!("{e}"));
-        let gathered = GatheredStockMoves::default();
-        for skus in [
-            vec![sku("IPOD2008RED"), sku("IPOD2008GREEN")],
-            vec![sku("IPOD2008RED")],
-        ] {
-            assert!(gathered.stock_moved(&skus).await.is_ok());
-        }
-        assert_eq!(
-            gathered.take(),
-            vec![sku("IPOD2008GREEN"), sku("IPOD2008RED")]
-        );
-        assert!(gathered.take().is_empty());
-    }
+/// What was last pushed per (SKU, location): tells drift apart from the ERP's own moves.
+#[async_trait]
+pub trait StockLedger: Send + Sync {
+    async fn pushed(&self, channel: &str) -> Result<HashMap<(Sku, String), i64>, SyncError>;
+    async fn record(&self, channel: &str, pushed: &[(Sku, String, i64)]) -> Result<(), SyncError>;
+}
 
-    #[tokio::test]
-    async fn a_prefetched_state_answers_the_first_read_only_and_writes_drop_it() {
-        let channel = crate::ids::ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}"));
-        let read = EntityRef::order(&channel, "1");
-        let written = EntityRef::order(&channel, "2");
-        let store = crate::fakes::FakeStore::default();
-        let record = |entity: &EntityRef| SyncRecord {
-            basis: None,
-            entity: entity.clone(),
-            status: SyncStatus::Synced,
-            erp_id: Some(7),
-            erp_number: None,
-            version: None,
-            note: None,
-        };
-        for entity in [&read, &written] {
-            assert!(store.record(&record(entity)).await.is_ok());
-        }
-        // Read ahead before the store changed: both entities had no state then.
-        let prefetched = PrefetchedStates::new(
-            &store,
-            HashMap::from([(read.clone(), None), (written.clone(), None)]),
-        );
-        let erp_id = |state: Result<Option<SyncState>, SyncError>| {
-            state.ok().flatten().and_then(|s| s.erp_id)
-        };
-        assert_eq!(
-            erp_id(prefetched.get(&read).await),
-            None,
-            "from the prefetch"
-        );
-        assert_eq!(
-            erp_id(prefetched.get(&read).await),
-            Some(7),
-            "then the store"
-        );
-        assert!(prefetched.record(&record(&written)).await.is_ok());
-        assert_eq!(
-            erp_id(prefetched.get(&written).await),
-            Some(7),
-            "dropped by the write"
-        );
-    }
+/// Where a shipment a person must look at waits to be sent through again.
+#[async_trait]
+pub trait ParkedShipments: Send + Sync {
+    async fn park(
+        &self,
+        shipment: &ErpShipment,
+        entity: &EntityRef,
+        error: &SyncError,
+        attempts: u32,
+    ) -> Result<(), SyncError>;
+}
+
+#[async_trait]
+pub trait FoundOrders: Send + Sync {
+    /// Puts the order on the orders queue as its webhook would have, marked as found by
+    /// reconciliation; `fetched_at`, when its body was asked for, is its trigger time.
+    async fn enqueue(
+        &self,
+        channel: &ChannelConfig,
+        order: &ShopOrderRef,
+        body: String,
+        fetched_at: OffsetDateTime,
+    ) -> Result<(), SyncError>;
 }

@@ -6,65 +6,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::{ChannelConfig, StockConfig};
 use crate::error::SyncError;
-use crate::ids::Sku;
-
-/// A channel's stocked item and what it shows at each location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelItem {
-    pub sku: Sku,
-    pub inventory_item: String,
-    /// Location id -> available.
-    pub levels: HashMap<String, i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StockChange {
-    pub sku: Sku,
-    pub inventory_item: String,
-    pub location: String,
-    pub quantity: i64,
-    /// What the channel showed when read: the write fails if it changed since.
-    pub change_from: Option<i64>,
-}
-
-#[async_trait]
-pub trait ErpStock: Send + Sync {
-    /// Available to sell (on hand less what open sales reserve) per SKU in a warehouse.
-    async fn available(
-        &self,
-        skus: &[Sku],
-        warehouse: &str,
-    ) -> Result<HashMap<Sku, i64>, SyncError>;
-}
-
-#[async_trait]
-pub trait ChannelInventory: Send + Sync {
-    /// Every item with its levels at every location, however large the catalogue (a full
-    /// run: on Shopify a bulk operation).
-    async fn items(&self) -> Result<Vec<ChannelItem>, SyncError>;
-    /// The items with these SKUs only (a real-time refresh of a few among many: paged
-    /// queries), each with all its levels.
-    async fn items_with_skus(&self, skus: &[Sku]) -> Result<Vec<ChannelItem>, SyncError>;
-    /// Sets absolute quantities; answers the indexes whose `change_from` was stale.
-    async fn set_available(
-        &self,
-        changes: &[StockChange],
-        idempotency_key: &str,
-    ) -> Result<Vec<usize>, SyncError>;
-}
-
-/// What was last pushed per (SKU, location): tells drift apart from the ERP's own moves.
-#[async_trait]
-pub trait StockLedger: Send + Sync {
-    async fn pushed(&self, channel: &str) -> Result<HashMap<(Sku, String), i64>, SyncError>;
-    async fn record(&self, channel: &str, pushed: &[(Sku, String, i64)]) -> Result<(), SyncError>;
-}
+use crate::mapping::{channel_skus_drawing_on, erp_skus};
+use crate::model::ids::Sku;
+use crate::ports::{ChannelInventory, ErpStock, StockChange, StockLedger};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockOutcome {
@@ -79,35 +28,6 @@ pub struct StockOutcome {
     /// False when the run stopped before its deadline with changes left: the next run
     /// resumes, since it compares with what the channel shows and skips what is done.
     pub complete: bool,
-}
-
-/// The ERP SKUs a channel SKU draws on: itself or its alias, or a bundle's components.
-pub fn erp_skus(channel: &ChannelConfig, sku: &Sku) -> Vec<Sku> {
-    match channel.bundles.get(sku) {
-        Some(bundle) => bundle.components.iter().map(|c| c.sku.clone()).collect(),
-        None => vec![channel.erp_sku(sku).clone()],
-    }
-}
-
-/// The channel SKUs whose stock depends on these ERP SKUs: themselves, their aliases, and
-/// the bundles they are part of.
-pub fn channel_skus_drawing_on(channel: &ChannelConfig, erp: &BTreeSet<Sku>) -> Vec<Sku> {
-    let mut skus: BTreeSet<Sku> = erp.clone();
-    skus.extend(
-        channel
-            .sku_aliases
-            .iter()
-            .filter(|(_, target)| erp.contains(*target))
-            .map(|(alias, _)| alias.clone()),
-    );
-    skus.extend(
-        channel
-            .bundles
-            .iter()
-            .filter(|(_, bundle)| bundle.components.iter().any(|c| erp.contains(&c.sku)))
-            .map(|(sku, _)| sku.clone()),
-    );
-    skus.into_iter().collect()
 }
 
 /// What a channel SKU may sell given the ERP's available stock: a bundle as many as its
@@ -225,7 +145,7 @@ pub async fn sync_stock(
     }
     outcome.complete = true;
     for (index, batch) in changes.chunks(stock.batch_size as usize).enumerate() {
-        if crate::deadline::time_to_stop(deps.deadline) {
+        if crate::runtime::deadline::time_to_stop(deps.deadline) {
             warn!(channel = %channel.id, left = changes.len() - outcome.pushed, "stopping before the deadline; the next run resumes");
             outcome.complete = false;
             break;
@@ -233,7 +153,7 @@ pub async fn sync_stock(
         // The key names this exact batch: a retried run replays it instead of applying twice.
         let key = format!(
             "{run_id}-{index}-{}",
-            crate::state::PayloadHash::of(&batch_key(batch)).as_str()
+            crate::model::state::PayloadHash::of(&batch_key(batch)).as_str()
         );
         let stale = deps.channel.set_available(batch, &key).await?;
         outcome.mutations += 1;
@@ -286,8 +206,11 @@ mod tests {
     use crate::config::Config;
 
     fn config() -> Config {
-        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn sku(text: &str) -> Sku {
@@ -352,6 +275,9 @@ mod deadline_tests {
 
     use super::*;
     use crate::config::Config;
+    use async_trait::async_trait;
+
+    use crate::ports::ChannelItem;
 
     struct Erp;
     #[async_trait]
@@ -404,8 +330,11 @@ mod deadline_tests {
 
     #[tokio::test]
     async fn a_run_near_its_deadline_stops_cleanly_and_says_it_is_incomplete() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let shop = Shop::default();
         let deps = StockDeps {
             erp: &Erp,

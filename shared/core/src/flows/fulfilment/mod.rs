@@ -3,165 +3,23 @@
 //! dispatch fulfils part of the lines; the back order's dispatch is a second fulfilment)
 //! and its tracking. Exactly one fulfilment per ERP shipment, however often a run repeats.
 
+pub mod run;
+
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
-use crate::ids::{ChannelId, Sku};
+use crate::model::ids::{ChannelId, Sku};
+use crate::model::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
+use crate::ports::{
+    ChannelFulfilment, ErpShipment, FulfilLine, FulfilmentChannels, FulfilmentRef, OpenLine,
+    Tracking, TrackingIndex,
+};
 use crate::ports::{IdempotencyStore, Once, SyncStateStore, once};
-use crate::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
-
-/// A shipment the ERP has marked done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErpShipment {
-    pub id: i64,
-    pub number: String,
-    /// The sale's reference: `channel/order id` for orders erpsync brought in.
-    pub sale_reference: String,
-    /// ERP SKU -> quantity shipped.
-    pub moves: Vec<(Sku, u32)>,
-    /// What the warehouse entered as the shipment's reference: the courier's tracking number.
-    pub tracking_number: Option<String>,
-    /// The ERP carrier's party name.
-    pub carrier: Option<String>,
-    /// The sale's shipment state after this dispatch (`partially shipped`: a back order waits).
-    pub sale_shipment_state: String,
-    /// When the ERP last changed it (for a done shipment: when it was done).
-    pub changed_at: OffsetDateTime,
-}
-
-impl ErpShipment {
-    pub fn back_order_pending(&self) -> bool {
-        self.sale_shipment_state == "partially shipped" || self.sale_shipment_state == "waiting"
-    }
-}
-
-/// Where a page of shipments ends: the next page starts after this change stamp and id, so
-/// a shipment changed or undone meanwhile shifts nothing (as an offset would).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShipmentKey {
-    pub changed_at: OffsetDateTime,
-    pub id: i64,
-}
-
-/// One page of the ERP's done customer shipments, oldest change first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShipmentPage {
-    /// Those of sales (a manual shipment has nothing for a shop to show).
-    pub shipments: Vec<ErpShipment>,
-    /// Rows the page read, sales' or not: fewer than asked is the last page.
-    pub rows: usize,
-    /// The page's last row, sales' or not: where the next page starts.
-    pub last: Option<ShipmentKey>,
-}
-
-#[async_trait]
-pub trait ErpShipments: Send + Sync {
-    /// Customer shipments done (created or changed) at or after `since`, ordered by their
-    /// change and id: at most `limit` rows after `after` (the first page: none).
-    async fn shipments_done_since(
-        &self,
-        since: OffsetDateTime,
-        after: Option<ShipmentKey>,
-        limit: usize,
-    ) -> Result<ShipmentPage, SyncError>;
-    /// One done customer shipment (a parked one, redriven); none when it is not done or gone.
-    async fn shipment(&self, id: i64) -> Result<Option<ErpShipment>, SyncError>;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tracking {
-    pub company: Option<String>,
-    pub number: String,
-    pub url: Option<String>,
-}
-
-/// A fulfilment-order line item of a shop order, with what is left to fulfil.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenLine {
-    pub fulfilment_order: String,
-    pub line_item: String,
-    pub sku: Option<Sku>,
-    pub remaining: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FulfilLine {
-    pub fulfilment_order: String,
-    pub line_item: String,
-    pub quantity: u32,
-}
-
-/// The shop's view of an order's fulfilment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShopFulfilment {
-    pub lines: Vec<OpenLine>,
-    /// Tracking numbers of the fulfilments already made.
-    pub tracking_numbers: Vec<String>,
-    /// `UNFULFILLED`, `PARTIALLY_FULFILLED`, `FULFILLED`, ...
-    pub status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FulfilmentEvent {
-    /// Shopify's FulfillmentEventStatus: `IN_TRANSIT`, `OUT_FOR_DELIVERY`, `DELIVERED`, ...
-    pub status: String,
-    pub message: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub happened_at: Option<OffsetDateTime>,
-}
-
-#[async_trait]
-pub trait ChannelFulfilment: Send + Sync {
-    /// The cheapest call the store answers (its own id): whether it is there for us at all,
-    /// to tell a store that is down from one shipment's failure.
-    async fn answers(&self) -> Result<(), SyncError>;
-    /// None when the shop does not know the order.
-    async fn fulfilment(&self, order_id: &str) -> Result<Option<ShopFulfilment>, SyncError>;
-    /// Creates one fulfilment; answers its id.
-    async fn fulfil(
-        &self,
-        lines: &[FulfilLine],
-        tracking: Option<&Tracking>,
-    ) -> Result<String, SyncError>;
-    async fn add_event(
-        &self,
-        fulfilment_id: &str,
-        event: &FulfilmentEvent,
-    ) -> Result<(), SyncError>;
-}
-
-/// Each channel's shop, by channel id (those with an Admin API).
-pub trait FulfilmentChannels: Send + Sync {
-    fn shop(&self, channel: &ChannelId) -> Option<&dyn ChannelFulfilment>;
-}
-
-impl<T: ChannelFulfilment> FulfilmentChannels for HashMap<String, T> {
-    fn shop(&self, channel: &ChannelId) -> Option<&dyn ChannelFulfilment> {
-        self.get(channel.as_str())
-            .map(|shop| shop as &dyn ChannelFulfilment)
-    }
-}
-
-/// Where a tracking number's fulfilment is: courier events find it here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FulfilmentRef {
-    pub channel: ChannelId,
-    pub order_id: String,
-    pub fulfilment_id: String,
-    pub shipment: String,
-}
-
-#[async_trait]
-pub trait TrackingIndex: Send + Sync {
-    async fn remember(&self, tracking_number: &str, at: &FulfilmentRef) -> Result<(), SyncError>;
-    async fn find(&self, tracking_number: &str) -> Result<Option<FulfilmentRef>, SyncError>;
-}
 
 /// Where one shipment's sync is recorded: under its order, one row per shipment, so a failing
 /// shipment's attempts and reason are its own.
@@ -464,8 +322,11 @@ mod tests {
     }
 
     fn channel() -> ChannelConfig {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         config.channels[0].clone()
     }
 

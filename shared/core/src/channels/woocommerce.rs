@@ -6,10 +6,10 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::json::{amount, from_json};
 use crate::error::ParseError;
-use crate::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
-use crate::inbound::{amount, from_json};
-use crate::order::{
+use crate::model::ids::{ChannelId, CountryCode, CurrencyCode, Email, ExternalOrderId, Sku};
+use crate::model::order::{
     Address, ChannelOrder, Charge, ChargeKind, Customer, OrderLine, OrderTopic, ShippingLine,
     TaxLine,
 };
@@ -321,7 +321,10 @@ pub fn parse_order(channel: &ChannelId, body: &[u8]) -> Result<ChannelOrder, Par
 mod tests {
     use super::*;
 
-    const DOCUMENTED: &str = include_str!("../../../tests/fixtures/woocommerce-order-created.json");
+    const DOCUMENTED: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/woocommerce-order-created.json"
+    ));
 
     fn channel() -> ChannelId {
         ChannelId::parse("woo-shop").unwrap_or_else(|e| panic!("{e}"))

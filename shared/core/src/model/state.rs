@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{ErrorClass, SyncError};
-use crate::ids::ChannelId;
+use crate::model::ids::ChannelId;
 
 /// The key an operation is claimed under: one per business operation, so two deliveries of
 /// the same order (retries, other webhook ids, other topics) share it.
@@ -310,7 +310,7 @@ pub struct OrderBasis {
     pub taxes_included: bool,
     /// Units of its refunds taken off the sale; None in rows written before it was kept.
     #[serde(default)]
-    pub refunded_before_fulfilment: Option<crate::order::RefundedBeforeFulfilment>,
+    pub refunded_before_fulfilment: Option<crate::model::order::RefundedBeforeFulfilment>,
     /// The totals the sale was booked at; None in rows written before they were kept.
     #[serde(default)]
     pub booked: Option<BookedTotals>,
@@ -319,7 +319,7 @@ pub struct OrderBasis {
 /// An order's totals as order-sync sent it to the ERP, at the version it applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookedTotals {
-    pub currency: crate::ids::CurrencyCode,
+    pub currency: crate::model::ids::CurrencyCode,
     /// The sale's net total as sent (the ERP's untaxed amount must equal it).
     pub net: rust_decimal::Decimal,
     /// What the shop charged, with tax (the ERP's total must equal it).

@@ -12,19 +12,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::changes::{Cursors, next_cursor};
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
-use crate::ids::ExternalOrderId;
+use crate::model::state::{BookedTotals, EntityRef, ErrorReport, SyncState, SyncStatus};
+use crate::ports::{ChannelOrders, FoundOrders, ShopOrderRef};
+use crate::ports::{Cursors, ErpSaleView, SalesReview};
 use crate::ports::{PayloadArchive, SalesErp, SyncStateStore};
-use crate::shadow::{ErpSaleView, SalesReview};
-use crate::state::{BookedTotals, EntityRef, ErrorReport, SyncState, SyncStatus};
-use crate::{inbound, mapping};
+use crate::runtime::changes::next_cursor;
+use crate::{channels, mapping};
 
 /// Each run reads again this far behind its cursor: the shop's order search is eventually
 /// consistent, so an order can be found a little after its `updated_at`.
@@ -36,58 +35,6 @@ pub const MARGIN: Duration = Duration::from_secs(30);
 /// A channel's cursor name in the state store.
 pub fn reconcile_cursor(channel: &ChannelConfig) -> String {
     format!("reconcile#{}", channel.id)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShopOrderRef {
-    pub id: ExternalOrderId,
-    pub updated_at: OffsetDateTime,
-}
-
-/// One page of the shop's orders updated after a time, oldest update first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrderPage {
-    pub orders: Vec<ShopOrderRef>,
-    /// Where the next page starts; none on the last page.
-    pub next: Option<String>,
-}
-
-#[async_trait]
-pub trait ChannelOrders: Send + Sync {
-    /// The page of orders updated after `since` that follows `after` (the first: none).
-    async fn updated_page(
-        &self,
-        since: OffsetDateTime,
-        after: Option<&str>,
-    ) -> Result<OrderPage, SyncError>;
-    /// The order resource, in the shape its webhooks carry.
-    async fn order_body(&self, id: &ExternalOrderId) -> Result<String, SyncError>;
-    /// Every order updated after `since` (for reports; a run reads page by page).
-    async fn updated_since(&self, since: OffsetDateTime) -> Result<Vec<ShopOrderRef>, SyncError> {
-        let mut orders = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.updated_page(since, after.as_deref()).await?;
-            orders.extend(page.orders);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(orders),
-            }
-        }
-    }
-}
-
-#[async_trait]
-pub trait FoundOrders: Send + Sync {
-    /// Puts the order on the orders queue as its webhook would have, marked as found by
-    /// reconciliation; `fetched_at`, when its body was asked for, is its trigger time.
-    async fn enqueue(
-        &self,
-        channel: &ChannelConfig,
-        order: &ShopOrderRef,
-        body: String,
-        fetched_at: OffsetDateTime,
-    ) -> Result<(), SyncError>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,7 +218,7 @@ async fn review_from_shop(
 ) -> Result<Review, SyncError> {
     requests.shop_orders += 1;
     let body = deps.shop.order_body(&order.id).await?;
-    let Ok(parsed) = inbound::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
+    let Ok(parsed) = channels::parse_order(channel.platform, &channel.id, body.as_bytes()) else {
         return Ok(Review::default());
     };
     let Ok(draft) = mapping::sale_draft(&parsed, channel, &deps.config.erp) else {
@@ -338,7 +285,7 @@ struct ToReview {
 /// Whether the run may start more work: `MARGIN` left, or a quarter of what was left when it
 /// began if that is less (`deadline::margin`).
 fn time_left(deadline: Option<SystemTime>, margin: Duration) -> bool {
-    crate::deadline::leaves(deadline, margin)
+    crate::runtime::deadline::leaves(deadline, margin)
 }
 
 /// One channel's run: the orders updated since its cursor (the first run: the last
@@ -350,7 +297,7 @@ pub async fn reconcile(
     lookback: time::Duration,
     deadline: Option<SystemTime>,
 ) -> Result<ReconcileOutcome, SyncError> {
-    let margin = crate::deadline::margin(deadline, MARGIN);
+    let margin = crate::runtime::deadline::margin(deadline, MARGIN);
     let cursor_name = reconcile_cursor(channel);
     let cursor = deps.cursors.cursor(&cursor_name).await?;
     let since = cursor.map_or(now - lookback, |cursor| cursor - OVERLAP);
@@ -581,16 +528,22 @@ mod tests {
     use std::collections::{BTreeMap, HashMap, HashSet};
     use std::sync::Mutex;
 
+    use crate::model::ids::ExternalOrderId;
+    use crate::ports::OrderPage;
+    use async_trait::async_trait;
     use rust_decimal::Decimal;
     use time::macros::datetime;
 
     use super::*;
     use crate::fakes::{FakeCursors, FakeErp, FakeStore, poisoned};
-    use crate::ids::CurrencyCode;
+    use crate::model::ids::CurrencyCode;
+    use crate::model::state::{OrderBasis, SyncRecord};
     use crate::ports::ArchivedPayload;
-    use crate::state::{OrderBasis, SyncRecord};
 
-    const CONFIG: &str = include_str!("../../../config/erpsync.example.toml");
+    const CONFIG: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/erpsync.example.toml"
+    ));
     const NOW: OffsetDateTime = datetime!(2026-12-03 12:00 UTC);
 
     /// The shop: orders by id and update time, pages of 100; some it cannot serve.
@@ -711,7 +664,7 @@ mod tests {
         }
         async fn sales_of_customer(
             &self,
-            _: &crate::ids::Email,
+            _: &crate::model::ids::Email,
             _: time::Date,
             _: time::Date,
         ) -> Result<Vec<ErpSaleView>, SyncError> {

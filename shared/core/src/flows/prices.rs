@@ -2,52 +2,18 @@
 //! ERP computes them (price list, currency rates); only the variants whose price differs
 //! are written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::ChannelConfig;
-use crate::deadline::time_to_stop;
 use crate::error::SyncError;
-use crate::ids::{CurrencyCode, Sku};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelVariant {
-    pub product_id: String,
-    pub variant_id: String,
-    pub sku: Sku,
-    pub price: Decimal,
-}
-
-#[async_trait]
-pub trait ErpPrices: Send + Sync {
-    /// Sale prices of one unit, in `currency`, under the price list named (or list prices);
-    /// `gross`: the prices must include tax (a price list whose prices do, else an error).
-    async fn prices(
-        &self,
-        skus: &[Sku],
-        currency: &CurrencyCode,
-        price_list: Option<&str>,
-        gross: bool,
-    ) -> Result<HashMap<Sku, Decimal>, SyncError>;
-}
-
-#[async_trait]
-pub trait ChannelPrices: Send + Sync {
-    /// Every variant of every product (on Shopify a bulk operation: a product has up to
-    /// 2,048 variants).
-    async fn variants(&self) -> Result<Vec<ChannelVariant>, SyncError>;
-    /// New prices for some variants of one product.
-    async fn update_prices(
-        &self,
-        product_id: &str,
-        prices: &[(String, Decimal)],
-    ) -> Result<(), SyncError>;
-}
+use crate::model::ids::Sku;
+use crate::ports::{ChannelPrices, ErpPrices};
+use crate::runtime::deadline::time_to_stop;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceOutcome {
@@ -160,6 +126,12 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use std::collections::HashMap;
+
+    use async_trait::async_trait;
+
+    use crate::model::ids::CurrencyCode;
+    use crate::ports::ChannelVariant;
 
     /// One product with `count` variants, every one priced 1 in the shop.
     struct Shop {
@@ -213,8 +185,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_product_s_new_prices_go_250_variants_at_a_time() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut channel = config.channels[0].clone();
         channel.bundles.clear();
         channel.sku_aliases.clear();
@@ -234,8 +209,11 @@ mod tests {
 
     #[tokio::test]
     async fn prices_round_to_their_currency_s_minor_unit() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut channel = config.channels[0].clone();
         channel.bundles.clear();
         channel.sku_aliases.clear();
@@ -259,8 +237,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_near_its_deadline_writes_nothing_more_and_says_it_is_incomplete() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut channel = config.channels[0].clone();
         channel.bundles.clear();
         channel.sku_aliases.clear();
@@ -315,8 +296,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_product_the_shop_refuses_is_reported_and_the_rest_still_written() {
-        let config = Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut channel = config.channels[0].clone();
         channel.bundles.clear();
         channel.sku_aliases.clear();

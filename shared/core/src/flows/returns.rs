@@ -4,7 +4,6 @@
 //! goodwill are credited through service lines, so stock is not touched. Every line is
 //! priced and taxed as the original sale line was: the credit note mirrors the invoice.
 
-use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -12,186 +11,18 @@ use tracing::info;
 
 use crate::config::{ChannelConfig, Config};
 use crate::error::SyncError;
-use crate::flows::order_sync::confirm;
-use crate::ids::{CurrencyCode, ExternalOrderId, Sku};
 use crate::mapping::{bundle_shares, lines_for_total, sale_reference};
-use crate::ports::{
-    ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SalesErp, SyncStateStore, keep_one_sale,
-    note_failure, once,
-};
-use crate::state::{
+use crate::model::ids::{CurrencyCode, Sku};
+use crate::model::refund::{Refund, RefundedItem, RestockType};
+use crate::model::state::{
     EntityRef, Flow, IdempotencyKey, OrderBasis, PayloadHash, SyncRecord, SyncStatus,
 };
-
-/// A refund as the shop reports it. Amounts are in shop money (the shop's currency), as the
-/// ERP books them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refund {
-    pub id: String,
-    pub order_id: ExternalOrderId,
-    pub note: Option<String>,
-    pub items: Vec<RefundedItem>,
-    /// Shipping refunded, net, and its tax.
-    pub shipping: Decimal,
-    #[serde(default)]
-    pub shipping_tax: Decimal,
-    /// Order adjustments other than shipping (refund discrepancies: a restocking fee, a
-    /// rounding), signed as Shopify signs them: the calculated refund less the money refunded,
-    /// so positive means less money back than the items are worth.
-    pub discrepancy: Decimal,
-    /// Successful refund transactions: the money that moved back.
-    pub paid: Vec<Paid>,
-    /// Refund transactions still pending: the money has not moved yet.
-    pub pending: usize,
-    /// The shop's currency as the refund's money sets name it (none when it has no sets).
-    pub shop_currency: Option<String>,
-}
-
-/// A successful refund transaction (REST: its amount in the currency it names, which for a
-/// multi-currency order is the customer's, not the shop's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Paid {
-    pub amount: Decimal,
-    pub currency: Option<String>,
-}
-
-impl Refund {
-    /// The money paid back in the shop's currency (the refund's own sets say which, else the
-    /// channel's), and what was paid in others (which it cannot count).
-    pub fn refunded_in(&self, channel_currency: &CurrencyCode) -> (Decimal, Vec<String>) {
-        let shop = self
-            .shop_currency
-            .as_deref()
-            .unwrap_or(channel_currency.as_str());
-        let mut refunded = Decimal::ZERO;
-        let mut foreign = Vec::new();
-        for paid in &self.paid {
-            match paid.currency.as_deref() {
-                Some(other) if other != shop => {
-                    foreign.push(format!("{} {other}", paid.amount));
-                }
-                _ => refunded += paid.amount,
-            }
-        }
-        (refunded, foreign)
-    }
-}
-
-/// What happens to a refunded unit's goods (Shopify's `restock_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestockType {
-    /// Refunded before fulfilment ("use this when restocking unfulfilled line items").
-    Cancel,
-    /// Fulfilled, and coming back into stock.
-    Return,
-    /// Not restocked: kept by the customer, or refunded before fulfilment without restock.
-    NoRestock,
-    /// Deprecated: restocked, without saying whether returned or cancelled.
-    LegacyRestock,
-    /// A type this version does not know: taken as money back without goods, like
-    /// `no_restock`, so a new value never stops the order or the refund.
-    #[serde(other)]
-    Unknown,
-}
-
-/// How far the refunded item's order line had been fulfilled when the refund was made, as
-/// the refund's own copy of the line says (`fulfillment_status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LineFulfilment {
-    /// Nothing of it (`null`).
-    Unfulfilled,
-    /// Some units (`partial`): which of the refunded ones had shipped is the order's to say.
-    Partial,
-    /// Every unit not refunded before (`fulfilled`).
-    Fulfilled,
-    /// The refund does not say.
-    Unknown,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundedItem {
-    pub line_item_id: String,
-    pub sku: Option<Sku>,
-    pub quantity: u32,
-    pub restock_type: RestockType,
-    pub line_fulfilment: LineFulfilment,
-    /// The refund's own amounts for these units, net of discounts (with the tax in it when
-    /// the order's prices include tax), and their tax.
-    pub subtotal: Decimal,
-    pub tax: Decimal,
-}
-
-impl RefundedItem {
-    /// What the units were worth to the customer, tax and all.
-    fn gross(&self, taxes_included: bool) -> Decimal {
-        if taxes_included {
-            self.subtotal
-        } else {
-            self.subtotal + self.tax
-        }
-    }
-
-    /// Their amount before tax, as an ERP line is priced.
-    fn net(&self, taxes_included: bool) -> Decimal {
-        if taxes_included {
-            self.subtotal - self.tax
-        } else {
-            self.subtotal
-        }
-    }
-
-    /// The goods come back into stock, on the return shipment.
-    pub fn restocks(&self) -> bool {
-        matches!(
-            self.restock_type,
-            RestockType::Return | RestockType::LegacyRestock
-        )
-    }
-
-    /// How many of its units were refunded before fulfilment, from the refund alone (the
-    /// same rule order-sync applies with the order's fulfilments); None when the line was
-    /// partly fulfilled, so only the order can say.
-    fn before_fulfilment_by_itself(&self) -> Option<u32> {
-        match (self.restock_type, self.line_fulfilment) {
-            // The deprecated `legacy_restock` ("restocked"; refused on new refunds) is read as
-            // returned, as order-sync reads it: only refunds from before 2019 carry it.
-            (RestockType::Return | RestockType::LegacyRestock, _) => Some(0),
-            (RestockType::Cancel, _) => Some(self.quantity),
-            (_, LineFulfilment::Unfulfilled) => Some(self.quantity),
-            (_, LineFulfilment::Fulfilled) => Some(0),
-            (_, LineFulfilment::Partial | LineFulfilment::Unknown) => None,
-        }
-    }
-
-    /// These units split in two: `units` of them, and the rest, the refund's amounts shared
-    /// pro rata (the remainder to the rest, so the two add up to the refund's).
-    fn split(&self, units: u32, currency: &CurrencyCode) -> (Option<Self>, Option<Self>) {
-        if units == 0 {
-            return (None, Some(self.clone()));
-        }
-        if units >= self.quantity {
-            return (Some(self.clone()), None);
-        }
-        let share = |amount: Decimal| {
-            currency.round(amount * Decimal::from(units) / Decimal::from(self.quantity))
-        };
-        let part = Self {
-            quantity: units,
-            subtotal: share(self.subtotal),
-            tax: share(self.tax),
-            ..self.clone()
-        };
-        let rest = Self {
-            quantity: self.quantity - units,
-            subtotal: self.subtotal - part.subtotal,
-            tax: self.tax - part.tax,
-            ..self.clone()
-        };
-        (Some(part), Some(rest))
-    }
-}
+use crate::ports::confirm;
+use crate::ports::{
+    ErpSaleDetails, ErpSaleState, IdempotencyStore, Once, SyncStateStore, keep_one_sale,
+    note_failure, once,
+};
+use crate::ports::{ReturnDraft, ReturnLine, ReturnProduct, ReturnsErp};
 
 /// The refund's items split into the units refunded before fulfilment (the order's
 /// amendment takes them off the sale) and the rest (credited). `recorded`: what order-sync
@@ -242,57 +73,6 @@ fn split_by_fulfilment(
         before.into_iter().flatten().collect(),
         after.into_iter().flatten().collect(),
     ))
-}
-
-/// A line of the return sale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReturnLine {
-    /// Goods coming back: the original line's product; otherwise a service product.
-    pub product: ReturnProduct,
-    /// Negative: a return.
-    pub quantity: Decimal,
-    pub unit_price: Decimal,
-    /// The original sale line whose taxes (and, for goods, product and unit) it takes.
-    pub like_line: Option<i64>,
-    pub description: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReturnProduct {
-    Goods,
-    Service(Sku),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReturnDraft {
-    pub reference: String,
-    pub description: String,
-    pub original_sale: i64,
-    pub lines: Vec<ReturnLine>,
-}
-
-impl ReturnDraft {
-    pub fn restocks(&self) -> bool {
-        self.lines.iter().any(|l| l.product == ReturnProduct::Goods)
-    }
-}
-
-/// What the ERP booked: the return sale and its credit note.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SettledReturn {
-    pub credit_note: Option<String>,
-    /// Negative: money owed back to the customer.
-    pub credit_total: Decimal,
-    pub restocked: bool,
-}
-
-#[async_trait]
-pub trait ReturnsErp: SalesErp {
-    /// Creates the return sale (draft).
-    async fn create_return(&self, draft: &ReturnDraft) -> Result<crate::ports::ErpSale, SyncError>;
-    /// After confirmation: receives the goods coming back (when `restock`) and posts the
-    /// credit note.
-    async fn settle_return(&self, sale_id: i64, restock: bool) -> Result<SettledReturn, SyncError>;
 }
 
 /// What a refund asks of the ERP.
@@ -890,11 +670,16 @@ async fn book(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ids::ExternalOrderId;
+    use crate::model::refund::{LineFulfilment, Paid};
     use crate::ports::{ErpAddress, ErpSale, ErpSaleLine, ErpSaleState};
 
     fn config() -> Config {
-        Config::from_toml(include_str!("../../../config/erpsync.example.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::from_toml(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/erpsync.example.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn sku(text: &str) -> Sku {
@@ -1024,9 +809,10 @@ mod tests {
 
     #[test]
     fn the_documented_refund_parses_in_shop_money() {
-        let refund = crate::shopify::parse_refund(include_bytes!(
-            "../../../tests/fixtures/shopify-refunds-create.json"
-        ))
+        let refund = crate::channels::shopify::parse_refund(include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/shopify-refunds-create.json"
+        )))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(refund.id, "929361472");
         assert_eq!(refund.order_id.as_str(), "450789469");
@@ -1048,9 +834,10 @@ mod tests {
 
     #[test]
     fn only_successful_refunds_in_shop_money_count_as_money_back() {
-        let mut body: serde_json::Value = serde_json::from_slice(include_bytes!(
-            "../../../tests/fixtures/shopify-refunds-create.json"
-        ))
+        let mut body: serde_json::Value = serde_json::from_slice(include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/shopify-refunds-create.json"
+        )))
         .unwrap_or_default();
         let paid = body["transactions"][0].clone();
         let mut pending = paid.clone();
@@ -1060,7 +847,7 @@ mod tests {
         let mut foreign = paid.clone();
         foreign["currency"] = "CAD".into();
         body["transactions"] = serde_json::json!([paid, pending, errored, foreign]);
-        let refund = crate::shopify::parse_refund(body.to_string().as_bytes())
+        let refund = crate::channels::shopify::parse_refund(body.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             refund.refunded_in(&usd()),
