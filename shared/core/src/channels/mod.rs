@@ -2,7 +2,7 @@
 //! webhook signatures; and, for an order whatever its platform, one place that picks the parser.
 
 pub mod easypost;
-mod json;
+pub(crate) mod json;
 pub mod shopify;
 pub mod signature;
 pub mod woocommerce;

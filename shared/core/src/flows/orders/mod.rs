@@ -7,30 +7,29 @@
 
 mod customers;
 pub mod edits;
+mod outcome;
+mod sale;
 
-use serde::{Deserialize, Serialize};
+use outcome::record_of;
+pub use outcome::{OrderOutcome, OrderSyncDeps};
+use sale::{apply, cancel};
+
+use serde::Serialize;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::channels;
-use crate::config::{ChannelConfig, Config, Mode, Owner};
+use crate::config::{ChannelConfig, Config, Mode};
 use crate::error::SyncError;
 use crate::mapping::{self, SaleDraft};
-use crate::model::ids::{ChannelId, Sku};
+use crate::model::ids::ChannelId;
 use crate::model::order::{ChannelOrder, OrderTopic};
 use crate::model::state::{
     Claim, ClaimToken, EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncState,
     SyncStatus, payload_version,
 };
-use crate::ports::ErpStock;
-use crate::ports::confirm;
-use crate::ports::{
-    ArchivedPayload, Completion, ErpCustomer, ErpSale, ErpSaleState, IdempotencyStore, NewSale,
-    PayloadArchive, SaleAmendment, SalesErp, StockSignal, SyncStateStore, keep_one_sale,
-    note_failure,
-};
+use crate::ports::{ArchivedPayload, Completion, note_failure};
 use crate::runtime::batch::MessageFailure;
-use customers::{address_for, ensure_customer};
 
 /// An order message as it comes off the orders queue.
 #[derive(Debug, Clone)]
@@ -55,81 +54,6 @@ impl OrderMessage {
         let channel = config.channels.iter().find(|c| c.id == self.channel)?;
         let order = channels::parse_order(channel.platform, &channel.id, &self.body).ok()?;
         Some(self.version(&order))
-    }
-}
-
-pub struct OrderSyncDeps<'a> {
-    pub config: &'a Config,
-    pub idempotency: &'a dyn IdempotencyStore,
-    pub state: &'a dyn SyncStateStore,
-    pub erp: &'a dyn SalesErp,
-    /// Where to say that a sale moved stock; none when no channel wants it real-time.
-    pub stock: Option<&'a dyn StockSignal>,
-    /// The ERP's available stock, to tell a new sale that is short (a back order); none:
-    /// not checked.
-    pub availability: Option<&'a dyn ErpStock>,
-    /// Where a failed order's latest payload is kept for `erpsync replay`; none: not kept.
-    pub archive: Option<&'a dyn PayloadArchive>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum OrderOutcome {
-    /// The ERP holds the confirmed sale. `created` is false when it was found by reference.
-    Synced {
-        erp_id: i64,
-        erp_number: Option<String>,
-        created: bool,
-        /// Changes the shop wanted that ownership refused.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        refused: Option<String>,
-        /// What the sale is short of: it ships in part now, the rest later.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        backordered: Option<String>,
-    },
-    /// The ERP sale was amended to the shop's new version of the order.
-    Amended {
-        erp_id: i64,
-        erp_number: Option<String>,
-        changes: Vec<String>,
-    },
-    /// Cancelled in the shop: the ERP sale cancelled, or none was ever made.
-    Cancelled {
-        erp_id: Option<i64>,
-        erp_number: Option<String>,
-    },
-    /// Shadow mode: what would have been sent.
-    Shadow { request: Box<SaleDraft> },
-    /// Nothing to do, and why.
-    Skipped { reason: String },
-    /// Already done by an earlier delivery; its outcome.
-    Replayed { previous: Box<OrderOutcome> },
-}
-
-impl OrderOutcome {
-    /// What happened, for a log line: the outcome's name and the ERP sale it concerns, never
-    /// the order's content (a shadow outcome holds the customer's name and addresses).
-    pub fn summary(&self) -> String {
-        match self {
-            Self::Synced {
-                erp_id, created, ..
-            } => format!(
-                "synced: sale {erp_id} {}",
-                if *created { "created" } else { "found" }
-            ),
-            Self::Amended {
-                erp_id, changes, ..
-            } => {
-                format!("amended: sale {erp_id}, {} change(s)", changes.len())
-            }
-            Self::Cancelled { erp_id, .. } => match erp_id {
-                Some(id) => format!("cancelled: sale {id}"),
-                None => "cancelled before it reached the ERP".to_owned(),
-            },
-            Self::Shadow { request } => format!("shadow: would send {}", request.reference),
-            Self::Skipped { .. } => "skipped".to_owned(),
-            Self::Replayed { previous } => format!("replayed ({})", previous.summary()),
-        }
     }
 }
 
@@ -479,99 +403,11 @@ async fn signal_stock(deps: &OrderSyncDeps<'_>, wanted: &Wanted, outcome: &Order
     }
 }
 
-/// After a sale is confirmed its reservation is counted: a SKU whose available stock is now
-/// below zero is short by that much. A failed check only loses the flag, never the order.
-async fn shortage(stock: &dyn ErpStock, warehouse: &str, skus: &[Sku]) -> Option<String> {
-    match stock.available(skus, warehouse).await {
-        Ok(available) => {
-            let mut short: Vec<String> = available
-                .iter()
-                .filter(|(_, quantity)| **quantity < 0)
-                .map(|(sku, quantity)| format!("{sku} short by {}", -quantity))
-                .collect();
-            short.sort();
-            (!short.is_empty()).then(|| {
-                format!(
-                    "backordered: {}; the rest ships when stock arrives",
-                    short.join(", ")
-                )
-            })
-        }
-        Err(error) => {
-            warn!(error = %error, "could not check the sale's stock; back order not flagged");
-            None
-        }
-    }
-}
-
 async fn release(deps: &OrderSyncDeps<'_>, key: &IdempotencyKey, token: &ClaimToken) {
     // If the release fails too, the claim's lease runs out and the retry takes it over.
     if let Err(error) = deps.idempotency.release(key, token).await {
         warn!(key = %key, error = %error, "could not release the idempotency claim");
     }
-}
-
-fn record_of(entity: &EntityRef, outcome: &OrderOutcome, version: OffsetDateTime) -> SyncRecord {
-    let mut record = SyncRecord {
-        basis: None,
-        entity: entity.clone(),
-        status: SyncStatus::Synced,
-        erp_id: None,
-        erp_number: None,
-        version: Some(version),
-        note: None,
-    };
-    match outcome {
-        OrderOutcome::Synced {
-            erp_id,
-            erp_number,
-            created,
-            refused,
-            backordered,
-        } => {
-            record.erp_id = Some(*erp_id);
-            record.erp_number = erp_number.clone();
-            record.note = match (created, refused) {
-                (_, Some(refused)) => Some(refused.clone()),
-                (false, None) => Some("found in the ERP by its reference".to_owned()),
-                (true, None) => None,
-            };
-            if let Some(short) = backordered {
-                record.status = SyncStatus::Backordered;
-                record.note = Some(match record.note.take() {
-                    Some(note) => format!("{short}; {note}"),
-                    None => short.clone(),
-                });
-            }
-        }
-        OrderOutcome::Amended {
-            erp_id,
-            erp_number,
-            changes,
-        } => {
-            record.erp_id = Some(*erp_id);
-            record.erp_number = erp_number.clone();
-            record.note = Some(format!("amended: {}", changes.join("; ")));
-        }
-        OrderOutcome::Cancelled { erp_id, erp_number } => {
-            record.erp_id = *erp_id;
-            record.erp_number = erp_number.clone();
-            record.note = Some(match erp_id {
-                Some(_) => "cancelled in the shop; ERP sale cancelled".to_owned(),
-                None => "cancelled in the shop before it reached the ERP; no sale made".to_owned(),
-            });
-        }
-        OrderOutcome::Shadow { request } => {
-            record.status = SyncStatus::Shadow;
-            record.note = serde_json::to_string(request).ok();
-        }
-        OrderOutcome::Skipped { reason } => {
-            record.status = SyncStatus::Skipped;
-            record.note = Some(reason.clone());
-        }
-        OrderOutcome::Replayed { .. } => {}
-    }
-    record
 }
 
 async fn skip(
@@ -593,245 +429,6 @@ async fn skip(
         })
         .await?;
     Ok(OrderOutcome::Skipped { reason })
-}
-
-/// A sale this attempt created (and kept): confirmed, and flagged if short of stock.
-async fn synced_new(
-    deps: &OrderSyncDeps<'_>,
-    sale: ErpSale,
-    reference: &str,
-    skus: &[Sku],
-    refused: Option<String>,
-) -> Result<OrderOutcome, SyncError> {
-    let sale = confirm(deps.erp, sale, reference).await?;
-    let backordered = match deps.availability {
-        Some(stock) => shortage(stock, &deps.config.erp.warehouse, skus).await,
-        None => None,
-    };
-    Ok(OrderOutcome::Synced {
-        erp_id: sale.id,
-        erp_number: sale.number,
-        created: true,
-        refused,
-        backordered,
-    })
-}
-
-async fn apply(
-    deps: &OrderSyncDeps<'_>,
-    channel: &ChannelConfig,
-    order_name: &str,
-    draft: &SaleDraft,
-    entity: &EntityRef,
-) -> Result<OrderOutcome, SyncError> {
-    let erp = deps.erp;
-    let skus = draft.skus();
-    let existing = erp.find_sale_by_reference(&draft.reference).await?;
-    let products = erp.products_by_sku(&skus).await?;
-    let missing: Vec<&Sku> = skus.iter().filter(|s| !products.contains_key(*s)).collect();
-    if !missing.is_empty() {
-        return Err(unknown_skus(channel, &missing));
-    }
-    if channel.mode == Mode::Shadow {
-        return Ok(OrderOutcome::Shadow {
-            request: Box::new(draft.clone()),
-        });
-    }
-    let sale = match existing {
-        Some(sale) => sale,
-        None => {
-            let customer =
-                ensure_customer(erp, &draft.customer, deps.config.ownership.customers).await?;
-            let created = erp
-                .create_sale(&NewSale {
-                    draft,
-                    customer_id: customer.id,
-                    invoice_address_id: customer.invoice_address_id,
-                    shipment_address_id: customer.shipment_address_id,
-                    products: &products,
-                })
-                .await?;
-            info!(entity = %entity, erp_id = created.id, "sale created in the ERP");
-            let kept = keep_one_sale(erp, &draft.reference, created.clone()).await?;
-            if kept.id != created.id {
-                // Another attempt's sale was kept, perhaps made from another version of the
-                // order: bring it up to this version below, as any existing sale.
-                kept
-            } else {
-                return synced_new(deps, kept, &draft.reference, &skus, customer.refused).await;
-            }
-        }
-    };
-    // A sale left by an interrupted attempt is moved on first, then brought up to date.
-    let sale = keep_one_sale(erp, &draft.reference, sale).await?;
-    let sale = confirm(erp, sale, &draft.reference).await?;
-    // Tryton processes a sale after its confirmation commits; when that did not run (the
-    // ERP failed between the two), the sale stays confirmed and cannot be amended: process it.
-    let sale = match sale.state {
-        ErpSaleState::Confirmed => erp.process_sale(sale.id).await?,
-        _ => sale,
-    };
-    let details = erp.sale_details(sale.id).await?;
-    let Some(plan) = edits::plan_edit(order_name, &details, draft, &products)? else {
-        info!(entity = %entity, erp_id = sale.id, "sale already in the ERP and up to date");
-        return Ok(OrderOutcome::Synced {
-            erp_id: sale.id,
-            erp_number: sale.number,
-            created: false,
-            refused: None,
-            backordered: None,
-        });
-    };
-    if deps.config.ownership.orders == Owner::Erp {
-        return Ok(OrderOutcome::Skipped {
-            reason: format!(
-                "ownership: {order_name} changed in the shop ({}); orders are owned by the ERP, so sale {} was not changed",
-                plan.changes.join("; "),
-                sale.number.as_deref().unwrap_or("?")
-            ),
-        });
-    }
-    let shipment_address_id = if plan.shipment_address_changed {
-        let customer = ErpCustomer {
-            id: details.customer_id,
-            name: None,
-            addresses: Vec::new(),
-        };
-        Some(address_for(erp, &customer, &draft.customer.shipment_address).await?)
-    } else {
-        None
-    };
-    let amended = erp
-        .amend_sale(
-            sale.id,
-            &SaleAmendment {
-                description: format!(
-                    "{order_name} changed in the shop: {}",
-                    plan.changes.join("; ")
-                ),
-                lines: plan.lines,
-                shipment_address_id,
-            },
-        )
-        .await?;
-    info!(entity = %entity, erp_id = sale.id, changes = ?plan.changes, "sale amended");
-    Ok(OrderOutcome::Amended {
-        erp_id: amended.id,
-        erp_number: amended.number.or(sale.number),
-        changes: plan.changes,
-    })
-}
-
-/// Cancels the ERP sale while nothing has left the warehouse nor been invoiced; after that
-/// a person must decide (return, credit note).
-async fn cancel(
-    deps: &OrderSyncDeps<'_>,
-    order_name: &str,
-    reference: &str,
-) -> Result<OrderOutcome, SyncError> {
-    let erp = deps.erp;
-    let Some(sale) = erp.find_sale_by_reference(reference).await? else {
-        return Ok(OrderOutcome::Cancelled {
-            erp_id: None,
-            erp_number: None,
-        });
-    };
-    let sale = keep_one_sale(erp, reference, sale).await?;
-    let number = sale.number.clone().unwrap_or_else(|| sale.id.to_string());
-    if deps.config.ownership.orders == Owner::Erp && sale.state != ErpSaleState::Cancelled {
-        return Ok(OrderOutcome::Skipped {
-            reason: format!(
-                "ownership: {order_name} was cancelled in the shop; orders are owned by the ERP, so sale {number} was not cancelled"
-            ),
-        });
-    }
-    let cancelled = match sale.state {
-        ErpSaleState::Cancelled => sale.clone(),
-        ErpSaleState::Draft | ErpSaleState::Quotation | ErpSaleState::Confirmed => {
-            erp.cancel_sale(sale.id).await?
-        }
-        ErpSaleState::Processing => {
-            let details = erp.sale_details(sale.id).await?;
-            if details.fulfilment_started || details.invoiced {
-                return Err(SyncError::permanent(
-                    "cancelled_after_dispatch",
-                    format!(
-                        "{order_name} was cancelled in the shop after the ERP started {} sale {number}: \
-                         stop the shipment if you still can, otherwise book the return and credit note, then discard this message",
-                        if details.fulfilment_started {
-                            "dispatching"
-                        } else {
-                            "invoicing"
-                        }
-                    ),
-                ));
-            }
-            // Tryton has no cancel for a processing sale; an amendment to zero withdraws
-            // its shipments and draft invoices, which is what cancelling means here.
-            let lines = details
-                .lines
-                .iter()
-                .filter(|l| l.quantity > rust_decimal::Decimal::ZERO)
-                .map(|l| crate::ports::AmendedLine {
-                    line_id: l.id,
-                    product_id: l.product_id.unwrap_or_default(),
-                    unit_id: l.unit_id.unwrap_or_default(),
-                    quantity: rust_decimal::Decimal::ZERO,
-                    unit_price: l.unit_price,
-                    description: l.description.clone().unwrap_or_default(),
-                })
-                .collect();
-            erp.amend_sale(
-                sale.id,
-                &SaleAmendment {
-                    description: format!("{order_name} cancelled in the shop"),
-                    lines,
-                    shipment_address_id: None,
-                },
-            )
-            .await?
-        }
-        // Done with every line at zero: an earlier attempt's amendment to zero went
-        // through (its answer was lost). The cancellation is made; nothing more to do.
-        ErpSaleState::Done
-            if erp
-                .sale_details(sale.id)
-                .await?
-                .lines
-                .iter()
-                .all(|l| l.quantity.is_zero()) =>
-        {
-            sale.clone()
-        }
-        ErpSaleState::Done | ErpSaleState::Other(_) => {
-            return Err(SyncError::permanent(
-                "cancelled_after_dispatch",
-                format!(
-                    "{order_name} was cancelled in the shop but ERP sale {number} is already {:?}: book the return and credit note, then discard this message",
-                    sale.state
-                ),
-            ));
-        }
-    };
-    Ok(OrderOutcome::Cancelled {
-        erp_id: Some(cancelled.id),
-        erp_number: cancelled.number.or(sale.number),
-    })
-}
-
-fn unknown_skus(channel: &ChannelConfig, missing: &[&Sku]) -> SyncError {
-    let list = missing
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    SyncError::permanent(
-        "unknown_sku",
-        format!(
-            "SKU {list} (channel {}) is not a product in the ERP: create it in the ERP or map it under [channels.sku_aliases] for {}, then redrive",
-            channel.id, channel.id
-        ),
-    )
 }
 
 #[cfg(test)]
