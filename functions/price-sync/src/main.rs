@@ -1,44 +1,21 @@
-//! Wiring: config, the ERP key and each channel's Admin API token from Secrets Manager,
-//! DynamoDB, tracing; then the runtime loop.
-
-use std::time::Duration;
+//! Wiring: config, secrets, DynamoDB, the ERP client and the price channels' Admin API
+//! clients (erpsync-wiring), tracing; then the runtime loop.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use erpsync_aws::dynamo::DynamoStore;
-use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::{env, telemetry};
-use erpsync_connectors::TrytonClient;
-use erpsync_connectors::shopify::admin_clients;
+use erpsync_aws::telemetry;
+use erpsync_wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use price_sync::{Deps, schedule_handler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let config = env::load_config()?;
-    let sdk = env::sdk_config().await;
-    let secrets = std::sync::Arc::new(SecretCache::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        Duration::from_secs(300),
-    ));
-    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
-    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?
-        .with_key_source(secrets.credential(&config.erp.api_key_secret));
-    let tokens = &secrets;
-    let channels = admin_clients(
-        &config,
-        |c| c.prices.is_some(),
-        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
-    )
-    .await?;
+    let wiring = Wiring::from_env().await?;
     let deps = Deps {
-        store: DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            env::required("TABLE_NAME")?,
-        ),
-        erp: Box::new(erp),
-        channels,
-        config,
+        store: wiring.store()?,
+        erp: Box::new(wiring.erp().await?),
+        channels: wiring.admin_clients(|c| c.prices.is_some()).await?,
+        config: wiring.config,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(

@@ -1,54 +1,31 @@
-//! Wiring: config, the ERP key and each channel's Admin API token from Secrets Manager,
-//! DynamoDB, the shipments queues, tracing; then the runtime loop.
+//! Wiring: config, secrets, DynamoDB, the ERP client and the channels' Admin API clients
+//! (erpsync-wiring), the shipments queues, tracing; then the runtime loop.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use erpsync_aws::batch::BatchRunner;
-use erpsync_aws::dynamo::DynamoStore;
-use erpsync_aws::secrets::SecretCache;
-use erpsync_aws::{env, telemetry};
-use erpsync_connectors::TrytonClient;
-use erpsync_connectors::shopify::admin_clients;
+use erpsync_aws::telemetry;
+use erpsync_wiring::Wiring;
 use lambda_runtime::{LambdaEvent, service_fn};
 use shipment_sync::{Deps, Trigger, schedule_handler, sqs_handler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
-    let config = env::load_config()?;
-    let sdk = env::sdk_config().await;
-    let secrets = std::sync::Arc::new(SecretCache::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        Duration::from_secs(300),
-    ));
-    let erp_key = secrets.current(&config.erp.api_key_secret).await?;
-    let erp = TrytonClient::new(&env::required("ERP_URL")?, erp_key, config.erp.clone())?
-        .with_key_source(secrets.credential(&config.erp.api_key_secret));
-    let tokens = &secrets;
-    let channels = admin_clients(
-        &config,
-        |c| c.admin_api.is_some(),
-        |name| async move { tokens.current(&name).await.map_err(anyhow::Error::from) },
-    )
-    .await?;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        env::required("TABLE_NAME")?,
-    );
+    let wiring = Wiring::from_env().await?;
+    let store = wiring.store()?;
     let deps = Deps {
         store: store.clone(),
-        erp: Box::new(erp),
-        channels,
+        erp: Box::new(wiring.erp().await?),
+        channels: wiring.admin_clients(|c| c.admin_api.is_some()).await?,
         runner: BatchRunner::from_env(
             "shipment-sync",
             "SHIPMENTS",
-            &sqs,
-            config.retry.clone(),
+            &wiring.sqs(),
+            wiring.config.retry.clone(),
             Arc::new(store),
         )?,
-        config,
+        config: wiring.config,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
