@@ -6,7 +6,7 @@ use std::time::Duration;
 use erpsync_aws::sqs::attr;
 use erpsync_core::model::state::{Flow, SyncStatus};
 use erpsync_e2e::{
-    Fault, FaultyErp, Stack, Tryton, World, attribute, fresh_order, order_event, parked_reasons,
+    Fault, FaultyErp, Stack, World, attribute, fresh_order, order_event, parked_reasons,
 };
 
 const DRAIN: Duration = Duration::from_secs(60);
@@ -112,16 +112,11 @@ async fn an_unknown_sku_is_dead_lettered_with_a_reason_naming_it_and_needs_atten
 
 #[tokio::test]
 async fn an_erp_outage_is_retried_not_dead_lettered_and_ends_in_one_sale() {
-    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    let run_dir = stack
-        .run_dir
-        .join(format!("outage-{}", uuid::Uuid::new_v4().simple()));
-    let mut tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
+    let (world, mut tryton) = World::builder()
+        .own_tryton("outage")
+        .start()
         .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let url = tryton.url.clone();
-    let key = tryton.api_key.clone();
-    let world = World::start_with(&url, &key, |erp| Box::new(erp)).await;
+        .with_tryton();
     tryton.stop().await;
 
     let (order, id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
@@ -164,7 +159,6 @@ async fn an_erp_outage_is_retried_not_dead_lettered_and_ends_in_one_sale() {
         Some(SyncStatus::Synced)
     );
     tryton.stop().await;
-    let _ = std::fs::remove_dir_all(run_dir);
 }
 
 #[tokio::test]

@@ -809,26 +809,16 @@ async fn the_erp_books_what_the_shop_charged_to_the_minor_unit() {
     let mut rng = StdRng::seed_from_u64(seed);
     // A Tryton of its own: the corpus sells hundreds of units, which would leave the shared
     // ERP's stock short for every other test (their sales would be backordered).
-    let stack = erpsync_e2e::Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    let mut tryton = erpsync_e2e::Tryton::start(
-        &stack.venv,
-        &stack.tryton_template,
-        &stack
-            .run_dir
-            .join(format!("money-{}", uuid::Uuid::new_v4().simple())),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
     // A refund of a partly shipped line waits for its order's update, which can queue behind
     // the other orders in flight: more receives than the harness's usual 10 at its 1-2 s
     // delays (in production the policy's delays make the wait hours, not seconds).
-    let world = World::start_on(
-        &tryton.url,
-        &tryton.api_key,
-        &[("OrdersMaxReceiveCount", "40")],
-        add_stores,
-    )
-    .await;
+    let (world, mut tryton) = World::builder()
+        .own_tryton("money")
+        .parameters(&[("OrdersMaxReceiveCount", "40")])
+        .configure(add_stores)
+        .start()
+        .await
+        .with_tryton();
     // Enough of everything the stores sell for every shipment to go out: a backordered one
     // cannot be dispatched, and stock is not what the corpus proves.
     for sku in [

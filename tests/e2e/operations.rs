@@ -273,50 +273,40 @@ async fn the_cli_binary_reports_with_exit_codes_a_script_can_use() {
 
 #[tokio::test]
 async fn the_audit_finds_planted_duplicates_unknown_skus_unmapped_methods_and_customers() {
-    use sandbox::{Sandbox, ShopSetup};
+    use sandbox::ShopSetup;
     const UK: &str = "erpsync-uk.myshopify.com";
-    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    let mut tryton = erpsync_e2e::Tryton::start(
-        &stack.venv,
-        &stack.tryton_template,
-        &stack
-            .run_dir
-            .join(format!("audit-{}", uuid::Uuid::new_v4().simple())),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    let sandbox = Sandbox::start("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
     // The store sells one SKU twice over, and one the ERP has never heard of.
-    sandbox.shops.add(ShopSetup::with_skus(
-        UK,
-        "gid://shopify/Location/1",
-        &[
-            "IPOD2008RED",
-            "IPOD2008RED",
-            "GHOST-SKU",
-            "IPOD-BLACK-LEGACY",
-            "IPOD-TRIO",
-        ],
-        2000.0,
-        1000.0,
-    ));
-    let admin_url = sandbox.admin_url(UK);
-    let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
-        if let Some(api) = config.channels[0].admin_api.as_mut() {
-            api.url = admin_url.clone();
-        }
-        // Mapped at a rate its ERP tax does not charge (the ERP's UK VAT is 20 %).
-        if let Some(vat) = config.channels[0]
-            .tax_codes
-            .iter_mut()
-            .find(|t| t.shop_tax == "GB VAT")
-        {
-            vat.rate_percent = rust_decimal::Decimal::from(21);
-        }
-    })
-    .await;
+    let built = World::builder()
+        .own_tryton("audit")
+        .shop(
+            "uk-shop",
+            ShopSetup::with_skus(
+                UK,
+                "gid://shopify/Location/1",
+                &[
+                    "IPOD2008RED",
+                    "IPOD2008RED",
+                    "GHOST-SKU",
+                    "IPOD-BLACK-LEGACY",
+                    "IPOD-TRIO",
+                ],
+                2000.0,
+                1000.0,
+            ),
+        )
+        .configure(|config| {
+            // Mapped at a rate its ERP tax does not charge (the ERP's UK VAT is 20 %).
+            if let Some(vat) = config.channels[0]
+                .tax_codes
+                .iter_mut()
+                .find(|t| t.shop_tax == "GB VAT")
+            {
+                vat.rate_percent = rust_decimal::Decimal::from(21);
+            }
+        })
+        .start()
+        .await;
+    let (world, mut tryton, sandbox) = built.parts();
     // A second product whose code differs from an existing one only by case, and two
     // customers under one e-mail.
     create_product(&world, "wool-socks").await;

@@ -9,7 +9,7 @@ use erpsync_connectors::TrytonClient;
 use erpsync_core::model::ids::Sku;
 use erpsync_core::model::state::{SyncState, SyncStatus};
 use erpsync_core::ports::ErpStock;
-use erpsync_e2e::{ReturnSync, Stack, Tryton, World, attribute, fixture, fresh_order, priced};
+use erpsync_e2e::{ReturnSync, Tryton, World, attribute, fixture, fresh_order, priced};
 use erpsync_tools::queues;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -22,14 +22,8 @@ struct ReturnWorld {
 
 impl ReturnWorld {
     async fn start() -> Self {
-        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-        let run_dir = stack
-            .run_dir
-            .join(format!("returns-{}", uuid::Uuid::new_v4().simple()));
-        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let world = World::start_custom(&tryton.url, &tryton.api_key, |_| {}).await;
+        let built = World::builder().own_tryton("returns").start().await;
+        let (world, tryton) = built.with_tryton();
         let returns = world.return_sync();
         Self {
             world,

@@ -11,7 +11,7 @@ use erpsync_connectors::shopify::ShopifyAdmin;
 use erpsync_core::model::ids::ChannelId;
 use erpsync_core::model::state::{EntityRef, Flow, SyncStatus};
 use erpsync_core::ports::SyncStateStore;
-use erpsync_e2e::{Stack, Tryton, World, courier_request, fresh_order, set_quantity};
+use erpsync_e2e::{Tryton, World, courier_request, fresh_order, set_quantity};
 use sandbox::courier::{TrackerUpdate, tracker_updated};
 use sandbox::{Sandbox, ShopSetup};
 use secrecy::SecretString;
@@ -31,32 +31,27 @@ struct ShipWorld {
 
 impl ShipWorld {
     async fn start() -> Self {
-        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-        let run_dir = stack
-            .run_dir
-            .join(format!("ship-{}", uuid::Uuid::new_v4().simple()));
-        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let sandbox = Sandbox::start("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        sandbox.shops.add(ShopSetup::with_skus(
-            UK,
-            "gid://shopify/Location/1",
-            &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
-            2000.0,
-            1000.0,
-        ));
-        let admin_url = sandbox.admin_url(UK);
-        let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
-            if let Some(api) = config.channels[0].admin_api.as_mut() {
-                api.url = admin_url.clone();
-                // A store down is a person's from its second failed run: no hour to wait.
-                api.down_alert_minutes = 0;
-            }
-        })
-        .await;
+        let built = World::builder()
+            .own_tryton("ship")
+            .shop(
+                "uk-shop",
+                ShopSetup::with_skus(
+                    UK,
+                    "gid://shopify/Location/1",
+                    &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
+                    2000.0,
+                    1000.0,
+                ),
+            )
+            .configure(|config| {
+                if let Some(api) = config.channels[0].admin_api.as_mut() {
+                    // A store down is a person's from its second failed run: no hour to wait.
+                    api.down_alert_minutes = 0;
+                }
+            })
+            .start()
+            .await;
+        let (world, tryton, sandbox) = built.parts();
         let admin = ShopifyAdmin::new(
             &sandbox.admin_url(UK),
             "2026-07",

@@ -8,7 +8,7 @@ use erpsync_core::SyncError;
 use erpsync_core::config::ChannelConfig;
 use erpsync_core::flows::prices::sync_prices;
 use erpsync_core::flows::stock::{StockDeps, StockOutcome, sync_stock};
-use erpsync_e2e::{Stack, Tryton, World};
+use erpsync_e2e::{Tryton, World};
 use sandbox::{Faults, Sandbox, ShopSetup};
 use secrecy::SecretString;
 use serde_json::json;
@@ -28,54 +28,44 @@ struct StockWorld {
 
 impl StockWorld {
     async fn start(maximum: f64, restore_rate: f64, batch_size: u32) -> Self {
-        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-        let run_dir = stack
-            .run_dir
-            .join(format!("stock-{}", uuid::Uuid::new_v4().simple()));
-        let tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        let sandbox = Sandbox::start("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        sandbox.shops.add(ShopSetup::with_skus(
-            UK,
-            UK_LOCATION,
-            &[
-                "IPOD2008GREEN",
-                "IPOD2008RED",
-                "IPOD2008BLACK",
-                "IPOD-TRIO",
-                "WOOL-SOCKS",
-            ],
-            maximum,
-            restore_rate,
-        ));
-        sandbox.shops.add(ShopSetup::with_skus(
-            EU,
-            EU_LOCATION,
-            &["IPOD2008RED", "IPOD2008BLACK"],
-            maximum,
-            restore_rate,
-        ));
-        let admin_urls = [
-            ("uk-shop", sandbox.admin_url(UK)),
-            ("eu-shop", sandbox.admin_url(EU)),
-        ];
-        let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
-            for channel in &mut config.channels {
-                if let Some(stock) = channel.stock.as_mut() {
-                    stock.batch_size = batch_size;
+        let built = World::builder()
+            .own_tryton("stock")
+            .shop(
+                "uk-shop",
+                ShopSetup::with_skus(
+                    UK,
+                    UK_LOCATION,
+                    &[
+                        "IPOD2008GREEN",
+                        "IPOD2008RED",
+                        "IPOD2008BLACK",
+                        "IPOD-TRIO",
+                        "WOOL-SOCKS",
+                    ],
+                    maximum,
+                    restore_rate,
+                ),
+            )
+            .shop(
+                "eu-shop",
+                ShopSetup::with_skus(
+                    EU,
+                    EU_LOCATION,
+                    &["IPOD2008RED", "IPOD2008BLACK"],
+                    maximum,
+                    restore_rate,
+                ),
+            )
+            .configure(move |config| {
+                for channel in &mut config.channels {
+                    if let Some(stock) = channel.stock.as_mut() {
+                        stock.batch_size = batch_size;
+                    }
                 }
-                if let (Some(api), Some((_, url))) = (
-                    channel.admin_api.as_mut(),
-                    admin_urls.iter().find(|(id, _)| *id == channel.id.as_str()),
-                ) {
-                    api.url = url.clone();
-                }
-            }
-        })
-        .await;
+            })
+            .start()
+            .await;
+        let (world, tryton, sandbox) = built.parts();
         let erp = TrytonClient::new(
             &tryton.url,
             SecretString::from(tryton.api_key.clone()),
@@ -565,34 +555,26 @@ impl erpsync_tools::esm::Invoker for StockInvoker {
 
 #[tokio::test]
 async fn a_realtime_channel_hears_of_a_sale_at_once_not_at_the_next_schedule() {
-    let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-    let run_dir = stack
-        .run_dir
-        .join(format!("realtime-{}", uuid::Uuid::new_v4().simple()));
-    let mut tryton = Tryton::start(&stack.venv, &stack.tryton_template, &run_dir)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let sandbox = Sandbox::start("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    sandbox.shops.add(ShopSetup::with_skus(
-        UK,
-        UK_LOCATION,
-        &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
-        2000.0,
-        1000.0,
-    ));
-    let admin_url = sandbox.admin_url(UK);
-    let world = World::start_custom(&tryton.url, &tryton.api_key, |config| {
-        let uk = &mut config.channels[0];
-        if let Some(stock) = uk.stock.as_mut() {
-            stock.realtime = true;
-        }
-        if let Some(api) = uk.admin_api.as_mut() {
-            api.url = admin_url.clone();
-        }
-    })
-    .await;
+    let built = World::builder()
+        .own_tryton("realtime")
+        .shop(
+            "uk-shop",
+            ShopSetup::with_skus(
+                UK,
+                UK_LOCATION,
+                &["IPOD2008GREEN", "IPOD2008RED", "IPOD2008BLACK"],
+                2000.0,
+                1000.0,
+            ),
+        )
+        .configure(|config| {
+            if let Some(stock) = config.channels[0].stock.as_mut() {
+                stock.realtime = true;
+            }
+        })
+        .start()
+        .await;
+    let (world, mut tryton, sandbox) = built.parts();
     let erp = TrytonClient::new(
         &tryton.url,
         SecretString::from(tryton.api_key.clone()),

@@ -41,6 +41,9 @@ use serde_json::{Value, json};
 
 pub use erpsync_tools::stack::Tryton;
 
+mod builder;
+pub use builder::{Built, WorldBuilder};
+
 /// The shared services, from the environment `erpsync stack run` sets.
 pub struct Stack {
     pub aws_endpoint: String,
@@ -187,15 +190,14 @@ pub struct World {
 }
 
 impl World {
+    /// The one way to build a world; the `start*` below are its common shapes.
+    pub fn builder<'a>() -> WorldBuilder<'a> {
+        WorldBuilder::default()
+    }
+
     /// A world on the shared Tryton.
     pub async fn start() -> Self {
-        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-        Self::start_with(
-            &stack.tryton_url.clone(),
-            &stack.tryton_key.clone(),
-            |erp| Box::new(erp),
-        )
-        .await
+        Self::builder().start().await.world
     }
 
     /// A world whose ERP port is `wrap`ped around the Tryton client (fault injection).
@@ -204,7 +206,10 @@ impl World {
         erp_key: &str,
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
     ) -> Self {
-        Self::start_with_parameters(erp_url, erp_key, wrap, &[]).await
+        Self::builder()
+            .wrap_erp(wrap)
+            .start_on(erp_url, erp_key)
+            .await
     }
 
     /// As `start_with`, with template parameters set (e.g. OrdersMaxReceiveCount).
@@ -214,9 +219,11 @@ impl World {
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
         parameters: &[(&str, &str)],
     ) -> Self {
-        init_logs();
-        let result = Self::build(erp_url, erp_key, wrap, parameters, |_| {}).await;
-        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+        Self::builder()
+            .wrap_erp(wrap)
+            .parameters(parameters)
+            .start_on(erp_url, erp_key)
+            .await
     }
 
     /// A world on the given ERP whose config is changed by `configure`.
@@ -225,9 +232,10 @@ impl World {
         erp_key: &str,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
-        init_logs();
-        let result = Self::build(erp_url, erp_key, |erp| Box::new(erp), &[], configure).await;
-        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+        Self::builder()
+            .configure(configure)
+            .start_on(erp_url, erp_key)
+            .await
     }
 
     /// A world on the given ERP with template parameters and a config of its own.
@@ -237,28 +245,19 @@ impl World {
         parameters: &[(&str, &str)],
         configure: impl FnOnce(&mut Config),
     ) -> Self {
-        init_logs();
-        let result =
-            Self::build(erp_url, erp_key, |erp| Box::new(erp), parameters, configure).await;
-        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+        Self::builder()
+            .parameters(parameters)
+            .configure(configure)
+            .start_on(erp_url, erp_key)
+            .await
     }
 
     /// A world on the shared Tryton whose config is changed by `configure` (modes, mappings).
     pub async fn start_configured(configure: impl FnOnce(&mut Config)) -> Self {
-        init_logs();
-        let stack = Stack::from_env().unwrap_or_else(|e| panic!("{e:#}"));
-        let result = Self::build(
-            &stack.tryton_url,
-            &stack.tryton_key,
-            |erp| Box::new(erp),
-            &[],
-            configure,
-        )
-        .await;
-        result.unwrap_or_else(|e| panic!("starting the world: {e:#}"))
+        Self::builder().configure(configure).start().await.world
     }
 
-    async fn build(
+    pub(crate) async fn build(
         erp_url: &str,
         erp_key: &str,
         wrap: impl FnOnce(TrytonClient) -> Box<dyn SalesErp>,
