@@ -59,18 +59,28 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let run_dir = stack_dir().join(format!("up-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     log_to(&run_dir.join("stack-up.log"))?;
+    // Listening from the start: an interrupt while the stack starts drops what has started
+    // (each part is killed as it is dropped) rather than leaving it behind.
+    let mut interrupted = tokio::spawn(interrupt());
     println!(
         "erpsync stack up: starting moto, Tryton, the sandbox stores and the functions (cargo lambda watch) on loopback; logs in {}",
         run_dir.display()
     );
-    let mut stack = match LocalStack::start(&root, &run_dir, STAGE).await {
+    let started = tokio::select! {
+        started = LocalStack::start(&root, &run_dir, STAGE) => started,
+        _ = &mut interrupted => {
+            println!("erpsync stack up: interrupted while starting; logs in {}", run_dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let mut stack = match started {
         Ok(stack) => stack,
         Err(error) => {
             eprintln!("erpsync stack up: logs kept in {}", run_dir.display());
             return Err(error);
         }
     };
-    let served = serve(&run_dir, &stack).await;
+    let served = serve(&run_dir, &stack, interrupted).await;
     println!("\nerpsync stack up: stopping...");
     stack.stop().await;
     // Only our own: another `stack up` may have written the file since.
@@ -110,8 +120,22 @@ fn log_to(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("logging: {e}"))
 }
 
-/// Runs the event source mappings and the schedules until Ctrl-C (or SIGTERM).
-async fn serve(run_dir: &Path, stack: &LocalStack) -> anyhow::Result<()> {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn interrupt() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("listening for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+/// Runs the event source mappings and the schedules until `interrupted` resolves.
+async fn serve(
+    run_dir: &Path,
+    stack: &LocalStack,
+    interrupted: tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let template = &stack.deployment.template;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -137,12 +161,7 @@ async fn serve(run_dir: &Path, stack: &LocalStack) -> anyhow::Result<()> {
         block(stack, &triggers, &schedules, &environment, run_dir)?
     );
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
-    tokio::select! {
-        signal = tokio::signal::ctrl_c() => signal.context("listening for Ctrl-C")?,
-        _ = terminate.recv() => {}
-    }
+    let waited = interrupted.await;
     let _ = stop.send(true);
     // A schedule's run in flight is cut short: the stack is going away under it anyway.
     if tokio::time::timeout(Duration::from_secs(5), async {
@@ -153,7 +172,7 @@ async fn serve(run_dir: &Path, stack: &LocalStack) -> anyhow::Result<()> {
     {
         tasks.abort_all();
     }
-    Ok(())
+    waited.context("waiting for Ctrl-C")?
 }
 
 /// Fires `schedule` at its rate, the first time at once (as a schedule just created),
