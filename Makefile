@@ -1,5 +1,6 @@
 # erpsync — every target does its own set-up on a fresh machine.
 #   make demo    the local stack end to end, with signed webhooks; prints what happened
+#   make up      the local stack running until Ctrl-C, to try by hand (README "Try it by hand")
 #   make test    unit tests + end-to-end tests on moto and a real Tryton
 #   make lint    rustfmt, clippy, config check, template lint
 #   make build   release Lambda packages for arm64 (cargo lambda)
@@ -12,7 +13,7 @@ CARGO_FLAGS ?= -j2
 TEST_THREADS ?= 4
 ERPSYNC := target/debug/erpsync
 
-.PHONY: setup demo test lint build bench chaos fuzz money clean-stack
+.PHONY: setup demo up test lint build bench chaos fuzz money clean-stack
 
 setup: $(VENV)/.installed $(TRYTON_TEMPLATE)/erpsync.sqlite
 
@@ -26,12 +27,15 @@ $(TRYTON_TEMPLATE)/erpsync.sqlite: $(VENV)/.installed tools/erpsync/tryton/seed.
 	tools/erpsync/tryton/build-template.sh $(VENV) $(TRYTON_TEMPLATE)
 
 $(ERPSYNC): FORCE
-	cargo build $(CARGO_FLAGS) -p erpsync -p shop-webhook -p order-sync -p stock-sync -p price-sync -p shipment-sync -p courier-webhook -p return-sync
+	cargo build $(CARGO_FLAGS) -p erpsync -p shop-webhook -p order-sync -p stock-sync -p price-sync -p shipment-sync -p courier-webhook -p return-sync -p reconcile
 
 FORCE:
 
 demo: setup $(ERPSYNC)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(ERPSYNC) demo
+
+up: setup $(ERPSYNC)
+	$(ERPSYNC) stack up
 
 test: setup $(ERPSYNC)
 	cargo build $(CARGO_FLAGS) --workspace --all-targets

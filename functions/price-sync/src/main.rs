@@ -20,8 +20,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            // Runs stop before the invocation times out.
-            let deadline = erpsync_core::runtime::deadline::monotonic(event.context.deadline());
+            // Runs stop before the invocation times out (a local runtime's stale deadline is none).
+            let deadline = erpsync_core::runtime::deadline::given(Some(event.context.deadline()))
+                .and_then(erpsync_core::runtime::deadline::monotonic);
             Ok::<_, lambda_runtime::Error>(
                 schedule_handler::handle(deps, event.payload, deadline).await,
             )

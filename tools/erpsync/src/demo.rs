@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,16 +16,14 @@ use erpsync_core::model::ids::ChannelId;
 use erpsync_core::model::state::EntityRef;
 use erpsync_core::ports::SyncStateStore;
 use erpsync_tools::desk::ErpDesk;
-use erpsync_tools::esm::{EventSourceMapping, HttpInvoker, drain};
-use erpsync_tools::local::{COURIER_SECRET, LocalDeployment, SHOPS, SKUS};
+use erpsync_tools::local::{COURIER_SECRET, Functions, LocalDeployment, LocalStack, SHOPS, SKUS};
 use erpsync_tools::queues;
-use erpsync_tools::stack::{Moto, Service, Tryton, free_port, project_root, sdk_config, stack_dir};
+use erpsync_tools::stack::{project_root, stack_dir};
 use erpsync_tools::template::Template;
 use sandbox::Sandbox;
 use sandbox::webhooks;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 struct Delivery {
     label: &'static str,
@@ -134,19 +131,19 @@ fn deliveries(root: &Path) -> anyhow::Result<Vec<Delivery>> {
 
 pub async fn run() -> anyhow::Result<()> {
     let root = project_root();
-    let dir = stack_dir();
-    let venv = dir.join("venv");
-    let run_dir = dir.join(format!("demo-{}", std::process::id()));
+    let run_dir = stack_dir().join(format!("demo-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
     println!(
         "erpsync demo: starting moto, Tryton and the functions (cargo lambda watch) on loopback..."
     );
-    let mut moto = Moto::start(&venv, &run_dir).await?;
-    let mut tryton =
-        Tryton::start(&venv, &dir.join("tryton-template"), &run_dir.join("tryton")).await?;
-    let result = demo(&root, &run_dir, &moto, &tryton).await;
-    tryton.stop().await;
-    moto.stop().await;
+    let result = match LocalStack::start(&root, &run_dir, "demo").await {
+        Ok(mut stack) => {
+            let result = demo(&root, &run_dir, &mut stack).await;
+            stack.stop().await;
+            result
+        }
+        Err(error) => Err(error),
+    };
     if result.is_ok() {
         println!("\nDone: the stack is stopped.");
     }
@@ -159,93 +156,25 @@ pub async fn run() -> anyhow::Result<()> {
     result
 }
 
-async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyhow::Result<()> {
-    let deployment = LocalDeployment::start(
-        root,
-        run_dir,
-        sdk_config(&moto.endpoint).await,
-        tryton,
-        "demo",
-    )
-    .await?;
+async fn demo(root: &Path, run_dir: &Path, stack: &mut LocalStack) -> anyhow::Result<()> {
     let LocalDeployment {
         sdk,
         sandbox,
         config,
         resources,
-        roles,
         webhook_secrets: secrets,
         ..
-    } = &deployment;
-    // The functions get the environment the template gives them, pointed at the local stack.
-    let environment = deployment.environment(
-        &[
-            "ShopWebhookFunction",
-            "OrderSyncFunction",
-            "StockSyncFunction",
-            "PriceSyncFunction",
-            "ShipmentSyncFunction",
-            "CourierWebhookFunction",
-            "ReturnSyncFunction",
-        ],
-        &moto.endpoint,
-    )?;
-    let port = free_port()?;
-    let mut watch = Command::new("cargo");
-    watch
-        .current_dir(root)
-        .args([
-            "lambda",
-            "watch",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-            "--ignore-changes",
-        ])
-        // Only the functions' own roles: nothing inherited from whoever runs the demo.
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .envs(&environment);
-    // cargo-lambda comes from the stack's venv (`make setup`), not from the user's PATH.
-    let venv_bin = stack_dir().join("venv/bin");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![venv_bin];
-    paths.extend(std::env::split_paths(&path));
-    watch.env("PATH", std::env::join_paths(paths)?);
-    let mut lambda = Service::spawn(
-        "cargo lambda watch",
-        &mut watch,
-        &run_dir.join("cargo-lambda.log"),
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    let desk = ErpDesk::new(&tryton.url, &tryton.api_key);
-    // Each queue's event source mapping polls with its function's role, as on AWS.
-    let mut pollers = Pollers::new();
-    for (function, binary) in [
-        ("OrderSyncFunction", "order-sync"),
-        ("ShipmentSyncFunction", "shipment-sync"),
-        ("ReturnSyncFunction", "return-sync"),
-    ] {
-        let sdk = roles.get(function)?.sdk_config(&moto.endpoint).await;
-        pollers.insert(binary, aws_sdk_sqs::Client::new(&sdk));
-    }
-    let outcome = match drive(
-        root, sdk, &pollers, config, resources, secrets, &base, sandbox,
-    )
-    .await
-    {
-        Ok(()) => match catalogue(&base, sandbox).await {
-            Ok(()) => {
-                close_the_loop(root, &pollers, resources, secrets, &base, sandbox, &desk).await
-            }
+    } = &stack.deployment;
+    let functions = &stack.functions;
+    let desk = ErpDesk::new(&stack.tryton.url, &stack.tryton.api_key);
+    let outcome = match drive(root, sdk, stack, config, resources, secrets, sandbox).await {
+        Ok(()) => match catalogue(functions, sandbox).await {
+            Ok(()) => close_the_loop(root, stack, secrets, sandbox, &desk).await,
             Err(error) => Err(error),
         },
         Err(error) => Err(error),
     };
-    lambda.stop().await;
+    stack.functions.stop().await;
     outcome?;
     // A refusal a function swallowed (a fallback, a warning) would not show above.
     let refused = erpsync_tools::stack::iam_denials(run_dir, "demo");
@@ -262,25 +191,14 @@ async fn demo(root: &Path, run_dir: &Path, moto: &Moto, tryton: &Tryton) -> anyh
 /// The rest of the order's life: the warehouse ships #1001 with a tracking number,
 /// shipment-sync's schedule makes the fulfilment, the courier reports delivery, the customer
 /// sends the item back and Shopify's refund becomes a return and a credit note.
-/// SQS clients of the functions fed by a queue, by binary: what their event source mappings
-/// poll with.
-type Pollers = HashMap<&'static str, aws_sdk_sqs::Client>;
-
-fn poller<'a>(pollers: &'a Pollers, binary: &str) -> anyhow::Result<&'a aws_sdk_sqs::Client> {
-    pollers
-        .get(binary)
-        .with_context(|| format!("no event source mapping for {binary}"))
-}
-
 async fn close_the_loop(
     root: &Path,
-    pollers: &Pollers,
-    resources: &erpsync_tools::stack::LocalResources,
+    stack: &LocalStack,
     secrets: &HashMap<String, String>,
-    base: &str,
     sandbox: &Sandbox,
     desk: &ErpDesk,
 ) -> anyhow::Result<()> {
+    let functions = &stack.functions;
     let http = reqwest::Client::new();
     let order = fixture(root, "shopify-orders-create-multiline-discount-tax.json")?;
     let order_id = order["id"].to_string();
@@ -297,10 +215,12 @@ async fn close_the_loop(
         .iter()
         .find(|s| s.function == "shipment-sync")
         .context("the template has no shipment-sync schedule")?;
-    let run = shipments.fire(&http, base).await?;
+    let run = shipments
+        .fire(&http, functions.base(&shipments.function)?)
+        .await?;
     println!("  {}: {run}", shipments.name);
 
-    let courier_url = format!("{base}/lambda-url/courier-webhook/");
+    let courier_url = functions.url("courier-webhook")?;
     let event = sandbox::courier::tracker_updated(
         "evt_demo_delivered",
         &sandbox::courier::TrackerUpdate {
@@ -319,14 +239,12 @@ async fn close_the_loop(
     )
     .await?;
     println!("  the courier (EasyPost simulator) reports delivery -> HTTP {status}");
-    drain(
-        poller(pollers, "shipment-sync")?,
-        resources,
-        "ShipmentsQueue",
-        Arc::new(HttpInvoker::new(base, "shipment-sync")),
-        Duration::from_secs(120),
-    )
-    .await?;
+    stack
+        .mapping("ShipmentsQueue")
+        .await?
+        .drain(Duration::from_secs(120))
+        .await
+        .context("draining ShipmentsQueue")?;
     let order_number: u64 = order_id.parse()?;
     for fulfilment in shop.fulfillments(order_number) {
         let tracking = fulfilment.tracking.first();
@@ -366,20 +284,18 @@ async fn close_the_loop(
     };
     let status = webhooks::deliver(
         &http,
-        &format!("{base}/lambda-url/shop-webhook/"),
+        &functions.url("shop-webhook")?,
         &delivery,
         &SecretString::from(secrets.get("uk-shop").cloned().unwrap_or_default()),
     )
     .await?;
     println!("  refund {} -> HTTP {status}", refund["id"]);
-    drain(
-        poller(pollers, "return-sync")?,
-        resources,
-        "ReturnsQueue",
-        Arc::new(HttpInvoker::new(base, "return-sync")),
-        Duration::from_secs(120),
-    )
-    .await?;
+    stack
+        .mapping("ReturnsQueue")
+        .await?
+        .drain(Duration::from_secs(120))
+        .await
+        .context("draining ReturnsQueue")?;
     let returns = desk
         .search(
             "sale.sale",
@@ -419,7 +335,7 @@ async fn close_the_loop(
 
 /// Fires the stock and price schedules of infra/template.yaml once each (the full runs, then
 /// the minute's change polls), as EventBridge Scheduler would, and shows the stores.
-async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
+async fn catalogue(functions: &Functions, sandbox: &Sandbox) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let schedules = Template::project()?.schedules()?;
     println!("\nSchedules of infra/template.yaml, fired once each as EventBridge Scheduler would:");
@@ -427,7 +343,9 @@ async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
         .iter()
         .filter(|s| s.function == "stock-sync" || s.function == "price-sync")
     {
-        let answer = schedule.fire(&http, base).await?;
+        let answer = schedule
+            .fire(&http, functions.base(&schedule.function)?)
+            .await?;
         let failed: Vec<&Value> = answer
             .as_array()
             .into_iter()
@@ -479,37 +397,23 @@ async fn catalogue(base: &str, sandbox: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn drive(
     root: &Path,
     sdk: &aws_config::SdkConfig,
-    pollers: &Pollers,
+    stack: &LocalStack,
     config: &Config,
     resources: &erpsync_tools::stack::LocalResources,
     secrets: &HashMap<String, String>,
-    base: &str,
     sandbox: &Sandbox,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(base).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("cargo lambda watch did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let esm = EventSourceMapping {
-        sqs: poller(pollers, "order-sync")?.clone(),
-        queue_url: resources.queue_url("OrdersQueue")?.to_owned(),
-        queue_arn: resources.queue_arn("OrdersQueue")?.to_owned(),
-        batch_size: 10,
-        invoker: Arc::new(HttpInvoker::new(base, "order-sync")),
-    };
+    let esm = stack.mapping("OrdersQueue").await?;
     let poller = tokio::spawn(esm.run(stopped));
 
-    println!("\nWebhooks sent to {base}/lambda-url/shop-webhook/:");
+    let url = stack.functions.url("shop-webhook")?;
+    println!("\nWebhooks sent to {url}:");
     let deliveries = deliveries(root)?;
     let mut answers = Vec::new();
     for delivery in &deliveries {
@@ -536,7 +440,6 @@ async fn drive(
             webhook_id: delivery.webhook_id,
             body: &delivery.body,
         };
-        let url = format!("{base}/lambda-url/shop-webhook/");
         let status = webhooks::deliver(&http, &url, &signed, &SecretString::from(secret))
             .await
             .context("posting to the function URL")?;

@@ -14,9 +14,10 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName,
 };
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::stack::REGION;
+use crate::template::Template;
 
 #[async_trait]
 pub trait Invoker: Send + Sync {
@@ -105,6 +106,12 @@ impl EventSourceMapping {
                 return Ok(messages.len());
             }
         };
+        info!(
+            queue = %self.queue_url,
+            messages = messages.len(),
+            failed = failed.len(),
+            "batch handed to the function"
+        );
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .enumerate()
@@ -257,18 +264,86 @@ pub async fn drain(
         batch_size: 10,
         invoker,
     };
-    let started = std::time::Instant::now();
-    let mut handed = 0;
-    loop {
-        let batch = esm.poll_once(Duration::from_secs(1)).await?;
-        handed += batch;
-        if batch == 0 && crate::queues::depth(sqs, &esm.queue_url).await? == 0 {
-            return Ok(handed);
+    esm.drain(limit)
+        .await
+        .with_context(|| format!("draining {queue}"))
+}
+
+impl EventSourceMapping {
+    /// Polls until the queue is empty (within `limit`); the number of messages handed over.
+    pub async fn drain(&self, limit: Duration) -> anyhow::Result<usize> {
+        let started = std::time::Instant::now();
+        let mut handed = 0;
+        loop {
+            let batch = self.poll_once(Duration::from_secs(1)).await?;
+            handed += batch;
+            if batch == 0 && crate::queues::depth(&self.sqs, &self.queue_url).await? == 0 {
+                return Ok(handed);
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "the queue did not drain within {limit:?}"
+            );
         }
-        anyhow::ensure!(
-            started.elapsed() < limit,
-            "{queue} did not drain within {limit:?}"
-        );
+    }
+}
+
+/// A function's `SQS` event in the template: the queue an event source mapping feeds it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsTrigger {
+    /// The function's logical id (whose role the mapping polls with, as on AWS).
+    pub function: String,
+    pub binary: String,
+    /// The queue's logical id.
+    pub queue: String,
+    pub batch_size: i32,
+}
+
+impl Template {
+    /// Every `SQS` event of the template's functions.
+    pub fn sqs_triggers(&self) -> anyhow::Result<Vec<SqsTrigger>> {
+        let mut triggers = Vec::new();
+        for function in self.resources_of("AWS::Serverless::Function") {
+            let Some(serde_yaml_ng::Value::Mapping(events)) = function.properties.get("Events")
+            else {
+                continue;
+            };
+            for (name, event) in events {
+                if event.get("Type").and_then(|t| t.as_str()) != Some("SQS") {
+                    continue;
+                }
+                let name = format!(
+                    "{}.{}",
+                    function.logical_id,
+                    name.as_str().unwrap_or_default()
+                );
+                let properties = event.get("Properties");
+                // `Queue: !GetAtt X.Arn` is a tagged value in YAML.
+                let queue = match properties.and_then(|p| p.get("Queue")) {
+                    Some(serde_yaml_ng::Value::Tagged(tagged)) => tagged.value.as_str(),
+                    Some(other) => other.as_str(),
+                    None => None,
+                }
+                .and_then(|q| q.strip_suffix(".Arn"))
+                .with_context(|| format!("{name}: Queue is not `!GetAtt <queue>.Arn`"))?;
+                // SAM's default batch size for SQS.
+                let batch_size = properties
+                    .and_then(|p| p.get("BatchSize"))
+                    .and_then(|b| b.as_i64())
+                    .unwrap_or(10);
+                triggers.push(SqsTrigger {
+                    function: function.logical_id.clone(),
+                    binary: function
+                        .binary()
+                        .with_context(|| format!("{name}: the function names no Binary"))?
+                        .to_owned(),
+                    queue: queue.to_owned(),
+                    batch_size: i32::try_from(batch_size)
+                        .with_context(|| format!("{name}: BatchSize {batch_size}"))?,
+                });
+            }
+        }
+        Ok(triggers)
     }
 }
 
@@ -281,6 +356,35 @@ mod tests {
         message.body = Some("x".repeat(body_bytes));
         message.message_id = Some("id".to_owned());
         message
+    }
+
+    #[test]
+    fn the_template_sqs_triggers_name_their_queue_function_and_batch() {
+        let template = Template::project().unwrap_or_else(|e| panic!("{e:#}"));
+        let triggers = template.sqs_triggers().unwrap_or_else(|e| panic!("{e:#}"));
+        let orders = triggers
+            .iter()
+            .find(|t| t.queue == "OrdersQueue")
+            .unwrap_or_else(|| panic!("{triggers:?}"));
+        assert_eq!(
+            (
+                orders.function.as_str(),
+                orders.binary.as_str(),
+                orders.batch_size
+            ),
+            ("OrderSyncFunction", "order-sync", 10)
+        );
+        let mut queues: Vec<&str> = triggers.iter().map(|t| t.queue.as_str()).collect();
+        queues.sort_unstable();
+        assert_eq!(
+            queues,
+            [
+                "OrdersQueue",
+                "ReturnsQueue",
+                "ShipmentsQueue",
+                "StockRefreshQueue"
+            ]
+        );
     }
 
     #[test]

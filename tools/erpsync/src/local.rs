@@ -1,19 +1,27 @@
 //! A local deployment of the template on the local stack: the two demo stores in the Shopify
 //! sandbox, the example config pointed at them, the template's queues and table in moto, the
 //! secrets, and each function's environment as the template gives it. `make demo` and
-//! `make bench` run the real function binaries against it.
+//! `make bench` run the real function binaries against it; `make demo` and `erpsync stack up`
+//! run the whole of it ([`LocalStack`]), the functions under `cargo lambda watch`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use aws_config::SdkConfig;
 use erpsync_core::config::Config;
 use sandbox::{Plan, Sandbox, ShopSetup};
+use tokio::process::Command;
 
+use crate::esm::{EventSourceMapping, HttpInvoker, SqsTrigger};
 use crate::roles::{StageRoles, create_roles};
-use crate::stack::{LocalResources, Tryton, aws_environment, create_resources, put_secret};
-use crate::template::Template;
+use crate::stack::{
+    LocalResources, Moto, Service, Tryton, aws_environment, create_resources, free_port,
+    put_secret, sdk_config, stack_dir,
+};
+use crate::template::{Function, Template};
 
 /// The demo's two Shopify stores in the sandbox: their domains and the location each has.
 pub const SHOPS: [(&str, &str); 2] = [
@@ -150,13 +158,7 @@ impl LocalDeployment {
                 .resources()
                 .into_iter()
                 .find(|r| r.logical_id == *function)
-                .and_then(|r| {
-                    r.metadata
-                        .get("BuildProperties")?
-                        .get("Binary")?
-                        .as_str()
-                        .map(str::to_owned)
-                })
+                .and_then(|r| r.binary().map(str::to_owned))
                 .with_context(|| format!("{function} names no Binary in its Metadata"))?;
             std::fs::write(
                 directory.join(format!("{binary}.json")),
@@ -188,5 +190,219 @@ impl LocalDeployment {
             .get(channel)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The template's functions in groups whose environments agree, in template order. One
+    /// `cargo lambda watch` gives every function it serves one environment, and the template
+    /// gives some functions one variable with different values (`MAX_RECEIVE_COUNT`, each
+    /// its own queue's), so each group gets a watch of its own.
+    pub fn environment_groups(&self) -> anyhow::Result<Vec<Vec<Function>>> {
+        let mut groups: Vec<(BTreeMap<String, String>, Vec<Function>)> = Vec::new();
+        for function in self.template.functions()? {
+            let own = self
+                .template
+                .function_environment(&function.logical_id, &self.resources.resolver)
+                .with_context(|| format!("the environment of {}", function.logical_id))?;
+            let agrees = |shared: &BTreeMap<String, String>| {
+                own.iter()
+                    .all(|(name, value)| shared.get(name).is_none_or(|v| v == value))
+            };
+            match groups.iter_mut().find(|(shared, _)| agrees(shared)) {
+                Some((shared, members)) => {
+                    shared.extend(own);
+                    members.push(function);
+                }
+                None => groups.push((own, vec![function])),
+            }
+        }
+        Ok(groups.into_iter().map(|(_, members)| members).collect())
+    }
+
+    /// Serves every function of the template under `cargo lambda watch` on loopback, each with
+    /// the environment and the role the template gives it, AWS reached at `aws_endpoint`;
+    /// answers once every watch answers.
+    pub async fn serve(&self, root: &Path, aws_endpoint: &str) -> anyhow::Result<Functions> {
+        let mut functions = Functions {
+            bases: BTreeMap::new(),
+            watches: Vec::new(),
+        };
+        let groups = self.environment_groups()?;
+        for (index, group) in groups.iter().enumerate() {
+            let logical_ids: Vec<&str> = group.iter().map(|f| f.logical_id.as_str()).collect();
+            let environment = self.environment(&logical_ids, aws_endpoint)?;
+            let port = free_port()?;
+            let mut watch = Command::new("cargo");
+            watch
+                .current_dir(root)
+                .args([
+                    "lambda",
+                    "watch",
+                    "--invoke-address",
+                    "127.0.0.1",
+                    "--invoke-port",
+                    &port.to_string(),
+                    "--ignore-changes",
+                ])
+                // Only the functions' own roles: nothing inherited from whoever runs the stack.
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE")
+                .envs(&environment);
+            // cargo-lambda comes from the stack's venv (`make setup`), not from the user's PATH.
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![stack_dir().join("venv/bin")];
+            paths.extend(std::env::split_paths(&path));
+            watch.env("PATH", std::env::join_paths(paths)?);
+            let log = match index {
+                0 => "cargo-lambda.log".to_owned(),
+                n => format!("cargo-lambda-{}.log", n + 1),
+            };
+            functions.watches.push(Service::spawn(
+                "cargo lambda watch",
+                &mut watch,
+                &self.run_dir.join(log),
+            )?);
+            for function in group {
+                functions
+                    .bases
+                    .insert(function.binary.clone(), format!("http://127.0.0.1:{port}"));
+            }
+        }
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        let bases: std::collections::BTreeSet<String> = functions.bases.values().cloned().collect();
+        for base in &bases {
+            while http.get(base).send().await.is_err() {
+                if started.elapsed() > Duration::from_secs(120) {
+                    functions.stop().await;
+                    bail!(
+                        "cargo lambda watch did not start (its log is in {})",
+                        self.run_dir.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(functions)
+    }
+}
+
+/// The functions of a deployment served by `cargo lambda watch` (see
+/// [`LocalDeployment::serve`]).
+pub struct Functions {
+    /// Binary -> `http://127.0.0.1:<port>` of the watch serving it.
+    bases: BTreeMap<String, String>,
+    watches: Vec<Service>,
+}
+
+impl Functions {
+    /// Where the function's watch listens: its invoke API and its function URL.
+    pub fn base(&self, binary: &str) -> anyhow::Result<&str> {
+        self.bases
+            .get(binary)
+            .map(String::as_str)
+            .with_context(|| format!("no function {binary} is served"))
+    }
+
+    /// Every function's binary and the base its watch listens on.
+    pub fn bases(&self) -> &BTreeMap<String, String> {
+        &self.bases
+    }
+
+    /// The function's URL as `cargo lambda watch` serves it (function URL requests).
+    pub fn url(&self, binary: &str) -> anyhow::Result<String> {
+        Ok(format!("{}/lambda-url/{binary}/", self.base(binary)?))
+    }
+
+    /// Invokes the function through its watch's invoke API.
+    pub fn invoker(&self, binary: &str) -> anyhow::Result<Arc<HttpInvoker>> {
+        Ok(Arc::new(HttpInvoker::new(self.base(binary)?, binary)))
+    }
+
+    /// The watches' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.watches.iter().filter_map(Service::pid).collect()
+    }
+
+    /// Stops every watch and the functions it runs.
+    pub async fn stop(&mut self) {
+        for watch in &mut self.watches {
+            watch.terminate(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+/// The whole local deployment: moto, a Tryton on a copy of the seeded database, the
+/// deployment of one stage and its functions served. What `make demo` and `erpsync stack up`
+/// run; the event source mappings and the schedules are theirs to drive.
+pub struct LocalStack {
+    pub moto: Moto,
+    pub tryton: Tryton,
+    pub deployment: LocalDeployment,
+    pub functions: Functions,
+}
+
+impl LocalStack {
+    /// Starts every part, logging to `run_dir`. A part that started before one that failed is
+    /// killed as it is dropped.
+    pub async fn start(root: &Path, run_dir: &Path, stage: &str) -> anyhow::Result<Self> {
+        let dir = stack_dir();
+        let venv = dir.join("venv");
+        let moto = Moto::start(&venv, run_dir).await?;
+        let tryton =
+            Tryton::start(&venv, &dir.join("tryton-template"), &run_dir.join("tryton")).await?;
+        let deployment = LocalDeployment::start(
+            root,
+            run_dir,
+            sdk_config(&moto.endpoint).await,
+            &tryton,
+            stage,
+        )
+        .await?;
+        let functions = deployment.serve(root, &moto.endpoint).await?;
+        Ok(Self {
+            moto,
+            tryton,
+            deployment,
+            functions,
+        })
+    }
+
+    /// The event source mapping of `queue` (a logical id), as the template declares it.
+    pub async fn mapping(&self, queue: &str) -> anyhow::Result<EventSourceMapping> {
+        let trigger = self
+            .deployment
+            .template
+            .sqs_triggers()?
+            .into_iter()
+            .find(|t| t.queue == queue)
+            .with_context(|| format!("no function is fed from {queue}"))?;
+        self.mapping_of(&trigger).await
+    }
+
+    /// The event source mapping of `trigger`: it polls with its function's role, as on AWS.
+    pub async fn mapping_of(&self, trigger: &SqsTrigger) -> anyhow::Result<EventSourceMapping> {
+        let resources = &self.deployment.resources;
+        let sdk = self
+            .deployment
+            .roles
+            .get(&trigger.function)?
+            .sdk_config(&self.moto.endpoint)
+            .await;
+        Ok(EventSourceMapping {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            queue_url: resources.queue_url(&trigger.queue)?.to_owned(),
+            queue_arn: resources.queue_arn(&trigger.queue)?.to_owned(),
+            batch_size: trigger.batch_size,
+            invoker: self.functions.invoker(&trigger.binary)?,
+        })
+    }
+
+    /// Stops the functions, then Tryton and moto.
+    pub async fn stop(&mut self) {
+        self.functions.stop().await;
+        self.tryton.stop().await;
+        self.moto.stop().await;
     }
 }

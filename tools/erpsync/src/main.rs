@@ -1,5 +1,5 @@
 //! `erpsync`: the operator CLI (dead-letter queues, status, exceptions, mapping, shadow
-//! report) and the local stack (`stack run`, `demo`).
+//! report) and the local stack (`stack run`, `stack up`, `demo`, `send order`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -16,6 +16,8 @@ use erpsync_tools::stack::{Moto, Tryton, stack_dir};
 
 mod commands;
 mod demo;
+mod send;
+mod up;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +42,11 @@ enum Command {
     },
     /// Start the local stack, send signed webhooks through it, print what happened, stop.
     Demo,
+    /// Send a signed webhook to the local stack (`erpsync stack up`), as a store would.
+    Send {
+        #[command(subcommand)]
+        command: SendCommand,
+    },
     /// Shadow mode (dual running before go-live).
     Shadow {
         #[command(subcommand)]
@@ -149,6 +156,18 @@ enum StackCommand {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
+    /// The whole local deployment (stage `local`) until Ctrl-C: moto, the seeded Tryton, the
+    /// sandbox stores, every function under `cargo lambda watch`, the event source mappings
+    /// and the template's schedules at their rates. Prints the function URLs, the secrets,
+    /// Tryton's address and the environment to export for the other commands.
+    Up,
+}
+
+#[derive(Subcommand)]
+enum SendCommand {
+    /// A signed Shopify order webhook to shop-webhook; prints the answer. Exit 1 when it is
+    /// not a 2xx.
+    Order(send::SendOrder),
 }
 
 #[derive(Subcommand)]
@@ -189,7 +208,13 @@ async fn main() -> ExitCode {
         Command::Stack {
             command: StackCommand::Run { command },
         } => stack_run(command).await,
+        Command::Stack {
+            command: StackCommand::Up,
+        } => up::run().await,
         Command::Demo => demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Send {
+            command: SendCommand::Order(args),
+        } => send::order(args).await,
         Command::Mapping {
             command: MappingCommand::Check { file, json },
         } => mapping_check(&file, json),

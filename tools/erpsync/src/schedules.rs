@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -25,14 +26,9 @@ impl Template {
     pub fn schedules(&self) -> anyhow::Result<Vec<Schedule>> {
         let mut schedules = Vec::new();
         for function in self.resources_of("AWS::Serverless::Function") {
-            let binary = function
-                .metadata
-                .get("BuildProperties")
-                .and_then(|p| p.get("Binary"))
-                .and_then(|b| b.as_str())
-                .with_context(|| {
-                    format!("{} has no BuildProperties.Binary", function.logical_id)
-                })?;
+            let binary = function.binary().with_context(|| {
+                format!("{} has no BuildProperties.Binary", function.logical_id)
+            })?;
             let Some(serde_yaml_ng::Value::Mapping(events)) = function.properties.get("Events")
             else {
                 continue;
@@ -89,8 +85,10 @@ pub fn rate(expression: &str) -> anyhow::Result<Duration> {
 }
 
 impl Schedule {
-    /// The event Scheduler sends at `at`: the Input with its context attributes filled in.
-    pub fn event(&self, at: OffsetDateTime) -> anyhow::Result<Value> {
+    /// The event Scheduler sends at `at`: the Input with its context attributes filled in,
+    /// read as the EventBridge event the scheduled handlers parse (an Input that is not one
+    /// fails here, not in the function).
+    pub fn event(&self, at: OffsetDateTime) -> anyhow::Result<EventBridgeEvent<Value>> {
         let text = self
             .input
             .replace(
@@ -101,7 +99,8 @@ impl Schedule {
                 "<aws.scheduler.scheduled-time>",
                 &at.format(&Rfc3339).unwrap_or_default(),
             );
-        serde_json::from_str(&text).with_context(|| format!("{}: Input is not JSON", self.name))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: Input is not an EventBridge event", self.name))
     }
 
     /// Invokes the function once through the local Lambda runtime (`cargo lambda watch`).
@@ -141,8 +140,15 @@ mod tests {
         let event = changes
             .event(time::macros::datetime!(2026-11-29 12:00 UTC))
             .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(event["time"], "2026-11-29T12:00:00Z");
-        assert_eq!(event["detail"]["mode"], "changes");
+        assert_eq!(
+            event.time.map(|t| t.timestamp()),
+            Some(time::macros::datetime!(2026-11-29 12:00 UTC).unix_timestamp())
+        );
+        assert_eq!(
+            (event.detail_type.as_str(), event.source.as_str()),
+            ("Scheduled Event", "aws.scheduler")
+        );
+        assert_eq!(event.detail["mode"], "changes");
         assert!(rate("rate(2 fortnights)").is_err());
         assert!(rate("cron(0 * * * ? *)").is_err());
     }

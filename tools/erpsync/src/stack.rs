@@ -24,11 +24,13 @@ use crate::template::{Resolver, Template, json_scalar};
 
 pub const REGION: &str = "eu-west-1";
 
-/// Where the repo is: `ERPSYNC_ROOT`, else two levels above this crate.
+/// Where the repo is: `ERPSYNC_ROOT`, else two levels above this crate (canonical where it
+/// exists, so the paths the stack prints are plain).
 pub fn project_root() -> PathBuf {
-    std::env::var_os("ERPSYNC_ROOT")
+    let root = std::env::var_os("ERPSYNC_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    std::fs::canonicalize(&root).unwrap_or(root)
 }
 
 /// `.stack/` in the repo: the Python venv and the seeded Tryton template (`make setup`).
@@ -68,6 +70,26 @@ impl Service {
     }
 
     pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Asks the process to stop (SIGTERM), waits up to `grace` for it, then kills it. For a
+    /// process with children of its own (cargo lambda watch runs each function as one): it
+    /// stops them on its way out, where a SIGKILL would leave them running.
+    pub async fn terminate(&mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            // The `kill` command rather than libc: the workspace has no unsafe code.
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+        }
         let _ = self.child.kill().await;
     }
 }

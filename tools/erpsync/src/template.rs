@@ -33,6 +33,23 @@ pub struct Resource {
     pub metadata: Mapping,
 }
 
+impl Resource {
+    /// A function's binary (`Metadata.BuildProperties.Binary`): its name under `cargo lambda`.
+    pub fn binary(&self) -> Option<&str> {
+        self.metadata
+            .get("BuildProperties")?
+            .get("Binary")?
+            .as_str()
+    }
+}
+
+/// A function of the template and the binary it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub logical_id: String,
+    pub binary: String,
+}
+
 impl Template {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
@@ -66,6 +83,23 @@ impl Template {
                     kind: body.get("Type")?.as_str()?.to_owned(),
                     properties: mapping("Properties"),
                     metadata: mapping("Metadata"),
+                })
+            })
+            .collect()
+    }
+
+    /// The functions (`AWS::Serverless::Function`) with their binaries, in template order.
+    pub fn functions(&self) -> anyhow::Result<Vec<Function>> {
+        self.resources_of("AWS::Serverless::Function")
+            .into_iter()
+            .map(|f| {
+                let binary = f
+                    .binary()
+                    .with_context(|| format!("{} has no BuildProperties.Binary", f.logical_id))?
+                    .to_owned();
+                Ok(Function {
+                    logical_id: f.logical_id,
+                    binary,
                 })
             })
             .collect()

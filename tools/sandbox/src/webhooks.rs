@@ -19,9 +19,18 @@ pub async fn deliver(
     delivery: &Delivery<'_>,
     secret: &SecretString,
 ) -> reqwest::Result<u16> {
+    Ok(send(http, url, delivery, secret).await?.status().as_u16())
+}
+
+/// POSTs the delivery to `url` signed with `secret`; the endpoint's whole answer.
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    delivery: &Delivery<'_>,
+    secret: &SecretString,
+) -> reqwest::Result<reqwest::Response> {
     let signature = sign_base64_hmac_sha256(delivery.body.as_bytes(), secret);
-    let response = http
-        .post(url)
+    http.post(url)
         .header("content-type", "application/json")
         .header("x-shopify-shop-domain", delivery.shop_domain)
         .header("x-shopify-topic", delivery.topic)
@@ -31,6 +40,5 @@ pub async fn deliver(
         .header("user-agent", "Shopify-Captain-Hook")
         .body(delivery.body.to_owned())
         .send()
-        .await?;
-    Ok(response.status().as_u16())
+        .await
 }
