@@ -190,6 +190,14 @@ impl Config {
                     "stock and prices need the store's Admin API",
                 ));
             }
+            // The Admin API clients are Shopify's GraphQL: pointed at a WooCommerce store they
+            // would fail on every call, so the mistake is refused here, naming the key.
+            if channel.admin_api.is_some() && channel.platform == Platform::Woocommerce {
+                return Err(invalid(
+                    format!("{key}.admin_api"),
+                    "is Shopify's Admin API: a WooCommerce channel takes orders by webhook only",
+                ));
+            }
             if let Some(api) = &channel.admin_api
                 && !api.url.starts_with("http")
             {

@@ -55,6 +55,21 @@ fn a_tax_inclusive_price_channel_without_a_price_list_is_refused_naming_the_key(
 }
 
 #[test]
+fn shopify_s_admin_api_on_a_woocommerce_channel_is_refused_naming_the_key() {
+    let text = EXAMPLE.replacen(
+        "[channels.sku_aliases]\n\"Bar3\"",
+        "[channels.admin_api]\nurl = \"https://shop.erpsync-demo.example\"\nversion = \"2026-07\"\naccess_token_secret = \"erpsync/woo-shop/admin-token\"\n\n[channels.sku_aliases]\n\"Bar3\"",
+        1,
+    );
+    assert_ne!(text, EXAMPLE, "the example's WooCommerce channel moved");
+    let error = parse(&text).err().unwrap_or_default();
+    assert!(
+        error.contains("channels[2].admin_api") && error.contains("WooCommerce"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_tax_rate_outside_0_to_100_percent_is_refused_naming_the_key() {
     let text = EXAMPLE.replacen("rate_percent = 20", "rate_percent = 120", 1);
     let error = parse(&text).err().unwrap_or_default();
