@@ -20,9 +20,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            // Runs stop before the invocation times out (a local runtime's stale deadline is none).
-            let deadline = erpsync_core::runtime::deadline::given(Some(event.context.deadline()))
-                .and_then(erpsync_core::runtime::deadline::monotonic);
+            // Runs stop before the invocation times out (a local runtime's epoch deadline is none).
+            let deadline = erpsync_core::runtime::deadline::of_invocation(event.context.deadline());
             Ok::<_, lambda_runtime::Error>(
                 schedule_handler::handle(deps, event.payload, deadline).await,
             )

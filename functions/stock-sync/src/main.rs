@@ -18,9 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
-        // Runs stop before the invocation times out (a local runtime's stale deadline is none).
-        let deadline = erpsync_core::runtime::deadline::given(Some(event.context.deadline()))
-            .and_then(erpsync_core::runtime::deadline::monotonic);
+        // Runs stop before the invocation times out (a local runtime's epoch deadline is none).
+        let deadline = erpsync_core::runtime::deadline::of_invocation(event.context.deadline());
         let answer = match event.payload {
             Trigger::Queue(batch) => {
                 serde_json::to_value(sqs_handler::handle(deps, batch, deadline).await)?

@@ -37,19 +37,27 @@ fn module_of(src: &Path, file: &Path) -> Module {
     parts
 }
 
-/// The code outside test modules, without comments.
+/// The code outside test modules, without comments: a `#[cfg(test)]` module is skipped, its
+/// declaration (`mod tests;`) or its braces, wherever it stands in the file.
 fn production_code(text: &str) -> String {
     let mut code = String::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("#[cfg(test)]")
-            && lines
-                .peek()
-                .is_some_and(|next| next.trim_start().starts_with("mod "))
+            && let Some(next) = lines.peek()
+            && next.trim_start().starts_with("mod ")
         {
-            // A test module runs to the end of the file by this project's layout.
-            break;
+            let mut depth = 0i64;
+            for module_line in lines.by_ref() {
+                depth += module_line.matches('{').count() as i64;
+                depth -= module_line.matches('}').count() as i64;
+                let declared_only = module_line.trim_end().ends_with(';') && depth == 0;
+                if declared_only || (depth <= 0 && module_line.contains('}')) {
+                    break;
+                }
+            }
+            continue;
         }
         if trimmed.starts_with("//") {
             continue;
@@ -203,9 +211,13 @@ fn graph() -> Graph {
     sources(&src, &mut files);
     let production: Vec<(Module, String)> = files
         .iter()
+        // Test-only modules: `tests.rs`, anything under a `tests/` folder, the fakes.
         .filter(|f| {
-            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
-            !matches!(stem.as_deref(), Some("tests" | "fakes"))
+            let relative = f.strip_prefix(&src).unwrap_or(f);
+            !relative.components().any(|c| {
+                let part = c.as_os_str().to_string_lossy();
+                part == "tests" || part == "tests.rs" || part == "fakes.rs"
+            })
         })
         .filter_map(|f| {
             let text = std::fs::read_to_string(f).ok()?;
@@ -285,6 +297,31 @@ fn core_has_no_module_cycle() {
     if let Some(cycle) = find_cycle(&graph) {
         let names: Vec<String> = cycle.iter().map(name).collect();
         panic!("a module cycle in shared/core: {}", names.join(" -> "));
+    }
+}
+
+#[test]
+fn core_s_folders_import_each_other_without_a_cycle() {
+    let files = graph();
+    let mut folders = Graph {
+        edges: BTreeMap::new(),
+    };
+    for (from, targets) in &files.edges {
+        let from_top = vec![top(from).to_owned()];
+        let entry = folders.edges.entry(from_top.clone()).or_default();
+        for to in targets {
+            let to_top = vec![top(to).to_owned()];
+            if to_top != from_top {
+                entry.insert(to_top);
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&folders) {
+        let names: Vec<String> = cycle.iter().map(name).collect();
+        panic!(
+            "a cycle between shared/core's folders: {}",
+            names.join(" -> ")
+        );
     }
 }
 

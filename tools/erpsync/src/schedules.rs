@@ -106,18 +106,28 @@ impl Schedule {
     /// Invokes the function once through the local Lambda runtime (`cargo lambda watch`).
     pub async fn fire(&self, http: &reqwest::Client, runtime: &str) -> anyhow::Result<Value> {
         let event = self.event(OffsetDateTime::now_utc())?;
-        http.post(format!(
-            "{runtime}/2015-03-31/functions/{}/invocations",
-            self.function
-        ))
-        .json(&event)
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .with_context(|| format!("firing {}", self.name))?
-        .json()
-        .await
-        .with_context(|| format!("{}: the answer is not JSON", self.name))
+        let response = http
+            .post(format!(
+                "{runtime}/2015-03-31/functions/{}/invocations",
+                self.function
+            ))
+            .json(&event)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .with_context(|| format!("firing {}", self.name))?;
+        // The Invoke API answers a function's own error with 200 and this header; a runtime
+        // that could not run it answers 5xx. Either is the run failing, not a run's answer.
+        let status = response.status();
+        let function_error = response.headers().contains_key("x-amz-function-error");
+        let answer: Value = response
+            .json()
+            .await
+            .with_context(|| format!("{}: the answer is not JSON", self.name))?;
+        if !status.is_success() || function_error {
+            anyhow::bail!("{} failed ({status}): {answer}", self.name);
+        }
+        Ok(answer)
     }
 }
 

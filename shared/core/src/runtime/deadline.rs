@@ -35,6 +35,20 @@ pub fn leaves(deadline: Option<SystemTime>, margin: Duration) -> bool {
     })
 }
 
+/// A scheduled invocation's deadline as a run's limit. A local runtime (`cargo lambda watch`)
+/// sends minutes after the epoch: that is no deadline. Any other, even one already past (a
+/// skewed clock), is kept: the run then stops at once rather than running without a limit.
+pub fn of_invocation(deadline: SystemTime) -> Option<Instant> {
+    let local_marker = deadline
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|since| since < Duration::from_secs(24 * 3600));
+    if local_marker {
+        None
+    } else {
+        monotonic(deadline)
+    }
+}
+
 /// The runtime's wall-clock deadline as a monotonic instant; one already passed is now (the
 /// run stops at once rather than running without a limit).
 pub fn monotonic(deadline: SystemTime) -> Option<Instant> {
@@ -55,5 +69,16 @@ mod tests {
         assert!(!time_to_stop(Some(Instant::now() + STOP_MARGIN * 3)));
         let passed = monotonic(SystemTime::now() - Duration::from_secs(1));
         assert!(passed.is_some() && time_to_stop(passed));
+    }
+
+    #[test]
+    fn a_local_runtime_s_epoch_deadline_is_none_and_any_other_past_one_stops_the_run() {
+        // cargo lambda watch: 600,000 ms after the epoch.
+        let local = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        assert_eq!(of_invocation(local), None);
+        let skewed = of_invocation(SystemTime::now() - Duration::from_secs(5));
+        assert!(skewed.is_some() && time_to_stop(skewed));
+        let ahead = of_invocation(SystemTime::now() + STOP_MARGIN * 3);
+        assert!(ahead.is_some() && !time_to_stop(ahead));
     }
 }
