@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use erpsync_aws::dynamo::DynamoStore;
 use erpsync_aws::sqs::{attr, order_of_group};
@@ -339,38 +339,61 @@ pub async fn redrive(
             moved.push(letter.id);
         }
         Selection::All { flow } => {
-            // Bounded by the messages a queue can hold per group, not by time. A letter that
-            // cannot be taken now (its group's head is in flight: another operator's listing
-            // hides messages for a minute) waits for a later pass; only a pass that moves
-            // nothing while letters remain is an error.
+            // One walk of each dead-letter queue per pass, sending back each message as it
+            // is received (taking them one by one walked the queue once per message: hours at
+            // a thousand letters). In a FIFO queue a group's next message comes within reach
+            // once its head is gone, within the same walk; a pass that moves nothing ends it.
             for _pass in 0..REDRIVE_PASSES {
-                let wanted: Vec<DeadLetter> = dead_letters(deployment, flow)
-                    .await?
-                    .into_iter()
-                    .filter(|letter| letter.parked_at.is_none_or(|at| at < began))
-                    .collect();
-                if wanted.is_empty() {
+                let before = moved.len();
+                for pair in &deployment.queues {
+                    redrive_queue(deployment, pair, flow, began, progress, &mut moved).await?;
+                }
+                if moved.len() == before {
                     break;
-                }
-                let mut stuck = Vec::new();
-                for letter in &wanted {
-                    match send_back(deployment, letter).await {
-                        Ok(()) => {
-                            progress(letter);
-                            moved.push(letter.id.clone());
-                        }
-                        Err(error) if error.is::<NotTaken>() => stuck.push(error),
-                        Err(error) => return Err(error),
-                    }
-                }
-                if stuck.len() == wanted.len() {
-                    let named: Vec<String> = stuck.iter().map(|e| e.to_string()).collect();
-                    bail!("nothing could be redriven: {}", named.join("; "));
                 }
             }
         }
     }
     Ok(moved)
+}
+
+/// Walks one dead-letter queue, sending back every message of `flow` parked before `began`
+/// as it comes; the others are made visible again when the walk ends, whatever happened.
+async fn redrive_queue(
+    deployment: &Deployment,
+    pair: &QueuePair,
+    flow: Option<&str>,
+    began: OffsetDateTime,
+    progress: &dyn Fn(&DeadLetter),
+    moved: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let mut kept: Vec<String> = Vec::new();
+    let walked: anyhow::Result<()> = async {
+        for _ in 0..queues::WALK_RECEIVES {
+            let received = queues::receive_batch(&deployment.sqs, &pair.dead_letter_url).await?;
+            if received.is_empty() {
+                return Ok(());
+            }
+            for message in received {
+                let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+                let letter = DeadLetter::of(&message, pair);
+                let wanted = letter.matches(flow) && letter.parked_at.is_none_or(|at| at < began);
+                if !wanted {
+                    kept.push(receipt);
+                    continue;
+                }
+                send_to_source(deployment, pair, &letter, &message).await?;
+                remove(deployment, pair, &receipt).await?;
+                progress(&letter);
+                moved.push(letter.id);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let released = queues::release(&deployment.sqs, &pair.dead_letter_url, &kept).await;
+    walked?;
+    released
 }
 
 /// Passes of `redrive --all`: as many as one FIFO group can have messages parked.
@@ -406,6 +429,19 @@ async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Resu
         }
         .into());
     };
+    send_to_source(deployment, pair, letter, &message).await?;
+    remove(deployment, pair, &receipt).await?;
+    Ok(())
+}
+
+/// Sends a parked message back to its source queue as it first came (body, attributes, FIFO
+/// group); deduplicated by its id, so a send repeated after a failure lands once.
+async fn send_to_source(
+    deployment: &Deployment,
+    pair: &QueuePair,
+    letter: &DeadLetter,
+    message: &Message,
+) -> anyhow::Result<()> {
     let fifo = pair.source_url.ends_with(".fifo");
     let mut send = deployment
         .sqs
@@ -434,7 +470,6 @@ async fn send_back(deployment: &Deployment, letter: &DeadLetter) -> anyhow::Resu
     send.send()
         .await
         .with_context(|| format!("sending {} back to {}", letter.id, pair.source))?;
-    remove(deployment, pair, &receipt).await?;
     Ok(())
 }
 

@@ -42,7 +42,7 @@ async fn count(sqs: &Client, url: &str, names: &[QueueAttributeName]) -> anyhow:
 /// How long a walk over a queue hides what it has seen; released as soon as it ends.
 const WALK_HIDE_SECONDS: i32 = 60;
 /// A bound on a walk: 10 messages a receive.
-const WALK_RECEIVES: usize = 1000;
+pub const WALK_RECEIVES: usize = 1000;
 
 /// The messages that can be received now, with all attributes, left on the queue. Each receive
 /// hides what it returned, so the next one returns others (a FIFO queue would otherwise answer
@@ -63,6 +63,21 @@ pub async fn take(
     walk(sqs, url, wanted).await.map(|(_, taken)| taken)
 }
 
+/// Up to ten messages, hidden for a walk's time, with every attribute.
+pub async fn receive_batch(sqs: &Client, url: &str) -> anyhow::Result<Vec<Message>> {
+    Ok(sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(WALK_HIDE_SECONDS)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default())
+}
+
 async fn walk(
     sqs: &Client,
     url: &str,
@@ -73,19 +88,11 @@ async fn walk(
     let mut taken = None;
     let walked: anyhow::Result<()> = async {
         for _ in 0..WALK_RECEIVES {
-            let received = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(WALK_HIDE_SECONDS)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await?;
-            if received.messages().is_empty() {
+            let received = receive_batch(sqs, url).await?;
+            if received.is_empty() {
                 return Ok(());
             }
-            for message in received.messages() {
+            for message in &received {
                 let receipt = message.receipt_handle().unwrap_or_default().to_owned();
                 if taken.is_none() && wanted(message) {
                     taken = Some((message.clone(), receipt));
@@ -110,7 +117,7 @@ async fn walk(
 }
 
 /// Makes hidden messages visible again, ten to a request.
-async fn release(sqs: &Client, url: &str, receipts: &[String]) -> anyhow::Result<()> {
+pub async fn release(sqs: &Client, url: &str, receipts: &[String]) -> anyhow::Result<()> {
     for chunk in receipts.chunks(10) {
         let entries = chunk
             .iter()
