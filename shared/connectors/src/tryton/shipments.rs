@@ -85,6 +85,7 @@ const SHIPMENT_FIELDS: &[&str] = &[
     "outgoing_moves.product.code",
     "outgoing_moves.quantity",
     "outgoing_moves.state",
+    "outgoing_moves.sale",
 ];
 
 impl TrytonClient {
@@ -94,23 +95,49 @@ impl TrytonClient {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // The sale each shipment belongs to: its reference and how far it has shipped.
-        let sales = self
-            .search(
+        // The sale each shipment belongs to, read through its moves (each move's origin is a
+        // sale line): one read of the sales by id. Searching `sale.sale` on its `shipments`
+        // (a computed field) scanned every sale's moves and outlasted the client's 30 s at
+        // 2,000 sales on SQLite.
+        let mut sale_ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|row| row["outgoing_moves"].as_array().into_iter().flatten())
+            .filter_map(|line| line["sale"].as_i64())
+            .collect();
+        sale_ids.sort_unstable();
+        sale_ids.dedup();
+        let sales = if sale_ids.is_empty() {
+            Vec::new()
+        } else {
+            self.search(
                 "sale.sale",
-                json!([["shipments", "in", ids]]),
-                &["reference", "shipment_state", "shipments"],
+                json!([["id", "in", sale_ids]]),
+                &["reference", "shipment_state"],
                 None,
             )
-            .await?;
+            .await?
+        };
+        let by_id: HashMap<i64, (String, String)> = sales
+            .iter()
+            .filter_map(|sale| {
+                Some((
+                    id_of(sale, "id")?,
+                    (
+                        text_of(sale, "reference").unwrap_or_default(),
+                        text_of(sale, "shipment_state").unwrap_or_default(),
+                    ),
+                ))
+            })
+            .collect();
         let mut sale_of: HashMap<i64, (String, String)> = HashMap::new();
-        for sale in &sales {
-            let reference = text_of(sale, "reference").unwrap_or_default();
-            let state = text_of(sale, "shipment_state").unwrap_or_default();
-            for shipment in sale["shipments"].as_array().into_iter().flatten() {
-                if let Some(id) = shipment.as_i64() {
-                    sale_of.insert(id, (reference.clone(), state.clone()));
-                }
+        for row in rows {
+            let sale = row["outgoing_moves"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|line| line["sale"].as_i64().and_then(|id| by_id.get(&id)));
+            if let (Some(id), Some(sale)) = (id_of(row, "id"), sale) {
+                sale_of.insert(id, sale.clone());
             }
         }
         let mut shipments = Vec::with_capacity(rows.len());
