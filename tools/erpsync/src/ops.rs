@@ -319,9 +319,10 @@ pub enum Selection<'a> {
 /// FIFO group), then deletes them from the dead-letter queue. Idempotency keys make a
 /// redriven message take effect once, however often it is redriven. Answers the ids moved.
 ///
-/// All of them: a FIFO dead-letter queue shows only each group's first message, and the next
-/// comes within reach once that one is gone, so passes repeat until nothing is left that was
-/// parked before the redrive began. What it sent back and failed again stays parked.
+/// All of them: each dead-letter queue is walked once per pass, each message parked before the
+/// redrive began sent back as it is received (a FIFO group's next message comes within reach
+/// once its head is gone); passes repeat until one moves nothing. What it sent back and failed
+/// again stays parked.
 pub async fn redrive(
     deployment: &Deployment,
     selection: Selection<'_>,
