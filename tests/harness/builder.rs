@@ -91,6 +91,11 @@ impl<'a> WorldBuilder<'a> {
 
     /// On the given ERP rather than the shared or an own Tryton.
     pub async fn start_on(self, erp_url: &str, erp_key: &str) -> World {
+        // The world alone is answered: stores or a Tryton of its own would be dropped with it.
+        assert!(
+            self.shops.is_empty() && self.own_tryton.is_none(),
+            "start_on keeps no sandbox stores or own Tryton: use start()"
+        );
         self.build(Some((erp_url.to_owned(), erp_key.to_owned())))
             .await
             .world

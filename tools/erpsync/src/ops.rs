@@ -368,6 +368,8 @@ async fn redrive_queue(
     progress: &dyn Fn(&DeadLetter),
     moved: &mut Vec<String>,
 ) -> anyhow::Result<()> {
+    // Every receipt of the walk until its message is gone, so whatever the walk does not
+    // remove (kept, or left when a send fails mid-batch) is made visible again at the end.
     let mut kept: Vec<String> = Vec::new();
     let walked: anyhow::Result<()> = async {
         for _ in 0..queues::WALK_RECEIVES {
@@ -375,16 +377,26 @@ async fn redrive_queue(
             if received.is_empty() {
                 return Ok(());
             }
+            kept.extend(
+                received
+                    .iter()
+                    .map(|m| m.receipt_handle().unwrap_or_default().to_owned()),
+            );
             for message in received {
                 let receipt = message.receipt_handle().unwrap_or_default().to_owned();
                 let letter = DeadLetter::of(&message, pair);
-                let wanted = letter.matches(flow) && letter.parked_at.is_none_or(|at| at < began);
+                // Once per run: a letter sent back, failed again and parked again in this run
+                // (the clocks of SQS and this machine may differ) waits for the next run; sent
+                // again now, a FIFO queue would drop it as a duplicate of the first send.
+                let wanted = letter.matches(flow)
+                    && letter.parked_at.is_none_or(|at| at < began)
+                    && !moved.contains(&letter.id);
                 if !wanted {
-                    kept.push(receipt);
                     continue;
                 }
                 send_to_source(deployment, pair, &letter, &message).await?;
                 remove(deployment, pair, &receipt).await?;
+                kept.retain(|r| *r != receipt);
                 progress(&letter);
                 moved.push(letter.id);
             }

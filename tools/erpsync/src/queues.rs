@@ -70,6 +70,9 @@ pub async fn receive_batch(sqs: &Client, url: &str) -> anyhow::Result<Vec<Messag
         .queue_url(url)
         .max_number_of_messages(10)
         .visibility_timeout(WALK_HIDE_SECONDS)
+        // Long polling asks every server: a short poll of a standard queue may answer nothing
+        // while messages remain, and an empty answer ends a walk.
+        .wait_time_seconds(1)
         .message_attribute_names("All")
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()

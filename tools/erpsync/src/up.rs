@@ -176,25 +176,35 @@ async fn serve(
 }
 
 /// Fires `schedule` at its rate, the first time at once (as a schedule just created),
-/// invoking its function with the EventBridge event Scheduler sends; each run waits for the
-/// one before.
+/// invoking its function with the EventBridge event Scheduler sends. Each fire is its own
+/// task, so a long run never delays the next: Scheduler invokes its target at every
+/// scheduled time (with 60 s precision) whether or not the last run ended
+/// (docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html), which is what the
+/// template's reserved concurrency on the scheduled functions is for.
 async fn fire_every(schedule: Schedule, base: String, mut stop: watch::Receiver<bool>) {
     let http = reqwest::Client::new();
     let mut ticks = tokio::time::interval(schedule.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut runs = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
             _ = ticks.tick() => {}
         }
-        tokio::select! {
-            _ = stop.changed() => return,
-            answer = schedule.fire(&http, &base) => match answer {
+        let (schedule, base, http) = (schedule.clone(), base.clone(), http.clone());
+        runs.spawn(async move {
+            match schedule.fire(&http, &base).await {
                 Ok(answer) => info!(schedule = %schedule.name, %answer, "schedule fired"),
-                Err(error) => warn!(schedule = %schedule.name, error = %format!("{error:#}"), "schedule failed"),
-            },
-        }
+                Err(error) => {
+                    warn!(schedule = %schedule.name, error = %format!("{error:#}"), "schedule failed")
+                }
+            }
+        });
+        // Finished runs are collected as they end, so the set holds only those in flight.
+        while runs.try_join_next().is_some() {}
     }
+    // A run in flight is cut short: the stack is going away under it anyway.
+    runs.abort_all();
 }
 
 /// What another terminal needs: AWS as the operator (the template's `OperatorPolicy`), the
