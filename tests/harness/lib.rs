@@ -182,6 +182,8 @@ pub struct World {
     pub orders: Arc<order_sync::Deps>,
     pub erp_url: String,
     pub erp_key: String,
+    /// The payments user's password (config [erp.rpc]).
+    pub erp_rpc_password: String,
     /// The ERP's own client: what the warehouse and back office do by hand.
     pub desk: ErpDesk,
     pub http: reqwest::Client,
@@ -299,6 +301,15 @@ impl World {
         config.retry.max_seconds = 2;
         config.erp.api_key_secret = format!("erpsync/{stage}/erp-api-key");
         put_secret(&sdk, &config.erp.api_key_secret, erp_key).await?;
+        // Every Tryton of the tests is a copy of the one template, with its payments user.
+        let erp_rpc_password = std::fs::read_to_string(stack.tryton_template.join("rpc-password"))
+            .context("the Tryton template's rpc-password (run `make setup`)")?
+            .trim()
+            .to_owned();
+        if let Some(rpc) = &mut config.erp.rpc {
+            rpc.password_secret = format!("erpsync/{stage}/erp-rpc-password");
+            put_secret(&sdk, &rpc.password_secret, &erp_rpc_password).await?;
+        }
         let mut webhook_secrets = HashMap::new();
         for channel in &mut config.channels {
             channel.webhook_secret = format!("erpsync/{stage}/{}/webhook", channel.id);
@@ -358,6 +369,7 @@ impl World {
             orders,
             erp_url: erp_url.to_owned(),
             erp_key: erp_key.to_owned(),
+            erp_rpc_password,
             desk: ErpDesk::new(erp_url, erp_key),
             http: reqwest::Client::new(),
             reviewer,
@@ -971,7 +983,8 @@ impl World {
             SecretString::from(self.erp_key.clone()),
             self.config.erp.clone(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_rpc_login(SecretString::from(self.erp_rpc_password.clone()));
         Arc::new(ReturnSync(Arc::new(return_sync::Deps {
             config: self.config.clone(),
             store: self.store_of("ReturnSyncFunction"),

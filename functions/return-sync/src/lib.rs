@@ -1,5 +1,6 @@
-//! return-sync: the returns FIFO queue (refunds from shop-webhook) -> ERP return sales and
-//! credit notes, once per refund.
+//! return-sync: the returns FIFO queue, the money after an order (refunds and payment
+//! transactions from shop-webhook, grouped by order) -> ERP return sales with their credit
+//! notes, and payments settling invoices and credit notes; once per refund and transaction.
 
 pub mod sqs_handler;
 

@@ -1,4 +1,5 @@
-//! Wiring: config, secrets, DynamoDB and the ERP client (erpsync-wiring), the returns
+//! Wiring: config, secrets, DynamoDB and the ERP client with its payments login
+//! (erpsync-wiring), the returns
 //! queues, tracing; then the runtime loop.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use return_sync::{Deps, sqs_handler};
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let wiring = Wiring::from_env().await?;
-    let erp = wiring.erp().await?;
+    let erp = wiring.payments_erp().await?;
     erp.warm_up().await;
     let store = wiring.store()?;
     let deps = Deps {

@@ -84,7 +84,7 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
     }
     let (queue, dead_letter) = match route {
         Route::Order(_) => (&deps.orders, &deps.orders_dead_letter),
-        Route::Refund => (&deps.returns, &deps.returns_dead_letter),
+        Route::Refund | Route::Transaction => (&deps.returns, &deps.returns_dead_letter),
     };
     let body_text = match String::from_utf8(body) {
         Ok(text) => text,
@@ -99,13 +99,15 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
             .await;
         }
     };
-    // A refund is grouped with its order: refunds of one order are booked in order.
+    // A refund or a payment is grouped with its order: an order's money is booked in order.
     let order_id = match route {
         Route::Order(_) => channels::order_id(channel.platform, body_text.as_bytes())
             .map_err(|e| format!("not an order: {e}")),
         Route::Refund => shopify::parse_refund(body_text.as_bytes())
             .map(|refund| refund.order_id)
             .map_err(|e| format!("not a refund: {e}")),
+        Route::Transaction => shopify::transaction_order_id(body_text.as_bytes())
+            .map_err(|e| format!("not a transaction: {e}")),
     };
     let order_id = match order_id {
         Ok(id) => id,
@@ -136,12 +138,16 @@ async fn accept(deps: &Deps, request: &LambdaFunctionUrlRequest) -> Answer {
 }
 
 pub const REFUNDS_CREATE: &str = "refunds/create";
+/// A payment transaction of an order (a sale, a capture, a refund's money).
+pub const ORDER_TRANSACTIONS_CREATE: &str = "order_transactions/create";
 
-/// Which queue a topic goes to: order versions to order-sync, refunds to return-sync.
+/// Which queue a topic goes to: order versions to order-sync, an order's money (refunds,
+/// transactions) to return-sync.
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Order(OrderTopic),
     Refund,
+    Transaction,
 }
 
 impl Route {
@@ -149,6 +155,7 @@ impl Route {
         match self {
             Self::Order(topic) => topic.as_str(),
             Self::Refund => REFUNDS_CREATE,
+            Self::Transaction => ORDER_TRANSACTIONS_CREATE,
         }
     }
 }
@@ -204,6 +211,7 @@ impl Sender {
     fn route(&self, topic: &str) -> Option<Route> {
         match self.platform {
             Platform::Shopify if topic == REFUNDS_CREATE => Some(Route::Refund),
+            Platform::Shopify if topic == ORDER_TRANSACTIONS_CREATE => Some(Route::Transaction),
             Platform::Shopify => OrderTopic::parse(topic).map(Route::Order),
             Platform::Woocommerce => woocommerce::topic(topic).map(Route::Order),
         }

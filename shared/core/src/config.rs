@@ -125,6 +125,19 @@ pub struct ErpConfig {
     /// `document`: each tax summed over the sale, then rounded; `line`: each line's rounded).
     #[serde(default)]
     pub tax_rounding: TaxRounding,
+    /// The ERP user that moves payments on. Tryton processes a payment through a wizard,
+    /// which its REST API does not serve; its JSON-RPC does, for a user's session. Needed
+    /// when any channel records payments (`[channels.payments]`).
+    pub rpc: Option<ErpRpcLogin>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErpRpcLogin {
+    /// The Tryton login (a user in the Account and Payment groups, nothing more).
+    pub user: String,
+    /// Name of the Secrets Manager secret holding that user's password.
+    pub password_secret: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +235,12 @@ pub struct ChannelConfig {
     /// before `default_customer`.
     #[serde(default)]
     pub pos_customers: BTreeMap<String, FallbackCustomer>,
+    /// Payment gateway as the shop names it (Shopify's transaction `gateway`:
+    /// `shopify_payments`, `gift_card`, `manual`, `paypal`, ...) -> the ERP payment journal
+    /// (its name) the money is recorded on, in the channel's currency. A gateway not mapped
+    /// here waits for a person, naming it. Empty: this channel's payments are not recorded.
+    #[serde(default)]
+    pub payments: BTreeMap<String, String>,
     /// The store's Admin API, which the stock, price and reconciliation flows call.
     pub admin_api: Option<AdminApi>,
     /// Which ERP warehouse feeds which shop location. None: stock is not synced here.

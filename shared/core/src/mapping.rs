@@ -17,6 +17,11 @@ pub fn sale_reference(channel: &ChannelId, order: &ExternalOrderId) -> String {
     format!("{channel}/{order}")
 }
 
+/// A refund's return sale's `reference`: its order's sale reference and the refund id.
+pub fn return_reference(order_reference: &str, refund_id: &str) -> String {
+    format!("{order_reference}/refund/{refund_id}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaleDraft {
     pub reference: String,
@@ -78,6 +83,10 @@ pub struct SaleLineDraft {
     pub unit_price: Decimal,
     /// ERP taxes (names) on this line.
     pub taxes: Vec<String>,
+    /// A gift card sold: the shop issues and mails the card, so the ERP records the card as
+    /// issued instead of making (and mailing) its own.
+    #[serde(default)]
+    pub gift_card: bool,
 }
 
 pub fn sale_draft(
@@ -115,6 +124,7 @@ pub fn sale_draft(
                             quantity: units,
                             unit_price,
                             taxes: taxes.clone(),
+                            gift_card: false,
                         });
                     }
                 }
@@ -128,6 +138,7 @@ pub fn sale_draft(
                         quantity,
                         unit_price,
                         taxes: taxes.clone(),
+                        gift_card: false,
                     });
                 }
             }
@@ -172,6 +183,7 @@ pub fn sale_draft(
                 quantity,
                 unit_price,
                 taxes: taxes.clone(),
+                gift_card: false,
             });
         }
     }
@@ -199,6 +211,7 @@ pub fn sale_draft(
             quantity: 1,
             unit_price: net,
             taxes,
+            gift_card: charge.kind == crate::model::order::ChargeKind::GiftCard,
         });
     }
     // Shop and ERP round tax their own ways (Shopify per line, Tryton per sale by default),
@@ -241,6 +254,7 @@ pub fn sale_draft(
             quantity: 1,
             unit_price: order.currency.round(difference),
             taxes: Vec::new(),
+            gift_card: false,
         });
     }
     Ok(SaleDraft {

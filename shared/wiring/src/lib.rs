@@ -63,6 +63,17 @@ impl Wiring {
         )
     }
 
+    /// [`Self::erp`], logged in also as the `[erp.rpc]` user when the config names one (the
+    /// payments flow's one JSON-RPC step). Only the function that records payments reads
+    /// that password, so only it is granted the secret.
+    pub async fn payments_erp(&self) -> anyhow::Result<TrytonClient> {
+        let erp = self.erp().await?;
+        Ok(match &self.config.erp.rpc {
+            Some(rpc) => erp.with_rpc_login(self.secrets.current(&rpc.password_secret).await?),
+            None => erp,
+        })
+    }
+
     /// The Admin API clients of the channels `wanted` picks (those with an Admin API), by
     /// channel id, each with its token from Secrets Manager.
     pub async fn admin_clients(

@@ -89,6 +89,9 @@ impl LocalDeployment {
         let resources = create_resources(&sdk, &template, parameters).await?;
         let roles = create_roles(&sdk, &resources).await?;
         put_secret(&sdk, &config.erp.api_key_secret, &tryton.api_key).await?;
+        if let Some(rpc) = &config.erp.rpc {
+            put_secret(&sdk, &rpc.password_secret, &tryton.rpc_password).await?;
+        }
         let mut webhook_secrets = HashMap::new();
         for channel in &config.channels {
             let secret = format!("{stage}-webhook-secret-{}", channel.id);

@@ -471,6 +471,10 @@ async fn stack_run(command: Vec<String>) -> anyhow::Result<ExitCode> {
         ("ERPSYNC_TEST_AWS_ENDPOINT", moto.endpoint.clone()),
         ("ERPSYNC_TEST_TRYTON_URL", tryton.url.clone()),
         ("ERPSYNC_TEST_TRYTON_KEY", tryton.api_key.clone()),
+        (
+            "ERPSYNC_TEST_TRYTON_RPC_PASSWORD",
+            tryton.rpc_password.clone(),
+        ),
         ("ERPSYNC_VENV", venv.display().to_string()),
         ("ERPSYNC_TRYTON_TEMPLATE", template.display().to_string()),
         ("ERPSYNC_RUN_DIR", run_dir.display().to_string()),

@@ -217,6 +217,8 @@ pub struct Tryton {
     pub url: String,
     pub database: String,
     pub api_key: String,
+    /// The payments user's password (config [erp.rpc]).
+    pub rpc_password: String,
     venv: PathBuf,
     config_file: PathBuf,
     log: PathBuf,
@@ -241,6 +243,15 @@ impl Tryton {
         let api_key = std::fs::read_to_string(template_dir.join("api-key"))?
             .trim()
             .to_owned();
+        let rpc_password = std::fs::read_to_string(template_dir.join("rpc-password"))
+            .with_context(|| {
+                format!(
+                    "reading the payments user's password from {} (run `make setup` again)",
+                    template_dir.display()
+                )
+            })?
+            .trim()
+            .to_owned();
         let port = free_port()?;
         let config_file = run_dir.join("trytond.conf");
         let run_dir_abs = std::fs::canonicalize(run_dir)?;
@@ -255,6 +266,7 @@ impl Tryton {
             url: format!("http://127.0.0.1:{port}"),
             database,
             api_key,
+            rpc_password,
             venv: venv.to_owned(),
             config_file,
             log: run_dir.join("trytond.log"),

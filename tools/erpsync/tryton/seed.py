@@ -5,6 +5,7 @@ modules' own scenario helpers (company, fiscal year, chart of accounts), so the 
 what Tryton itself considers a valid set-up. Prints the REST application key on stdout.
 """
 import datetime as dt
+import secrets
 import sys
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from trytond.modules.account.tests.tools import (
     create_chart, create_fiscalyear, create_tax, get_accounts)
 from trytond.modules.account_invoice.tests.tools import (
     create_payment_term, set_fiscalyear_invoice_sequences)
-from trytond.modules.company.tests.tools import create_company
+from trytond.modules.company.tests.tools import create_company, get_company
 
 # SKU, name, list price, opening stock. The IPOD SKUs are the ones in Shopify's documented
 # order examples (tests/fixtures), so those payloads map without aliases.
@@ -58,6 +59,22 @@ CARRIERS = [
     ("Royal Mail", "CARRIER-RM48", "Royal Mail Tracked 48"),
     ("DHL Express", "CARRIER-DHL", "DHL Express delivery"),
     ("UPS Ground", "CARRIER-UPS", "UPS Ground delivery"),
+]
+
+# The login that moves payments on over JSON-RPC (config [erp.rpc]).
+PAYMENTS_USER = "erpsync-payments"
+# Payment journals per gateway and currency, as config [channels.payments] names them: each
+# has a clearing account the gateway's payouts empty; gift cards clear to their liability.
+PAYMENT_JOURNALS = [
+    # name, currency, clearing account
+    ("Shopify Payments GBP", "GBP", "shopify"),
+    ("Shopify Payments EUR", "EUR", "shopify"),
+    ("Shopify Payments USD", "USD", "shopify"),
+    ("Gift cards GBP", "GBP", "gift_cards"),
+    ("Gift cards EUR", "EUR", "gift_cards"),
+    ("Gift cards USD", "USD", "gift_cards"),
+    ("Manual GBP", "GBP", "manual"),
+    ("Manual USD", "USD", "manual"),
 ]
 
 CUSTOMERS = [
@@ -113,6 +130,8 @@ def main(config_file, database):
     account_configuration.currency_exchange_debit_account = accounts['expense']
     account_configuration.save()
 
+    seed_money(accounts, currencies)
+
     payment_term = create_payment_term()
     payment_term.save()
 
@@ -144,8 +163,11 @@ def main(config_file, database):
         type='service', salable=True, list_price=Decimal("0"), account_category=category)
     rounding.save()
     for code, name in CHARGES:
+        # A gift card sold is owed to its holder until spent: Tryton's sale_gift_card books
+        # it on the gift-card liability account (account configuration), not as revenue.
         Template(name=name, code=code, default_uom=unit, type='service', salable=True,
-            list_price=Decimal("0"), account_category=category).save()
+            list_price=Decimal("0"), account_category=category,
+            gift_card=(code == "GIFT-CARD")).save()
 
     for name, rate in TAXES:
         tax = create_tax(Decimal(rate))
@@ -201,6 +223,61 @@ def main(config_file, database):
     application = Application(user=admin, application='rest')
     application.save()
     print(application.key)
+
+    # The payments user: Accounting and Payment only, in the company; a fresh password each
+    # build, printed on the second line for the local stack's secret.
+    Group = Model.get('res.group')
+    company = get_company()
+    password = secrets.token_urlsafe(24)
+    payments_user = User(login=PAYMENTS_USER, name="erpsync payments")
+    payments_user.password = password
+    for group in Group.find([('name', 'in', ["Accounting", "Payment", "Payment Approval"])]):
+        payments_user.groups.append(group)
+    payments_user.companies.append(company)
+    payments_user.company = company
+    payments_user.save()
+    print(password)
+
+
+def seed_money(accounts, currencies):
+    """Accounts and journals for payments (account_payment_clearing), gift cards
+    (sale_gift_card) and payouts (account_statement)."""
+    Account = Model.get('account.account')
+    AccountType = Model.get('account.account.type')
+    cash = accounts['cash']
+    payable = accounts['payable']
+
+    def account(name, code, type_, parent):
+        new = Account(name=name, code=code, type=type_, parent=parent, reconcile=True,
+            party_required=False)
+        new.save()
+        return new
+
+    # Money a gateway took and has not yet paid out: a current asset the payout empties.
+    clearing = {
+        "shopify": account("Shopify Payments clearing", "1.1.2", cash.type, cash.parent),
+        "manual": account("Manual payments clearing", "1.1.3", cash.type, cash.parent),
+    }
+    # Gift cards sold and not yet spent: a liability (sale_gift_card's account type flag).
+    gift_card_type = AccountType(name="Gift cards outstanding", statement='balance',
+        parent=payable.type.parent, gift_card=True)
+    gift_card_type.save()
+    clearing["gift_cards"] = account("Gift cards outstanding", "2.1.9", gift_card_type,
+        payable.parent)
+    account("Payouts in transit", "1.1.4", cash.type, cash.parent)
+    AccountConfiguration = Model.get('account.configuration')
+    configuration = AccountConfiguration(1)
+    configuration.gift_card_account_revenue = clearing["gift_cards"]
+    configuration.gift_card_account_expense = clearing["gift_cards"]
+    configuration.save()
+
+    Journal = Model.get('account.journal')
+    revenue_journal, = Journal.find([('code', '=', 'REV')])
+    PaymentJournal = Model.get('account.payment.journal')
+    for name, currency, clearing_key in PAYMENT_JOURNALS:
+        PaymentJournal(name=name, currency=currencies[currency], process_method='manual',
+            clearing_account=clearing[clearing_key],
+            clearing_journal=revenue_journal).save()
 
 
 if __name__ == '__main__':

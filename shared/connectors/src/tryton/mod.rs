@@ -5,10 +5,12 @@
 //! One file per concern: `transport` (requests, searches, and what Tryton's refusals mean),
 //! `values` (Tryton's JSON values), `sales`, `customers`, `review` (sales as the shadow
 //! review reads them), `stock`, `prices` (with the change feed), `shipments`, `returns`
-//! (return sales and credit notes) and `catalogue` (what the audit compares).
+//! (return sales and credit notes), `payments` (payments, invoices posted; the one JSON-RPC
+//! call) and `catalogue` (what the audit compares).
 
 mod catalogue;
 mod customers;
+mod payments;
 mod prices;
 mod returns;
 mod review;
@@ -44,6 +46,8 @@ pub struct TrytonClient {
     refs: OnceCell<References>,
     /// Countries, carriers and taxes by the codes and names the orders and config use.
     names: Mutex<HashMap<(&'static str, String), i64>>,
+    /// The `[erp.rpc]` user, for the one payment step REST does not serve.
+    rpc: Option<payments::RpcLogin>,
 }
 
 /// Where the key is read again, and when it last was.
@@ -75,7 +79,19 @@ impl TrytonClient {
             erp,
             refs: OnceCell::new(),
             names: Mutex::new(HashMap::new()),
+            rpc: None,
         })
+    }
+
+    /// Logs in as the `[erp.rpc]` user (with this password) for the payment processing
+    /// wizard, which Tryton serves over JSON-RPC only.
+    pub fn with_rpc_login(mut self, password: SecretString) -> Self {
+        self.rpc = self.erp.rpc.as_ref().map(|login| payments::RpcLogin {
+            user: login.user.clone(),
+            password,
+            session: Mutex::new(None),
+        });
+        self
     }
 
     /// Reads the key again from `source` when Tryton refuses the one in use.

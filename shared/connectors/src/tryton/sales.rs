@@ -58,6 +58,60 @@ impl TrytonClient {
     }
 }
 
+impl TrytonClient {
+    /// A gift card sold is issued and mailed by the shop. Tryton's `sale_gift_card` would
+    /// make (and mail) its own when the sale is processed, for every unit that has no card
+    /// yet: recording the shop's cards on the line first leaves it none to make, while the
+    /// line still books to the gift-card liability account. Done before quoting, so a retry
+    /// after a lost answer finds the cards and makes no second set.
+    async fn record_shop_gift_cards(&self, sale_id: i64) -> Result<(), SyncError> {
+        let lines = self
+            .search(
+                "sale.line",
+                json!([
+                    ["sale", "=", sale_id],
+                    ["product.template.gift_card", "=", true],
+                    ["quantity", ">", 0]
+                ]),
+                &["quantity", "unit_price", "product", "gift_cards"],
+                None,
+            )
+            .await?;
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let refs = self.references().await?;
+        let sale = self
+            .read("sale.sale", sale_id, &["reference", "currency"])
+            .await?;
+        let reference = text_of(&sale, "reference").unwrap_or_else(|| sale_id.to_string());
+        for line in &lines {
+            let Some(line_id) = id_of(line, "id") else {
+                continue;
+            };
+            let issued = line["gift_cards"].as_array().map_or(0, Vec::len);
+            let units = decimal_of(&line["quantity"])
+                .and_then(|q| rust_decimal::prelude::ToPrimitive::to_u32(&q.trunc()))
+                .unwrap_or(0);
+            for unit in issued..usize::try_from(units).unwrap_or(0) {
+                self.create(
+                    "sale.gift_card",
+                    &json!({
+                        "company": refs.company,
+                        "number": format!("{reference}/{line_id}-{}", unit + 1),
+                        "product": id_of(line, "product"),
+                        "value": line["unit_price"].clone(),
+                        "currency": id_of(&sale, "currency"),
+                        "origin": format!("sale.line,{line_id}"),
+                    }),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl SalesErp for TrytonClient {
     async fn find_sale_by_reference(&self, reference: &str) -> Result<Option<ErpSale>, SyncError> {
@@ -243,6 +297,7 @@ impl SalesErp for TrytonClient {
     }
 
     async fn quote_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {
+        self.record_shop_gift_cards(sale_id).await?;
         self.sale_action(sale_id, "quote").await
     }
 

@@ -65,6 +65,16 @@ impl Config {
             &self.erp.api_key_secret,
             "erp-api-key",
         )?;
+        if let Some(rpc) = &self.erp.rpc {
+            if rpc.user.trim().is_empty() {
+                return Err(invalid("erp.rpc.user", "must be a Tryton login"));
+            }
+            secret_layout(
+                "erp.rpc.password_secret",
+                &rpc.password_secret,
+                "erp-rpc-password",
+            )?;
+        }
         if let Some(courier) = &self.courier {
             secret_layout(
                 "courier.webhook_secret",
@@ -136,6 +146,20 @@ impl Config {
                     &api.access_token_secret,
                     &format!("{}/admin-token", channel.id),
                 )?;
+            }
+            for (gateway, journal) in &channel.payments {
+                if gateway.trim().is_empty() || journal.trim().is_empty() {
+                    return Err(invalid(
+                        format!("{key}.payments"),
+                        "maps a gateway as the shop names it to an ERP payment journal's name; neither may be empty",
+                    ));
+                }
+            }
+            if !channel.payments.is_empty() && self.erp.rpc.is_none() {
+                return Err(invalid(
+                    format!("{key}.payments"),
+                    "recording payments needs [erp.rpc]: Tryton moves a payment on through a wizard, which only its JSON-RPC serves",
+                ));
             }
             for (bundle, definition) in &channel.bundles {
                 let key = format!("{key}.bundles.{bundle}");

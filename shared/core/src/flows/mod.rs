@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod fulfilment;
 pub mod orders;
+pub mod payments;
 pub mod prices;
 pub mod reconcile;
 pub mod returns;

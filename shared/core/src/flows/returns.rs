@@ -16,7 +16,9 @@ use crate::model::refund::Refund;
 use crate::model::state::{EntityRef, Flow, IdempotencyKey, PayloadHash, SyncRecord, SyncStatus};
 use crate::ports::ReturnsErp;
 use crate::ports::confirm;
-use crate::ports::{IdempotencyStore, Once, SyncStateStore, keep_one_sale, note_failure, once};
+use crate::ports::{
+    IdempotencyStore, Once, SyncStateStore, keep_one_sale, note_failure, once, sale_awaited,
+};
 
 mod plan;
 pub use plan::{ReturnPlan, plan_return};
@@ -98,42 +100,12 @@ async fn book(
 ) -> Result<(ReturnOutcome, SyncRecord), SyncError> {
     let order_reference = sale_reference(&channel.id, &refund.order_id);
     let Some(original) = deps.erp.find_sale_by_reference(&order_reference).await? else {
-        // A refund can overtake its order (a backlog on the orders queue, a webhook lost and
-        // brought in by reconciliation every 30 minutes): while the order is on its way it
-        // waits, at the retry policy's longest delay, while its receives last, then a person
-        // is told. An order parked for a person, or booked but gone from the ERP, or never to
-        // be booked (skipped, shadow), is a person's at once.
-        let order_state = deps
-            .state
-            .get(&EntityRef::order(&channel.id, refund.order_id.as_str()))
-            .await?;
         let paid_back = refund.refunded_in(&channel.currency).0;
         let what = format!(
             "refund {} ({paid_back} paid back) is for order {} of {}",
             refund.id, refund.order_id, channel.id
         );
-        return Err(match order_state.map(|s| s.status) {
-            None | Some(SyncStatus::Pending | SyncStatus::Retrying) => SyncError::retryable(
-                "order_not_in_erp_yet",
-                format!(
-                    "{what}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive"
-                ),
-            )
-            .with_retry_after(std::time::Duration::from_secs(30 * 60)),
-            Some(SyncStatus::NeedsAttention) => SyncError::permanent(
-                "refund_for_parked_order",
-                format!(
-                    "{what}, which waits for a person (erpsync exceptions): settle the order first, then redrive this refund"
-                ),
-            ),
-            Some(status) => SyncError::permanent(
-                "refund_for_unknown_order",
-                format!(
-                    "{what}, whose ERP sale cannot be found (its state is {}): book the credit note by hand and discard, or bring the order in (erpsync replay) and redrive",
-                    status.as_str()
-                ),
-            ),
-        });
+        return Err(sale_awaited(deps.state, &channel.id, &refund.order_id, "refund", &what).await);
     };
     let details = deps.erp.sale_details(original.id).await?;
     // The refund reads on the order's basis, which order-sync records when it books the

@@ -148,6 +148,7 @@ mod tests {
                     quantity: 2,
                     unit_price: Decimal::new(1000, 2),
                     taxes: vec![],
+                    gift_card: false,
                 },
                 SaleLineDraft {
                     sku: sku("B"),
@@ -155,6 +156,7 @@ mod tests {
                     quantity: 1,
                     unit_price: Decimal::new(500, 2),
                     taxes: vec![],
+                    gift_card: false,
                 },
             ],
         }

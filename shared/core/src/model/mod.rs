@@ -3,5 +3,6 @@
 
 pub mod ids;
 pub mod order;
+pub mod payment;
 pub mod refund;
 pub mod state;

@@ -36,6 +36,15 @@ pub struct Refund {
 pub struct Paid {
     pub amount: Decimal,
     pub currency: Option<String>,
+    /// The refund transaction's id: the ERP payment that pays the credit note is recorded
+    /// under it, once.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    /// The gateway the money went back through (the payment journal is chosen by it).
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub processed_at: Option<time::OffsetDateTime>,
 }
 
 impl Refund {

@@ -134,10 +134,12 @@ pub enum Flow {
     ReturnSync,
     /// Shop orders compared with sync state.
     Reconcile,
+    /// Money taken and given back -> ERP payments settling invoices and credit notes.
+    PaymentSync,
 }
 
 impl Flow {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::OrderSync,
         Self::StockSync,
         Self::PriceSync,
@@ -145,6 +147,7 @@ impl Flow {
         Self::Tracking,
         Self::ReturnSync,
         Self::Reconcile,
+        Self::PaymentSync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -156,6 +159,7 @@ impl Flow {
             Self::Tracking => "tracking",
             Self::ReturnSync => "return-sync",
             Self::Reconcile => "reconcile",
+            Self::PaymentSync => "payment-sync",
         }
     }
 

@@ -193,6 +193,48 @@ pub async fn keep_one_sale(
     Ok(kept)
 }
 
+/// Money (a refund, a payment) for an order whose ERP sale cannot be found. It can overtake
+/// its order (a backlog on the orders queue, a webhook lost and brought in by reconciliation
+/// every 30 minutes): while the order is on its way it waits, at the retry policy's longest
+/// delay, while its receives last, then a person is told. An order parked for a person, or
+/// booked but gone from the ERP, or never to be booked (skipped, shadow), is a person's at
+/// once. `subject` names the kind of money (`refund`, `payment`); `what` says which.
+pub async fn sale_awaited(
+    state: &dyn super::SyncStateStore,
+    channel: &crate::model::ids::ChannelId,
+    order: &crate::model::ids::ExternalOrderId,
+    subject: &str,
+    what: &str,
+) -> SyncError {
+    use crate::model::state::{EntityRef, SyncStatus};
+    let order_state = match state.get(&EntityRef::order(channel, order.as_str())).await {
+        Ok(order_state) => order_state,
+        Err(error) => return error,
+    };
+    match order_state.map(|s| s.status) {
+        None | Some(SyncStatus::Pending | SyncStatus::Retrying) => SyncError::retryable(
+            "order_not_in_erp_yet",
+            format!(
+                "{what}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive"
+            ),
+        )
+        .with_retry_after(std::time::Duration::from_secs(30 * 60)),
+        Some(SyncStatus::NeedsAttention) => SyncError::permanent(
+            format!("{subject}_for_parked_order"),
+            format!(
+                "{what}, which waits for a person (erpsync exceptions): settle the order first, then redrive this {subject}"
+            ),
+        ),
+        Some(status) => SyncError::permanent(
+            format!("{subject}_for_unknown_order"),
+            format!(
+                "{what}, whose ERP sale cannot be found (its state is {}): book it by hand and discard, or bring the order in (erpsync replay) and redrive",
+                status.as_str()
+            ),
+        ),
+    }
+}
+
 /// Moves the sale on to confirmed from wherever an earlier, interrupted attempt left it.
 pub async fn confirm(
     erp: &dyn SalesErp,
@@ -428,8 +470,95 @@ pub struct SettledReturn {
     pub restocked: bool,
 }
 
+/// Which way a payment moves money: in from the customer (a sale, a capture) or back out
+/// (a refund).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentKind {
+    Receivable,
+    Payable,
+}
+
+/// A payment to record against a sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPayment<'a> {
+    /// Unique per channel and transaction (`payment_reference`): the payment is found by it,
+    /// never made twice.
+    pub reference: &'a str,
+    pub sale_id: i64,
+    /// The ERP payment journal's name (`[channels.payments]`).
+    pub journal: &'a str,
+    pub kind: PaymentKind,
+    /// Positive, in the sale's currency.
+    pub amount: Decimal,
+    pub date: time::Date,
+    /// The posted invoice's (or credit note's) line to pay it settles. None: the sale's
+    /// invoice takes it when posted.
+    pub line: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErpPaymentState {
+    Draft,
+    Submitted,
+    Approved,
+    Processing,
+    Succeeded,
+    Failed,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErpPayment {
+    pub id: i64,
+    pub reference: Option<String>,
+    pub kind: PaymentKind,
+    pub amount: Decimal,
+    pub state: ErpPaymentState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvoiceState {
+    Draft,
+    Validated,
+    Posted,
+    Paid,
+    Cancelled,
+    Other(String),
+}
+
+/// A customer invoice (positive total) or credit note (negative) of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErpInvoice {
+    pub id: i64,
+    pub number: Option<String>,
+    pub state: InvoiceState,
+    pub total: Decimal,
+    /// What is still to be paid (Tryton's `amount_to_pay`), signed as the total.
+    pub amount_to_pay: Decimal,
+    /// The receivable line a payment settles, once posted.
+    pub line_to_pay: Option<i64>,
+}
+
+/// A sale's invoices and the payments recorded against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleMoney {
+    pub invoices: Vec<ErpInvoice>,
+    pub payments: Vec<ErpPayment>,
+}
+
 #[async_trait]
-pub trait ReturnsErp: SalesErp {
+pub trait PaymentsErp: SalesErp {
+    /// Records the payment and takes it to succeeded; one found under its reference is
+    /// moved on from where it is, never made twice.
+    async fn record_payment(&self, payment: &NewPayment<'_>) -> Result<ErpPayment, SyncError>;
+    async fn sale_money(&self, sale_id: i64) -> Result<SaleMoney, SyncError>;
+    /// Posts a draft invoice or credit note (the ERP then settles it with the sale's
+    /// payments).
+    async fn post_invoice(&self, invoice_id: i64) -> Result<(), SyncError>;
+}
+
+#[async_trait]
+pub trait ReturnsErp: PaymentsErp {
     /// Creates the return sale (draft).
     async fn create_return(&self, draft: &ReturnDraft) -> Result<ErpSale, SyncError>;
     /// After confirmation: receives the goods coming back (when `restock`) and posts the

@@ -4,6 +4,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::raw::{Amount, Id, RawMoneySet, non_negative, shop_amount};
+use super::transaction::RawTransaction;
 use crate::channels::json::from_json;
 use crate::error::ParseError;
 use crate::model::ids::{ExternalOrderId, Sku};
@@ -54,14 +55,6 @@ struct RawAdjustment {
     /// A `shipping_refund` adjustment's tax (older versions' shipping refunds), negative.
     tax_amount: Option<Amount>,
     tax_amount_set: Option<RawMoneySet>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawTransaction {
-    kind: String,
-    status: Option<String>,
-    amount: Amount,
-    currency: Option<String>,
 }
 
 /// A `refunds/create` body (the REST refund resource) into the canonical refund, in shop money.
@@ -204,6 +197,9 @@ pub fn parse_refund(body: &[u8]) -> Result<crate::model::refund::Refund, ParseEr
                     .amount
                     .parse(&format!("transactions[{index}].amount"))?,
                 currency: transaction.currency.clone(),
+                transaction_id: transaction.id_text(),
+                gateway: Some(transaction.gateway()).filter(|g| !g.is_empty()),
+                processed_at: transaction.processed_at(&format!("transactions[{index}]."))?,
             }),
             Some("pending") => pending += 1,
             _ => {}

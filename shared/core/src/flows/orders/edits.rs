@@ -221,6 +221,7 @@ mod tests {
                     quantity: *q,
                     unit_price: Decimal::new(*cents, 2),
                     taxes: Vec::new(),
+                    gift_card: false,
                 })
                 .collect(),
         }

@@ -297,7 +297,7 @@ pub fn plan_return(
     }
     Ok(ReturnPlan::Book {
         draft: ReturnDraft {
-            reference: format!("{order_reference}/refund/{}", refund.id),
+            reference: crate::mapping::return_reference(order_reference, &refund.id),
             description: format!(
                 "refund {} of {sale_number}{}",
                 refund.id,

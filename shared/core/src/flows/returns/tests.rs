@@ -70,6 +70,9 @@ fn refund(items: Vec<RefundedItem>, shipping: &str, refunded: &str) -> Refund {
         paid: vec![Paid {
             amount: dec(refunded),
             currency: Some("GBP".to_owned()),
+            transaction_id: Some("1068278526".to_owned()),
+            gateway: Some("shopify_payments".to_owned()),
+            processed_at: None,
         }],
         pending: 0,
         shop_currency: None,
