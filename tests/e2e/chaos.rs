@@ -142,6 +142,8 @@ impl PlannedOrder {
         let mut refund = fixture("shopify-refunds-create.json");
         refund["id"] = json!(refund_id);
         refund["order_id"] = json!(id);
+        // Each refund's money is a transaction of its own, as in Shopify.
+        refund["transactions"][0]["id"] = json!(refund_id * 10 + 1);
         priced(&mut refund, 0, "no_restock", "195.67", "11.74", "207.41");
         (refund, refund_id.to_string())
     }

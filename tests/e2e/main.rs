@@ -11,6 +11,7 @@ mod mapping;
 mod modes;
 mod money;
 mod operations;
+mod payments;
 mod queues;
 mod reconcile;
 mod returns;

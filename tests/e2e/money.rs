@@ -416,8 +416,9 @@ fn refund_payload(
         "refund_shipping_lines": shipping_lines,
         "order_adjustments": [],
         "transactions": [{
+            "id": format!("{refund_id}1").parse::<u64>().unwrap_or_default(),
             "kind": "refund", "status": "success", "amount": money(worth, exponent),
-            "currency": store.currency
+            "currency": store.currency, "gateway": "shopify_payments"
         }]
     });
     (refund, worth)

@@ -46,6 +46,8 @@ impl ReturnWorld {
         let mut refund = fixture("shopify-refunds-create.json");
         let id = uuid::Uuid::new_v4().as_u128() % 9_000_000_000 + 1_000_000_000;
         refund["id"] = json!(id as u64);
+        // Each refund's money is a transaction of its own, as in Shopify.
+        refund["transactions"][0]["id"] = json!(id as u64 + 1);
         refund["order_id"] = json!(order_id.parse::<u64>().unwrap_or_default());
         edit(&mut refund);
         (refund, id.to_string())

@@ -1034,6 +1034,43 @@ impl World {
         let _ = esm.poll_once(Duration::from_secs(1)).await;
     }
 
+    /// Posts an order transaction's webhook (`order_transactions/create`) as Shopify does and
+    /// runs the returns queue dry.
+    pub async fn deliver_transaction(
+        &self,
+        returns: &Arc<ReturnSync>,
+        channel: &str,
+        transaction: &Value,
+        webhook_id: &str,
+    ) {
+        let status = self
+            .post(self.signed(
+                channel,
+                "order_transactions/create",
+                webhook_id,
+                &transaction.to_string(),
+            ))
+            .await;
+        assert_eq!(status, 200, "order_transactions/create {webhook_id}");
+        let esm = self.returns_source(returns);
+        while esm.poll_once(Duration::from_secs(1)).await.unwrap_or(0) > 0 {}
+    }
+
+    /// What sync state says of a transaction's payment.
+    pub async fn payment_state(
+        &self,
+        channel: &str,
+        order_id: &str,
+        transaction_id: &str,
+    ) -> Option<SyncState> {
+        let entity = EntityRef {
+            flow: erpsync_core::model::state::Flow::PaymentSync,
+            channel: ChannelId::parse(channel).ok()?,
+            entity_id: format!("{order_id}/txn-{transaction_id}"),
+        };
+        self.orders.store.get(&entity).await.ok().flatten()
+    }
+
     /// Runs return-sync until the returns queue is empty, retries (a refund waiting for its
     /// order) included.
     pub async fn drain_returns(&self, returns: &Arc<ReturnSync>, timeout: Duration) {
@@ -1086,6 +1123,29 @@ impl World {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
     }
+}
+
+/// An order transaction as Shopify's `order_transactions/create` sends it (the REST
+/// transaction resource: https://shopify.dev/docs/api/admin-rest/latest/resources/transaction).
+pub fn transaction(
+    order_id: &str,
+    id: u64,
+    kind: &str,
+    gateway: &str,
+    amount: &str,
+    currency: &str,
+) -> Value {
+    json!({
+        "id": id, "order_id": order_id.parse::<u64>().unwrap_or_default(), "kind": kind,
+        "gateway": gateway, "status": "success", "message": null,
+        "created_at": "2026-12-01T11:00:00-05:00", "test": false,
+        "authorization": "authorization-key", "location_id": null, "user_id": null,
+        "parent_id": null, "processed_at": "2026-12-01T11:00:00-05:00", "device_id": null,
+        "error_code": null, "source_name": "web", "receipt": {}, "amount": amount,
+        "currency": currency, "payment_id": format!("c{id}.1"),
+        "manual_payment_gateway": false,
+        "admin_graphql_api_id": format!("gid://shopify/OrderTransaction/{id}")
+    })
 }
 
 /// The order at a later version (`updated_at`), as Shopify sends it after a change.

@@ -237,8 +237,9 @@ pub struct ChannelConfig {
     pub pos_customers: BTreeMap<String, FallbackCustomer>,
     /// Payment gateway as the shop names it (Shopify's transaction `gateway`:
     /// `shopify_payments`, `gift_card`, `manual`, `paypal`, ...) -> the ERP payment journal
-    /// (its name) the money is recorded on, in the channel's currency. A gateway not mapped
-    /// here waits for a person, naming it. Empty: this channel's payments are not recorded.
+    /// (its name) the money is recorded on; `{currency}` in the name stands for the sale's
+    /// currency code (a journal has one). A gateway not mapped here waits for a person,
+    /// naming it. Empty: this channel's payments are not recorded.
     #[serde(default)]
     pub payments: BTreeMap<String, String>,
     /// The store's Admin API, which the stock, price and reconciliation flows call.

@@ -630,6 +630,7 @@ impl<'a> Chain<'a> {
         for id in ids {
             let mut refund = self.refund.clone();
             refund["id"] = json!(id + 1_000);
+            refund["transactions"][0]["id"] = json!(id + 2_000);
             refund["order_id"] = json!(id);
             refund["refund_line_items"][0]["restock_type"] = json!("return");
             let text = refund.to_string();

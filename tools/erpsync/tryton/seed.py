@@ -74,6 +74,7 @@ PAYMENT_JOURNALS = [
     ("Gift cards EUR", "EUR", "gift_cards"),
     ("Gift cards USD", "USD", "gift_cards"),
     ("Manual GBP", "GBP", "manual"),
+    ("Manual EUR", "EUR", "manual"),
     ("Manual USD", "USD", "manual"),
 ]
 
@@ -260,10 +261,10 @@ def seed_money(accounts, currencies):
     }
     # Gift cards sold and not yet spent: a liability (sale_gift_card's account type flag).
     gift_card_type = AccountType(name="Gift cards outstanding", statement='balance',
-        parent=payable.type.parent, gift_card=True)
+        parent=payable.type.parent, gift_card=True, company=get_company())
     gift_card_type.save()
-    clearing["gift_cards"] = account("Gift cards outstanding", "2.1.9", gift_card_type,
-        payable.parent)
+    # An account takes its parent's type; the liability reads under its own type instead.
+    clearing["gift_cards"] = account("Gift cards outstanding", "2.9", gift_card_type, None)
     account("Payouts in transit", "1.1.4", cash.type, cash.parent)
     AccountConfiguration = Model.get('account.configuration')
     configuration = AccountConfiguration(1)

@@ -347,6 +347,7 @@ impl PaymentsErp for TrytonClient {
                 "sale.sale",
                 sale_id,
                 &[
+                    "currency",
                     "invoices.state",
                     "invoices.number",
                     "invoices.total_amount",
@@ -385,7 +386,18 @@ impl PaymentsErp for TrytonClient {
             .flatten()
             .filter_map(payment_of)
             .collect();
-        Ok(SaleMoney { invoices, payments })
+        let currency_id = id_of(&sale, "currency");
+        let refs = self.references().await?;
+        let currency = refs
+            .currencies
+            .iter()
+            .find(|(_, id)| Some(**id) == currency_id)
+            .map(|(code, _)| code.clone());
+        Ok(SaleMoney {
+            currency,
+            invoices,
+            payments,
+        })
     }
 
     async fn post_invoice(&self, invoice_id: i64) -> Result<(), SyncError> {

@@ -53,8 +53,14 @@ pub enum PaymentOutcome {
 /// What a transaction asks of the ERP, decided from the transaction and the config alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransactionPlan {
-    Receive { journal: String, amount: Decimal },
-    Nothing { why: String },
+    /// Money in through `gateway`, booked on its journal in the sale's currency.
+    Receive {
+        gateway: String,
+        amount: Decimal,
+    },
+    Nothing {
+        why: String,
+    },
 }
 
 /// The entity a transaction is recorded under.
@@ -75,12 +81,17 @@ pub fn refund_money_entity(channel: &ChannelConfig, refund: &Refund) -> EntityRe
     }
 }
 
-/// The payment journal of a gateway, or a person's error naming it and the key.
-fn journal_of<'c>(channel: &'c ChannelConfig, gateway: &str) -> Result<&'c str, SyncError> {
+/// The payment journal of a gateway for money in `currency` (the name's `{currency}` is
+/// that code), or a person's error naming the gateway and the key.
+fn journal_of(
+    channel: &ChannelConfig,
+    gateway: &str,
+    currency: &CurrencyCode,
+) -> Result<String, SyncError> {
     channel
         .payments
         .get(gateway)
-        .map(String::as_str)
+        .map(|name| name.replace("{currency}", currency.as_str()))
         .ok_or_else(|| {
             SyncError::permanent(
                 "unmapped_gateway",
@@ -92,43 +103,41 @@ fn journal_of<'c>(channel: &'c ChannelConfig, gateway: &str) -> Result<&'c str, 
         })
 }
 
-/// The money must be in the channel's currency, which the ERP sale is in.
-fn in_channel_currency(
-    channel: &ChannelConfig,
+/// The money must be in the sale's currency (a multi-currency order's transactions name
+/// the customer's; the ERP sale is in the shop's) and exact to its minor unit: rounding it
+/// would make the ERP differ from the shop without anyone knowing.
+fn bookable(
+    amount: Decimal,
     currency: Option<&str>,
+    sale_currency: &CurrencyCode,
     what: &str,
 ) -> Result<(), SyncError> {
-    match currency {
-        Some(other) if !other.eq_ignore_ascii_case(channel.currency.as_str()) => {
-            Err(SyncError::permanent(
-                "payment_currency",
-                format!(
-                    "{what} is in {other}, but the sale is in {}: record it by hand at the rate the gateway settled, then discard",
-                    channel.currency
-                ),
-            ))
-        }
-        _ => Ok(()),
+    if let Some(other) = currency.filter(|c| !c.eq_ignore_ascii_case(sale_currency.as_str())) {
+        return Err(SyncError::permanent(
+            "payment_currency",
+            format!(
+                "{what} is in {other}, but the ERP sale is in {sale_currency}: record it by hand at the rate the gateway settled, then discard"
+            ),
+        ));
     }
+    if sale_currency.round(amount) != amount {
+        return Err(SyncError::permanent(
+            "payment_amount_precision",
+            format!(
+                "{what}: {amount} is finer than {sale_currency}'s minor unit; record it by hand as the gateway settled it, then discard"
+            ),
+        ));
+    }
+    Ok(())
 }
 
-/// Money the shop reports finer than the currency's minor unit cannot be booked as it is:
-/// rounding it would make the ERP differ from the shop without anyone knowing.
-fn exact_in_minor_units(
-    channel: &ChannelConfig,
-    amount: Decimal,
-    what: &str,
-) -> Result<(), SyncError> {
-    if channel.currency.round(amount) == amount {
-        return Ok(());
-    }
-    Err(SyncError::permanent(
-        "payment_amount_precision",
-        format!(
-            "{what}: {amount} is finer than {}'s minor unit; record it by hand as the gateway settled it, then discard",
-            channel.currency
-        ),
-    ))
+/// The ERP sale's currency, as the ERP says, else the channel's.
+fn sale_currency(money: &SaleMoney, channel: &ChannelConfig) -> CurrencyCode {
+    money
+        .currency
+        .as_deref()
+        .and_then(|code| CurrencyCode::parse(code).ok())
+        .unwrap_or_else(|| channel.currency.clone())
 }
 
 pub fn plan_transaction(
@@ -183,11 +192,11 @@ pub fn plan_transaction(
     if transaction.amount <= Decimal::ZERO {
         return nothing(format!("{what}: no amount"));
     }
-    in_channel_currency(channel, transaction.currency.as_deref(), &what)?;
-    exact_in_minor_units(channel, transaction.amount, &what)?;
-    let journal = journal_of(channel, &transaction.gateway)?;
+    if !channel.payments.contains_key(&transaction.gateway) {
+        journal_of(channel, &transaction.gateway, &channel.currency)?;
+    }
     Ok(TransactionPlan::Receive {
-        journal: journal.to_owned(),
+        gateway: transaction.gateway.clone(),
         amount: transaction.amount,
     })
 }
@@ -248,8 +257,8 @@ async fn receive(
     transaction: &Transaction,
     entity: &EntityRef,
 ) -> Result<(PaymentOutcome, SyncRecord), SyncError> {
-    let (journal, amount) = match plan_transaction(channel, transaction)? {
-        TransactionPlan::Receive { journal, amount } => (journal, amount),
+    let (gateway, amount) = match plan_transaction(channel, transaction)? {
+        TransactionPlan::Receive { gateway, amount } => (gateway, amount),
         TransactionPlan::Nothing { why } => {
             info!(transaction = %transaction.id, %why, "nothing to record");
             let outcome = PaymentOutcome::NothingToRecord { why: why.clone() };
@@ -258,8 +267,11 @@ async fn receive(
     };
     let order_reference = sale_reference(&channel.id, &transaction.order_id);
     let what = format!(
-        "payment {} ({amount} {} via {}) is for order {} of {}",
-        transaction.id, channel.currency, transaction.gateway, transaction.order_id, channel.id
+        "payment {} ({amount} {} via {gateway}) is for order {} of {}",
+        transaction.id,
+        transaction.currency.as_deref().unwrap_or("?"),
+        transaction.order_id,
+        channel.id
     );
     let Some(sale) = deps.erp.find_sale_by_reference(&order_reference).await? else {
         return Err(sale_awaited(
@@ -291,10 +303,13 @@ async fn receive(
         _ => {}
     }
     let before = deps.erp.sale_money(sale.id).await?;
+    let currency = sale_currency(&before, channel);
+    bookable(amount, transaction.currency.as_deref(), &currency, &what)?;
+    let journal = journal_of(channel, &gateway, &currency)?;
     let reference = payment_reference(&channel.id, &transaction.id);
     // An invoice a person posted already takes the payment on its line; otherwise the
     // invoice takes the sale's payments when it is posted.
-    let line = open_invoice_line(&before.invoices, amount, &channel.currency);
+    let line = open_invoice_line(&before.invoices, amount, &currency);
     let date = transaction
         .processed_at
         .unwrap_or_else(OffsetDateTime::now_utc)
@@ -312,11 +327,9 @@ async fn receive(
         })
         .await?;
     let after = deps.erp.sale_money(sale.id).await?;
-    let (status, note) = settle_invoice(deps.erp, sale.id, after, &channel.currency).await?;
+    let (status, note) = settle_invoice(deps.erp, sale.id, after, &currency).await?;
     let note = format!(
-        "{amount} {} received via {} ({journal}) on sale {}: {note}",
-        channel.currency,
-        transaction.gateway,
+        "{amount} {currency} received via {gateway} ({journal}) on sale {}: {note}",
         sale.number.as_deref().unwrap_or("?")
     );
     info!(transaction = %transaction.id, payment = payment.id, %note, "payment recorded");
@@ -510,20 +523,6 @@ async fn pay_back(
     if refund.paid.is_empty() {
         return nothing(format!("refund {} moved no money", refund.id));
     }
-    let mut legs = Vec::new();
-    for paid in &refund.paid {
-        let what = format!("refund {}'s money {}", refund.id, paid.amount);
-        in_channel_currency(channel, paid.currency.as_deref(), &what)?;
-        exact_in_minor_units(channel, paid.amount, &what)?;
-        let Some(transaction) = &paid.transaction_id else {
-            return Err(SyncError::permanent(
-                "refund_transaction_unnamed",
-                format!("{what} names no transaction id: record it by hand, then discard"),
-            ));
-        };
-        let journal = journal_of(channel, paid.gateway.as_deref().unwrap_or_default())?;
-        legs.push((transaction, journal, paid));
-    }
     let order_reference = sale_reference(&channel.id, &refund.order_id);
     // A return sale carries the credit note; without one (units refunded before dispatch,
     // a cancelled order) the credit note is the order sale's own, from its amendment.
@@ -552,6 +551,20 @@ async fn pay_back(
         },
     };
     let money = deps.erp.sale_money(sale.id).await?;
+    let currency = sale_currency(&money, channel);
+    let mut legs = Vec::new();
+    for paid in &refund.paid {
+        let what = format!("refund {}'s money {}", refund.id, paid.amount);
+        bookable(paid.amount, paid.currency.as_deref(), &currency, &what)?;
+        let Some(transaction) = &paid.transaction_id else {
+            return Err(SyncError::permanent(
+                "refund_transaction_unnamed",
+                format!("{what} names no transaction id: record it by hand, then discard"),
+            ));
+        };
+        let gateway = paid.gateway.as_deref().unwrap_or_default();
+        legs.push((transaction, journal_of(channel, gateway, &currency)?, paid));
+    }
     let Some(credit_note) = money
         .invoices
         .iter()
@@ -569,9 +582,8 @@ async fn pay_back(
                 SyncStatus::NeedsAttention,
                 None,
                 format!(
-                    "refund {} paid back {total} {}, but sale {} has no credit note to settle (its invoice was not posted when the units left the sale): record the refund payment against the sale by hand",
+                    "refund {} paid back {total} {currency}, but sale {} has no credit note to settle (its invoice was not posted when the units left the sale): record the refund payment against the sale by hand",
                     refund.id,
-                    channel.currency,
                     sale.number.as_deref().unwrap_or("?")
                 ),
             ),
@@ -597,7 +609,7 @@ async fn pay_back(
             .record_payment(&NewPayment {
                 reference: &reference,
                 sale_id: sale.id,
-                journal,
+                journal: &journal,
                 kind: PaymentKind::Payable,
                 amount: paid.amount,
                 date: paid
@@ -616,16 +628,13 @@ async fn pay_back(
     let (status, note) = match credit {
         Some(i) if i.state == InvoiceState::Paid => (
             SyncStatus::Synced,
-            format!(
-                "{paid_back} {} paid back; credit note {number} settled",
-                channel.currency
-            ),
+            format!("{paid_back} {currency} paid back; credit note {number} settled"),
         ),
         Some(i) => (
             SyncStatus::NeedsAttention,
             format!(
-                "{paid_back} {} paid back, but credit note {number} still has {} to pay (state {:?}): reconcile it with the refund payments in the ERP",
-                channel.currency, i.amount_to_pay, i.state
+                "{paid_back} {currency} paid back, but credit note {number} still has {} to pay (state {:?}): reconcile it with the refund payments in the ERP",
+                i.amount_to_pay, i.state
             ),
         ),
         None => (

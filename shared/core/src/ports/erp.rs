@@ -542,6 +542,8 @@ pub struct ErpInvoice {
 /// A sale's invoices and the payments recorded against it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaleMoney {
+    /// The sale's currency (ISO code), which its payments must be in.
+    pub currency: Option<String>,
     pub invoices: Vec<ErpInvoice>,
     pub payments: Vec<ErpPayment>,
 }

@@ -79,18 +79,15 @@ fn only_successful_sales_and_captures_take_money_each_on_its_gateway_s_journal()
     assert_eq!(
         plan("sale", "success", "shopify_payments").ok(),
         Some(TransactionPlan::Receive {
-            journal: channel.payments["shopify_payments"].clone(),
+            gateway: "shopify_payments".to_owned(),
             amount: dec("10.05"),
         })
     );
-    // Finer than a penny is never rounded away.
-    let fine = plan_transaction(
-        channel,
-        &transaction("sale", "success", "shopify_payments", "10.005"),
-    )
-    .err()
-    .map(|e| e.kind);
-    assert_eq!(fine.as_deref(), Some("payment_amount_precision"));
+    let gbp = CurrencyCode::parse("GBP").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        journal_of(channel, "gift_card", &gbp).ok().as_deref(),
+        Some("Gift cards GBP")
+    );
     assert!(matches!(
         plan("capture", "success", "gift_card"),
         Ok(TransactionPlan::Receive { .. })
@@ -131,10 +128,19 @@ fn an_unmapped_gateway_or_a_foreign_currency_is_a_person_s_naming_it() {
         error.message.contains("\"paypal_express\"")
             && error.message.contains("[channels.payments]")
     );
-    let mut foreign = transaction("sale", "success", "shopify_payments", "5");
-    foreign.currency = Some("CAD".to_owned());
-    let error = plan_transaction(channel, &foreign).err().map(|e| e.kind);
-    assert_eq!(error.as_deref(), Some("payment_currency"));
+    let gbp = CurrencyCode::parse("GBP").unwrap_or_else(|e| panic!("{e}"));
+    let kind = |amount: &str, currency: &str| {
+        bookable(dec(amount), Some(currency), &gbp, "payment")
+            .err()
+            .map(|e| e.kind)
+    };
+    assert_eq!(kind("5.00", "CAD").as_deref(), Some("payment_currency"));
+    // Finer than a penny is never rounded away.
+    assert_eq!(
+        kind("10.005", "GBP").as_deref(),
+        Some("payment_amount_precision")
+    );
+    assert_eq!(kind("10.05", "gbp"), None);
 }
 
 #[test]
@@ -175,6 +181,7 @@ fn the_invoice_is_posted_once_its_payments_cover_it_to_the_minor_unit() {
     let gbp = CurrencyCode::parse("GBP").unwrap_or_else(|e| panic!("{e}"));
     let draft = invoice(1, InvoiceState::Draft, "100.00", "0");
     let money = |payments: Vec<ErpPayment>| SaleMoney {
+        currency: Some("GBP".to_owned()),
         invoices: vec![draft.clone()],
         payments,
     };
@@ -221,6 +228,7 @@ fn the_invoice_is_posted_once_its_payments_cover_it_to_the_minor_unit() {
     ));
     // No invoice yet: the payments wait on the sale.
     let none = SaleMoney {
+        currency: None,
         invoices: vec![],
         payments: vec![received(1, "100.00", ErpPaymentState::Succeeded)],
     };
@@ -233,6 +241,7 @@ fn the_invoice_is_posted_once_its_payments_cover_it_to_the_minor_unit() {
     ));
     // A credit note of the sale does not count as invoiced.
     let with_credit = SaleMoney {
+        currency: None,
         invoices: vec![
             draft.clone(),
             invoice(2, InvoiceState::Posted, "-20.00", "-20.00"),
