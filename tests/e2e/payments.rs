@@ -148,10 +148,7 @@ async fn an_order_paid_by_gift_card_and_card_reads_paid_each_payment_once_and_it
                 p["reference"].as_str().unwrap_or_default().to_owned(),
                 erpsync_e2e::decimal(&p["amount"]),
                 p["state"].as_str().unwrap_or_default().to_owned(),
-                p["journal"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                p["journal"]["name"].as_str().unwrap_or_default().to_owned(),
             )
         })
         .collect();

@@ -239,6 +239,19 @@ pub fn mapping_docs(config: &Config, template: &Template, source: &str) -> Strin
             }
         }
         line(String::new());
+        line("### Payments (gateway -> ERP payment journal)".to_owned());
+        line(String::new());
+        if channel.payments.is_empty() {
+            line("None: no payments are recorded for this channel; its invoices stay open for finance.".to_owned());
+        } else {
+            line("| Shop gateway | ERP payment journal |".to_owned());
+            line("|---|---|".to_owned());
+            for (gateway, journal) in &channel.payments {
+                line(format!("| {} | {} |", cell(gateway), cell(journal)));
+            }
+            line("`{currency}` is the sale's currency code. A gateway not listed waits for a person, naming it; the invoice is posted once its payments cover it, and a refund's money settles its credit note.".to_owned());
+        }
+        line(String::new());
         line("### Taxes".to_owned());
         line(String::new());
         if channel.tax_codes.is_empty() {
@@ -306,6 +319,12 @@ pub fn mapping_docs(config: &Config, template: &Template, source: &str) -> Strin
         "| {} | the Tryton REST key |",
         config.erp.api_key_secret
     ));
+    if let Some(rpc) = &config.erp.rpc {
+        line(format!(
+            "| {} | the password of Tryton user {} (payments, JSON-RPC) |",
+            rpc.password_secret, rpc.user
+        ));
+    }
     for channel in &config.channels {
         line(format!(
             "| {} | {} webhook signatures |",
@@ -356,6 +375,8 @@ mod tests {
             "| Free Shipping | Royal Mail |",
             "| Shop tax | Destination | Rate | ERP tax |",
             "| tip | TIP |",
+            "| gift_card | Gift cards {currency} |",
+            "| erpsync/erp-rpc-password | the password of Tryton user erpsync-payments (payments, JSON-RPC) |",
             "| State Tax | US | 6% | US Sales Tax 6% |",
             "| Royal Mail | Royal Mail | https://www.royalmail.com/track-your-item#/tracking-results/{number} |",
             "| erpsync/erp-api-key | the Tryton REST key |",

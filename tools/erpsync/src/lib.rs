@@ -5,6 +5,7 @@ pub mod audit;
 pub mod desk;
 pub mod docs;
 pub mod esm;
+pub mod finance;
 pub mod local;
 pub mod ops;
 pub mod policy;

@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use erpsync_core::SyncError;
 use erpsync_core::ports::{
-    ErpInvoice, ErpPayment, ErpPaymentState, InvoiceState, NewPayment, PaymentKind, PaymentsErp,
-    SaleMoney,
+    ErpInvoice, ErpPayment, ErpPaymentState, FinanceErp, InvoiceState, NewPayment, PaymentKind,
+    PaymentsErp, SaleMoney, SaleWithMoney,
 };
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -76,7 +76,63 @@ fn payment_of(row: &Value) -> Option<ErpPayment> {
 
 const PAYMENT_FIELDS: [&str; 5] = ["reference", "kind", "amount", "state", "origin"];
 
+/// A sale's fields its money is read from.
+const MONEY_FIELDS: [&str; 10] = [
+    "currency",
+    "invoices.state",
+    "invoices.number",
+    "invoices.total_amount",
+    "invoices.amount_to_pay",
+    "invoices.lines_to_pay",
+    "payments.reference",
+    "payments.kind",
+    "payments.amount",
+    "payments.state",
+];
+
 impl TrytonClient {
+    /// A sale's money from its row read with [`MONEY_FIELDS`].
+    async fn money_of(&self, sale: &Value) -> Result<SaleMoney, SyncError> {
+        let invoices = sale["invoices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| {
+                Some(ErpInvoice {
+                    id: id_of(row, "id")?,
+                    number: text_of(row, "number"),
+                    state: invoice_state(row["state"].as_str().unwrap_or_default()),
+                    total: decimal_of(&row["total_amount"]).unwrap_or_default(),
+                    amount_to_pay: decimal_of(&row["amount_to_pay"]).unwrap_or_default(),
+                    line_to_pay: row["lines_to_pay"].as_array().and_then(|lines| {
+                        lines
+                            .iter()
+                            .filter_map(|l| l.as_i64().or_else(|| id_of(l, "id")))
+                            .min()
+                    }),
+                })
+            })
+            .collect();
+        let payments = sale["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(payment_of)
+            .collect();
+        let currency_id = id_of(sale, "currency");
+        let refs = self.references().await?;
+        let currency = refs
+            .currencies
+            .iter()
+            .find(|(_, id)| Some(**id) == currency_id)
+            .map(|(code, _)| code.clone());
+        Ok(SaleMoney {
+            currency,
+            invoices,
+            payments,
+        })
+    }
+
     /// The `[erp.rpc]` login, or the error that says it is missing.
     fn rpc_login(&self) -> Result<&RpcLogin, SyncError> {
         self.rpc.as_ref().ok_or_else(|| {
@@ -289,6 +345,39 @@ impl TrytonClient {
 }
 
 #[async_trait]
+impl FinanceErp for TrytonClient {
+    async fn sales_with_money(
+        &self,
+        channel: &str,
+        from: time::Date,
+        to: time::Date,
+    ) -> Result<Vec<SaleWithMoney>, SyncError> {
+        let mut fields = vec!["reference", "number"];
+        fields.extend(MONEY_FIELDS);
+        let rows = self
+            .search_all(
+                "sale.sale",
+                json!([
+                    ["reference", "like", format!("{channel}/%")],
+                    ["sale_date", ">=", date_value(from)],
+                    ["sale_date", "<=", date_value(to)]
+                ]),
+                &fields,
+            )
+            .await?;
+        let mut sales = Vec::with_capacity(rows.len());
+        for row in &rows {
+            sales.push(SaleWithMoney {
+                reference: text_of(row, "reference").unwrap_or_default(),
+                number: text_of(row, "number"),
+                money: self.money_of(row).await?,
+            });
+        }
+        Ok(sales)
+    }
+}
+
+#[async_trait]
 impl PaymentsErp for TrytonClient {
     async fn record_payment(&self, payment: &NewPayment<'_>) -> Result<ErpPayment, SyncError> {
         // Found by reference first: a create whose answer was lost, or an attempt that
@@ -342,62 +431,8 @@ impl PaymentsErp for TrytonClient {
     }
 
     async fn sale_money(&self, sale_id: i64) -> Result<SaleMoney, SyncError> {
-        let sale = self
-            .read(
-                "sale.sale",
-                sale_id,
-                &[
-                    "currency",
-                    "invoices.state",
-                    "invoices.number",
-                    "invoices.total_amount",
-                    "invoices.amount_to_pay",
-                    "invoices.lines_to_pay",
-                    "payments.reference",
-                    "payments.kind",
-                    "payments.amount",
-                    "payments.state",
-                ],
-            )
-            .await?;
-        let invoices = sale["invoices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|row| {
-                Some(ErpInvoice {
-                    id: id_of(row, "id")?,
-                    number: text_of(row, "number"),
-                    state: invoice_state(row["state"].as_str().unwrap_or_default()),
-                    total: decimal_of(&row["total_amount"]).unwrap_or_default(),
-                    amount_to_pay: decimal_of(&row["amount_to_pay"]).unwrap_or_default(),
-                    line_to_pay: row["lines_to_pay"].as_array().and_then(|lines| {
-                        lines
-                            .iter()
-                            .filter_map(|l| l.as_i64().or_else(|| id_of(l, "id")))
-                            .min()
-                    }),
-                })
-            })
-            .collect();
-        let payments = sale["payments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(payment_of)
-            .collect();
-        let currency_id = id_of(&sale, "currency");
-        let refs = self.references().await?;
-        let currency = refs
-            .currencies
-            .iter()
-            .find(|(_, id)| Some(**id) == currency_id)
-            .map(|(code, _)| code.clone());
-        Ok(SaleMoney {
-            currency,
-            invoices,
-            payments,
-        })
+        let sale = self.read("sale.sale", sale_id, &MONEY_FIELDS).await?;
+        self.money_of(&sale).await
     }
 
     async fn post_invoice(&self, invoice_id: i64) -> Result<(), SyncError> {

@@ -2,6 +2,7 @@
 //! below them (the model, the mapping, the ports, the runtime), never each other's internals.
 
 pub mod audit;
+pub mod finance;
 pub mod fulfilment;
 pub mod orders;
 pub mod payments;

@@ -559,6 +559,28 @@ pub trait PaymentsErp: SalesErp {
     async fn post_invoice(&self, invoice_id: i64) -> Result<(), SyncError>;
 }
 
+/// A sale (an order's, or one of its return sales) with its money, as the ERP holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleWithMoney {
+    /// The sale's reference (`<channel>/<order id>`, a return's `.../refund/<refund id>`).
+    pub reference: String,
+    pub number: Option<String>,
+    pub money: SaleMoney,
+}
+
+/// What the finance report reads.
+#[async_trait]
+pub trait FinanceErp: Send + Sync {
+    /// A channel's sales (orders and return sales) dated within `from..=to`, with their
+    /// invoices and payments.
+    async fn sales_with_money(
+        &self,
+        channel: &str,
+        from: time::Date,
+        to: time::Date,
+    ) -> Result<Vec<SaleWithMoney>, SyncError>;
+}
+
 #[async_trait]
 pub trait ReturnsErp: PaymentsErp {
     /// Creates the return sale (draft).
