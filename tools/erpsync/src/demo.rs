@@ -205,6 +205,7 @@ async fn close_the_loop(
     let reference = format!("uk-shop/{order_id}");
     let (uk, _) = SHOPS[0];
     let shop = sandbox.shops.get(uk).context("the UK sandbox store")?;
+    pay(stack, secrets, desk, &http, &reference).await?;
     println!(
         "\nThe warehouse ships #1001 (tracking RM123456785GB); shipment-sync's schedule fires:"
     );
@@ -329,6 +330,151 @@ async fn close_the_loop(
     }
     if returns.len() != 1 {
         bail!("the refund made {} return sales", returns.len());
+    }
+    finance(stack).await
+}
+
+/// The money: #1001 paid partly with a gift card and the rest by card (the card's transaction
+/// delivered twice, as Shopify may), #1002 by card; each an `order_transactions/create`.
+async fn pay(
+    stack: &LocalStack,
+    secrets: &HashMap<String, String>,
+    desk: &ErpDesk,
+    http: &reqwest::Client,
+    reference: &str,
+) -> anyhow::Result<()> {
+    let (uk, _) = SHOPS[0];
+    let sales = desk
+        .search(
+            "sale.sale",
+            json!([["reference", "like", "uk-shop/%"]]),
+            &["reference", "number", "total_amount"],
+        )
+        .await?;
+    println!("\nThe customers paid at checkout; Shopify sends order_transactions/create:");
+    let mut transactions = Vec::new();
+    for (index, sale) in sales.iter().enumerate() {
+        let sale_reference = sale["reference"].as_str().unwrap_or_default();
+        let order_id: u64 = sale_reference
+            .strip_prefix("uk-shop/")
+            .and_then(|id| id.parse().ok())
+            .context("a uk-shop sale reference")?;
+        let total: rust_decimal::Decimal = sale["total_amount"]["decimal"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()?;
+        let id = 7_000_000_000 + 10 * index as u64;
+        if sale_reference == reference {
+            let gift = rust_decimal::Decimal::new(5000, 2);
+            transactions.push((order_id, id, "gift_card", gift));
+            transactions.push((order_id, id + 1, "shopify_payments", total - gift));
+            transactions.push((order_id, id + 1, "shopify_payments", total - gift));
+        } else {
+            transactions.push((order_id, id, "shopify_payments", total));
+        }
+    }
+    for (delivery, (order_id, id, gateway, amount)) in transactions.iter().enumerate() {
+        let body = json!({
+            "id": id, "order_id": order_id, "kind": "sale", "gateway": gateway,
+            "status": "success", "amount": amount.to_string(), "currency": "USD",
+            "processed_at": "2026-11-28T10:00:00Z", "test": false,
+            "admin_graphql_api_id": format!("gid://shopify/OrderTransaction/{id}")
+        });
+        let webhook_id = format!("demo-wh-txn-{delivery}");
+        let status = webhooks::deliver(
+            http,
+            &stack.functions.url("shop-webhook")?,
+            &webhooks::Delivery {
+                shop_domain: uk,
+                topic: "order_transactions/create",
+                webhook_id: &webhook_id,
+                body: &body.to_string(),
+            },
+            &SecretString::from(secrets.get("uk-shop").cloned().unwrap_or_default()),
+        )
+        .await?;
+        println!("  order {order_id}: {amount} via {gateway} (transaction {id}) -> HTTP {status}");
+    }
+    stack
+        .mapping("ReturnsQueue")
+        .await?
+        .drain(Duration::from_secs(120))
+        .await
+        .context("draining ReturnsQueue")?;
+    let invoiced = desk
+        .search(
+            "sale.sale",
+            json!([["reference", "like", "uk-shop/%"]]),
+            &[
+                "number",
+                "total_amount",
+                "invoices.number",
+                "invoices.state",
+                "payments.amount",
+                "payments.journal.name",
+            ],
+        )
+        .await?;
+    for sale in &invoiced {
+        let payments: Vec<String> = sale["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p["amount"]["decimal"].as_str().unwrap_or("?"),
+                    p["journal"]["name"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        println!(
+            "  sale {} ({}): payments [{}], invoice {} {}",
+            sale["number"].as_str().unwrap_or("?"),
+            sale["total_amount"]["decimal"].as_str().unwrap_or("?"),
+            payments.join(", "),
+            sale["invoices"][0]["number"].as_str().unwrap_or("-"),
+            sale["invoices"][0]["state"].as_str().unwrap_or("-"),
+        );
+        if sale["invoices"][0]["state"] != "paid" {
+            bail!("sale {} is not paid", sale["number"]);
+        }
+    }
+    Ok(())
+}
+
+/// Finance's month-end reading of the period: clean, or the demo fails.
+async fn finance(stack: &LocalStack) -> anyhow::Result<()> {
+    let deployment = &stack.deployment;
+    let erp = erpsync_connectors::TrytonClient::new(
+        &stack.tryton.url,
+        SecretString::from(stack.tryton.api_key.clone()),
+        deployment.config.erp.clone(),
+    )?;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&deployment.sdk),
+        deployment.resources.table.clone(),
+    );
+    let today = time::OffsetDateTime::now_utc().date();
+    println!("\nerpsync finance report --from {today} --to {today}:");
+    let report = erpsync_tools::finance::report(
+        &deployment.config,
+        &erp,
+        &store,
+        None,
+        today,
+        today,
+        &|_| {},
+    )
+    .await?;
+    for line in erpsync_tools::finance::render(&report).lines() {
+        println!("  {line}");
+    }
+    if report.variances() > 0 {
+        bail!(
+            "the finance report found {} variance(s)",
+            report.variances()
+        );
     }
     Ok(())
 }
