@@ -288,3 +288,88 @@ async fn a_payment_that_overtakes_its_order_waits_for_it_then_pays_the_invoice()
     assert_eq!(sale["invoices"][0]["state"], "paid", "{sale:?}");
     payments.tryton.stop().await;
 }
+
+/// A paid order (its invoice posted and paid) cancelled before dispatch, with Shopify's
+/// refund of everything: the sale goes to zero, Tryton credits the posted invoice, and the
+/// refund's money settles that credit note.
+#[tokio::test]
+async fn a_paid_order_cancelled_before_dispatch_is_credited_and_its_refund_settles_the_credit() {
+    let mut payments = PaymentWorld::start().await;
+    let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
+    let created = erpsync_e2e::at_version(&order, "2026-11-29T10:00:00Z");
+    payments
+        .world
+        .deliver("uk-shop", "orders/create", "wh-create", &created)
+        .await;
+    let total = erpsync_e2e::decimal(&payments.sale(&order_id).await["total_amount"]);
+    payments
+        .pay(&order_id, fresh_id(), "sale", "shopify_payments", &total)
+        .await;
+    assert_eq!(
+        payments.sale(&order_id).await["invoices"][0]["state"],
+        "paid"
+    );
+
+    let refund_id = fresh_id();
+    let lines: Vec<Value> = order["line_items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|line| {
+            json!({
+                "id": line["id"], "line_item_id": line["id"], "quantity": line["quantity"],
+                "restock_type": "cancel",
+                "subtotal_set": {"shop_money": {"amount": "0.00", "currency_code": "USD"}},
+                "total_tax_set": {"shop_money": {"amount": "0.00", "currency_code": "USD"}},
+                "line_item": {"sku": line["sku"], "fulfillment_status": null}
+            })
+        })
+        .collect();
+    let mut refund = fixture("shopify-refunds-create.json");
+    refund["id"] = json!(refund_id);
+    refund["order_id"] = json!(order_id.parse::<u64>().unwrap_or_default());
+    refund["refund_line_items"] = json!(lines);
+    refund["transactions"][0]["id"] = json!(refund_id + 1);
+    refund["transactions"][0]["gateway"] = json!("shopify_payments");
+    refund["transactions"][0]["amount"] = json!(total);
+    let mut cancelled = erpsync_e2e::at_version(&order, "2026-11-29T10:05:00Z");
+    cancelled["cancelled_at"] = json!("2026-11-29T10:05:00Z");
+    for line in cancelled["line_items"].as_array_mut().into_iter().flatten() {
+        line["current_quantity"] = json!(0);
+    }
+    cancelled["refunds"] = json!([refund.clone()]);
+    payments
+        .world
+        .deliver("uk-shop", "orders/cancelled", "wh-cancel", &cancelled)
+        .await;
+    payments
+        .world
+        .deliver_refund(&payments.money, "uk-shop", &refund, "wh-refund")
+        .await;
+
+    let sale = payments.sale(&order_id).await;
+    let invoices: Vec<(String, String)> = sale["invoices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                erpsync_e2e::decimal(&i["total_amount"]),
+                i["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        invoices,
+        vec![
+            (total.clone(), "paid".to_owned()),
+            (format!("-{total}"), "paid".to_owned())
+        ],
+        "{sale:?}"
+    );
+    let recorded = payments.payments(&format!("uk-shop/{order_id}")).await;
+    let kinds: Vec<&str> = recorded.iter().filter_map(|p| p["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["receivable", "payable"], "{recorded:?}");
+    payments.tryton.stop().await;
+}

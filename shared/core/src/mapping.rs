@@ -83,10 +83,6 @@ pub struct SaleLineDraft {
     pub unit_price: Decimal,
     /// ERP taxes (names) on this line.
     pub taxes: Vec<String>,
-    /// A gift card sold: the shop issues and mails the card, so the ERP records the card as
-    /// issued instead of making (and mailing) its own.
-    #[serde(default)]
-    pub gift_card: bool,
 }
 
 pub fn sale_draft(
@@ -124,7 +120,6 @@ pub fn sale_draft(
                             quantity: units,
                             unit_price,
                             taxes: taxes.clone(),
-                            gift_card: false,
                         });
                     }
                 }
@@ -138,7 +133,6 @@ pub fn sale_draft(
                         quantity,
                         unit_price,
                         taxes: taxes.clone(),
-                        gift_card: false,
                     });
                 }
             }
@@ -183,7 +177,6 @@ pub fn sale_draft(
                 quantity,
                 unit_price,
                 taxes: taxes.clone(),
-                gift_card: false,
             });
         }
     }
@@ -211,7 +204,6 @@ pub fn sale_draft(
             quantity: 1,
             unit_price: net,
             taxes,
-            gift_card: charge.kind == crate::model::order::ChargeKind::GiftCard,
         });
     }
     // Shop and ERP round tax their own ways (Shopify per line, Tryton per sale by default),
@@ -254,7 +246,6 @@ pub fn sale_draft(
             quantity: 1,
             unit_price: order.currency.round(difference),
             taxes: Vec::new(),
-            gift_card: false,
         });
     }
     Ok(SaleDraft {

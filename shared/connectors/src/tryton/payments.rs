@@ -162,6 +162,10 @@ impl TrytonClient {
                     relogged = true;
                     *login.session.lock().await = None;
                 }
+                // Refused again with a fresh session: the user lacks the rights.
+                Err(error) if error.kind == "erp_rpc_auth" => {
+                    return Err(SyncError::permanent("erp_rpc_login", error.message));
+                }
                 other => return other,
             }
         }
@@ -217,14 +221,18 @@ impl TrytonClient {
             .as_ref()
             .map_or("(none)", |r| r.password_secret.as_str());
         match status {
+            // A refused login is the credentials (a person's to fix, not an outage to wait
+            // out); a refused call with a session is the session ending, logged in again once.
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(SyncError::dependency_down(
-                    "erp_rpc_auth",
-                    format!(
-                        "Tryton refused the [erp.rpc] user (HTTP {}) on {method}: check the user, its groups and the password in {secret}",
-                        status.as_u16()
-                    ),
-                ));
+                let message = format!(
+                    "Tryton refused the [erp.rpc] user (HTTP {}) on {method}: check the user, its groups and the password in {secret}, then redrive",
+                    status.as_u16()
+                );
+                return Err(if authorization.is_none() {
+                    SyncError::permanent("erp_rpc_login", message)
+                } else {
+                    SyncError::retryable("erp_rpc_auth", message)
+                });
             }
             StatusCode::TOO_MANY_REQUESTS => {
                 return Err(SyncError::dependency_down(
@@ -251,12 +259,24 @@ impl TrytonClient {
             .await
             .map_err(|_| unexpected("a JSON-RPC answer that is not JSON"))?;
         if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
-            // Tryton answers a refused call with 200 and `error`: [kind, message...].
+            // Tryton answers any failure with 200 and `error`: a refusal of the data names
+            // its class first (UserError, UserWarning, AccessError); anything else (a
+            // concurrent update, a crash) is Tryton's trouble, and the retry may pass.
             let text: String = error.to_string().chars().take(300).collect();
-            return Err(SyncError::permanent(
-                "erp_rejected",
-                format!("Tryton refused JSON-RPC {method}: {text}"),
-            ));
+            let class = error.get(0).and_then(Value::as_str).unwrap_or_default();
+            return Err(
+                if matches!(class, "UserError" | "UserWarning" | "AccessError") {
+                    SyncError::permanent(
+                        "erp_rejected",
+                        format!("Tryton refused JSON-RPC {method}: {text}"),
+                    )
+                } else {
+                    SyncError::retryable(
+                        "erp_unavailable",
+                        format!("Tryton failed on JSON-RPC {method}: {text}"),
+                    )
+                },
+            );
         }
         Ok(body.get("result").cloned().unwrap_or(Value::Null))
     }
@@ -296,6 +316,40 @@ impl TrytonClient {
             )
             .await;
         outcome.map(|_| ())
+    }
+
+    /// Marks the payment succeeded, its clearing move dated when the money moved (not when
+    /// erpsync got to it), and posts that move: no cron of Tryton's posts it, and a draft
+    /// move would leave the gateway's clearing and the gift-card liability out of the books.
+    async fn succeed(&self, payment_id: i64, date: time::Date) -> Result<(), SyncError> {
+        let refs = self.references().await?;
+        let context = super::transport::encode(&json!({
+            "company": refs.company,
+            "clearing_date": date_value(date),
+        }));
+        self.call(
+            reqwest::Method::POST,
+            &format!("model/account.payment/{payment_id}/succeed"),
+            &[],
+            Some(&json!({})),
+            Some(&context),
+        )
+        .await?;
+        self.post_clearing_move(payment_id).await
+    }
+
+    /// Posts a succeeded payment's clearing move if it is still a draft.
+    async fn post_clearing_move(&self, payment_id: i64) -> Result<(), SyncError> {
+        let payment = self
+            .read("account.payment", payment_id, &["clearing_move.state"])
+            .await?;
+        let Some(clearing) = id_of(&payment, "clearing_move") else {
+            return Ok(());
+        };
+        if payment["clearing_move"]["state"] == "draft" {
+            self.call_button("account.move", clearing, "post").await?;
+        }
+        Ok(())
     }
 
     async fn payment_by_reference(&self, reference: &str) -> Result<Option<Value>, SyncError> {
@@ -393,7 +447,11 @@ impl PaymentsErp for TrytonClient {
         for _ in 0..5 {
             let found = payment_of(&row).ok_or_else(|| unexpected("a payment without an id"))?;
             match &found.state {
-                ErpPaymentState::Succeeded => return Ok(found),
+                ErpPaymentState::Succeeded => {
+                    // An attempt that stopped after succeeding may have left its move a draft.
+                    self.post_clearing_move(found.id).await?;
+                    return Ok(found);
+                }
                 ErpPaymentState::Draft => {
                     self.call_button("account.payment", found.id, "submit")
                         .await?
@@ -406,10 +464,7 @@ impl PaymentsErp for TrytonClient {
                 ErpPaymentState::Submitted | ErpPaymentState::Approved => {
                     self.process_payment(found.id).await?
                 }
-                ErpPaymentState::Processing => {
-                    self.call_button("account.payment", found.id, "succeed")
-                        .await?
-                }
+                ErpPaymentState::Processing => self.succeed(found.id, payment.date).await?,
                 ErpPaymentState::Failed | ErpPaymentState::Other(_) => {
                     return Err(SyncError::permanent(
                         "erp_payment_state",

@@ -104,11 +104,29 @@ pub fn report_channel(
             .or_default()
             .push(sale);
     }
-    for (reference, sales) in by_order {
-        let order = reference
-            .strip_prefix(&format!("{channel}/"))
-            .unwrap_or(reference)
+    let mut orders: BTreeMap<String, Vec<&SaleWithMoney>> = by_order
+        .into_iter()
+        .map(|(reference, sales)| {
+            let order = reference
+                .strip_prefix(&format!("{channel}/"))
+                .unwrap_or(reference)
+                .to_owned();
+            (order, sales)
+        })
+        .collect();
+    // Money erpsync could not book is reported whether or not its order reached the ERP
+    // (a payment for an order never booked has no sale to read).
+    for state in attention {
+        let order = state
+            .entity
+            .entity_id
+            .split('/')
+            .next()
+            .unwrap_or_default()
             .to_owned();
+        orders.entry(order).or_default();
+    }
+    for (order, sales) in orders {
         let mut row = order_money(channel, &order, &sales);
         for state in attention
             .iter()
@@ -120,9 +138,10 @@ pub fn report_channel(
                     "{}: {}",
                     state.entity.entity_id,
                     state
-                        .note
-                        .as_deref()
-                        .or(state.last_error.as_ref().map(|e| e.message.as_str()))
+                        .last_error
+                        .as_ref()
+                        .map(|e| e.message.as_str())
+                        .or(state.note.as_deref())
                         .unwrap_or("needs a person (erpsync exceptions)")
                 ),
             });

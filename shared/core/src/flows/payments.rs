@@ -28,6 +28,9 @@ use crate::ports::{
     PaymentKind, PaymentsErp, SaleMoney, SyncStateStore, note_failure, once, sale_awaited,
 };
 
+/// How long a refund whose order is not in the ERP waits before it looks again.
+const REFUND_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 pub struct PaymentDeps<'a> {
     pub idempotency: &'a dyn IdempotencyStore,
     pub state: &'a dyn SyncStateStore,
@@ -159,6 +162,13 @@ pub fn plan_transaction(
             channel.id
         ));
     }
+    // Off and shadow channels write nothing to the ERP; their orders are not there.
+    if channel.mode != crate::config::Mode::Live {
+        return nothing(format!(
+            "{what}: {} is {:?}, so no payment is recorded",
+            channel.id, channel.mode
+        ));
+    }
     match transaction.status {
         TransactionStatus::Pending => {
             return nothing(format!(
@@ -174,6 +184,12 @@ pub fn plan_transaction(
         TransactionKind::Sale | TransactionKind::Capture => {}
         TransactionKind::Authorization | TransactionKind::Void => {
             return nothing(format!("{what}: an authorisation or void moves no money"));
+        }
+        // A card reader's authorisation and a refund Shopify only suggests move no money.
+        TransactionKind::Other(kind)
+            if kind == "emv_authorization" || kind == "suggested_refund" =>
+        {
+            return nothing(format!("{what}: a {kind} moves no money"));
         }
         TransactionKind::Refund => {
             return nothing(format!(
@@ -274,12 +290,15 @@ async fn receive(
         channel.id
     );
     let Some(sale) = deps.erp.find_sale_by_reference(&order_reference).await? else {
+        // A payment comes with its order (the two webhooks fire together, on two queues):
+        // it looks again in a couple of minutes, not at the refunds' half hour.
         return Err(sale_awaited(
             deps.state,
             &channel.id,
             &transaction.order_id,
             "payment",
             &what,
+            std::time::Duration::from_secs(120),
         )
         .await);
     };
@@ -514,9 +533,9 @@ async fn pay_back(
         let outcome = PaymentOutcome::NothingToRecord { why: why.clone() };
         Ok((outcome, record(entity, SyncStatus::Synced, None, why)))
     };
-    if channel.payments.is_empty() {
+    if channel.payments.is_empty() || channel.mode != crate::config::Mode::Live {
         return nothing(format!(
-            "{} records no payments (no [channels.payments])",
+            "{} records no payments (no [channels.payments], or not live)",
             channel.id
         ));
     }
@@ -545,6 +564,7 @@ async fn pay_back(
                     &refund.order_id,
                     "refund",
                     &what,
+                    REFUND_WAIT,
                 )
                 .await);
             }
@@ -573,19 +593,29 @@ async fn pay_back(
         .cloned()
     else {
         let total: Decimal = refund.paid.iter().map(|p| p.amount).sum();
-        return Ok((
-            PaymentOutcome::NothingToRecord {
-                why: "no credit note".to_owned(),
-            },
-            record(
-                entity,
-                SyncStatus::NeedsAttention,
-                None,
-                format!(
-                    "refund {} paid back {total} {currency}, but sale {} has no credit note to settle (its invoice was not posted when the units left the sale): record the refund payment against the sale by hand",
-                    refund.id,
-                    sale.number.as_deref().unwrap_or("?")
-                ),
+        let number = sale.number.as_deref().unwrap_or("?");
+        let received: Decimal = money
+            .payments
+            .iter()
+            .filter(|p| p.kind == PaymentKind::Receivable && p.state == ErpPaymentState::Succeeded)
+            .map(|p| p.amount)
+            .sum();
+        if received.is_zero() {
+            // No money of the order is in the ERP (it came before payments were recorded, or
+            // its payment is still on its way): there is nothing to pay back against.
+            let why = format!(
+                "refund {} paid back {total} {currency}; sale {number} holds no payment and no credit note, so no refund payment is recorded",
+                refund.id
+            );
+            return nothing(why);
+        }
+        // The money is in the ERP but the credit note is not yet: the units leave the sale
+        // with the order's update or cancellation, which may still be on its way.
+        return Err(SyncError::retryable(
+            "credit_note_pending",
+            format!(
+                "refund {} paid back {total} {currency}, but sale {number}, which received {received}, has no credit note yet: retried until the order's update or cancellation makes it; if none comes, credit the sale in the ERP and redrive",
+                refund.id
             ),
         ));
     };

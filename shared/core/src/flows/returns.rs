@@ -105,7 +105,15 @@ async fn book(
             "refund {} ({paid_back} paid back) is for order {} of {}",
             refund.id, refund.order_id, channel.id
         );
-        return Err(sale_awaited(deps.state, &channel.id, &refund.order_id, "refund", &what).await);
+        return Err(sale_awaited(
+            deps.state,
+            &channel.id,
+            &refund.order_id,
+            "refund",
+            &what,
+            std::time::Duration::from_secs(30 * 60),
+        )
+        .await);
     };
     let details = deps.erp.sale_details(original.id).await?;
     // The refund reads on the order's basis, which order-sync records when it books the

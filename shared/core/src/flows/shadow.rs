@@ -148,7 +148,6 @@ mod tests {
                     quantity: 2,
                     unit_price: Decimal::new(1000, 2),
                     taxes: vec![],
-                    gift_card: false,
                 },
                 SaleLineDraft {
                     sku: sku("B"),
@@ -156,7 +155,6 @@ mod tests {
                     quantity: 1,
                     unit_price: Decimal::new(500, 2),
                     taxes: vec![],
-                    gift_card: false,
                 },
             ],
         }

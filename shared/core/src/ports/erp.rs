@@ -195,16 +195,18 @@ pub async fn keep_one_sale(
 
 /// Money (a refund, a payment) for an order whose ERP sale cannot be found. It can overtake
 /// its order (a backlog on the orders queue, a webhook lost and brought in by reconciliation
-/// every 30 minutes): while the order is on its way it waits, at the retry policy's longest
-/// delay, while its receives last, then a person is told. An order parked for a person, or
+/// every 30 minutes): while the order is on its way it waits (at most the retry policy's
+/// longest delay), while its receives last, then a person is told. An order parked for a person, or
 /// booked but gone from the ERP, or never to be booked (skipped, shadow), is a person's at
-/// once. `subject` names the kind of money (`refund`, `payment`); `what` says which.
+/// once. `subject` names the kind of money (`refund`, `payment`); `what` says which; `wait`
+/// is how long it waits before it looks again.
 pub async fn sale_awaited(
     state: &dyn super::SyncStateStore,
     channel: &crate::model::ids::ChannelId,
     order: &crate::model::ids::ExternalOrderId,
     subject: &str,
     what: &str,
+    wait: std::time::Duration,
 ) -> SyncError {
     use crate::model::state::{EntityRef, SyncStatus};
     let order_state = match state.get(&EntityRef::order(channel, order.as_str())).await {
@@ -218,7 +220,7 @@ pub async fn sale_awaited(
                 "{what}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive"
             ),
         )
-        .with_retry_after(std::time::Duration::from_secs(30 * 60)),
+        .with_retry_after(wait),
         Some(SyncStatus::NeedsAttention) => SyncError::permanent(
             format!("{subject}_for_parked_order"),
             format!(

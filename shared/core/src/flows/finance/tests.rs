@@ -140,3 +140,37 @@ fn each_variance_is_named_for_its_order() {
         "{found:?}"
     );
 }
+
+#[test]
+fn money_erpsync_could_not_book_is_reported_even_without_a_sale() {
+    use crate::model::ids::ChannelId;
+    use crate::model::state::{EntityRef, Flow, SyncStatus};
+    let state = SyncState {
+        entity: EntityRef {
+            flow: Flow::PaymentSync,
+            channel: ChannelId::parse("uk-shop").unwrap_or_else(|e| panic!("{e}")),
+            entity_id: "77/txn-5".to_owned(),
+        },
+        status: SyncStatus::NeedsAttention,
+        erp_id: None,
+        erp_number: None,
+        version: None,
+        note: Some("payment gateway \"paypal_express\" of uk-shop is not mapped".to_owned()),
+        attempts: 1,
+        last_error: None,
+        updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        basis: None,
+    };
+    let mut report = FinanceReport::default();
+    report_channel("uk-shop", &settled_order(), &[state], &mut report);
+    let flagged: Vec<_> = report
+        .orders
+        .iter()
+        .filter(|o| !o.variances.is_empty())
+        .map(|o| (o.order.clone(), o.variances[0].kind))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![("77".to_owned(), VarianceKind::NeedsAttention)]
+    );
+}

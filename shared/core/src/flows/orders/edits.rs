@@ -145,16 +145,14 @@ pub fn plan_edit(
         .chain(added.iter().map(|a| format!("added {a}")))
         .collect::<Vec<_>>()
         .join("; ");
-    if details.fulfilment_started || details.invoiced {
-        let stage = if details.fulfilment_started {
-            "dispatching"
-        } else {
-            "invoicing"
-        };
+    // An invoice already posted (its payments covered it) does not stop the change: the
+    // amendment makes Tryton credit (or invoice) the difference in units, which the refund's
+    // money then settles. Goods on their way do.
+    if details.fulfilment_started {
         return Err(SyncError::permanent(
             "changed_after_dispatch",
             format!(
-                "{order_name} changed in the shop ({all_changes}) after the ERP started {stage} sale {sale}: \
+                "{order_name} changed in the shop ({all_changes}) after the ERP started dispatching sale {sale}: \
                  apply the change to sale {sale} by hand (or return and re-sell), then discard this message"
             ),
         ));
@@ -221,7 +219,6 @@ mod tests {
                     quantity: *q,
                     unit_price: Decimal::new(*cents, 2),
                     taxes: Vec::new(),
-                    gift_card: false,
                 })
                 .collect(),
         }

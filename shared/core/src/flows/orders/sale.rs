@@ -170,8 +170,8 @@ pub(super) async fn apply(
     })
 }
 
-/// Cancels the ERP sale while nothing has left the warehouse nor been invoiced; after that
-/// a person must decide (return, credit note).
+/// Cancels the ERP sale while nothing has left the warehouse (a posted invoice is credited by
+/// Tryton); after that a person must decide (return, credit note).
 pub(super) async fn cancel(
     deps: &OrderSyncDeps<'_>,
     order_name: &str,
@@ -200,20 +200,17 @@ pub(super) async fn cancel(
         }
         ErpSaleState::Processing => {
             let details = erp.sale_details(sale.id).await?;
-            if details.fulfilment_started || details.invoiced {
+            if details.fulfilment_started {
                 return Err(SyncError::permanent(
                     "cancelled_after_dispatch",
                     format!(
-                        "{order_name} was cancelled in the shop after the ERP started {} sale {number}: \
-                         stop the shipment if you still can, otherwise book the return and credit note, then discard this message",
-                        if details.fulfilment_started {
-                            "dispatching"
-                        } else {
-                            "invoicing"
-                        }
+                        "{order_name} was cancelled in the shop after the ERP started dispatching sale {number}: \
+                         stop the shipment if you still can, otherwise book the return and credit note, then discard this message"
                     ),
                 ));
             }
+            // An invoice already posted (its payments covered it) stays: the amendment to
+            // zero makes Tryton credit it, and the refund's money settles that credit note.
             // Tryton has no cancel for a processing sale; an amendment to zero withdraws
             // its shipments and draft invoices, which is what cancelling means here.
             let lines = details
