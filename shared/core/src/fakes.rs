@@ -224,6 +224,8 @@ pub struct FakeErp {
     pub lose_create_answer: Mutex<bool>,
     /// The next look-up by reference runs before a pending create commits.
     pub hide_next_lookup: Mutex<bool>,
+    /// An amendment another attempt left in draft, made at this time.
+    pub draft_amendment_since: Mutex<Option<time::OffsetDateTime>>,
 }
 
 fn take(flag: &Mutex<bool>) -> bool {
@@ -458,6 +460,7 @@ impl SalesErp for FakeErp {
                 .unwrap_or_default(),
             fulfilment_started: *self.dispatched.lock().map_err(poisoned)?,
             invoiced: false,
+            draft_amendment_since: *self.draft_amendment_since.lock().map_err(poisoned)?,
         })
     }
     async fn cancel_sale(&self, sale_id: i64) -> Result<ErpSale, SyncError> {

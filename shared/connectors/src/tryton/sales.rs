@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::TrytonClient;
 use super::transport::unexpected;
-use super::values::{decimal_of, id_of, text_of};
+use super::values::{decimal_of, id_of, stamp_of, text_of};
 
 fn sale_state(text: &str) -> ErpSaleState {
     match text {
@@ -333,6 +333,8 @@ impl SalesErp for TrytonClient {
                     "lines.taxes.rate",
                     "shipments.state",
                     "invoices.state",
+                    "amendments.state",
+                    "amendments.create_date",
                 ],
             )
             .await?;
@@ -399,6 +401,13 @@ impl SalesErp for TrytonClient {
             invoiced: states("invoices")
                 .iter()
                 .any(|s| !matches!(s.as_str(), "draft" | "cancelled")),
+            draft_amendment_since: sale["amendments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["state"] == "draft")
+                .filter_map(stamp_of)
+                .max(),
         })
     }
 

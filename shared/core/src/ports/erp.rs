@@ -60,6 +60,9 @@ pub struct ErpSaleDetails {
     pub fulfilment_started: bool,
     /// An invoice is validated, posted or paid.
     pub invoiced: bool,
+    /// When the youngest amendment still in draft was made: an attempt whose answer was lost
+    /// may still be applying it.
+    pub draft_amendment_since: Option<time::OffsetDateTime>,
 }
 
 /// A change to a confirmed sale, applied by the ERP as one amendment.

@@ -255,6 +255,7 @@ mod tests {
                 .collect(),
             fulfilment_started: started,
             invoiced: false,
+            draft_amendment_since: None,
         }
     }
 

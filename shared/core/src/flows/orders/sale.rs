@@ -1,6 +1,7 @@
 //! The ERP sale an order becomes: created (or found) and confirmed, amended by the order's
 //! edits, or cancelled; short stock flagged.
 
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::customers::{address_for, ensure_customer};
@@ -120,6 +121,23 @@ pub(super) async fn apply(
         _ => sale,
     };
     let details = erp.sale_details(sale.id).await?;
+    // An amendment an earlier attempt made may still be applying (its answer was lost and
+    // its message parked, so this version came next): the sale read now may not be the sale
+    // it leaves. Look again once that request must have ended.
+    let settle = std::time::Duration::from_secs(deps.config.erp.request_timeout_seconds.into());
+    if let Some(since) = details.draft_amendment_since
+        && OffsetDateTime::now_utc() - since < settle
+    {
+        return Err(SyncError::retryable(
+            "amendment_in_flight",
+            format!(
+                "sale {} has an amendment an earlier attempt made {} s ago that may still be applying; looked at again once it must have ended",
+                sale.number.as_deref().unwrap_or("?"),
+                (OffsetDateTime::now_utc() - since).whole_seconds()
+            ),
+        )
+        .with_retry_after(settle));
+    }
     let Some(plan) = super::edits::plan_edit(order_name, &details, draft, &products)? else {
         info!(entity = %entity, erp_id = sale.id, "sale already in the ERP and up to date");
         return Ok(OrderOutcome::Synced {

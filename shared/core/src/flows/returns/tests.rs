@@ -55,6 +55,7 @@ fn original() -> ErpSaleDetails {
         ],
         fulfilment_started: true,
         invoiced: false,
+        draft_amendment_since: None,
     }
 }
 

@@ -198,6 +198,43 @@ async fn an_edit_of_a_sale_left_confirmed_but_not_processed_processes_it_then_am
     assert_eq!(states, vec![ErpSaleState::Processing]);
 }
 
+/// The N = 2,000 outage run: an older version's amendment, its answer lost and its message
+/// parked, was still applying when the newer version read the sale, found it up to date and
+/// was recorded synced; then the late amendment left the ERP at the older version.
+#[tokio::test]
+async fn a_version_waits_while_an_earlier_attempt_s_amendment_may_still_be_applying() {
+    let world = World::new();
+    let create = version_of("2026-11-29T10:00:00Z", |_| {});
+    assert!(matches!(
+        world.deliver(&create).await,
+        Ok(OrderOutcome::Synced { .. })
+    ));
+    if let Ok(mut since) = world.erp.draft_amendment_since.lock() {
+        *since = Some(time::OffsetDateTime::now_utc() - Duration::seconds(3));
+    }
+    let edit = version_of("2026-11-29T10:05:00Z", |o| set_quantity(o, 0, 2));
+    let waiting = world
+        .deliver_topic(OrderTopic::Updated, &edit)
+        .await
+        .err()
+        .map(|f| (f.error.kind, f.error.retry_after));
+    assert_eq!(
+        waiting,
+        Some((
+            "amendment_in_flight".to_owned(),
+            Some(std::time::Duration::from_secs(30))
+        ))
+    );
+    // A draft older than any request can last is a dead attempt's: the edit goes ahead.
+    if let Ok(mut since) = world.erp.draft_amendment_since.lock() {
+        *since = Some(time::OffsetDateTime::now_utc() - Duration::seconds(31));
+    }
+    assert!(matches!(
+        world.deliver_topic(OrderTopic::Updated, &edit).await,
+        Ok(OrderOutcome::Amended { .. })
+    ));
+}
+
 #[tokio::test]
 async fn an_edit_after_dispatch_needs_attention_saying_what_to_do() {
     let world = World::new();
