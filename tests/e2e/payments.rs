@@ -260,8 +260,9 @@ async fn a_payment_that_overtakes_its_order_waits_for_it_then_pays_the_invoice()
     let mut payments = PaymentWorld::start().await;
     let (order, order_id) = fresh_order("shopify-orders-create-multiline-discount-tax.json");
     let id = fresh_id();
+    // What the ERP will total for this order (the shop's lines, taxed by the ERP).
     payments
-        .pay(&order_id, id, "sale", "shopify_payments", "598.94")
+        .pay(&order_id, id, "sale", "shopify_payments", "622.22")
         .await;
     let waiting = payments
         .world
@@ -284,7 +285,7 @@ async fn a_payment_that_overtakes_its_order_waits_for_it_then_pays_the_invoice()
         .drain_returns(&payments.money, Duration::from_secs(60))
         .await;
     let sale = payments.sale(&order_id).await;
-    assert_eq!(erpsync_e2e::decimal(&sale["total_amount"]), "598.94");
+    assert_eq!(erpsync_e2e::decimal(&sale["total_amount"]), "622.22");
     assert_eq!(sale["invoices"][0]["state"], "paid", "{sale:?}");
     payments.tryton.stop().await;
 }

@@ -491,7 +491,6 @@ impl PaymentsErp for TrytonClient {
     }
 
     async fn post_invoice(&self, invoice_id: i64) -> Result<(), SyncError> {
-        self.call_button("account.invoice", invoice_id, "post")
-            .await
+        self.post_with_shop_taxes(invoice_id).await
     }
 }

@@ -14,10 +14,10 @@ use super::values::{decimal_of, id_of, text_of};
 use erpsync_core::ports::{ReturnDraft, ReturnProduct, ReturnsErp, SettledReturn};
 
 impl TrytonClient {
-    /// Posts a credit note made from a return sale. Its lines carry the original sale's
-    /// taxes (mapped from the shop per destination), which Tryton warns differ from the
-    /// products' defaults; that difference is deliberate, so the warning is skipped here.
-    async fn post_credit_note(&self, invoice_id: i64) -> Result<(), SyncError> {
+    /// Posts an invoice or credit note made from a sale. Its lines carry the taxes mapped from
+    /// the shop per destination, which Tryton warns differ from the products' defaults; that
+    /// difference is deliberate, so the warning is skipped here.
+    pub(super) async fn post_with_shop_taxes(&self, invoice_id: i64) -> Result<(), SyncError> {
         let refs = self.references().await?;
         let context = encode(&json!({"company": refs.company, "_skip_warnings": true}));
         self.call(
@@ -163,7 +163,7 @@ impl ReturnsErp for TrytonClient {
         };
         let invoice_id = id_of(invoice, "id").ok_or_else(|| unexpected("an invoice without id"))?;
         if invoice["state"] == "draft" || invoice["state"] == "validated" {
-            self.post_credit_note(invoice_id).await?;
+            self.post_with_shop_taxes(invoice_id).await?;
         }
         let posted = self
             .read("account.invoice", invoice_id, &["number", "total_amount"])
