@@ -318,3 +318,47 @@ pub trait FoundOrders: Send + Sync {
         fetched_at: OffsetDateTime,
     ) -> Result<(), SyncError>;
 }
+
+/// Money (a refund, a payment) for an order whose ERP sale cannot be found. It can overtake
+/// its order (a backlog on the orders queue, a webhook lost and brought in by reconciliation
+/// every 30 minutes): while the order is on its way it waits (at most the retry policy's
+/// longest delay), while its receives last, then a person is told. An order parked for a person, or
+/// booked but gone from the ERP, or never to be booked (skipped, shadow), is a person's at
+/// once. `subject` names the kind of money (`refund`, `payment`); `what` says which; `wait`
+/// is how long it waits before it looks again.
+pub async fn sale_awaited(
+    state: &dyn SyncStateStore,
+    channel: &crate::model::ids::ChannelId,
+    order: &crate::model::ids::ExternalOrderId,
+    subject: &str,
+    what: &str,
+    wait: std::time::Duration,
+) -> SyncError {
+    use crate::model::state::{EntityRef, SyncStatus};
+    let order_state = match state.get(&EntityRef::order(channel, order.as_str())).await {
+        Ok(order_state) => order_state,
+        Err(error) => return error,
+    };
+    match order_state.map(|s| s.status) {
+        None | Some(SyncStatus::Pending | SyncStatus::Retrying) => SyncError::retryable(
+            "order_not_in_erp_yet",
+            format!(
+                "{what}, which is not in the ERP yet: retried while the order may still arrive; if it never does, bring the order in (erpsync replay) and redrive"
+            ),
+        )
+        .with_retry_after(wait),
+        Some(SyncStatus::NeedsAttention) => SyncError::permanent(
+            format!("{subject}_for_parked_order"),
+            format!(
+                "{what}, which waits for a person (erpsync exceptions): settle the order first, then redrive this {subject}"
+            ),
+        ),
+        Some(status) => SyncError::permanent(
+            format!("{subject}_for_unknown_order"),
+            format!(
+                "{what}, whose ERP sale cannot be found (its state is {}): book it by hand and discard, or bring the order in (erpsync replay) and redrive",
+                status.as_str()
+            ),
+        ),
+    }
+}
