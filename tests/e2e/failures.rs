@@ -463,7 +463,8 @@ async fn a_read_refused_at_once_is_tried_again_and_a_refused_write_is_not() {
     // A write is never repeated by the client: the flow checks what a lost answer did.
     proxy.fail_next(1);
     let before = proxy.counts();
-    let refused = erp.quote_sale(1).await;
+    // (confirm: quoting first reads the sale's gift-card lines, a read of its own)
+    let refused = erp.confirm_sale(1).await;
     assert_eq!(
         refused.err().map(|e| e.kind),
         Some("erp_unavailable".to_owned())
